@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.errors import LookalikeError
+
 BACKBONES = ("resnet50", "efficientnet-lite0")
 
 #: Files torchvision's ResNet-50 ImageNet weights are cached as (V2 first, V1 second).
@@ -45,7 +47,7 @@ RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
 HASH_LAYER_VERSION = 1
 
 
-class EncoderError(Exception):
+class EncoderError(LookalikeError):
     """A backbone that cannot be built; the message says how to fix it."""
 
 
@@ -93,7 +95,7 @@ def backbone_info() -> list[BackboneInfo]:
             r50 is not None,
             str(r50) if r50 else None,
             "on a machine with internet: python -c 'import torchvision as t; "
-            "t.models.resnet50(weights=\"IMAGENET1K_V2\")' (caches "
+            't.models.resnet50(weights="IMAGENET1K_V2")\' (caches '
             f"{_torch_cache_dir() / RESNET50_FILES[0]}), or pass --weights FILE",
             2048,
             224,
@@ -117,7 +119,9 @@ def resolve_backbone(backbone: str = "auto", weights: str | os.PathLike[str] | N
             return "resnet50"
         return "efficientnet-lite0"
     if name not in BACKBONES:
-        raise EncoderError(f"unknown backbone {backbone!r}: choose one of auto, {', '.join(BACKBONES)}")
+        raise EncoderError(
+            f"unknown backbone {backbone!r}: choose one of auto, {', '.join(BACKBONES)}"
+        )
     return name
 
 
@@ -174,7 +178,9 @@ def _build_resnet50(state: dict[str, torch.Tensor] | None) -> nn.Module:
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:
-            raise EncoderError(f"weights do not fit ResNet-50: {str(exc).splitlines()[0]}") from None
+            raise EncoderError(
+                f"weights do not fit ResNet-50: {str(exc).splitlines()[0]}"
+            ) from None
     body = nn.Sequential(*list(model.children())[:-2])  # drop avgpool and fc
     return _Pooled(body)
 
@@ -191,7 +197,9 @@ def _build_efficientnet_lite0(state: dict[str, torch.Tensor]) -> nn.Module:
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        raise EncoderError(f"weights do not fit EfficientNet-Lite0: {str(exc).splitlines()[0]}") from None
+        raise EncoderError(
+            f"weights do not fit EfficientNet-Lite0: {str(exc).splitlines()[0]}"
+        ) from None
     # Classifier weights stay loaded but unused: extract_features stops before pooling.
     return _Pooled(model, model.extract_features)
 
@@ -344,6 +352,8 @@ class DeepImageEncoder(nn.Module):
 
     def prepare(self, batch: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) pixels to the normalised, channels-last tensor on device."""
+        if not batch.flags.writeable:
+            batch = batch.copy()
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float()
         x = x * self._scale - self._offset  # (x / 255 - mean) / std

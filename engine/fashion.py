@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from engine.errors import LookalikeError
+
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = (
     "t-shirt",
@@ -35,7 +37,7 @@ _FILES = {
 }
 
 
-class DatasetError(Exception):
+class DatasetError(LookalikeError):
     """The IDX files are missing or malformed."""
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from engine.errors import LookalikeError
+
 #: Images claiming more pixels than this are refused before any pixel is allocated.
 #: 64 megapixels covers every camera sensor sold today with room to spare.
 MAX_PIXELS = 64_000_000
@@ -58,7 +60,7 @@ def _registered_extensions() -> frozenset[str]:
 IMAGE_EXTENSIONS: frozenset[str] = _registered_extensions()
 
 
-class ImageError(Exception):
+class ImageError(LookalikeError):
     """An image that cannot be used; ``str(err)`` is a one-line reason fit for a report."""
 
 
@@ -159,23 +161,21 @@ def open_image(
     try:
         if os.path.getsize(path) == 0:
             raise ImageError("empty file")
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = Image.open(path)
-            try:
-                width, height = im.size
-                if width * height > max_pixels:
-                    raise ImageError(
-                        f"image too large ({width}x{height} pixels, limit {max_pixels:,}):"
-                        " refused as a possible decompression bomb"
-                    )
-                if draft_size and im.format == "JPEG":
-                    im.draft("RGB", (draft_size, draft_size))
-                im.load()
-                im = ImageOps.exif_transpose(im)
-                return to_rgb(im)
-            finally:
-                im.close()
+        opened = Image.open(path)
+        try:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise ImageError(
+                    f"image too large ({width}x{height} pixels, limit {max_pixels:,}):"
+                    " refused as a possible decompression bomb"
+                )
+            if draft_size and opened.format == "JPEG":
+                opened.draft("RGB", (draft_size, draft_size))
+            opened.load()
+            im = to_rgb(ImageOps.exif_transpose(opened))
+            return opened.copy() if im is opened else im
+        finally:
+            opened.close()
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -216,5 +216,8 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
+# Our own limit (MAX_PIXELS) is checked before decoding; Pillow's warning would only
+# repeat it on stderr. Its hard error for 2x its own limit still applies.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 # Truncated JPEG/PNG files must fail loudly, never decode half a picture silently.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -70,7 +70,9 @@ def signatures(codes: np.ndarray, num_perm: int = 128, seed: int = 1) -> np.ndar
     # Chunked so the (chunk, dim, num_perm) gather stays around 16 MB.
     step = max(1, (1 << 22) // max(1, dim * num_perm))
     for start in range(0, n, step):
-        np.minimum.reduce(table[tokens[start : start + step]], axis=1, out=out[start : start + step])
+        np.minimum.reduce(
+            table[tokens[start : start + step]], axis=1, out=out[start : start + step]
+        )
     return out
 
 

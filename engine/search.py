@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import LookalikeError
 from engine.images import FileEntry, ImageError, SkippedFile, open_image, walk_images
 from engine.minhash import as_minhash, signatures
 from engine.store import IndexFileError, Row, SQLiteStore, WriterLock, default_index_path
@@ -51,7 +52,7 @@ DEFAULT_BANDS = {128: (32, 4)}
 CENTRE_REFIT_CAP = 200_000
 
 
-class SearchError(Exception):
+class SearchError(LookalikeError):
     """A query or setting that cannot be served; the message is one line for the user."""
 
 
@@ -202,22 +203,31 @@ class ImageSimilaritySearch:
             self.store.clear()
         meta = self.store.get_meta()
         asked = {
-            "backbone": None if backbone == "auto" and weights is None else resolve_backbone(backbone, weights),
+            "backbone": None
+            if backbone == "auto" and weights is None
+            else resolve_backbone(backbone, weights),
             "hash_dim": hash_dim,
             "num_perm": num_perm,
             "seed": seed,
         }
         if "backbone" in meta:
             clashes = [
-                f"{k} {meta[k]} (asked {v})" for k, v in asked.items() if v is not None and v != meta[k]
+                f"{k} {meta[k]} (asked {v})"
+                for k, v in asked.items()
+                if v is not None and v != meta[k]
             ]
             if clashes:
                 raise IndexMismatch(
-                    f"the index at {self.index_path} was built with " + ", ".join(clashes)
+                    f"the index at {self.index_path} was built with "
+                    + ", ".join(clashes)
                     + ": use --rebuild to re-index with the new settings"
                 )
             self.backbone = meta["backbone"]
-            self.hash_dim, self.num_perm, self.seed = meta["hash_dim"], meta["num_perm"], meta["seed"]
+            self.hash_dim, self.num_perm, self.seed = (
+                meta["hash_dim"],
+                meta["num_perm"],
+                meta["seed"],
+            )
         else:
             self.backbone = asked["backbone"] or resolve_backbone("auto", weights)
             self.hash_dim = hash_dim or DEFAULT_HASH_DIM
@@ -257,9 +267,11 @@ class ImageSimilaritySearch:
                 except EncoderError as exc:
                     raise SearchError(str(exc)) from None
                 meta = self.store.get_meta()
-                if meta.get("weights_id") not in (None, enc.weights_id) or meta.get(
-                    "hash_layer", enc.identity["hash_layer"]
-                ) != enc.identity["hash_layer"]:
+                if (
+                    meta.get("weights_id") not in (None, enc.weights_id)
+                    or meta.get("hash_layer", enc.identity["hash_layer"])
+                    != enc.identity["hash_layer"]
+                ):
                     raise IndexMismatch(
                         f"the index at {self.index_path} was built with other {self.backbone}"
                         " weights: use --rebuild to re-index with these"
@@ -311,7 +323,14 @@ class ImageSimilaritySearch:
             last_emit[0] = now
             elapsed = now - started
             on_progress(
-                Progress(done, total, len(stats.failed), done / elapsed if elapsed else 0.0, current, phase)
+                Progress(
+                    done,
+                    total,
+                    len(stats.failed),
+                    done / elapsed if elapsed else 0.0,
+                    current,
+                    phase,
+                )
             )
 
         emit(0, 0, "", "scanning", force=True)
@@ -412,7 +431,9 @@ class ImageSimilaritySearch:
             if self._centre is None:
                 self._centre = codes.mean(axis=0).astype(np.float32)
                 self._centre_count = len(codes)
-                self.store.set_meta({"centre": self._centre.tolist(), "centre_count": self._centre_count})
+                self.store.set_meta(
+                    {"centre": self._centre.tolist(), "centre_count": self._centre_count}
+                )
             sigs = signatures(codes - self._centre, self.num_perm, self.seed)
             rows = [
                 Row(e.relpath, e.size, e.mtime_ns, code=c, signature=s)
@@ -496,7 +517,9 @@ class ImageSimilaritySearch:
             raise SearchError(f"cannot use query {query}: {exc}") from None
         return self.encoder.encode_pixels(pixels[None])[0], rel, False
 
-    def search(self, query: str | os.PathLike[str], num_results: int = 10, exact: bool = False) -> SearchResult:
+    def search(
+        self, query: str | os.PathLike[str], num_results: int = 10, exact: bool = False
+    ) -> SearchResult:
         """Like :meth:`find_similar_images`, with how the answer was found."""
         if num_results < 1:
             raise SearchError("num_results must be at least 1")
@@ -534,7 +557,9 @@ class ImageSimilaritySearch:
                 Match(mem.paths[rows[i]], float(np.clip(scores[i], -1.0, 1.0)), rank + 1)
                 for rank, i in enumerate(top)
             ]
-            return SearchResult(matches, mode, len(rows), mem.count, time.perf_counter() - t0, reused)
+            return SearchResult(
+                matches, mode, len(rows), mem.count, time.perf_counter() - t0, reused
+            )
 
     def find_similar_images(
         self, query: str | os.PathLike[str], num_results: int = 10, exact: bool = False

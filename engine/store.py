@@ -29,6 +29,8 @@ from typing import Protocol
 
 import numpy as np
 
+from engine.errors import LookalikeError
+
 SCHEMA_VERSION = 1
 INDEX_DIRNAME = ".lookalike"
 INDEX_FILENAME = "index.sqlite"
@@ -37,7 +39,7 @@ CODE_DTYPE = np.dtype("<f4")
 SIG_DTYPE = np.dtype("<u4")
 
 
-class IndexFileError(Exception):
+class IndexFileError(LookalikeError):
     """An index that cannot be opened or used; the message is one line for the user."""
 
 
@@ -127,7 +129,9 @@ class SQLiteStore:
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise IndexFileError(f"cannot create index folder for {self.path}: {exc.strerror}") from None
+            raise IndexFileError(
+                f"cannot create index folder for {self.path}: {exc.strerror}"
+            ) from None
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
@@ -218,8 +222,9 @@ class SQLiteStore:
                 "SELECT id, path, code, signature FROM images WHERE status = 'ok' ORDER BY id"
             ).fetchall()
         if not rows:
-            return Vectors(np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32),
-                           np.zeros((0, 0), np.uint32))
+            return Vectors(
+                np.zeros(0, np.int64), [], np.zeros((0, 0), np.float32), np.zeros((0, 0), np.uint32)
+            )
         ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
         codes = np.frombuffer(b"".join(r[2] for r in rows), CODE_DTYPE).reshape(len(rows), -1)
         sigs = np.frombuffer(b"".join(r[3] for r in rows), SIG_DTYPE).reshape(len(rows), -1)

@@ -1,0 +1,88 @@
+"""The command line: JSON output fit for scripts, exit codes, one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from tui.cli import main
+
+
+def test_index_json_and_search_json(tiny_folder: Path, capsys):
+    (tiny_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    assert main(["index", str(tiny_folder), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["indexed"] == 6 and summary["total"] == 6 and summary["skipped"] == 1
+    assert summary["failed"][0]["path"] == "broken.png" and summary["failed"][0]["reason"]
+    assert {"seconds", "images_per_s", "backbone", "index"} <= set(summary)
+
+    q1, q2 = tiny_folder / "a" / "img0.png", tiny_folder / "b" / "img4.png"
+    assert main(["search", str(q1), str(q2), "--in", str(tiny_folder), "-k", "3", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2
+    first = json.loads(lines[0])
+    assert first["query"] == str(q1) and [r["rank"] for r in first["results"]] == [1, 2, 3]
+    assert all(Path(r["path"]).is_file() and -1 <= r["score"] <= 1 for r in first["results"])
+    assert str(q1) not in [r["path"] for r in first["results"]]
+
+
+def test_text_output(tiny_folder: Path, capsys):
+    assert (
+        main(["search", str(tiny_folder / "a" / "img1.png"), "--in", str(tiny_folder), "-k", "2"])
+        == 0
+    )
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(str(tiny_folder / "a" / "img1.png")) and len(out) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["index", "/no/such/folder"], 2, "not a folder"),
+        (["index", "{tiny}", "--backbone", "vgg"], 2, "invalid choice"),
+        (["search", "/no/such.png", "--in", "{tiny}"], 2, "query image not found"),
+        (["search", "x.png"], 2, "--in"),
+        (["index", "{tiny}", "--index", "{junk}"], 1, "unreadable index"),
+        (["/no/such/folder"], 2, "not a folder"),
+        (["index", "{tiny}", "-h"], 0, ""),
+    ],
+)
+def test_exit_codes_and_one_line_errors(
+    tiny_folder: Path, tmp_path: Path, capsys, argv, code, message
+):
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("this is not a database, it is a text file" * 10)
+    argv = [a.format(tiny=tiny_folder, junk=junk) for a in argv]
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    if code == 1:
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_models_lists_backbones(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet-lite0   available" in out and "resnet50" in out and "get them" in out
+
+
+def test_console_script_entry_point():
+    out = subprocess.run(
+        [sys.executable, "-m", "tui", "--help"], capture_output=True, text=True, cwd=REPO
+    )
+    assert out.returncode == 0 and "index" in out.stdout and "search" in out.stdout
+
+
+def test_fashion_mnist_export(tmp_path: Path, capsys):
+    from engine.fashion import DEBIAN_DIR
+
+    if not (DEBIAN_DIR / "t10k-images-idx3-ubyte.gz").exists():
+        assert main(["fashion-mnist", str(tmp_path)]) == 1  # clear message, not a traceback
+        assert "dataset-fashion-mnist" in capsys.readouterr().err
+        return
+    assert main(["fashion-mnist", str(tmp_path), "--split", "test", "--per-class", "3"]) == 0
+    assert len(list(tmp_path.glob("*/*.png"))) == 30
+    assert sorted(p.name for p in tmp_path.iterdir())[0] == "ankle-boot"

@@ -1,0 +1,87 @@
+"""Backbones, weights loading (never unpickling code), determinism, precision."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.encoder import DeepImageEncoder, EncoderError, load_state_dict, resolve_backbone
+
+
+def _pixels(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.RandomState(seed)
+    small = rng.randint(0, 256, (n, 7, 7, 3)).astype(np.uint8)
+    return np.repeat(np.repeat(small, 32, axis=1), 32, axis=2)  # 224 x 224 blocks
+
+
+def test_efficientnet_codes_are_deterministic():
+    a = DeepImageEncoder(hash_dim=32, backbone="efficientnet-lite0", device="cpu", precision="fp32")
+    b = DeepImageEncoder(hash_dim=32, backbone="efficientnet-lite0", device="cpu", precision="fp32")
+    x = _pixels(3)
+    ca, cb = a.encode_pixels(x), b.encode_pixels(x)
+    assert ca.shape == (3, 32) and ca.dtype == np.float32
+    np.testing.assert_array_equal(ca, cb)
+    assert not np.allclose(ca[0], ca[1])  # different images, different codes
+    assert a.identity["backbone"] == "efficientnet-lite0" and len(a.identity["weights_id"]) == 16
+
+
+def test_bf16_codes_stay_close_to_fp32():
+    fp32 = DeepImageEncoder(
+        hash_dim=64, backbone="efficientnet-lite0", device="cpu", precision="fp32"
+    )
+    bf16 = DeepImageEncoder(
+        hash_dim=64, backbone="efficientnet-lite0", device="cpu", precision="bf16"
+    )
+    x = _pixels(2, seed=3)
+    c32, c16 = fp32.encode_pixels(x), bf16.encode_pixels(x)
+    cos = (c32 * c16).sum(1) / np.linalg.norm(c32, axis=1) / np.linalg.norm(c16, axis=1)
+    assert (cos > 0.98).all(), cos
+
+
+def test_resnet50_from_a_saved_state_dict(tmp_path: Path, monkeypatch):
+    from torchvision.models import resnet50
+
+    torch.manual_seed(0)
+    path = tmp_path / "r50.pth"
+    torch.save(resnet50(weights=None).state_dict(), path)
+    enc = DeepImageEncoder(
+        hash_dim=16, backbone="resnet50", weights=path, device="cpu", precision="fp32"
+    )
+    codes = enc.encode_pixels(_pixels(2))
+    assert codes.shape == (2, 16) and np.isfinite(codes).all()
+    assert enc.feature_dim == 2048
+
+    # auto picks ResNet-50 once torchvision's cache holds its file, never downloading
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert resolve_backbone("auto") == "efficientnet-lite0"
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth").write_bytes(path.read_bytes())
+    assert resolve_backbone("auto") == "resnet50"
+    assert DeepImageEncoder(hash_dim=16, device="cpu").backbone_name == "resnet50"
+
+
+class _Evil:
+    def __reduce__(self):
+        return (exec, ("raise SystemExit('code ran')",))
+
+
+def test_weights_file_with_code_is_refused(tmp_path: Path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as fh:
+        pickle.dump({"layer": _Evil()}, fh)
+    with pytest.raises(EncoderError, match="cannot load weights"):
+        load_state_dict(path)
+    torch.save({"w": torch.zeros(2)}, tmp_path / "small.pth")
+    with pytest.raises(EncoderError, match="do not fit ResNet-50"):
+        DeepImageEncoder(backbone="resnet50", weights=tmp_path / "small.pth", device="cpu")
+
+
+def test_bad_settings_are_clear():
+    with pytest.raises(EncoderError, match="unknown backbone"):
+        resolve_backbone("vgg")
+    with pytest.raises(EncoderError, match="hash_dim"):
+        DeepImageEncoder(hash_dim=4, backbone="efficientnet-lite0")
+    with pytest.raises(EncoderError, match="exceeds"):
+        DeepImageEncoder(hash_dim=4096, backbone="efficientnet-lite0", device="cpu")

@@ -1,0 +1,32 @@
+"""The engine must never pull in the UI, and importing it must stay cheap."""
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint('\\n'.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+    ).stdout
+    return set(out.split())
+
+
+def test_engine_imports_no_ui():
+    mods = _modules_after(
+        "import engine, engine.search, engine.encoder, engine.store, engine.images,"
+        " engine.minhash, engine.fashion"
+    )
+    assert "torch" in mods  # the check itself is live: the heavy modules did load
+    for banned in ("textual", "rich", "tui", "rich_pixels"):
+        assert banned not in mods, f"engine imported {banned}"
+
+
+def test_engine_package_import_is_light():
+    mods = _modules_after("import engine\nfrom engine import looks_like_image_name")
+    assert "torch" not in mods and "datasketch" not in mods
