@@ -492,6 +492,7 @@ class ImageSimilaritySearch:
                         self._centre = vec.codes.mean(axis=0)
                     mem.add(vec.paths, self._unit(vec.codes), vec.signatures)
                 self._memory = mem
+                signatures(np.zeros((1, self.hash_dim), np.float32), self.num_perm, self.seed)
             return self._memory.count
 
     def _query_code(self, query: str | os.PathLike[str]) -> tuple[np.ndarray, str | None, bool]:

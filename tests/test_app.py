@@ -1,0 +1,209 @@
+"""The app, driven by key presses through Textual's Pilot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import make_image
+from tui.app import LookalikeApp, create_app
+from tui.screens.failures import FailuresScreen
+from tui.screens.help import HelpScreen
+from tui.widgets.image_tree import ImageTree
+from tui.widgets.results import ResultsGrid
+
+SIZE = (120, 40)
+
+
+async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def ready(pilot) -> LookalikeApp:
+    """Wait until the engine is open and the first index run has finished."""
+    app = pilot.app
+    await wait_for(pilot, lambda: app.search_engine is not None and not app._indexing)
+    return app
+
+
+async def search_first_bag(pilot) -> None:
+    """From the tree's root: open the 'bag' folder (second) and search its first image."""
+    await pilot.press("j", "j", "enter")  # ankle-boot, bag; enter opens the folder
+    await wait_for(pilot, lambda: len(pilot.app.query_one(ImageTree).cursor_node.children) > 0)
+    await pilot.press("j", "enter")
+    await wait_for(pilot, lambda: pilot.app.last_result is not None)
+
+
+async def test_enter_searches_and_shows_scores(sample_copy: Path):
+    app = create_app(sample_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await search_first_bag(pilot)
+        grid = app.query_one(ResultsGrid)
+        assert app.query_path.parent.name == "bag"
+        assert len(grid.cards) == 12
+        scores = [c.data.score for c in grid.cards]
+        assert scores == sorted(scores, reverse=True)
+        first_card_text = str(grid.cards[0].query_one(".card-score").render())
+        assert "#1" in first_card_text and f"{scores[0]:.3f}" in first_card_text
+        assert sum(c.data.path.parent.name == "bag" for c in grid.cards) >= 6
+        status = str(app.query_one("#results-status").render())
+        assert "LSH" in status and "lookalikes of bag/" in status
+        # thumbnails follow the scores
+        await wait_for(
+            pilot,
+            lambda: all("…" not in str(c.query_one(".card-thumb").render()) for c in grid.cards),
+        )
+
+
+async def test_walk_back_fewer_more_exact(sample_copy: Path):
+    app = create_app(sample_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await search_first_bag(pilot)
+        first_query = app.query_path
+        await pilot.press("tab")
+        assert isinstance(app.focused, ResultsGrid)
+        await pilot.press("right")
+        grid = app.query_one(ResultsGrid)
+        assert grid.cursor == 1
+        second = grid.current.path
+        before = app.last_result
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.last_result is not before)
+        assert app.query_path == second and app.history == [first_query]
+        assert second not in [c.data.path for c in grid.cards]  # never matches itself
+
+        before = app.last_result
+        await pilot.press("backspace")
+        await wait_for(pilot, lambda: app.last_result is not before)
+        assert app.query_path == first_query and app.history == []
+
+        before = app.last_result
+        await pilot.press("left_square_bracket")
+        await wait_for(pilot, lambda: app.last_result is not before)
+        assert len(grid.cards) == 11
+        before = app.last_result
+        await pilot.press("right_square_bracket", "right_square_bracket")
+        await wait_for(pilot, lambda: app.num_results == 13 and len(grid.cards) == 13)
+
+        assert app.last_result.mode == "lsh"
+        before = app.last_result
+        await pilot.press("x")
+        await wait_for(
+            pilot, lambda: app.last_result is not before and app.last_result.mode == "exact"
+        )
+        assert "exact" in str(app.query_one("#results-status").render())
+        assert app.last_result.candidates == 199
+
+
+async def test_filter_help_failures_and_copy(sample_copy: Path, tmp_path: Path):
+    app = create_app(sample_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        tree = app.query_one(ImageTree)
+        await pilot.press("slash")
+        await pilot.press(*"sandal")
+        assert tree.name_filter == "sandal"
+        kept = list(
+            tree.filter_paths(
+                [
+                    sample_copy / "bag" / "x.png",
+                    sample_copy / "sandal" / "y.png",
+                    sample_copy / "bag",
+                ]
+            )
+        )
+        assert kept == [sample_copy / "sandal" / "y.png", sample_copy / "bag"]
+        await pilot.press("escape")
+        assert tree.name_filter == "" and app.focused is tree
+
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+
+        await pilot.press("f")  # no failures in the sample: a notification, no screen
+        assert not isinstance(app.screen, FailuresScreen)
+
+        copied = []
+        app.copy_to_clipboard = copied.append
+        await search_first_bag(pilot)
+        await pilot.press("c")
+        assert copied == [str(app.highlighted)]
+
+
+async def test_broken_image_gets_a_placeholder_and_is_listed(tmp_path: Path):
+    root = tmp_path / "imgs"
+    for i in range(3):
+        make_image(root / f"ok{i}.png", i)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    app = create_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("j")  # broken.png sorts first
+        await wait_for(pilot, lambda: "cannot show" in str(app.query_one("#query-art").render()))
+        assert "truncated file" in str(app.query_one("#query-info").render())
+        assert "1 skipped" in str(app.query_one("#index-state").render())
+        await pilot.press("f")
+        assert isinstance(app.screen, FailuresScreen)
+        await pilot.press("escape")
+
+
+async def test_cancel_indexing_then_resume(tmp_path: Path):
+    root = tmp_path / "many"
+    for i in range(120):
+        make_image(root / f"{i:03d}.png", i)
+    app = create_app(root, batch_size=8)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "indexing" in str(app.query_one("#index-state").render()))
+        await pilot.press("ctrl+x")
+        await wait_for(pilot, lambda: not app._indexing)
+        state = str(app.query_one("#index-state").render())
+        assert "cancelled" in state
+        done = app.search_engine.count()
+        assert done < 120
+        await pilot.press("i")
+        await wait_for(pilot, lambda: "up to date" in str(app.query_one("#index-state").render()))
+        assert app.search_engine.count() == 120
+
+
+async def test_unusable_index_is_a_notification_not_a_crash(tmp_path: Path):
+    root = tmp_path / "imgs"
+    make_image(root / "a.png", 1)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database" * 100)
+    app = create_app(root, index_path=str(junk))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(
+            pilot, lambda: "cannot open the index" in str(app.query_one("#index-state").render())
+        )
+        assert app.is_running
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+async def test_query_option_and_quit(sample_copy: Path):
+    query = sorted((sample_copy / "sneaker").glob("*.png"))[0]
+    app = create_app(sample_copy, query=query)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.last_result is not None)
+        assert app.query_path == query.resolve()
+        await pilot.press("q")
+    assert app.return_code == 0
+
+
+@pytest.mark.parametrize("width", [80, 200])
+async def test_grid_reflows_with_width(sample_copy: Path, width: int):
+    app = create_app(sample_copy)
+    async with app.run_test(size=(width, 30)) as pilot:
+        await ready(pilot)
+        await search_first_bag(pilot)
+        grid = app.query_one(ResultsGrid)
+        assert grid.columns == max(1, (grid.size.width - 2) // grid.tier.card_width)
+        assert (grid.columns >= 6) if width == 200 else (grid.columns <= 2)

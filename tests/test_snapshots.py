@@ -1,0 +1,85 @@
+"""SVG snapshots of the app's main states at a fixed terminal size.
+
+The folders live at fixed paths, because the screen shows them. Update the SVGs
+after an intended change with ``pytest tests/test_snapshots.py --snapshot-update``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_app import ready, search_first_bag, wait_for
+
+from engine.search import Progress
+from tui.app import IndexProgress, create_app
+from tui.widgets.results import ResultsGrid
+
+SNAP_ROOT = Path("/tmp/lookalike-snapshots")
+SIZE = (110, 34)
+
+
+@pytest.fixture(scope="module")
+def snap_sample(sample_copy: Path) -> Path:
+    """The indexed sample at a fixed path (its index holds relative paths: no re-encoding)."""
+    dest = SNAP_ROOT / "fashion-dataset"
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(sample_copy, dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def snap_empty() -> Path:
+    dest = SNAP_ROOT / "empty"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    return dest
+
+
+def test_empty_index(snap_compare, snap_empty: Path):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.pause(0.2)
+
+    assert snap_compare(create_app(snap_empty), terminal_size=SIZE, run_before=run_before)
+
+
+def test_indexing_in_progress(snap_compare, snap_sample: Path):
+    app = create_app(snap_sample, auto_index=False)
+
+    async def run_before(pilot):
+        await wait_for(pilot, lambda: app.search_engine is not None)
+        app._indexing = True
+        app.post_message(
+            IndexProgress(Progress(73, 200, 2, 85.4, "bag/test-00030.png", "encoding"))
+        )
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_results_shown(snap_compare, snap_sample: Path):
+    app = create_app(snap_sample, show_timings=False)
+
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("x")  # exact: the screen then holds no LSH bucket counts, which
+        await search_first_bag(pilot)  # would move with the last float bit of a code
+        grid = app.query_one(ResultsGrid)
+        await wait_for(
+            pilot,
+            lambda: all("…" not in str(c.query_one(".card-thumb").render()) for c in grid.cards),
+        )
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_help_screen(snap_compare, snap_sample: Path):
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause(0.2)
+
+    assert snap_compare(create_app(snap_sample), terminal_size=SIZE, run_before=run_before)

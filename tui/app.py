@@ -1,0 +1,474 @@
+"""The lookalike app: file tree, query, results as pixel art, live indexing progress.
+
+Threads: the UI thread only lays out widgets. Opening the engine (which imports torch),
+indexing, searching and rendering thumbnails all run in Textual thread workers, and
+their results come back as messages. Only the newest search is ever shown.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DirectoryTree, Footer, Input, Static
+from textual.worker import Worker, WorkerState
+
+from tui.layout import Tier, tier_for
+from tui.screens.failures import FailuresScreen
+from tui.screens.help import HelpScreen
+from tui.thumbs import ThumbCache
+from tui.widgets.image_tree import ImageTree
+from tui.widgets.progress import IndexPanel
+from tui.widgets.query import QueryPanel
+from tui.widgets.results import CardData, ResultsGrid
+
+if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch, IndexStats, Progress, SearchResult
+
+MIN_RESULTS, MAX_RESULTS = 1, 60
+
+
+class EngineReady(Message):
+    def __init__(self, search: ImageSimilaritySearch) -> None:
+        super().__init__()
+        self.search = search
+
+
+class IndexProgress(Message):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+
+class IndexFinished(Message):
+    def __init__(self, stats: IndexStats) -> None:
+        super().__init__()
+        self.stats = stats
+
+
+class SearchFinished(Message):
+    def __init__(self, request: int, query: Path, result: SearchResult) -> None:
+        super().__init__()
+        self.request, self.query, self.result = request, query, result
+
+
+class ThumbReady(Message):
+    def __init__(self, target: str, path: Path, thumb: Any) -> None:
+        super().__init__()
+        self.target, self.path, self.thumb = target, path, thumb
+
+
+class LookalikeApp(App[int]):
+    """Open a folder, keep its index fresh, and walk from lookalike to lookalike."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "lookalike"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+        Binding("slash", "filter", "Filter"),
+        Binding("left_square_bracket", "fewer", "Fewer"),
+        Binding("right_square_bracket", "more", "More"),
+        Binding("x", "toggle_exact", "Exact/LSH"),
+        Binding("i", "reindex", "Re-index"),
+        Binding("ctrl+x", "cancel_index", "Cancel index"),
+        Binding("backspace", "back", "Back"),
+        Binding("c", "copy_path", "Copy path"),
+        Binding("f", "failures", "Failures", show=False),
+    ]
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        query: str | Path | None = None,
+        auto_index: bool = True,
+        engine_options: dict[str, Any] | None = None,
+        show_timings: bool = True,
+    ) -> None:
+        super().__init__()
+        self.show_timings = show_timings
+        self.folder = Path(folder).resolve()
+        self.initial_query = Path(query).resolve() if query else None
+        self.auto_index = auto_index
+        self.engine_options = engine_options or {}
+        self.search_engine: ImageSimilaritySearch | None = None
+        self.num_results = 12
+        self.exact = False
+        self.query_path: Path | None = None
+        self.history: list[Path] = []
+        self.last_result: SearchResult | None = None
+        self.highlighted: Path | None = None
+        self.tier: Tier = tier_for(80, 24)
+        self.thumbs = ThumbCache()
+        self._cancel = threading.Event()
+        self._search_request = 0
+        self._indexing = False
+        self._failures: list = []
+
+    # --- layout -------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Input(placeholder="filter by path…", id="filter")
+                yield ImageTree(self.folder, id="tree")
+                yield QueryPanel(id="query")
+            with Vertical(id="right"):
+                yield Static("", id="results-status")
+                yield ResultsGrid(id="results")
+        yield IndexPanel(id="index")
+        yield Footer()
+
+    def on_resize(self, event) -> None:
+        """Pick thumbnail sizes for the new terminal size; redraw pictures if they change."""
+        tier = tier_for(event.size.width, event.size.height)
+        if tier == self.tier:
+            return
+        self.screen.remove_class(f"-{self.tier.name}")
+        self.screen.add_class(f"-{tier.name}")
+        self.tier = tier
+        grid = self.query_one(ResultsGrid)
+        grid.tier = tier
+        if self.last_result is not None and self.query_path is not None:
+            self.on_search_finished(
+                SearchFinished(self._search_request, self.query_path, self.last_result)
+            )
+        elif self.highlighted is not None:
+            self.show_query(self.highlighted)
+
+    def on_mount(self) -> None:
+        self.tier = tier_for(self.size.width, self.size.height)
+        self.screen.add_class(f"-{self.tier.name}")
+        self.query_one(ResultsGrid).tier = self.tier
+        self.query_one("#tree").border_title = str(self.folder)
+        self.query_one("#query").border_title = "query"
+        self.query_one("#results").border_title = "results"
+        self.query_one("#index").border_title = "index"
+        self.query_one("#filter").display = False
+        self._set_results_status("[dim]opening the index…[/dim]")
+        self.query_one(IndexPanel).set_info("loading the engine…", "")
+        self.query_one("#tree").focus()
+        self.open_engine()
+
+    # --- engine ---------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="engine", exit_on_error=False)
+    def open_engine(self) -> None:
+        from engine.search import ImageSimilaritySearch
+
+        search = ImageSimilaritySearch(self.folder, **self.engine_options)
+        search.load()
+        self.post_message(EngineReady(search))
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.search_engine = message.search
+        self.query_one(IndexPanel).set_info(
+            message.search.describe(), str(message.search.index_path)
+        )
+        self._failures = message.search.failures()
+        count = message.search.count()
+        self._set_results_status(
+            f"{count} images indexed · enter on an image searches"
+            if count
+            else "[dim]nothing indexed yet[/dim]"
+        )
+        if self.auto_index:
+            self.action_reindex()
+        if self.initial_query is not None:
+            self.run_search(self.initial_query)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            text = str(error) or type(error).__name__
+            self.notify(text, title=f"{event.worker.group} failed", severity="error", timeout=10)
+            if event.worker.group == "engine":
+                self.query_one(IndexPanel).show_message(f"[red]cannot open the index[/red]: {text}")
+                self._set_results_status(f"[red]{text}[/red]")
+            if event.worker.group == "index":
+                self._indexing = False
+                self.query_one(IndexPanel).show_message(f"[red]indexing failed[/red]: {text}")
+
+    # --- indexing -------------------------------------------------------------------
+
+    def action_reindex(self) -> None:
+        if self.search_engine is None:
+            self.notify("the engine is still loading")
+            return
+        if self._indexing:
+            self.notify("already indexing; ctrl+x cancels")
+            return
+        self._indexing = True
+        self._cancel = threading.Event()
+        self.query_one(IndexPanel).show_message("scanning…")
+        self.run_index(self._cancel)
+
+    @work(thread=True, exclusive=True, group="index", exit_on_error=False)
+    def run_index(self, cancel: threading.Event) -> None:
+        assert self.search_engine is not None
+        stats = self.search_engine.index(
+            on_progress=lambda p: self.post_message(IndexProgress(p)), cancel=cancel
+        )
+        self.post_message(IndexFinished(stats))
+
+    def on_index_progress(self, message: IndexProgress) -> None:
+        if self._indexing and message.progress.phase != "done":
+            self.query_one(IndexPanel).show_progress(message.progress)
+
+    def on_index_finished(self, message: IndexFinished) -> None:
+        self._indexing = False
+        self._failures = message.stats.failed
+        panel = self.query_one(IndexPanel)
+        panel.show_done(message.stats)
+        if self.search_engine is not None:
+            panel.set_info(self.search_engine.describe(), str(self.search_engine.index_path))
+        if self.query_path is not None and message.stats.indexed:
+            self.run_search(self.query_path, remember=False)  # results over the complete index
+        elif self.query_path is None:
+            self._set_results_status(
+                f"{message.stats.total} images indexed · enter on an image searches"
+            )
+
+    def action_cancel_index(self) -> None:
+        if self._indexing:
+            self._cancel.set()
+            self.query_one(IndexPanel).show_message("[yellow]cancelling…[/yellow]")
+        else:
+            self.notify("nothing is being indexed")
+
+    def action_failures(self) -> None:
+        if not self._failures:
+            self.notify("no file was skipped")
+            return
+        self.push_screen(FailuresScreen(list(self._failures)))
+
+    # --- searching ------------------------------------------------------------------
+
+    def run_search(self, path: Path, remember: bool = True) -> None:
+        if self.search_engine is None:
+            self.notify("the engine is still loading")
+            return
+        if remember and self.query_path is not None and self.query_path != path:
+            self.history.append(self.query_path)
+        self.query_path = path
+        self._search_request += 1
+        mode = "exact" if self.exact else "LSH"
+        self._set_results_status(f"searching ({mode})… [dim]{self._rel(path)}[/dim]")
+        self.search_worker(self._search_request, path, self.num_results, self.exact)
+
+    @work(thread=True, group="search", exit_on_error=False)
+    def search_worker(self, request: int, path: Path, k: int, exact: bool) -> None:
+        assert self.search_engine is not None
+        result = self.search_engine.search(path, k, exact=exact)
+        self.post_message(SearchFinished(request, path, result))
+
+    def on_search_finished(self, message: SearchFinished) -> None:
+        if message.request != self._search_request:
+            return  # an older search finished late: only the newest is shown
+        result = message.result
+        self.last_result = result
+        grid = self.query_one(ResultsGrid)
+        cards = [CardData(m.rank, m.score, self.folder / m.path, m.path) for m in result.matches]
+        grid.show(cards)
+        mode = {"lsh": "LSH", "exact": "exact", "exact-fill": "exact (LSH found too few)"}[
+            result.mode
+        ]
+        self._set_results_status(
+            f"[b]{len(cards)}[/b] lookalikes of [b]{self._rel(message.query)}[/b] · {mode},"
+            f" {result.candidates} of {result.indexed} scored"
+            + (f" · {result.seconds * 1000:.1f} ms" if self.show_timings else "")
+            + (" · [dim]backspace: previous[/dim]" if self.history else "")
+        )
+        self.load_thumbs(message.request, [c.path for c in cards])
+        self.show_query(message.query)
+
+    @work(thread=True, group="thumbs", exit_on_error=False)
+    def load_thumbs(self, request: int, paths: list[Path]) -> None:
+        for path in paths:
+            if request != self._search_request:
+                return
+            self.post_message(ThumbReady("results", path, self.thumbs.get(path, *self.tier.thumb)))
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def load_preview(self, path: Path) -> None:
+        self.post_message(ThumbReady("query", path, self.thumbs.get(path, *self.tier.query)))
+
+    def on_thumb_ready(self, message: ThumbReady) -> None:
+        if message.target == "query":
+            if message.path == self.highlighted:
+                self.query_one(QueryPanel).show(
+                    message.path, self._rel(message.path), message.thumb
+                )
+            return
+        for card in self.query_one(ResultsGrid).card_for(message.path):
+            card.show_thumb(message.thumb)
+
+    def show_query(self, path: Path) -> None:
+        self.highlighted = path
+        cached = self.thumbs.peek(path, *self.tier.query)
+        if cached is not None:
+            self.query_one(QueryPanel).show(path, self._rel(path), cached)
+        else:
+            self.load_preview(path)
+
+    # --- tree and results events ----------------------------------------------------
+
+    @on(DirectoryTree.FileSelected)
+    def _file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self.run_search(Path(event.path).resolve())
+
+    @on(ImageTree.NodeHighlighted)
+    def _tree_highlight(self, event: ImageTree.NodeHighlighted) -> None:
+        data = event.node.data
+        if data is not None and Path(data.path).is_file():
+            self.show_query(Path(data.path).resolve())
+
+    @on(ResultsGrid.Chosen)
+    def _result_chosen(self, event: ResultsGrid.Chosen) -> None:
+        self.run_search(event.data.path)
+
+    # --- actions --------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        if isinstance(self.focused, Input):
+            return
+        if not self.history:
+            self.notify("no previous query")
+            return
+        self.run_search(self.history.pop(), remember=False)
+
+    def action_fewer(self) -> None:
+        self._set_k(self.num_results - 1)
+
+    def action_more(self) -> None:
+        self._set_k(self.num_results + 1)
+
+    def _set_k(self, k: int) -> None:
+        k = min(max(k, MIN_RESULTS), MAX_RESULTS)
+        if k == self.num_results:
+            self.notify(f"{k} results is the {'least' if k == MIN_RESULTS else 'most'}")
+            return
+        self.num_results = k
+        if self.query_path is not None:
+            self.run_search(self.query_path, remember=False)
+        else:
+            self.notify(f"{k} results per search")
+
+    def action_toggle_exact(self) -> None:
+        self.exact = not self.exact
+        self.notify(
+            "exact search: every image is scored" if self.exact else "LSH search: candidates only"
+        )
+        if self.query_path is not None:
+            self.run_search(self.query_path, remember=False)
+
+    def action_copy_path(self) -> None:
+        path = self._highlighted_path()
+        if path is None:
+            self.notify("nothing highlighted")
+            return
+        self.copy_to_clipboard(str(path))
+        self.notify(f"copied {path}")
+
+    def _highlighted_path(self) -> Path | None:
+        grid = self.query_one(ResultsGrid)
+        if self.focused is grid and grid.current is not None:
+            return grid.current.path
+        return self.highlighted
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(ImageTree).set_filter(event.value.strip())
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            event.input.display = False
+        self.query_one(ImageTree).focus()
+
+    def on_key(self, event) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and self.focused is box:
+            box.value = ""
+            box.display = False
+            self.query_one(ImageTree).focus()
+            event.stop()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        self._cancel.set()
+        self.exit(0)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for title, help_text, action in (
+            ("Re-index", "Re-scan the folder and update the index", self.action_reindex),
+            (
+                "Cancel indexing",
+                "Stop the running index; what is done is kept",
+                self.action_cancel_index,
+            ),
+            (
+                "Toggle exact search",
+                "Score every image instead of LSH candidates",
+                self.action_toggle_exact,
+            ),
+            ("More results", "Show one more result", self.action_more),
+            ("Fewer results", "Show one result less", self.action_fewer),
+            ("Previous query", "Go back to the previous query", self.action_back),
+            ("Copy path", "Copy the highlighted path (OSC 52)", self.action_copy_path),
+            ("Filter tree", "Filter the file tree by path", self.action_filter),
+            ("Skipped files", "List files that could not be indexed", self.action_failures),
+            ("Keys", "Every key, on one screen", self.action_help),
+        ):
+            yield SystemCommand(title, help_text, action)
+
+    # --- helpers --------------------------------------------------------------------
+
+    def _rel(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.folder).as_posix()
+        except ValueError:
+            return str(path)
+
+    def _set_results_status(self, text: str) -> None:
+        self.query_one("#results-status", Static).update(text)
+
+
+def create_app(
+    folder: str | Path,
+    *,
+    query: str | Path | None = None,
+    auto_index: bool = True,
+    index_path: str | None = None,
+    show_timings: bool = True,
+    **engine_options: Any,
+) -> LookalikeApp:
+    """The app, for the command line and the tests alike. Engine options are passed to
+    :class:`engine.search.ImageSimilaritySearch` (backbone, hash_dim, num_perm, ...)."""
+    options = {k: v for k, v in engine_options.items() if v is not None}
+    if index_path:
+        options["index_path"] = index_path
+    return LookalikeApp(
+        folder,
+        query=query,
+        auto_index=auto_index,
+        engine_options=options,
+        show_timings=show_timings,
+    )

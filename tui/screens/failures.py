@@ -1,0 +1,31 @@
+"""The list of files that could not be indexed, with the reason for each."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from engine.images import SkippedFile
+
+
+class FailuresScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,f", "dismiss", "Close")]
+
+    def __init__(self, failures: list[SkippedFile]) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="failures-box"):
+            yield Static(f"[b]{len(self.failures)} files skipped[/b]  [dim]escape closes[/dim]")
+            table = DataTable(cursor_type="row", zebra_stripes=True)
+            table.add_columns("path", "reason")
+            for f in self.failures:
+                table.add_row(f.path, f.reason)
+            yield table
+
+    def action_dismiss(self) -> None:
+        self.dismiss(None)

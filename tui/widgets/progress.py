@@ -1,0 +1,65 @@
+"""The progress panel: live indexing state, and whether the index is up to date."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.containers import Horizontal, Vertical
+from textual.widgets import ProgressBar, Static
+
+if TYPE_CHECKING:  # the engine's search module loads datasketch: not before the first frame
+    from engine.search import IndexStats, Progress
+
+
+def _eta(progress: Progress) -> str:
+    if progress.images_per_s <= 0 or progress.total <= progress.done:
+        return "--:--"
+    seconds = int((progress.total - progress.done) / progress.images_per_s)
+    return (
+        f"{seconds // 60}:{seconds % 60:02d}"
+        if seconds < 3600
+        else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
+    )
+
+
+class IndexPanel(Vertical):
+    """Bar, counts, rate, ETA, failures, backbone and index location."""
+
+    def compose(self):
+        with Horizontal(id="index-line"):
+            yield Static("starting…", id="index-state")
+            yield ProgressBar(total=None, show_eta=False, show_percentage=True, id="index-bar")
+        yield Static("", id="index-info")
+
+    def set_info(self, backbone: str, index_path: str) -> None:
+        self.query_one("#index-info", Static).update(f"[dim]{backbone} · index: {index_path}[/dim]")
+
+    def show_progress(self, p: Progress) -> None:
+        bar = self.query_one("#index-bar", ProgressBar)
+        state = self.query_one("#index-state", Static)
+        if p.phase == "scanning":
+            bar.update(total=None)
+            state.update(f"scanning… {p.total} to encode")
+            return
+        bar.update(total=max(p.total, 1), progress=p.done)
+        failed = f" · [red]{p.failed} failed[/red] (f)" if p.failed else ""
+        state.update(
+            f"indexing {p.done}/{p.total} · {p.images_per_s:.1f} img/s · ETA {_eta(p)}{failed}"
+        )
+
+    def show_done(self, stats: IndexStats) -> None:
+        bar = self.query_one("#index-bar", ProgressBar)
+        state = self.query_one("#index-state", Static)
+        failed = f" · [red]{len(stats.failed)} skipped[/red] (f to list)" if stats.failed else ""
+        if stats.cancelled:
+            bar.update(total=max(stats.total, 1), progress=stats.total)
+            state.update(
+                f"[yellow]indexing cancelled[/yellow]: {stats.total} images searchable · i resumes{failed}"
+            )
+        else:
+            bar.update(total=1, progress=1)
+            added = f", {stats.indexed} new" if stats.indexed else ""
+            state.update(f"[green]✓ index up to date[/green]: {stats.total} images{added}{failed}")
+
+    def show_message(self, text: str) -> None:
+        self.query_one("#index-state", Static).update(text)

@@ -1,0 +1,39 @@
+"""The query panel: the highlighted image as pixel art, with its path and sizes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from tui.thumbs import Thumb
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class QueryPanel(Vertical):
+    def compose(self):
+        yield Static("", id="query-art")
+        yield Static("[dim]highlight an image in the tree; enter searches[/dim]", id="query-info")
+
+    def show(self, path: Path, rel: str, thumb: Thumb) -> None:
+        art = self.query_one("#query-art", Static)
+        info = self.query_one("#query-info", Static)
+        try:
+            size = human_size(path.stat().st_size)
+        except OSError:
+            size = "?"
+        if thumb.pixels is None:
+            art.update("[red]✗ cannot show this image[/red]")
+            info.update(f"[b]{rel}[/b]\n[red]{thumb.error}[/red] · {size}")
+        else:
+            art.update(thumb.pixels)
+            info.update(f"[b]{rel}[/b]\n{thumb.width}×{thumb.height} px · {size}")
