@@ -268,6 +268,8 @@ class DeepImageEncoder(nn.Module):
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         precision: ``"auto"`` (bf16 autocast on GPUs and on CPUs with native bf16,
             else fp32), ``"fp32"`` or ``"bf16"``.
+        runtime: ``"auto"`` (ONNX Runtime for fp32 on the CPU when installed, else
+            PyTorch), ``"torch"`` or ``"onnx"``. See :mod:`engine.onnx_runtime`.
     """
 
     def __init__(
@@ -277,6 +279,7 @@ class DeepImageEncoder(nn.Module):
         weights: str | os.PathLike[str] | None = None,
         device: str = "auto",
         precision: str = "auto",
+        runtime: str = "auto",
     ) -> None:
         super().__init__()
         if not isinstance(hash_dim, int) or hash_dim < 8:
@@ -329,8 +332,31 @@ class DeepImageEncoder(nn.Module):
 
         self.eval()
         self.to(self.device)
-        if self.device.type == "cpu" or self.device.type == "cuda":
-            self.features.to(memory_format=torch.channels_last)
+        self.features.to(memory_format=torch.channels_last)
+        self.runtime = self._pick_runtime(runtime)
+
+    def _pick_runtime(self, runtime: str):
+        """Set up ONNX Runtime when asked or when it is the fast choice; else PyTorch."""
+        from engine import onnx_runtime
+
+        if runtime not in ("auto", "torch", "onnx"):
+            raise EncoderError(f"runtime must be auto, torch or onnx, got {runtime!r}")
+        cpu_fp32 = self.device.type == "cpu" and self.precision == "fp32"
+        if runtime == "torch" or (
+            runtime == "auto" and not (cpu_fp32 and onnx_runtime.available())
+        ):
+            self._onnx = None
+            return "torch"
+        if not cpu_fp32:
+            raise EncoderError("the onnx runtime runs fp32 on the CPU only")
+        try:
+            self._onnx = onnx_runtime.OnnxCodes(self, threads=torch.get_num_threads())
+        except Exception as exc:  # export or load failed: PyTorch still works
+            if runtime == "onnx":
+                raise EncoderError(f"cannot run with ONNX Runtime: {exc}") from None
+            self._onnx = None
+            return "torch"
+        return "onnx"
 
     @property
     def identity(self) -> dict[str, str | int]:
@@ -344,7 +370,8 @@ class DeepImageEncoder(nn.Module):
         }
 
     def describe(self) -> str:
-        return f"{self.backbone_name} ({self.device.type}, {self.precision})"
+        runtime = "onnxruntime" if self.runtime == "onnx" else "torch"
+        return f"{self.backbone_name} ({self.device.type}, {self.precision}, {runtime})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised float images (N, 3, H, W) to codes (N, hash_dim)."""
@@ -362,6 +389,8 @@ class DeepImageEncoder(nn.Module):
     @torch.inference_mode()
     def encode_pixels(self, batch: np.ndarray) -> np.ndarray:
         """Codes for a uint8 (N, H, W, 3) batch, as a float32 numpy array."""
+        if self._onnx is not None:
+            return self._onnx(batch)
         x = self.prepare(batch)
         if self.precision == "bf16":
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):

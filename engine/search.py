@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -526,14 +526,26 @@ class ImageSimilaritySearch:
             raise SearchError("num_results must be at least 1")
         t0 = time.perf_counter()
         code, rel, reused = self._query_code(query)
+        result = self.search_code(code, num_results, exact, exclude=rel)
+        return replace(result, seconds=time.perf_counter() - t0, query_from_index=reused)
+
+    def search_code(
+        self,
+        code: np.ndarray,
+        num_results: int = 10,
+        exact: bool = False,
+        exclude: str | None = None,
+    ) -> SearchResult:
+        """Search with a code you already have (``exclude``: a stored path to leave out)."""
+        t0 = time.perf_counter()
         self.load()
         with self._lock:
             mem = self._memory
-            if self._centre is None or mem.count == 0:
-                return SearchResult([], "exact", 0, 0, time.perf_counter() - t0, reused)
-            q = self._unit(code[None])[0]
-            self_row = mem.row_of.get(rel) if rel is not None else None
+            self_row = mem.row_of.get(exclude) if exclude is not None else None
             want = min(num_results, mem.count - (1 if self_row is not None else 0))
+            if self._centre is None or want <= 0:
+                return SearchResult([], "exact", 0, mem.count, time.perf_counter() - t0, False)
+            q = self._unit(np.asarray(code, np.float32)[None])[0]
             mode = "exact"
             rows = None
             if not exact:
@@ -559,7 +571,7 @@ class ImageSimilaritySearch:
                 for rank, i in enumerate(top)
             ]
             return SearchResult(
-                matches, mode, len(rows), mem.count, time.perf_counter() - t0, reused
+                matches, mode, len(rows), mem.count, time.perf_counter() - t0, False
             )
 
     def find_similar_images(

@@ -47,7 +47,12 @@ def test_resnet50_from_a_saved_state_dict(tmp_path: Path, monkeypatch):
     path = tmp_path / "r50.pth"
     torch.save(resnet50(weights=None).state_dict(), path)
     enc = DeepImageEncoder(
-        hash_dim=16, backbone="resnet50", weights=path, device="cpu", precision="fp32"
+        hash_dim=16,
+        backbone="resnet50",
+        weights=path,
+        device="cpu",
+        precision="fp32",
+        runtime="torch",
     )
     codes = enc.encode_pixels(_pixels(2))
     assert codes.shape == (2, 16) and np.isfinite(codes).all()
@@ -59,7 +64,7 @@ def test_resnet50_from_a_saved_state_dict(tmp_path: Path, monkeypatch):
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth").write_bytes(path.read_bytes())
     assert resolve_backbone("auto") == "resnet50"
-    assert DeepImageEncoder(hash_dim=16, device="cpu").backbone_name == "resnet50"
+    assert DeepImageEncoder(hash_dim=16, device="cpu", runtime="torch").backbone_name == "resnet50"
 
 
 class _Evil:
@@ -85,3 +90,21 @@ def test_bad_settings_are_clear():
         DeepImageEncoder(hash_dim=4, backbone="efficientnet-lite0")
     with pytest.raises(EncoderError, match="exceeds"):
         DeepImageEncoder(hash_dim=4096, backbone="efficientnet-lite0", device="cpu")
+
+
+def test_onnx_runtime_gives_the_same_codes(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    onnx = DeepImageEncoder(
+        hash_dim=64, backbone="efficientnet-lite0", device="cpu", runtime="onnx"
+    )
+    eager = DeepImageEncoder(
+        hash_dim=64, backbone="efficientnet-lite0", device="cpu", runtime="torch"
+    )
+    assert onnx.runtime == "onnx" and "onnxruntime" in onnx.describe()
+    assert list((tmp_path / "lookalike" / "onnx").glob("*.onnx"))  # exported once, cached
+    x = _pixels(3, seed=5)
+    np.testing.assert_allclose(onnx.encode_pixels(x), eager.encode_pixels(x), atol=1e-4)
+    again = DeepImageEncoder(
+        hash_dim=64, backbone="efficientnet-lite0", device="cpu", runtime="onnx"
+    )
+    np.testing.assert_array_equal(again.encode_pixels(x), onnx.encode_pixels(x))
