@@ -322,7 +322,7 @@ class DeepImageEncoder(nn.Module):
         self.hash_layer = nn.Linear(feature_dim, hash_dim, bias=False)
         with torch.no_grad():
             self.hash_layer.weight.copy_(proj)
-        self.hash_layer.requires_grad_(False)
+        self.requires_grad_(False)  # inference only: no autograd state, exportable as constants
 
         norm = self.normalisation
         self.register_buffer("_scale", 1.0 / (255.0 * torch.tensor(norm.std).view(1, 3, 1, 1)))

@@ -23,6 +23,7 @@ import stat
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -49,15 +50,15 @@ _MAGIC: tuple[tuple[int, bytes], ...] = (
 )
 
 
-def _registered_extensions() -> frozenset[str]:
+@lru_cache(maxsize=1)
+def image_extensions() -> frozenset[str]:
+    """Extensions of the formats Pillow can open (computed on first use: loading every
+    Pillow plugin takes tens of milliseconds, which the app's first frame should not pay)."""
     Image.init()
     exts = {ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
     # Formats Pillow can open but whose files are rarely photos and often something else.
     exts -= {".ps", ".eps", ".pdf", ".h5", ".hdf", ".grib", ".bufr", ".fits", ".fit"}
     return frozenset(exts)
-
-
-IMAGE_EXTENSIONS: frozenset[str] = _registered_extensions()
 
 
 class ImageError(LookalikeError):
@@ -83,7 +84,7 @@ class FileEntry:
 
 def looks_like_image_name(path: str | os.PathLike[str]) -> bool:
     """True when the file name has an image extension Pillow can open (no I/O)."""
-    return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(os.fspath(path))[1].lower() in image_extensions()
 
 
 def has_image_signature(path: str | os.PathLike[str]) -> bool:

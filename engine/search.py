@@ -547,32 +547,45 @@ class ImageSimilaritySearch:
                 return SearchResult([], "exact", 0, mem.count, time.perf_counter() - t0, False)
             q = self._unit(np.asarray(code, np.float32)[None])[0]
             mode = "exact"
-            rows = None
+            n = len(mem.paths)
+            cand_rows = None
             if not exact:
                 sig = signatures((code - self._centre)[None], self.num_perm, self.seed)[0]
                 cands = mem.lsh.query(as_minhash(sig, self.seed))
                 if self_row is not None and self_row in cands:
                     cands.remove(self_row)
                 if len(cands) >= want:
-                    rows = np.fromiter(cands, np.int64, len(cands))
+                    cand_rows = np.fromiter(cands, np.int64, len(cands))
                     mode = "lsh"
                 else:
                     mode = "exact-fill"
-            if rows is None:
-                rows = np.flatnonzero(mem.alive[: len(mem.paths)])
-                if self_row is not None:
-                    rows = rows[rows != self_row]
-            scores = mem.units[rows] @ q
-            k = min(want, len(rows))
-            top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
-            top = top[np.lexsort((rows[top], -scores[top]))]
+            if cand_rows is not None and len(cand_rows) * 8 < n:
+                # Few candidates: score just those rows.
+                scores = mem.units[cand_rows] @ q
+                scored = len(cand_rows)
+            else:
+                # Many candidates, or exact: one contiguous product over every row and a
+                # mask is faster than gathering a large share of the rows first.
+                if cand_rows is None:
+                    allowed = mem.alive[:n].copy()
+                    if self_row is not None:
+                        allowed[self_row] = False
+                else:
+                    allowed = np.zeros(n, bool)
+                    allowed[cand_rows] = True
+                scored = int(allowed.sum())
+                scores = np.where(allowed, mem.units[:n] @ q, -np.inf)
+                cand_rows = np.arange(n)
+            k = min(want, scored)
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = top[np.lexsort((cand_rows[top], -scores[top]))]
+            rows = cand_rows[top]
+            scores = scores[top]
             matches = [
-                Match(mem.paths[rows[i]], float(np.clip(scores[i], -1.0, 1.0)), rank + 1)
-                for rank, i in enumerate(top)
+                Match(mem.paths[r], float(np.clip(sc, -1.0, 1.0)), rank + 1)
+                for rank, (r, sc) in enumerate(zip(rows, scores))
             ]
-            return SearchResult(
-                matches, mode, len(rows), mem.count, time.perf_counter() - t0, False
-            )
+            return SearchResult(matches, mode, scored, mem.count, time.perf_counter() - t0, False)
 
     def find_similar_images(
         self, query: str | os.PathLike[str], num_results: int = 10, exact: bool = False

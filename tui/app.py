@@ -22,8 +22,6 @@ from textual.widgets import DirectoryTree, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from tui.layout import Tier, tier_for
-from tui.screens.failures import FailuresScreen
-from tui.screens.help import HelpScreen
 from tui.thumbs import ThumbCache
 from tui.widgets.image_tree import ImageTree
 from tui.widgets.progress import IndexPanel
@@ -157,7 +155,9 @@ class LookalikeApp(App[int]):
         self._set_results_status("[dim]opening the index…[/dim]")
         self.query_one(IndexPanel).set_info("loading the engine…", "")
         self.query_one("#tree").focus()
-        self.open_engine()
+        # The engine's imports (numpy, datasketch, torch) hold the interpreter for a
+        # second or more: start them once the first frame is on screen.
+        self.call_after_refresh(self.open_engine)
 
     # --- engine ---------------------------------------------------------------------
 
@@ -249,6 +249,8 @@ class LookalikeApp(App[int]):
         if not self._failures:
             self.notify("no file was skipped")
             return
+        from tui.screens.failures import FailuresScreen  # DataTable: not needed at start-up
+
         self.push_screen(FailuresScreen(list(self._failures)))
 
     # --- searching ------------------------------------------------------------------
@@ -288,8 +290,11 @@ class LookalikeApp(App[int]):
             + (f" · {result.seconds * 1000:.1f} ms" if self.show_timings else "")
             + (" · [dim]backspace: previous[/dim]" if self.history else "")
         )
-        self.load_thumbs(message.request, [c.path for c in cards])
-        self.show_query(message.query)
+        # Pictures after the scores: let the frame with the new scores paint first, so
+        # rendering thumbnails does not compete with it for the interpreter.
+        paths = [c.path for c in cards]
+        self.call_after_refresh(self.load_thumbs, message.request, paths)
+        self.call_after_refresh(self.show_query, message.query)
 
     @work(thread=True, group="thumbs", exit_on_error=False)
     def load_thumbs(self, request: int, paths: list[Path]) -> None:
@@ -409,6 +414,8 @@ class LookalikeApp(App[int]):
             event.stop()
 
     def action_help(self) -> None:
+        from tui.screens.help import HelpScreen
+
         self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:

@@ -29,24 +29,35 @@ class ResultCard(Vertical):
     def __init__(self, data: CardData, tier: Tier) -> None:
         super().__init__(classes="card")
         self.data = data
-        self.styles.width = tier.card_width
-        self._thumb_box = tier.thumb
+        self._score = Static("", classes="card-score")
+        self._thumb = Static("…", classes="card-thumb")
+        self._name = Static("", classes="card-name")
+        self.set_tier(tier)
+        self.set_data(data)
 
     def compose(self):
-        d = self.data
-        yield Static(f"[b]#{d.rank}[/b]  {d.score:.3f}", classes="card-score")
-        thumb = Static("…", classes="card-thumb")
-        thumb.styles.width, thumb.styles.height = self._thumb_box
-        yield thumb
-        yield Static(d.name, classes="card-name")
+        yield self._score
+        yield self._thumb
+        yield self._name
+
+    def set_tier(self, tier: Tier) -> None:
+        self.styles.width = tier.card_width
+        self._thumb.styles.width, self._thumb.styles.height = tier.thumb
+
+    def set_data(self, data: CardData) -> None:
+        """Reuse this card for another match: updating beats mounting a new widget."""
+        self.data = data
+        self._score.update(f"[b]#{data.rank}[/b]  {data.score:.3f}")
+        self._name.update(data.name)
+        self._thumb.update("…")
+        self._thumb.remove_class("-broken")
 
     def show_thumb(self, thumb: Thumb) -> None:
-        target = self.query_one(".card-thumb", Static)
         if thumb.pixels is not None:
-            target.update(thumb.pixels)
+            self._thumb.update(thumb.pixels)
         else:
-            target.update(f"[red]cannot show[/red]\n{thumb.error}")
-            target.add_class("-broken")
+            self._thumb.update(f"[red]cannot show[/red]\n{thumb.error}")
+            self._thumb.add_class("-broken")
 
 
 class ResultsGrid(VerticalScroll, can_focus=True):
@@ -87,12 +98,20 @@ class ResultsGrid(VerticalScroll, can_focus=True):
         self.styles.grid_size_columns = self.columns
 
     def show(self, cards: list[CardData]) -> None:
-        """Replace every card (called on the UI thread with ready data)."""
-        self.remove_children()
-        self.cards = [ResultCard(c, self.tier) for c in cards]
+        """Show *cards*, best first (UI thread). Existing card widgets are reused and only
+        the difference in count is mounted or removed: re-mounting a dozen cards per
+        search costs hundreds of milliseconds, updating them a few."""
+        keep = self.cards[: len(cards)]
+        for card in self.cards[len(cards) :]:
+            card.remove()
+        for card, data in zip(keep, cards):
+            card.set_tier(self.tier)
+            card.set_data(data)
+        new = [ResultCard(c, self.tier) for c in cards[len(keep) :]]
+        self.cards = keep + new
         self.styles.grid_size_columns = self.columns
-        if self.cards:
-            self.mount_all(self.cards)
+        if new:
+            self.mount_all(new)
         self.cursor = 0
         self.scroll_home(animate=False)
         self._paint_cursor()
