@@ -595,12 +595,13 @@ def bench_disk(rep: Report, index: Path) -> None:
     rep.section("Index size on disk", body, "python -m benchmarks.run --only index,disk")
 
 
-def first_paint(root: Path, runs: int) -> list[float]:
-    """Seconds from exec to the first frame of `lookalike DIR`, in a pseudo-terminal."""
+def first_paint(root: Path, runs: int) -> tuple[list[float], list[float]]:
+    """Seconds from exec of `lookalike DIR` in a pseudo-terminal to the first frame with
+    the panels drawn, and to the frame that also holds the footer's keys."""
     import pty
     import select
 
-    times = []
+    frames, footers = [], []
     for _ in range(runs):
         pid, fd = pty.fork()
         if pid == 0:
@@ -609,19 +610,21 @@ def first_paint(root: Path, runs: int) -> list[float]:
         t0 = time.perf_counter()
         buf = b""
         while time.perf_counter() - t0 < 30:
-            ready, _, _ = select.select([fd], [], [], 0.05)
+            ready, _, _ = select.select([fd], [], [], 0.005)
             if ready:
                 try:
                     buf += os.read(fd, 65536)
                 except OSError:
                     break
-                if b"index" in buf and b"Quit" in buf:  # panels and footer drawn
-                    times.append(time.perf_counter() - t0)
+                if b"index" in buf and len(frames) < len(footers) + 1:
+                    frames.append(time.perf_counter() - t0)
+                if b"Quit" in buf:
+                    footers.append(time.perf_counter() - t0)
                     break
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         os.close(fd)
-    return times
+    return frames, footers
 
 
 def keypress_to_results(root: Path, index: Path, n: int) -> list[float]:
@@ -672,16 +675,22 @@ def keypress_to_results(root: Path, index: Path, n: int) -> list[float]:
 
 
 def bench_app(rep: Report, root: Path, index: Path) -> None:
-    paints = first_paint(root, 5)
+    frames, footers = first_paint(root, 7)
     keys = keypress_to_results(root, index, 20)
     body = table(
         ["figure", "median", "max", "target"],
         [
             [
-                "first paint: `lookalike DIR` in a pty until panels and footer are drawn",
-                f"**{statistics.median(paints):.2f} s**",
-                f"{max(paints):.2f} s",
+                "first paint: `lookalike DIR` in a pty until the first frame (panels drawn)",
+                f"**{statistics.median(frames):.2f} s**",
+                f"{max(frames):.2f} s",
                 "≤ 0.5 s",
+            ],
+            [
+                "… until the footer's keys are drawn too (a later frame)",
+                f"{statistics.median(footers):.2f} s",
+                f"{max(footers):.2f} s",
+                "",
             ],
             [
                 "keypress to scores on screen (enter in the tree, tmux, warm, 10k index)",
@@ -692,7 +701,7 @@ def bench_app(rep: Report, root: Path, index: Path) -> None:
         ],
     )
     body += (
-        "\n\nFirst paint over 5 runs. Keypress: 20 searches in a real terminal (tmux 160x50), timed from "
+        "\n\nFirst paint over 7 runs, on the 10k folder. Keypress: 20 searches in a real terminal (tmux 160x50), timed from "
         "`send-keys Enter` to the first screen read back (capture-pane, polled) that shows the new "
         "query's status line and scores; thumbnails may follow. The polling adds a few ms."
     )
@@ -736,7 +745,19 @@ def main(argv: list[str] | None = None) -> int:
         f"(this run: sections {', '.join(s for s in SECTIONS if s in only)}; {took / 60:.1f} minutes).\n\n"
         "## Machine\n\n" + machine() + "\n\n"
     )
-    Path(args.out).write_text(head + "\n".join(rep.parts))
+    parts = rep.parts
+    out = Path(args.out)
+    if args.only and out.exists():  # keep the sections this run did not measure
+        old = out.read_text().split("\n## ")[1:]
+        kept = {
+            p.split("\n", 1)[0]: "## " + p.rstrip() + "\n"
+            for p in old
+            if not p.startswith("Machine")
+        }
+        for part in parts:
+            kept[part.split("\n", 1)[0][3:]] = part
+        parts = list(kept.values())
+    out.write_text(head + "\n".join(parts))
     print(f"wrote {args.out} in {took:.0f} s")
     return 0
 
