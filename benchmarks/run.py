@@ -757,7 +757,9 @@ def main(argv: list[str] | None = None) -> int:
         for part in parts:
             kept[part.split("\n", 1)[0][3:]] = part
         parts = list(kept.values())
-    out.write_text(head + "\n".join(parts))
+    analysis = (Path(__file__).parent / "analysis.md").read_text()
+    parts = [p for p in parts if not p.startswith("## Targets:")]
+    out.write_text(head + "\n".join(parts) + "\n" + analysis)
     print(f"wrote {args.out} in {took:.0f} s")
     return 0
 
