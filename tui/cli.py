@@ -122,22 +122,24 @@ def build_app_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _engine_options(args: argparse.Namespace) -> dict:
+    """The options every command shares, as ImageSimilaritySearch keywords."""
+    return {
+        "backbone": args.backbone,
+        "hash_dim": args.hash_dim,
+        "num_perm": args.num_perm,
+        "weights": args.weights,
+        "device": args.device,
+        "batch_size": args.batch_size,
+    }
+
+
 def _open_search(args: argparse.Namespace, rebuild: bool = False):
     from engine.search import ImageSimilaritySearch
 
     if not Path(args.dir).is_dir():
         raise UsageError(f"not a folder: {args.dir}")
-    return ImageSimilaritySearch(
-        args.dir,
-        args.index,
-        backbone=args.backbone,
-        hash_dim=args.hash_dim,
-        num_perm=args.num_perm,
-        weights=args.weights,
-        device=args.device,
-        batch_size=args.batch_size,
-        rebuild=rebuild,
-    )
+    return ImageSimilaritySearch(args.dir, args.index, rebuild=rebuild, **_engine_options(args))
 
 
 def _run_index(search, quiet: bool):
@@ -295,17 +297,7 @@ def cmd_app(argv: list[str]) -> int:
         raise UsageError(f"query image not found: {args.query}")
     from tui.app import create_app
 
-    app = create_app(
-        folder,
-        query=args.query,
-        index_path=args.index,
-        backbone=args.backbone,
-        weights=args.weights,
-        hash_dim=args.hash_dim,
-        num_perm=args.num_perm,
-        batch_size=args.batch_size,
-        device=args.device,
-    )
+    app = create_app(folder, query=args.query, index_path=args.index, **_engine_options(args))
     app.run()
     return app.return_code or 0
 

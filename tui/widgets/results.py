@@ -80,11 +80,6 @@ class ResultsGrid(VerticalScroll, can_focus=True):
             super().__init__()
             self.data = data
 
-    class Highlighted(Message):
-        def __init__(self, data: CardData) -> None:
-            super().__init__()
-            self.data = data
-
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.cards: list[ResultCard] = []
@@ -133,7 +128,6 @@ class ResultsGrid(VerticalScroll, can_focus=True):
             card.set_class(i == self.cursor, "-cursor")
         if self.current is not None:
             self.cards[self.cursor].scroll_visible(animate=False)
-            self.post_message(self.Highlighted(self.current))
 
     def action_move(self, dx: int, dy: int) -> None:
         if not self.cards:
