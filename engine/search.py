@@ -250,6 +250,7 @@ class ImageSimilaritySearch:
             np.asarray(meta["centre"], np.float32) if meta.get("centre") else None
         )
         self._centre_count = int(meta.get("centre_count", 0))
+        self._ok_count = 0
 
     # --- encoder --------------------------------------------------------------------
 
@@ -355,6 +356,7 @@ class ImageSimilaritySearch:
             else:
                 todo.append(entry)
             emit(0, len(todo), entry.relpath, "scanning")
+        gone: list[str] = []
         if not stats.cancelled:
             gone = [p for p in known if p not in seen]
             if gone:
@@ -366,6 +368,13 @@ class ImageSimilaritySearch:
                             self._memory.remove(p)
 
         total = len(todo)
+        redo = {e.relpath for e in todo}
+        gone_set = set(gone)
+        # Usable images once this run ends, kept up to date batch by batch: deciding when
+        # to refit the centre must not re-read the whole index after every batch.
+        self._ok_count = sum(
+            1 for p, st in known.items() if st.ok and p not in redo and p not in gone_set
+        )
         if todo and not stats.cancelled:
             self._write_meta_once()
             self._encode_all(todo, stats, cancel, emit)
@@ -440,19 +449,13 @@ class ImageSimilaritySearch:
                 for e, c, s in zip(entries, codes, sigs)
             ]
             self.store.write(rows + failed_rows)
+            self._ok_count += len(entries)
             if self._memory is not None:
                 self._memory.add([e.relpath for e in entries], self._unit(codes), sigs)
-                n = self._memory.count
-            else:
-                n = None
-            self._maybe_refit(n)
+            self._maybe_refit(self._ok_count)
 
-    def _maybe_refit(self, n: int | None) -> None:
-        if self._centre_count >= CENTRE_REFIT_CAP:
-            return
-        if n is None:
-            n = self.count()
-        if n < 2 * self._centre_count:
+    def _maybe_refit(self, n: int) -> None:
+        if self._centre_count >= CENTRE_REFIT_CAP or n < 2 * self._centre_count:
             return
         vec = self.store.vectors()
         self._centre = vec.codes.mean(axis=0).astype(np.float32)
@@ -475,7 +478,7 @@ class ImageSimilaritySearch:
         with self._lock:
             if self._memory is not None:
                 return self._memory.count
-        return sum(1 for s in self.store.file_states().values() if s.ok)
+        return self.store.count_ok()
 
     def failures(self) -> list[SkippedFile]:
         return [SkippedFile(p, e or "failed") for p, e in self.store.failures()]

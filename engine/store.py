@@ -80,6 +80,7 @@ class IndexStore(Protocol):
     def get_meta(self) -> dict: ...
     def set_meta(self, values: dict) -> None: ...
     def file_states(self) -> dict[str, StoredFile]: ...
+    def count_ok(self) -> int: ...
     def write(self, rows: Iterable[Row], delete: Iterable[str] = ()) -> list[int]: ...
     def replace_signatures(self, ids: np.ndarray, signatures: np.ndarray, meta: dict) -> None: ...
     def vectors(self) -> Vectors: ...
@@ -112,6 +113,7 @@ CREATE TABLE IF NOT EXISTS images (
     code BLOB,
     signature BLOB
 );
+CREATE INDEX IF NOT EXISTS images_status ON images (status);
 """
 
 
@@ -174,6 +176,11 @@ class SQLiteStore:
         with self._tx() as db:
             rows = db.execute("SELECT path, size, mtime_ns, status FROM images")
             return {p: StoredFile(s, m, st == "ok") for p, s, m, st in rows}
+
+    def count_ok(self) -> int:
+        """Usable images (answered from the small status index, not the table)."""
+        with self._tx() as db:
+            return db.execute("SELECT COUNT(*) FROM images WHERE status = 'ok'").fetchone()[0]
 
     def write(self, rows: Iterable[Row], delete: Iterable[str] = ()) -> list[int]:
         """Insert or replace *rows* and delete paths, all in one transaction.

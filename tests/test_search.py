@@ -203,3 +203,18 @@ def test_kill_9_mid_run_leaves_a_usable_index(tmp_path: Path):
     with ImageSimilaritySearch(root) as search:
         stats = search.index()
     assert stats.unchanged == kept and stats.indexed == 200 - kept and stats.total == 200
+
+
+def test_indexing_reads_the_index_once_not_per_batch(tmp_path: Path):
+    root = tmp_path / "batches"
+    for i in range(12):
+        make_image(root / f"{i:02d}.png", seed=i)
+    with ImageSimilaritySearch(root, batch_size=2) as search:
+        calls = []
+        real = search.store.file_states
+        search.store.file_states = lambda: calls.append(1) or real()
+        stats = search.index()
+        assert stats.indexed == 12 and stats.total == 12
+        assert len(calls) == 1  # the walk's diff; batches and centre refits never re-read it
+        meta = search.store.get_meta()
+        assert meta["centre_count"] == 8  # refitted at 2, 4 and 8 images

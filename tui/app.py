@@ -222,7 +222,11 @@ class LookalikeApp(App[int]):
 
     def on_index_progress(self, message: IndexProgress) -> None:
         if self._indexing and message.progress.phase != "done":
-            self.query_one(IndexPanel).show_progress(message.progress)
+            panel = self.query_one(IndexPanel)
+            panel.show_progress(message.progress)
+            if message.progress.phase == "encoding" and self.search_engine is not None:
+                # the CNN is loaded by now: say which runtime it runs on
+                panel.set_info(self.search_engine.describe(), str(self.search_engine.index_path))
 
     def on_index_finished(self, message: IndexFinished) -> None:
         self._indexing = False

@@ -23,6 +23,7 @@ class ImageTree(DirectoryTree):
         super().__init__(path, **kwargs)
         self.root_path = Path(path).resolve()
         self.name_filter = ""
+        self._filter_timer = None
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         needle = self.name_filter.lower()
@@ -47,6 +48,20 @@ class ImageTree(DirectoryTree):
                     yield path
 
     def set_filter(self, text: str) -> None:
-        if text != self.name_filter:
-            self.name_filter = text
-            self.reload()
+        """Filter by a substring of the path, applied once typing pauses (a reload per
+        keystroke would list big folders over and over)."""
+        if text == self.name_filter:
+            return
+        self.name_filter = text
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(0.25, self._apply_filter)
+
+    async def _apply_filter(self) -> None:
+        self._filter_timer = None
+        await self.reload()
+        if self.name_filter:
+            # Open the top-level folders so the matches are in view, not behind a fold.
+            for node in self.root.children:
+                if node.data is not None and Path(node.data.path).is_dir():
+                    node.expand()
