@@ -97,6 +97,14 @@ def has_image_signature(path: str | os.PathLike[str]) -> bool:
     return any(head[off : off + len(sig)] == sig for off, sig in _MAGIC)
 
 
+def is_candidate(path: str | os.PathLike[str]) -> bool:
+    """The engine's test for "an image file": an image extension, or image magic bytes.
+
+    The walk and the app's file tree both use it, so the tree shows what gets indexed.
+    """
+    return looks_like_image_name(path) or has_image_signature(path)
+
+
 def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
@@ -142,9 +150,7 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[FileEntry | SkippedFil
                 if key not in seen_dirs:
                     seen_dirs.add(key)
                     subdirs.append((Path(entry.path), rel + "/"))
-            elif stat.S_ISREG(est.st_mode) and (
-                looks_like_image_name(entry.name) or has_image_signature(entry.path)
-            ):
+            elif stat.S_ISREG(est.st_mode) and is_candidate(entry.path):
                 yield FileEntry(rel, est.st_size, est.st_mtime_ns)
         stack.extend(reversed(subdirs))
 

@@ -207,3 +207,17 @@ async def test_grid_reflows_with_width(sample_copy: Path, width: int):
         grid = app.query_one(ResultsGrid)
         assert grid.columns == max(1, (grid.size.width - 2) // grid.tier.card_width)
         assert (grid.columns >= 6) if width == 200 else (grid.columns <= 2)
+
+
+async def test_tree_shows_what_the_engine_indexes(tmp_path: Path):
+    root = tmp_path / "mixed"
+    make_image(root / "a.png", 1)
+    make_image(root / "noext", 2, fmt="PNG")  # an image by content, not by name
+    (root / "notes.txt").write_text("not an image")
+    make_image(root / ".hidden" / "h.png", 3)
+    app = create_app(root, auto_index=False)
+    async with app.run_test(size=SIZE) as pilot:
+        tree = app.query_one(ImageTree)
+        await wait_for(pilot, lambda: len(tree.root.children) > 0)
+        shown = sorted(str(node.label) for node in tree.root.children)
+        assert shown == ["a.png", "noext"]

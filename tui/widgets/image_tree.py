@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.binding import Binding
 from textual.widgets import DirectoryTree
 
-from engine.images import is_hidden, looks_like_image_name
+from engine.images import is_candidate, is_hidden
 
 
 class ImageTree(DirectoryTree):
@@ -36,7 +36,7 @@ class ImageTree(DirectoryTree):
                 continue
             if is_dir:
                 yield path
-            elif looks_like_image_name(path.name):
+            elif is_candidate(path):  # runs in the tree's loader thread: magic bytes are fine
                 if not needle:
                     yield path
                     continue
