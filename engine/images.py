@@ -200,6 +200,8 @@ def open_image(
         raise ImageError(f"cannot decode: {text}") from None
     except MemoryError:
         raise ImageError("out of memory decoding this image") from None
+    except Exception as exc:  # a decoder choking on hostile input: a skip, not a crash
+        raise ImageError(f"cannot decode: {type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

@@ -136,3 +136,14 @@ def test_walk_by_content_hidden_and_links(tmp_path: Path):
     skipped = [e for e in found if isinstance(e, SkippedFile)]
     assert entries == ["a.png", "sub/noext"]
     assert [(s.path, s.reason) for s in skipped] == [("dangling.png", "broken symbolic link")]
+
+
+def test_unexpected_decoder_errors_become_reasons(tmp_path: Path, monkeypatch):
+    make_image(tmp_path / "x.png", 1)
+
+    def broken_plugin(*_a, **_k):
+        raise struct.error("unpack requires a buffer of 4 bytes")
+
+    monkeypatch.setattr(Image, "open", broken_plugin)
+    with pytest.raises(ImageError, match="cannot decode: error: unpack requires"):
+        open_image(tmp_path / "x.png")

@@ -165,8 +165,9 @@ class LookalikeApp(App[int]):
     def open_engine(self) -> None:
         from engine.search import ImageSimilaritySearch
 
+        # Opening reads only metadata; the stored vectors load with the first search,
+        # so a large index does not hold up the panels or the indexing run.
         search = ImageSimilaritySearch(self.folder, **self.engine_options)
-        search.load()
         self.post_message(EngineReady(search))
 
     def on_engine_ready(self, message: EngineReady) -> None:
@@ -181,10 +182,17 @@ class LookalikeApp(App[int]):
             if count
             else "[dim]nothing indexed yet[/dim]"
         )
+        self.warm_engine()
         if self.auto_index:
             self.action_reindex()
         if self.initial_query is not None:
             self.run_search(self.initial_query)
+
+    @work(thread=True, exclusive=True, group="warm", exit_on_error=False)
+    def warm_engine(self) -> None:
+        """Load the stored vectors and the LSH now, so the first search need not."""
+        assert self.search_engine is not None
+        self.search_engine.load()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
