@@ -290,6 +290,7 @@ def full_features(root: Path, paths: list[str]) -> np.ndarray:
 
     from engine.encoder import DeepImageEncoder
     from engine.images import open_image
+    from engine.onnx_runtime import export
     from engine.search import INPUT_SIZE, _square_pixels
 
     enc = DeepImageEncoder(
@@ -298,19 +299,10 @@ def full_features(root: Path, paths: list[str]) -> np.ndarray:
 
     class Feats(torch.nn.Module):
         def forward(self, pixels):
-            x = pixels.permute(0, 3, 1, 2).float() * enc._scale - enc._offset
-            return enc.features(x)
+            return enc.features(enc.normalise(pixels))
 
     onnx_path = DATA / "features.onnx"
-    torch.onnx.export(
-        Feats().eval(),
-        (torch.zeros(2, 224, 224, 3, dtype=torch.uint8),),
-        str(onnx_path),
-        input_names=["pixels"],
-        dynamic_axes={"pixels": {0: "n"}},
-        opset_version=17,
-        dynamo=False,
-    )
+    export(Feats(), INPUT_SIZE, onnx_path, output="features")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     out = []
     for i in range(0, len(paths), 64):

@@ -377,13 +377,18 @@ class DeepImageEncoder(nn.Module):
         """Normalised float images (N, 3, H, W) to codes (N, hash_dim)."""
         return self.hash_layer(self.features(x).float())
 
+    def normalise(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) pixels to the backbone's normalised float (N, 3, H, W).
+
+        Written in tensor operations only, so the ONNX export carries it in its graph.
+        """
+        return pixels.permute(0, 3, 1, 2).float() * self._scale - self._offset
+
     def prepare(self, batch: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) pixels to the normalised, channels-last tensor on device."""
         if not batch.flags.writeable:
             batch = batch.copy()
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        x = x.permute(0, 3, 1, 2).float()
-        x = x * self._scale - self._offset  # (x / 255 - mean) / std
+        x = self.normalise(torch.from_numpy(batch).to(self.device, non_blocking=True))
         return x.contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()

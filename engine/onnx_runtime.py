@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from engine.store import user_cache_dir
+
 #: Bump when the exported graph changes meaning.
 EXPORT_VERSION = 1
 
@@ -33,8 +35,7 @@ def available() -> bool:
 
 
 def cache_dir() -> Path:
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "lookalike" / "onnx"
+    return user_cache_dir() / "onnx"
 
 
 class _PixelsToCodes(nn.Module):
@@ -46,15 +47,14 @@ class _PixelsToCodes(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         enc = self.encoder
-        x = pixels.permute(0, 3, 1, 2).float() * enc._scale - enc._offset
-        return enc.hash_layer(enc.features(x))
+        return enc.hash_layer(enc.features(enc.normalise(pixels)))
 
 
-def _export(encoder, path: Path) -> None:
+def export(module: nn.Module, input_size: int, path: Path, output: str = "codes") -> None:
+    """Export *module* (uint8 (N, S, S, 3) pixels in, one tensor out) to *path* atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    size = encoder.input_size
-    example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
-    module = _PixelsToCodes(encoder).eval().cpu()
+    example = torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8)
+    module = module.eval().cpu()
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.part")
     os.close(fd)
     try:
@@ -65,8 +65,8 @@ def _export(encoder, path: Path) -> None:
                 (example,),
                 tmp,
                 input_names=["pixels"],
-                output_names=["codes"],
-                dynamic_axes={"pixels": {0: "batch"}, "codes": {0: "batch"}},
+                output_names=[output],
+                dynamic_axes={"pixels": {0: "batch"}, output: {0: "batch"}},
                 opset_version=17,
                 dynamo=False,
             )
@@ -89,7 +89,7 @@ class OnnxCodes:
         )
         self.path = cache_dir() / name
         if not self.path.is_file():
-            _export(encoder, self.path)
+            export(_PixelsToCodes(encoder), encoder.input_size, self.path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

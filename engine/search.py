@@ -438,11 +438,7 @@ class ImageSimilaritySearch:
         """Store one encoded batch (one transaction) and make it searchable."""
         with self._lock:
             if self._centre is None:
-                self._centre = codes.mean(axis=0).astype(np.float32)
-                self._centre_count = len(codes)
-                self.store.set_meta(
-                    {"centre": self._centre.tolist(), "centre_count": self._centre_count}
-                )
+                self.store.set_meta(self._fit_centre(codes))
             sigs = signatures(codes - self._centre, self.num_perm, self.seed)
             rows = [
                 Row(e.relpath, e.size, e.mtime_ns, code=c, signature=s)
@@ -458,14 +454,17 @@ class ImageSimilaritySearch:
         if self._centre_count >= CENTRE_REFIT_CAP or n < 2 * self._centre_count:
             return
         vec = self.store.vectors()
-        self._centre = vec.codes.mean(axis=0).astype(np.float32)
-        self._centre_count = len(vec.codes)
+        meta = self._fit_centre(vec.codes)
         sigs = signatures(vec.codes - self._centre, self.num_perm, self.seed)
-        self.store.replace_signatures(
-            vec.ids, sigs, {"centre": self._centre.tolist(), "centre_count": self._centre_count}
-        )
+        self.store.replace_signatures(vec.ids, sigs, meta)
         if self._memory is not None:
             self._memory = None  # rebuilt from the store on the next query
+
+    def _fit_centre(self, codes: np.ndarray) -> dict:
+        """Make the mean of *codes* the centre; returns the metadata to store with it."""
+        self._centre = codes.mean(axis=0).astype(np.float32)
+        self._centre_count = len(codes)
+        return {"centre": self._centre.tolist(), "centre_count": self._centre_count}
 
     def _unit(self, codes: np.ndarray) -> np.ndarray:
         c = codes - self._centre
@@ -495,6 +494,7 @@ class ImageSimilaritySearch:
                         self._centre = vec.codes.mean(axis=0)
                     mem.add(vec.paths, self._unit(vec.codes), vec.signatures)
                 self._memory = mem
+                # Build the per-token signature table now, not inside the first query.
                 signatures(np.zeros((1, self.hash_dim), np.float32), self.num_perm, self.seed)
             return self._memory.count
 

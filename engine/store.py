@@ -90,15 +90,20 @@ class IndexStore(Protocol):
     def close(self) -> None: ...
 
 
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/lookalike`` (``~/.cache/lookalike``): indexes of read-only
+    folders and the exported ONNX models live here."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lookalike"
+
+
 def default_index_path(root: str | os.PathLike[str]) -> Path:
     """``ROOT/.lookalike/index.sqlite``, or a per-user cache file when ROOT is read-only."""
     root = Path(root).resolve()
     local = root / INDEX_DIRNAME / INDEX_FILENAME
     if local.exists() or os.access(root, os.W_OK):
         return local
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lookalike"
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:16]
-    return cache / f"{root.name or 'root'}-{digest}" / INDEX_FILENAME
+    return user_cache_dir() / f"{root.name or 'root'}-{digest}" / INDEX_FILENAME
 
 
 _SCHEMA = """

@@ -131,8 +131,6 @@ class LookalikeApp(App[int]):
         tier = tier_for(event.size.width, event.size.height)
         if tier == self.tier:
             return
-        self.screen.remove_class(f"-{self.tier.name}")
-        self.screen.add_class(f"-{tier.name}")
         self.tier = tier
         grid = self.query_one(ResultsGrid)
         grid.tier = tier
@@ -145,7 +143,6 @@ class LookalikeApp(App[int]):
 
     def on_mount(self) -> None:
         self.tier = tier_for(self.size.width, self.size.height)
-        self.screen.add_class(f"-{self.tier.name}")
         self.query_one(ResultsGrid).tier = self.tier
         self.query_one("#tree").border_title = str(self.folder)
         self.query_one("#query").border_title = "query"
