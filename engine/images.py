@@ -12,8 +12,15 @@ Rules, in one place:
 * A candidate that cannot be decoded becomes a :class:`SkippedFile` with a one-line
   reason; the walk and the run go on.
 * Hidden entries (name starting with ``.``, which includes ``.lookalike/``) are not
-  walked. Symbolic links are followed once: a directory reached twice (a loop, or two
-  links to one place) is walked once, and a dangling link is reported, not raised.
+  walked.
+* Symbolic links stay inside the root: a link whose target resolves inside the root
+  is followed, one whose target is outside is reported as a skip and not read (a
+  folder someone sent you must not make lookalike read your home directory). With
+  ``follow_links=True`` links may leave the root. Either way a directory reached
+  twice (a loop, or two links to one place) is walked once, so every walk ends, and
+  a dangling link is reported, not raised.
+* Names are kept as Python gives them, undecodable bytes as surrogate escapes (see
+  :mod:`engine.names`): a name that is not valid UTF-8 is an image like any other.
 """
 
 from __future__ import annotations
@@ -109,13 +116,32 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def walk_images(root: str | os.PathLike[str]) -> Iterator[FileEntry | SkippedFile]:
+#: The reason given for a link that is not followed because it leaves the root.
+LINK_OUTSIDE = "symbolic link to outside the folder: not followed (--follow-links allows it)"
+
+
+def inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
+    """True when *path*, symbolic links resolved, is *root* or lies under it.
+
+    *root* must already be resolved (``os.path.realpath``).
+    """
+    real = os.path.realpath(path)
+    root = os.fspath(root)
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def walk_images(
+    root: str | os.PathLike[str], follow_links: bool = False
+) -> Iterator[FileEntry | SkippedFile]:
     """Yield every candidate image under *root* (sorted, deterministic), and skips.
 
-    Directory symlinks are followed, but each real directory is visited once, so a
-    link loop ends. A dangling link with an image-like name is yielded as a skip.
+    Symbolic links are followed while they stay inside *root* (anywhere with
+    *follow_links*); each real directory is visited once, so a link loop ends. A
+    dangling link with an image-like name, and a link out of the root that points at
+    a folder or has an image-like name, are yielded as skips.
     """
     root_path = Path(root)
+    root_real = os.path.realpath(root_path)
     seen_dirs: set[tuple[int, int]] = set()
     try:
         st = root_path.stat()
@@ -136,6 +162,14 @@ def walk_images(root: str | os.PathLike[str]) -> Iterator[FileEntry | SkippedFil
             if is_hidden(entry.name):
                 continue
             rel = f"{prefix}{entry.name}"
+            if not follow_links and entry.is_symlink() and not inside(entry.path, root_real):
+                try:
+                    leads_to_dir = entry.is_dir(follow_symlinks=True)
+                except OSError:
+                    leads_to_dir = False
+                if leads_to_dir or looks_like_image_name(entry.name):
+                    yield SkippedFile(rel, LINK_OUTSIDE)
+                continue
             try:
                 est = entry.stat(follow_symlinks=True)
             except FileNotFoundError:

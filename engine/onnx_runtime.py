@@ -82,10 +82,11 @@ class OnnxCodes:
     def __init__(self, encoder, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        ident = encoder.identity
+        from engine.encoder import HASH_LAYER_VERSION
+
         name = (
-            f"{ident['backbone']}-{ident['weights_id']}-{ident['hash_dim']}"
-            f"-{ident['input_size']}-h{ident['hash_layer']}-e{EXPORT_VERSION}.onnx"
+            f"{encoder.backbone_name}-{encoder.weights_id}-{encoder.hash_dim}"
+            f"-{encoder.input_size}-h{HASH_LAYER_VERSION}-e{EXPORT_VERSION}.onnx"
         )
         self.path = cache_dir() / name
         if not self.path.is_file():

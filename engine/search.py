@@ -37,9 +37,17 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import LookalikeError
-from engine.images import FileEntry, ImageError, SkippedFile, open_image, walk_images
+from engine.images import FileEntry, ImageError, SkippedFile, inside, open_image, walk_images
 from engine.minhash import as_minhash, signatures
-from engine.store import IndexFileError, Row, SQLiteStore, WriterLock, default_index_path
+from engine.names import check_relpath, printable
+from engine.store import (
+    IndexDamaged,
+    IndexFileError,
+    Row,
+    SQLiteStore,
+    WriterLock,
+    default_index_path,
+)
 
 DEFAULT_HASH_DIM = 128
 DEFAULT_NUM_PERM = 128
@@ -50,6 +58,9 @@ INPUT_SIZE = 224
 DEFAULT_BANDS = {128: (32, 4)}
 #: Stop refitting the centre past this many images: the mean has long settled.
 CENTRE_REFIT_CAP = 200_000
+#: Bounds on the settings an index may hold, checked before anything is allocated.
+HASH_DIM_RANGE = (8, 2048)
+NUM_PERM_RANGE = (2, 1024)
 
 
 class SearchError(LookalikeError):
@@ -58,6 +69,10 @@ class SearchError(LookalikeError):
 
 class IndexMismatch(SearchError):
     """The index on disk was built with other settings than the ones asked for."""
+
+
+class IndexBusy(SearchError):
+    """Another process holds the index's writer lock; searching still works."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,10 @@ class IndexStats:
     cancelled: bool = False
     backbone: str = ""
     index_path: str = ""
+    #: The index could not be written (read-only media): nothing was encoded, and
+    #: ``pending`` files that are new, changed or gone are not reflected in it.
+    readonly: bool = False
+    pending: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -169,10 +188,18 @@ class ImageSimilaritySearch:
             means 128 / 128 / 1 for a new index and "whatever it has" for an existing one.
         weights: a state-dict file for the backbone.
         device: ``auto``, ``cpu`` or ``cuda``.
+        precision, runtime: how the CNN runs (see :class:`engine.encoder.DeepImageEncoder`);
+            ``auto`` picks the fastest path measured on this machine. An existing index
+            keeps its precision (codes of different precisions are not mixed).
+        encoder: an encoder to use instead of building one (anything with
+            ``encode_pixels``, ``identity``, ``describe`` and ``hash_dim``).
         batch_size: images per CNN batch (and per committed transaction).
         workers: decoding threads (default: the number of CPUs).
         lsh_bands: ``(bands, rows)`` for MinHashLSH; default from :data:`DEFAULT_BANDS`.
         rebuild: forget the existing index (and its settings) first.
+        follow_links: let symbolic links lead out of *root* (see
+            :func:`engine.images.walk_images`); results that lead out are left out
+            otherwise.
     """
 
     def __init__(
@@ -186,22 +213,35 @@ class ImageSimilaritySearch:
         seed: int | None = None,
         weights: str | os.PathLike[str] | None = None,
         device: str = "auto",
+        precision: str = "auto",
+        runtime: str = "auto",
+        encoder=None,
         batch_size: int = 64,
         workers: int | None = None,
         lsh_bands: tuple[int, int] | None = None,
         rebuild: bool = False,
+        follow_links: bool = False,
     ) -> None:
         from engine.encoder import resolve_backbone
 
+        for name, value, (lo, hi) in (
+            ("hash_dim", hash_dim, HASH_DIM_RANGE),
+            ("num_perm", num_perm, NUM_PERM_RANGE),
+        ):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi
+            ):
+                raise SearchError(f"{name} must be a whole number from {lo} to {hi}, not {value}")
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
             raise SearchError(f"not a folder: {root}")
         self.root = self.root.resolve()
+        self.follow_links = follow_links
         self.index_path = Path(index_path) if index_path else default_index_path(self.root)
-        self.store = SQLiteStore(self.index_path)
+        self.store = SQLiteStore(self.index_path, root=str(self.root))
         if rebuild:
             self.store.clear()
-        meta = self.store.get_meta()
+        meta = _checked_meta(self.store)
         asked = {
             "backbone": None
             if backbone == "auto" and weights is None
@@ -209,12 +249,13 @@ class ImageSimilaritySearch:
             "hash_dim": hash_dim,
             "num_perm": num_perm,
             "seed": seed,
+            "precision": None if precision == "auto" else precision,
         }
         if "backbone" in meta:
             clashes = [
                 f"{k} {meta[k]} (asked {v})"
                 for k, v in asked.items()
-                if v is not None and v != meta[k]
+                if v is not None and v != meta.get(k)
             ]
             if clashes:
                 raise IndexMismatch(
@@ -228,26 +269,28 @@ class ImageSimilaritySearch:
                 meta["num_perm"],
                 meta["seed"],
             )
+            precision = meta["precision"]
         else:
             self.backbone = asked["backbone"] or resolve_backbone("auto", weights)
             self.hash_dim = hash_dim or DEFAULT_HASH_DIM
             self.num_perm = num_perm or DEFAULT_NUM_PERM
             self.seed = DEFAULT_SEED if seed is None else seed
-        if self.num_perm < 2 or self.hash_dim < 8:
-            raise SearchError("num_perm must be at least 2 and hash_dim at least 8")
         self.lsh_bands = lsh_bands or DEFAULT_BANDS.get(self.num_perm) or _bands_for(self.num_perm)
         if self.lsh_bands[0] * self.lsh_bands[1] > self.num_perm or self.lsh_bands[0] < 2:
             raise SearchError(f"LSH bands {self.lsh_bands} do not fit num_perm {self.num_perm}")
         self.weights = weights
         self.device = device
+        self.precision = precision
+        self.runtime = runtime
         self.batch_size = max(1, int(batch_size))
         self.workers = workers or max(1, os.cpu_count() or 1)
-        self._encoder = None
+        self._encoder = encoder
         self._encoder_lock = threading.Lock()
+        self._identity_checked = False
         self._lock = threading.RLock()
         self._memory: _Memory | None = None
         self._centre: np.ndarray | None = (
-            np.asarray(meta["centre"], np.float32) if meta.get("centre") else None
+            np.asarray(meta["centre"], np.float32) if meta.get("centre") is not None else None
         )
         self._centre_count = int(meta.get("centre_count", 0))
         self._ok_count = 0
@@ -263,22 +306,45 @@ class ImageSimilaritySearch:
 
                 try:
                     enc = DeepImageEncoder(
-                        self.hash_dim, self.backbone, weights=self.weights, device=self.device
+                        self.hash_dim,
+                        self.backbone,
+                        weights=self.weights,
+                        device=self.device,
+                        precision=self.precision,
+                        runtime=self.runtime,
                     )
                 except EncoderError as exc:
                     raise SearchError(str(exc)) from None
-                meta = self.store.get_meta()
-                if (
-                    meta.get("weights_id") not in (None, enc.weights_id)
-                    or meta.get("hash_layer", enc.identity["hash_layer"])
-                    != enc.identity["hash_layer"]
-                ):
-                    raise IndexMismatch(
-                        f"the index at {self.index_path} was built with other {self.backbone}"
-                        " weights: use --rebuild to re-index with these"
-                    )
+                self._check_identity(enc)
                 self._encoder = enc
+            elif not self._identity_checked:
+                self._check_identity(self._encoder)
             return self._encoder
+
+    def _check_identity(self, enc) -> None:
+        """Refuse an encoder whose codes would not be comparable with the stored ones."""
+        meta = self.store.get_meta()
+        ident = enc.identity
+        if (
+            meta.get("weights_id") not in (None, ident["weights_id"])
+            or meta.get("hash_layer", ident["hash_layer"]) != ident["hash_layer"]
+        ):
+            raise IndexMismatch(
+                f"the index at {self.index_path} was built with other {self.backbone}"
+                " weights: use --rebuild to re-index with these"
+            )
+        for key in ("backbone", "hash_dim", "precision"):
+            if key in meta and meta[key] != ident[key]:
+                raise IndexMismatch(
+                    f"the index at {self.index_path} was built with {key} {meta[key]}"
+                    f" (this encoder: {ident[key]}): use --rebuild to re-index"
+                )
+        self._identity_checked = True
+
+    def encoder_note(self) -> str:
+        """How the CNN runs and why (empty until it is built)."""
+        choice = getattr(self._encoder, "choice", None)
+        return f"{choice.path.name}: {choice.why}" if choice is not None else ""
 
     def describe(self) -> str:
         """Backbone and device, for status lines."""
@@ -304,15 +370,38 @@ class ImageSimilaritySearch:
         started = time.perf_counter()
         cancel = cancel or threading.Event()
         stats = IndexStats(backbone=self.backbone, index_path=str(self.index_path))
+        if self.store.readonly:
+            return self._pending_readonly(stats, started)
         lock = WriterLock(str(self.index_path))
         try:
             lock.acquire()
         except IndexFileError as exc:
-            raise SearchError(str(exc)) from None
+            raise IndexBusy(str(exc)) from None
         try:
             return self._index_locked(stats, started, on_progress, cancel, progress_interval)
         finally:
             lock.release()
+
+    def _pending_readonly(self, stats: IndexStats, started: float) -> IndexStats:
+        """What an update would do to an index that cannot be written: count only."""
+        known = self.store.file_states()
+        seen = set()
+        for entry in walk_images(self.root, self.follow_links):
+            if isinstance(entry, SkippedFile):
+                stats.failed.append(entry)
+                continue
+            seen.add(entry.relpath)
+            old = known.get(entry.relpath)
+            if old and old.size == entry.size and old.mtime_ns == entry.mtime_ns:
+                stats.unchanged += 1
+            else:
+                stats.pending += 1
+        stats.pending += sum(1 for p in known if p not in seen)
+        stats.failed.extend(self.failures())
+        stats.readonly = True
+        stats.total = self.count()
+        stats.seconds = time.perf_counter() - started
+        return stats
 
     def _index_locked(self, stats, started, on_progress, cancel, interval) -> IndexStats:
         last_emit = [0.0]
@@ -339,7 +428,7 @@ class ImageSimilaritySearch:
         old_errors = dict(self.store.failures())
         todo: list[FileEntry] = []
         seen: set[str] = set()
-        for entry in walk_images(self.root):
+        for entry in walk_images(self.root, self.follow_links):
             if cancel.is_set():
                 stats.cancelled = True
                 break
@@ -453,7 +542,7 @@ class ImageSimilaritySearch:
     def _maybe_refit(self, n: int) -> None:
         if self._centre_count >= CENTRE_REFIT_CAP or n < 2 * self._centre_count:
             return
-        vec = self.store.vectors()
+        vec = self.store.vectors(self.hash_dim, self.num_perm)
         meta = self._fit_centre(vec.codes)
         sigs = signatures(vec.codes - self._centre, self.num_perm, self.seed)
         self.store.replace_signatures(vec.ids, sigs, meta)
@@ -487,7 +576,7 @@ class ImageSimilaritySearch:
         Called by the first search; call it ahead to take the cost at a time you choose."""
         with self._lock:
             if self._memory is None:
-                vec = self.store.vectors()
+                vec = self.store.vectors(self.hash_dim, self.num_perm)
                 mem = _Memory(self.hash_dim, self.num_perm, self.lsh_bands, self.seed)
                 if len(vec.paths):
                     if self._centre is None:
@@ -507,10 +596,14 @@ class ImageSimilaritySearch:
             rel = qabs.relative_to(self.root).as_posix()
         except (ValueError, OSError):
             rel = None
+        if qpath.is_dir():
+            raise SearchError(f"the query is a folder, not an image: {query}")
         if not qpath.is_file():
             raise SearchError(f"query image not found: {query}")
+        if rel is not None and not self.follow_links and not inside(qpath, self.root):
+            rel = None  # reached through a link out of the folder: not the stored file
         if rel is not None:
-            found = self.store.lookup(rel)
+            found = self.store.lookup(rel, self.hash_dim)
             if found is not None and found[1] is not None:
                 st = qpath.stat()
                 if found[0].size == st.st_size and found[0].mtime_ns == st.st_mtime_ns:
@@ -584,11 +677,24 @@ class ImageSimilaritySearch:
             top = top[np.lexsort((cand_rows[top], -scores[top]))]
             rows = cand_rows[top]
             scores = scores[top]
-            matches = [
-                Match(mem.paths[r], float(np.clip(sc, -1.0, 1.0)), rank + 1)
-                for rank, (r, sc) in enumerate(zip(rows, scores))
-            ]
-            return SearchResult(matches, mode, scored, mem.count, time.perf_counter() - t0, False)
+            paths = [mem.paths[r] for r in rows]
+        kept = [(p, sc) for p, sc in zip(paths, scores) if self._may_show(p)]
+        matches = [
+            Match(p, float(np.clip(sc, -1.0, 1.0)), rank + 1) for rank, (p, sc) in enumerate(kept)
+        ]
+        return SearchResult(matches, mode, scored, mem.count, time.perf_counter() - t0, False)
+
+    def _may_show(self, path: str) -> bool:
+        """Whether a stored *path* may be returned, shown and opened.
+
+        A path that is absolute or climbs out of the root means a crafted or damaged
+        index: an error. One that resolves out of the root through a symbolic link is
+        left out unless ``follow_links`` (the walk would not have indexed it).
+        """
+        why = check_relpath(path)
+        if why is not None:
+            raise IndexDamaged(str(self.index_path), f"{why}: {printable(path)}", str(self.root))
+        return self.follow_links or inside(self.root / path, self.root)
 
     def find_similar_images(
         self, query: str | os.PathLike[str], num_results: int = 10, exact: bool = False
@@ -607,6 +713,44 @@ class ImageSimilaritySearch:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _checked_meta(store: SQLiteStore) -> dict:
+    """The index's metadata, every value checked for type and range before it is used
+    to size anything (a crafted ``hash_dim`` of 1e9 must not allocate terabytes)."""
+    from engine.encoder import BACKBONES
+
+    meta = store.get_meta()
+    if "backbone" not in meta:
+        return meta
+
+    def whole(key: str, lo: int, hi: int) -> None:
+        v = meta.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise store.damaged(
+                f"{key} {printable(repr(v)[:40])} is not a whole number in {lo}..{hi}"
+            )
+
+    if meta["backbone"] not in BACKBONES:
+        raise store.damaged(f"unknown backbone {printable(repr(meta['backbone'])[:40])}")
+    whole("hash_dim", *HASH_DIM_RANGE)
+    whole("num_perm", *NUM_PERM_RANGE)
+    whole("seed", 0, 2**32 - 1)
+    if "centre_count" in meta:
+        whole("centre_count", 0, 2**62)
+    if meta.get("precision") not in ("fp32", "bf16"):
+        raise store.damaged(f"unknown precision {printable(repr(meta.get('precision'))[:40])}")
+    if not isinstance(meta.get("weights_id"), (str, type(None))):
+        raise store.damaged("weights_id is not text")
+    centre = meta.get("centre")
+    if centre is not None:
+        if not isinstance(centre, list) or len(centre) != meta["hash_dim"]:
+            raise store.damaged("the centre does not have hash_dim values")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in centre):
+            raise store.damaged("the centre holds values that are not numbers")
+        if not np.isfinite(np.asarray(centre, np.float64)).all():
+            raise store.damaged("the centre holds values that are not finite")
+    return meta
 
 
 def _bands_for(num_perm: int) -> tuple[int, int]:

@@ -98,13 +98,13 @@ def test_onnx_runtime_gives_the_same_codes(tmp_path: Path, monkeypatch):
         hash_dim=64, backbone="efficientnet-lite0", device="cpu", runtime="onnx"
     )
     eager = DeepImageEncoder(
-        hash_dim=64, backbone="efficientnet-lite0", device="cpu", runtime="torch"
+        hash_dim=64, backbone="efficientnet-lite0", device="cpu", precision="fp32", runtime="torch"
     )
     assert onnx.runtime == "onnx" and "onnxruntime" in onnx.describe()
     assert list((tmp_path / "lookalike" / "onnx").glob("*.onnx"))  # exported once, cached
     x = _pixels(3, seed=5)
     np.testing.assert_allclose(onnx.encode_pixels(x), eager.encode_pixels(x), atol=1e-4)
     again = DeepImageEncoder(
-        hash_dim=64, backbone="efficientnet-lite0", device="cpu", runtime="onnx"
+        hash_dim=64, backbone="efficientnet-lite0", device="cpu", precision="fp32", runtime="onnx"
     )
     np.testing.assert_array_equal(again.encode_pixels(x), onnx.encode_pixels(x))

@@ -7,11 +7,15 @@ their results come back as messages. Only the newest search is ever shown.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
@@ -21,7 +25,9 @@ from textual.screen import Screen
 from textual.widgets import DirectoryTree, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
+from engine.names import printable
 from tui.layout import Tier, tier_for
+from tui.text import line, plain
 from tui.thumbs import ThumbCache
 from tui.widgets.image_tree import ImageTree
 from tui.widgets.progress import IndexPanel
@@ -118,7 +124,11 @@ class LookalikeApp(App[int]):
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 yield Input(placeholder="filter by path…", id="filter")
-                yield ImageTree(self.folder, id="tree")
+                yield ImageTree(
+                    self.folder,
+                    follow_links=bool(self.engine_options.get("follow_links")),
+                    id="tree",
+                )
                 yield QueryPanel(id="query")
             with Vertical(id="right"):
                 yield Static("", id="results-status")
@@ -144,14 +154,17 @@ class LookalikeApp(App[int]):
     def on_mount(self) -> None:
         self.tier = tier_for(self.size.width, self.size.height)
         self.query_one(ResultsGrid).tier = self.tier
-        self.query_one("#tree").border_title = str(self.folder)
+        self.query_one("#tree").border_title = plain(self.folder)
         self.query_one("#query").border_title = "query"
         self.query_one("#results").border_title = "results"
         self.query_one("#index").border_title = "index"
         self.query_one("#filter").display = False
-        self._set_results_status("[dim]opening the index…[/dim]")
+        self._set_results_status(line(("opening the index…", "dim")))
         self.query_one(IndexPanel).set_info("loading the engine…", "")
         self.query_one("#tree").focus()
+        if threading.current_thread() is threading.main_thread():
+            loop = asyncio.get_running_loop()
+            signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(self._terminate))
         # The engine's imports (numpy, datasketch, torch) hold the interpreter for a
         # second or more: start them once the first frame is on screen.
         self.call_after_refresh(self.open_engine)
@@ -175,9 +188,9 @@ class LookalikeApp(App[int]):
         self._failures = message.search.failures()
         count = message.search.count()
         self._set_results_status(
-            f"{count} images indexed · enter on an image searches"
+            line(f"{count} images indexed · enter on an image searches")
             if count
-            else "[dim]nothing indexed yet[/dim]"
+            else line(("nothing indexed yet", "dim"))
         )
         self.warm_engine()
         if self.auto_index:
@@ -195,13 +208,17 @@ class LookalikeApp(App[int]):
         if event.state == WorkerState.ERROR:
             error = event.worker.error
             text = str(error) or type(error).__name__
-            self.notify(text, title=f"{event.worker.group} failed", severity="error", timeout=10)
+            self.say(text, title=f"{event.worker.group} failed", severity="error", timeout=10)
             if event.worker.group == "engine":
-                self.query_one(IndexPanel).show_message(f"[red]cannot open the index[/red]: {text}")
-                self._set_results_status(f"[red]{text}[/red]")
+                self.query_one(IndexPanel).show_message(
+                    line(("cannot open the index", "red"), ": ", text)
+                )
+                self._set_results_status(line((text, "red")))
             if event.worker.group == "index":
                 self._indexing = False
-                self.query_one(IndexPanel).show_message(f"[red]indexing failed[/red]: {text}")
+                self.query_one(IndexPanel).show_message(
+                    line(("indexing failed", "red"), ": ", text)
+                )
 
     # --- indexing -------------------------------------------------------------------
 
@@ -244,13 +261,13 @@ class LookalikeApp(App[int]):
             self.run_search(self.query_path, remember=False)  # results over the complete index
         elif self.query_path is None:
             self._set_results_status(
-                f"{message.stats.total} images indexed · enter on an image searches"
+                line(f"{message.stats.total} images indexed · enter on an image searches")
             )
 
     def action_cancel_index(self) -> None:
         if self._indexing:
             self._cancel.set()
-            self.query_one(IndexPanel).show_message("[yellow]cancelling…[/yellow]")
+            self.query_one(IndexPanel).show_message(line(("cancelling…", "yellow")))
         else:
             self.notify("nothing is being indexed")
 
@@ -273,7 +290,7 @@ class LookalikeApp(App[int]):
         self.query_path = path
         self._search_request += 1
         mode = "exact" if self.exact else "LSH"
-        self._set_results_status(f"searching ({mode})… [dim]{self._rel(path)}[/dim]")
+        self._set_results_status(line(f"searching ({mode})… ", (self._rel(path), "dim")))
         self.search_worker(self._search_request, path, self.num_results, self.exact)
 
     @work(thread=True, group="search", exit_on_error=False)
@@ -294,10 +311,14 @@ class LookalikeApp(App[int]):
             result.mode
         ]
         self._set_results_status(
-            f"[b]{len(cards)}[/b] lookalikes of [b]{self._rel(message.query)}[/b] · {mode},"
-            f" {result.candidates} of {result.indexed} scored"
-            + (f" · {result.seconds * 1000:.1f} ms" if self.show_timings else "")
-            + (" · [dim]backspace: previous[/dim]" if self.history else "")
+            line(
+                (str(len(cards)), "bold"),
+                " lookalikes of ",
+                (self._rel(message.query), "bold"),
+                f" · {mode}, {result.candidates} of {result.indexed} scored",
+                f" · {result.seconds * 1000:.1f} ms" if self.show_timings else "",
+                (" · backspace: previous", "dim") if self.history else "",
+            )
         )
         # Pictures after the scores: let the frame with the new scores paint first, so
         # rendering thumbnails does not compete with it for the interpreter.
@@ -390,8 +411,9 @@ class LookalikeApp(App[int]):
         if path is None:
             self.notify("nothing highlighted")
             return
-        self.copy_to_clipboard(str(path))
-        self.notify(f"copied {path}")
+        raw = os.fsencode(path)
+        self.copy_to_clipboard(raw.decode("utf-8", "backslashreplace"))
+        self.say(f"copied {path}")
 
     def _highlighted_path(self) -> Path | None:
         grid = self.query_one(ResultsGrid)
@@ -463,8 +485,18 @@ class LookalikeApp(App[int]):
         except ValueError:
             return str(path)
 
-    def _set_results_status(self, text: str) -> None:
+    def _set_results_status(self, text: Text) -> None:
         self.query_one("#results-status", Static).update(text)
+
+    def say(self, text: object, **kwargs: Any) -> None:
+        """A notification whose text may hold paths: escaped, never read as markup."""
+        self.notify(printable(text), markup=False, **kwargs)
+
+    def _terminate(self) -> None:
+        """SIGTERM: stop indexing (committed batches are kept) and leave the terminal
+        as it was; the command line then exits with status 143."""
+        self._cancel.set()
+        self.exit(143)
 
 
 def create_app(

@@ -6,9 +6,16 @@
     lookalike models                       backbones and whether their weights are here
     lookalike fashion-mnist DEST           write Fashion-MNIST (Debian package) as PNGs
 
-Exit status: 0 success, 1 a failure the message explains (unreadable index, missing
-weights, mismatched settings), 2 a usage error (bad option, missing folder or file),
-130 interrupted. Errors are one line on stderr, never a traceback.
+Exit status: 0 success, 1 a failure the message explains (unreadable or damaged index,
+missing weights, mismatched settings, disk full), 2 a usage error (bad option, missing
+folder or file), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Errors are one
+line on stderr, never a traceback. Interrupted or terminated, an index keeps every
+batch committed before the signal.
+
+Every path and message that came from the disk or an index is printed through
+:func:`engine.names.printable`: control characters and undecodable bytes appear as
+visible escapes, one result per line. ``--json`` output is plain UTF-8 JSON with no
+NaN or Infinity; see :func:`engine.names.json_path` for names that are not UTF-8.
 
 Heavy modules (torch, the engine's search, Textual) are imported inside the commands
 that need them, so ``lookalike --help`` and the app's first frame are quick.
@@ -19,11 +26,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
 
+from engine.names import json_path, printable
+
 COMMANDS = ("index", "search", "models", "fashion-mnist")
+# The engine's bounds on its settings, repeated here so that bad values are usage errors
+# (exit 2) without importing the engine's search module (datasketch) for --help.
+HASH_DIM_RANGE = (8, 2048)
+NUM_PERM_RANGE = (2, 1024)
 BACKBONE_CHOICES = ("auto", "resnet50", "efficientnet-lite0")
 
 
@@ -35,14 +49,27 @@ class Failure(Exception):
     """Exit status 1."""
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: handled like Ctrl-C (committed work is kept), exit status 143."""
+
+
+def _whole(lo: int, hi: int | None = None):
+    """An argparse type: a whole number from *lo* to *hi*."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise argparse.ArgumentTypeError(f"must be {span}: {value}")
+        return value
+
+    return parse
+
+
+_positive = _whole(1)
 
 
 def _add_index_options(p: argparse.ArgumentParser) -> None:
@@ -56,14 +83,40 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
         help="CNN backbone (default auto: resnet50 if its weights are here, else efficientnet-lite0)",
     )
     p.add_argument("--weights", metavar="FILE", help="state-dict file for the backbone")
-    p.add_argument("--hash-dim", type=_positive, metavar="N", help="code size (default 128)")
     p.add_argument(
-        "--num-perm", type=_positive, metavar="N", help="MinHash permutations (default 128)"
+        "--hash-dim", type=_whole(*HASH_DIM_RANGE), metavar="N", help="code size (default 128)"
     )
     p.add_argument(
-        "--batch-size", type=_positive, default=64, metavar="N", help="CNN batch (default 64)"
+        "--num-perm",
+        type=_whole(*NUM_PERM_RANGE),
+        metavar="N",
+        help="MinHash permutations (default 128)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_whole(1, 4096),
+        default=64,
+        metavar="N",
+        help="images per committed batch (default 64)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="how the CNN runs (default auto: the fastest measured on this machine)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="CNN precision for a new index (default auto: the fastest measured here)",
+    )
+    p.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="follow symbolic links that lead out of DIR (default: stay inside DIR)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,7 +148,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_index_options(p)
     p.add_argument("--json", action="store_true", help="one JSON line per query")
 
-    sub.add_parser("models", help="list backbones and their weights")
+    p = sub.add_parser(
+        "models",
+        help="list backbones, their weights, and how each runs here",
+        description="List the backbones, where their weights are, and which way of running"
+        " each is fastest on this machine (measured once, then remembered).",
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--runtime", choices=("auto", "onnx", "torch"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
 
     p = sub.add_parser("fashion-mnist", help="write Fashion-MNIST as PNG files into DEST")
     p.add_argument("dest", metavar="DEST")
@@ -130,7 +191,10 @@ def _engine_options(args: argparse.Namespace) -> dict:
         "num_perm": args.num_perm,
         "weights": args.weights,
         "device": args.device,
+        "precision": args.precision,
+        "runtime": args.runtime,
         "batch_size": args.batch_size,
+        "follow_links": args.follow_links,
     }
 
 
@@ -186,76 +250,137 @@ def _run_index(search, quiet: bool):
         return search.index(on_progress=on_progress, cancel=cancel)
 
 
+def _dumps(obj: object) -> str:
+    """JSON for scripts: strict (no NaN or Infinity), ASCII-safe."""
+    return json.dumps(obj, allow_nan=False)
+
+
+def _say(text: str) -> None:
+    """One line on stderr, with whatever came from the disk escaped."""
+    print(printable(text), file=sys.stderr)
+
+
+def _readonly_note(stats) -> str:
+    pending = (
+        f"; {stats.pending} files are new, changed or gone since it was written"
+        " (pass --index PATH to write an up-to-date index elsewhere)"
+        if stats.pending
+        else "; it is up to date"
+    )
+    return (
+        f"the index {stats.index_path} is on read-only media: it is used as it is"
+        f" ({stats.total} images){pending}"
+    )
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     search = _open_search(args, rebuild=args.rebuild)
     with search:
         stats = _run_index(search, quiet=args.json)
+        note = search.encoder_note()
     if args.json:
         print(
-            json.dumps(
+            _dumps(
                 {
                     "indexed": stats.indexed,
                     "unchanged": stats.unchanged,
                     "removed": stats.removed,
                     "skipped": len(stats.failed),
-                    "failed": [{"path": f.path, "reason": f.reason} for f in stats.failed],
+                    "failed": [{**json_path(f.path), "reason": f.reason} for f in stats.failed],
                     "total": stats.total,
                     "seconds": round(stats.seconds, 3),
                     "images_per_s": round(stats.images_per_s, 2),
                     "backbone": stats.backbone,
-                    "index": stats.index_path,
+                    "encoder": note,
+                    "readonly": stats.readonly,
+                    "pending": stats.pending,
+                    **json_path(stats.index_path, "index"),
                 }
             )
         )
-    else:
-        err = sys.stderr
-        for f in stats.failed:
-            print(f"skipped {f.path}: {f.reason}", file=err)
-        print(
-            f"{stats.total} images in the index ({stats.indexed} encoded, {stats.unchanged} unchanged,"
-            f" {stats.removed} removed, {len(stats.failed)} skipped) in {stats.seconds:.1f} s"
-            f" [{stats.images_per_s:.1f} img/s, {stats.backbone}]\nindex: {stats.index_path}",
-            file=err,
-        )
+        return 0
+    for f in stats.failed:
+        _say(f"skipped {f.path}: {f.reason}")
+    if stats.readonly:
+        _say(_readonly_note(stats))
+        return 0
+    _say(
+        f"{stats.total} images in the index ({stats.indexed} encoded, {stats.unchanged} unchanged,"
+        f" {stats.removed} removed, {len(stats.failed)} skipped) in {stats.seconds:.1f} s"
+        f" [{stats.images_per_s:.1f} img/s, {stats.backbone}]"
+        + (" (cancelled: what was committed is kept)" if stats.cancelled else "")
+    )
+    if note:
+        _say(f"CNN: {note}")
+    _say(f"index: {stats.index_path}")
     return 0
+
+
+def _check_query(image: str) -> None:
+    path = Path(image)
+    if path.is_dir():
+        raise UsageError(f"the query is a folder, not an image: {image}")
+    if not path.is_file():
+        raise UsageError(f"query image not found: {image}")
+
+
+def _update_before_search(search) -> None:
+    """Bring the index up to date, unless another process is doing it or it cannot be
+    written: then search what is committed, and say so on stderr."""
+    from engine.search import IndexBusy
+
+    try:
+        stats = _run_index(search, quiet=True)
+    except IndexBusy:
+        _say(
+            "another lookalike process is updating this index:"
+            " searching what it has committed so far"
+        )
+        return
+    if stats.readonly:
+        if stats.pending:
+            _say(_readonly_note(stats))
+    elif stats.indexed:
+        _say(f"indexed {stats.indexed} new or changed images first")
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     for image in args.images:
-        if not Path(image).is_file():
-            raise UsageError(f"query image not found: {image}")
+        _check_query(image)
     search = _open_search(args)
     with search:
         if not args.no_update:
-            stats = _run_index(search, quiet=True)
-            if stats.indexed and not args.json:
-                print(f"indexed {stats.indexed} new or changed images first", file=sys.stderr)
+            _update_before_search(search)
         root = Path(args.dir)
         for image in args.images:
             result = search.search(image, args.k, exact=args.exact)
             rows = [(m.rank, str(root / m.path), m.score) for m in result.matches]
             if args.json:
                 print(
-                    json.dumps(
+                    _dumps(
                         {
-                            "query": image,
+                            **json_path(image, "query"),
                             "mode": result.mode,
                             "results": [
-                                {"rank": r, "path": p, "score": round(s, 6)} for r, p, s in rows
+                                {"rank": r, **json_path(p), "score": round(s, 6)}
+                                for r, p, s in rows
                             ],
                         }
                     ),
                     flush=True,
                 )
             else:
-                print(f"{image}  ({result.mode}, {result.candidates} of {result.indexed} scored)")
+                print(
+                    f"{printable(image)}  ({result.mode},"
+                    f" {result.candidates} of {result.indexed} scored)"
+                )
                 for r, p, s in rows:
-                    print(f"{r:4d}  {s:6.3f}  {p}")
+                    print(f"{r:4d}  {s:6.3f}  {printable(p)}")
     return 0
 
 
-def cmd_models(_args: argparse.Namespace) -> int:
-    from engine.encoder import backbone_info, resolve_backbone
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.encoder import DeepImageEncoder, EncoderError, backbone_info, resolve_backbone
 
     auto = resolve_backbone("auto")
     for info in backbone_info():
@@ -263,9 +388,21 @@ def cmd_models(_args: argparse.Namespace) -> int:
         default = "  (auto picks this)" if info.name == auto else ""
         print(f"{info.name:20s} {mark}{default}")
         print(f"  {info.feature_dim}-d features, {info.input_size} px input")
-        print(f"  weights: {info.weights or 'not on this machine'}")
+        print(f"  weights: {printable(info.weights or 'not on this machine')}")
         if not info.available or info.name == "resnet50":
             print(f"  get them: {info.how_to_get}")
+        if info.available:
+            try:
+                enc = DeepImageEncoder(
+                    backbone=info.name,
+                    device=args.device,
+                    precision=args.precision,
+                    runtime=args.runtime,
+                )
+            except EncoderError as exc:
+                print(f"  runs here: cannot run ({printable(exc)})")
+                continue
+            print(f"  runs here as: {enc.choice.path.name} on {enc.device.type} ({enc.choice.why})")
     return 0
 
 
@@ -293,17 +430,25 @@ def cmd_app(argv: list[str]) -> int:
         folder = "fashion-dataset" if Path("fashion-dataset").is_dir() else "."
     if not Path(folder).is_dir():
         raise UsageError(f"not a folder: {folder}")
-    if args.query and not Path(args.query).is_file():
-        raise UsageError(f"query image not found: {args.query}")
+    if args.query:
+        _check_query(args.query)
     from tui.app import create_app
 
     app = create_app(folder, query=args.query, index_path=args.index, **_engine_options(args))
     app.run()
+    if app.return_code == 143:
+        raise Terminated
     return app.return_code or 0
+
+
+def _on_sigterm(_signum, _frame) -> None:
+    raise Terminated
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if argv and argv[0] in COMMANDS:
             args = build_parser().parse_args(argv)
@@ -321,11 +466,14 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_app(argv)
     except SystemExit as exc:  # argparse: 2 for usage, 0 for --help
         return int(exc.code or 0)
+    except Terminated:
+        _say("lookalike: terminated (work committed before the signal is kept)")
+        return 143
     except KeyboardInterrupt:
-        print("lookalike: interrupted", file=sys.stderr)
+        _say("lookalike: interrupted (work committed before the interruption is kept)")
         return 130
     except UsageError as exc:
-        print(f"lookalike: {exc}", file=sys.stderr)
+        _say(f"lookalike: {exc}")
         return 2
     except Exception as exc:  # one line, never a traceback
         from engine.errors import LookalikeError
@@ -333,13 +481,22 @@ def main(argv: list[str] | None = None) -> int:
         known = (Failure, LookalikeError, OSError)
         if not isinstance(exc, known) and os.environ.get("LOOKALIKE_DEBUG"):
             raise
-        print(
-            f"lookalike: {exc}"
+        text = _one_line(exc)
+        _say(
+            f"lookalike: {text}"
             if isinstance(exc, known)
-            else f"lookalike: unexpected error: {type(exc).__name__}: {exc}",
-            file=sys.stderr,
+            else f"lookalike: unexpected error: {type(exc).__name__}: {text}"
         )
         return 1
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (OSError: its reason and file name)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    else:
+        text = str(exc) or type(exc).__name__
+    return text
 
 
 if __name__ == "__main__":

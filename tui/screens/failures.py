@@ -9,6 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from engine.images import SkippedFile
+from tui.text import line, plain
 
 
 class FailuresScreen(ModalScreen[None]):
@@ -20,11 +21,13 @@ class FailuresScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="failures-box"):
-            yield Static(f"[b]{len(self.failures)} files skipped[/b]  [dim]escape closes[/dim]")
+            yield Static(
+                line((f"{len(self.failures)} files skipped", "bold"), ("  escape closes", "dim"))
+            )
             table = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("path", "reason")
             for f in self.failures:
-                table.add_row(f.path, f.reason)
+                table.add_row(plain(f.path), plain(f.reason))
             yield table
 
     def action_dismiss(self) -> None:

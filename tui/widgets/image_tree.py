@@ -1,14 +1,22 @@
-"""The file tree: sub-folders and image files only, filterable by path."""
+"""The file tree: sub-folders and image files only, filterable by path.
+
+It follows the engine's rules (:mod:`engine.images`): what it lists is what gets
+indexed, symbolic links out of the folder are not listed unless links may be followed,
+and names are shown escaped (a file name can hold markup or escape sequences).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DirectoryTree
 
-from engine.images import is_candidate, is_hidden
+from engine.images import inside, is_candidate, is_hidden
+from tui.text import plain
 
 
 class ImageTree(DirectoryTree):
@@ -19,17 +27,24 @@ class ImageTree(DirectoryTree):
         Binding("k", "cursor_up", "Up", show=False),
     ]
 
-    def __init__(self, path: str | Path, **kwargs) -> None:
-        super().__init__(path, **kwargs)
+    def __init__(self, path: str | Path, follow_links: bool = False, **kwargs) -> None:
         self.root_path = Path(path).resolve()
+        self.follow_links = follow_links
+        super().__init__(path, **kwargs)
         self.name_filter = ""
         self._filter_timer = None
+
+    def process_label(self, label: str | Text) -> Text:
+        """Node labels are file names: escaped plain text, never markup, one line."""
+        return plain(label) if isinstance(label, str) else label
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         needle = self.name_filter.lower()
         for path in paths:
             if is_hidden(path.name):
                 continue
+            if not self.follow_links and os.path.islink(path) and not inside(path, self.root_path):
+                continue  # a link out of the folder: not indexed, not shown, not read
             try:
                 is_dir = path.is_dir()
             except OSError:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
+
+from tui.text import line
 
 if TYPE_CHECKING:  # the engine's search module loads datasketch: not before the first frame
     from engine.search import IndexStats, Progress
@@ -32,34 +35,55 @@ class IndexPanel(Vertical):
         yield Static("", id="index-info")
 
     def set_info(self, backbone: str, index_path: str) -> None:
-        self.query_one("#index-info", Static).update(f"[dim]{backbone} · index: {index_path}[/dim]")
+        self.query_one("#index-info", Static).update(
+            line((f"{backbone} · index: {index_path}", "dim"))
+        )
 
     def show_progress(self, p: Progress) -> None:
         bar = self.query_one("#index-bar", ProgressBar)
         state = self.query_one("#index-state", Static)
         if p.phase == "scanning":
             bar.update(total=None)
-            state.update(f"scanning… {p.total} to encode")
+            state.update(Text(f"scanning… {p.total} to encode"))
             return
         bar.update(total=max(p.total, 1), progress=p.done)
-        failed = f" · [red]{p.failed} failed[/red] (f)" if p.failed else ""
         state.update(
-            f"indexing {p.done}/{p.total} · {p.images_per_s:.1f} img/s · ETA {_eta(p)}{failed}"
+            line(
+                f"indexing {p.done}/{p.total} · {p.images_per_s:.1f} img/s · ETA {_eta(p)}",
+                (f" · {p.failed} failed", "red") if p.failed else "",
+                " (f)" if p.failed else "",
+            )
         )
 
     def show_done(self, stats: IndexStats) -> None:
         bar = self.query_one("#index-bar", ProgressBar)
         state = self.query_one("#index-state", Static)
-        failed = f" · [red]{len(stats.failed)} skipped[/red] (f to list)" if stats.failed else ""
+        failed = (
+            line((f" · {len(stats.failed)} skipped", "red"), " (f to list)")
+            if stats.failed
+            else Text()
+        )
         if stats.cancelled:
             bar.update(total=max(stats.total, 1), progress=stats.total)
             state.update(
-                f"[yellow]indexing cancelled[/yellow]: {stats.total} images searchable · i resumes{failed}"
+                line(
+                    ("indexing cancelled", "yellow"),
+                    f": {stats.total} images searchable · i resumes",
+                    failed,
+                )
+            )
+        elif stats.readonly:
+            bar.update(total=1, progress=1)
+            pending = f" · {stats.pending} changes not in it" if stats.pending else ""
+            state.update(
+                line(("read-only index", "yellow"), f": {stats.total} images{pending}", failed)
             )
         else:
             bar.update(total=1, progress=1)
             added = f", {stats.indexed} new" if stats.indexed else ""
-            state.update(f"[green]✓ index up to date[/green]: {stats.total} images{added}{failed}")
+            state.update(
+                line(("✓ index up to date", "green"), f": {stats.total} images{added}", failed)
+            )
 
-    def show_message(self, text: str) -> None:
+    def show_message(self, text: Text) -> None:
         self.query_one("#index-state", Static).update(text)

@@ -7,6 +7,7 @@ from pathlib import Path
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from tui.text import NEWLINE, line
 from tui.thumbs import Thumb
 
 
@@ -22,7 +23,9 @@ def human_size(n: int) -> str:
 class QueryPanel(Vertical):
     def compose(self):
         yield Static("", id="query-art")
-        yield Static("[dim]highlight an image in the tree; enter searches[/dim]", id="query-info")
+        yield Static(
+            line(("highlight an image in the tree; enter searches", "dim")), id="query-info"
+        )
 
     def show(self, path: Path, rel: str, thumb: Thumb) -> None:
         art = self.query_one("#query-art", Static)
@@ -32,8 +35,8 @@ class QueryPanel(Vertical):
         except OSError:
             size = "?"
         if thumb.pixels is None:
-            art.update("[red]✗ cannot show this image[/red]")
-            info.update(f"[b]{rel}[/b]\n[red]{thumb.error}[/red] · {size}")
+            art.update(line(("✗ cannot show this image", "red")))
+            info.update(line((rel, "bold"), NEWLINE, (thumb.error or "", "red"), f" · {size}"))
         else:
             art.update(thumb.pixels)
-            info.update(f"[b]{rel}[/b]\n{thumb.width}×{thumb.height} px · {size}")
+            info.update(line((rel, "bold"), NEWLINE, f"{thumb.width}×{thumb.height} px · {size}"))

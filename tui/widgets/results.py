@@ -12,6 +12,7 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from tui.layout import NORMAL, Tier
+from tui.text import NEWLINE, line, plain
 from tui.thumbs import Thumb
 
 
@@ -47,8 +48,8 @@ class ResultCard(Vertical):
     def set_data(self, data: CardData) -> None:
         """Reuse this card for another match: updating beats mounting a new widget."""
         self.data = data
-        self._score.update(f"[b]#{data.rank}[/b]  {data.score:.3f}")
-        self._name.update(data.name)
+        self._score.update(line((f"#{data.rank}", "bold"), f"  {data.score:.3f}"))
+        self._name.update(plain(data.name))
         self._thumb.update("…")
         self._thumb.remove_class("-broken")
 
@@ -56,7 +57,7 @@ class ResultCard(Vertical):
         if thumb.pixels is not None:
             self._thumb.update(thumb.pixels)
         else:
-            self._thumb.update(f"[red]cannot show[/red]\n{thumb.error}")
+            self._thumb.update(line(("cannot show", "red"), NEWLINE, thumb.error or ""))
             self._thumb.add_class("-broken")
 
 

@@ -1,0 +1,229 @@
+"""How the CNN runs on this machine: chosen by measurement, once, and remembered.
+
+The fastest way to run a backbone differs from CPU to CPU, and flags do not tell
+which: on one AVX-512-bf16 CPU, EfficientNet-Lite0 ran at 216 images/s with ONNX
+Runtime in fp32 and 75 with PyTorch bf16 autocast, while ResNet-50 ran fastest in
+bf16. So the engine lists the *paths* that can run here (a runtime and a precision),
+times each on a small batch the first time a backbone is used on this machine, and
+keeps the fastest. The timings are cached under the user's cache folder, keyed by
+CPU model and flags, thread count, backbone and library versions, so the
+measurement (a few seconds) happens once per machine.
+
+Precision is part of an index's identity (bf16 codes are close to fp32 codes, not
+equal), so an index built in fp32 is only ever extended in fp32: the choice is then
+made among the fp32 paths. ONNX Runtime fp32 and PyTorch fp32 give the same codes to
+about 1e-6 (tested), so the runtime is free to differ between machines.
+
+CPU flags only rule out paths that would be emulated: bf16 is a candidate on a CPU
+only when it has native bf16 units (AVX512-BF16 or AMX), or when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from engine.errors import LookalikeError
+from engine.store import user_cache_dir
+
+RUNTIMES = ("auto", "onnx", "torch")
+PRECISIONS = ("auto", "fp32", "bf16")
+#: Bump when the measurement changes: older cached choices are then measured again.
+MEASURE_VERSION = 1
+
+
+class RuntimeChoiceError(LookalikeError):
+    """A runtime or precision that cannot be used here; the message says why."""
+
+
+@dataclass(frozen=True)
+class EncoderPath:
+    """One way of running the CNN: ``onnx`` or ``torch``, in ``fp32`` or ``bf16``."""
+
+    runtime: str
+    precision: str
+
+    @property
+    def name(self) -> str:
+        return f"{'onnxruntime' if self.runtime == 'onnx' else 'torch'} {self.precision}"
+
+
+@dataclass(frozen=True)
+class PathChoice:
+    """The path in use and why it was chosen (shown by ``lookalike models`` and
+    ``index``); ``rates`` holds the measured images/s of each candidate, if measured."""
+
+    path: EncoderPath
+    why: str
+    rates: dict[str, float] = field(default_factory=dict)
+
+
+@lru_cache(maxsize=1)
+def cpu_description() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and flags (Linux ``/proc/cpuinfo``; elsewhere the platform's
+    processor string and no flags)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info = fh.read()
+    except OSError:
+        return platform.processor() or platform.machine(), frozenset()
+    model = re.search(r"^model name\s*:\s*(.+)$", info, re.M)
+    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", info, re.M)
+    return (
+        model.group(1).strip() if model else platform.machine(),
+        frozenset(flags.group(1).split()) if flags else frozenset(),
+    )
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 units (AVX512-BF16 or AMX): only then is bf16
+    worth measuring on the CPU. Without them it is emulated, several times slower."""
+    flags = cpu_description()[1]
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def from_env(value: str, variable: str, allowed: tuple[str, ...]) -> str:
+    """*value*, or the environment's choice when *value* is ``auto``."""
+    if value == "auto":
+        value = os.environ.get(variable, "auto").strip().lower() or "auto"
+        if value not in allowed:
+            raise RuntimeChoiceError(f"{variable}={value!r} is not one of {', '.join(allowed)}")
+    elif value not in allowed:
+        raise RuntimeChoiceError(f"{value!r} is not one of {', '.join(allowed)}")
+    return value
+
+
+def candidates(
+    device: str, runtime: str, precision: str, onnx_available: bool
+) -> list[EncoderPath]:
+    """The paths worth trying for these settings, fastest-to-set-up first."""
+    if runtime == "onnx" and precision == "bf16":
+        raise RuntimeChoiceError("the onnx runtime runs in fp32 only: use --runtime torch for bf16")
+    if device == "cuda":
+        if runtime == "onnx":
+            raise RuntimeChoiceError("the onnx runtime runs on the CPU only: use --device cpu")
+        return [EncoderPath("torch", "fp32" if precision == "fp32" else "bf16")]
+    if runtime == "onnx" and not onnx_available:
+        raise RuntimeChoiceError("onnxruntime is not installed: pip install onnxruntime")
+    out = []
+    if runtime in ("auto", "onnx") and precision in ("auto", "fp32") and onnx_available:
+        out.append(EncoderPath("onnx", "fp32"))
+    if runtime in ("auto", "torch"):
+        if precision in ("auto", "fp32"):
+            out.append(EncoderPath("torch", "fp32"))
+        if precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16()):
+            out.append(EncoderPath("torch", "bf16"))
+    return out
+
+
+def _cache_file():
+    return user_cache_dir() / "runtime.json"
+
+
+def _read_cache() -> dict:
+    try:
+        with open(_cache_file()) as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(data: dict) -> None:
+    path = _cache_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: measure again next time, no harm done
+
+
+def cache_key(backbone: str, threads: int, versions: str) -> str:
+    """Where this machine's timings for *backbone* are remembered."""
+    model, flags = cpu_description()
+    wanted = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "neon", "sve")))
+    return f"v{MEASURE_VERSION}|{backbone}|{model}|{' '.join(wanted)}|threads={threads}|{versions}"
+
+
+def _cached_rates(key: str) -> dict[str, float]:
+    entry = _read_cache().get(key)
+    rates = entry.get("rates") if isinstance(entry, dict) else None
+    if not isinstance(rates, dict):
+        return {}
+    out = {}
+    for name, rate in rates.items():
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and rate > 0:
+            out[str(name)] = float(rate)
+    return out
+
+
+def _why(best: str, rates: dict[str, float]) -> str:
+    ranked = sorted(rates.items(), key=lambda kv: -kv[1])
+    others = ", ".join(f"{n} {r:.0f}" for n, r in ranked if n != best)
+    text = f"fastest measured on this CPU: {rates[best]:.0f} images/s"
+    return text + (f" (against {others})" if others else "")
+
+
+def choose(
+    paths: list[EncoderPath],
+    rate_of: Callable[[EncoderPath], float],
+    key: str,
+    asked: bool = False,
+) -> PathChoice:
+    """The fastest of *paths*, each measured with *rate_of* (images/s) unless this
+    machine has measured it before.
+
+    A path whose measurement fails (ONNX export refused, say) is dropped. With one
+    path there is nothing to measure; *asked* says whether the user chose it.
+    """
+    if not paths:
+        raise RuntimeChoiceError("no way to run the CNN with these settings")
+    if len(paths) == 1:
+        return PathChoice(paths[0], "asked for" if asked else "the only path for these settings")
+    known = _cached_rates(key)
+    rates = {p.name: known[p.name] for p in paths if p.name in known}
+    errors: list[str] = []
+    measured = False
+    for path in paths:
+        if path.name in rates:
+            continue
+        measured = True
+        try:
+            rates[path.name] = float(rate_of(path))
+        except Exception as exc:  # a path that cannot run here is simply not a candidate
+            text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            errors.append(f"{path.name}: {text}")
+    if not rates:
+        raise RuntimeChoiceError("no way to run the CNN here: " + "; ".join(errors))
+    if measured:
+        data = _read_cache()
+        data[key] = {
+            "rates": {**known, **rates},
+            "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        _write_cache(data)
+    best = max(rates, key=rates.get)
+    by_name = {p.name: p for p in paths}
+    return PathChoice(by_name[best], _why(best, rates), rates)
+
+
+def time_batches(run: Callable[[], object], images: int, repeats: int = 3) -> float:
+    """Images/s of *run* (which encodes *images* images): one warm-up, best of *repeats*
+    (the best, not the median: on a shared machine noise only ever slows a run)."""
+    run()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - t0)
+    return images / best
