@@ -108,3 +108,76 @@ def test_onnx_runtime_gives_the_same_codes(tmp_path: Path, monkeypatch):
         hash_dim=64, backbone="efficientnet-lite0", device="cpu", precision="fp32", runtime="onnx"
     )
     np.testing.assert_array_equal(again.encode_pixels(x), onnx.encode_pixels(x))
+
+
+def test_fastest_path_is_chosen_by_measurement_and_remembered(tmp_path: Path, monkeypatch):
+    from engine import runtime as rt
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    paths = [rt.EncoderPath("onnx", "fp32"), rt.EncoderPath("torch", "fp32")]
+    speeds = {"onnxruntime fp32": 120.0, "torch fp32": 300.0}
+    measured = []
+
+    def rate_of(path):
+        measured.append(path.name)
+        return speeds[path.name]
+
+    first = rt.choose(paths, rate_of, "key")
+    assert first.path == rt.EncoderPath("torch", "fp32") and "300 images/s" in first.why
+    again = rt.choose(paths, rate_of, "key")  # remembered: nothing measured again
+    assert again.path == first.path and measured == ["onnxruntime fp32", "torch fp32"]
+
+    def broken(path):
+        if path.runtime == "torch":
+            raise RuntimeError("no kernels")
+        return 50.0
+
+    assert rt.choose(paths, broken, "other").path.runtime == "onnx"  # a failing path is dropped
+    assert rt.choose(paths[:1], broken, "k", asked=True).why == "asked for"
+
+
+def test_bf16_is_a_candidate_only_where_the_cpu_has_it(monkeypatch):
+    from engine import runtime as rt
+
+    monkeypatch.setattr(rt, "cpu_description", lambda: ("some cpu", frozenset({"avx2"})))
+    names = [p.name for p in rt.candidates("cpu", "auto", "auto", True)]
+    assert names == ["onnxruntime fp32", "torch fp32"]
+    monkeypatch.setattr(rt, "cpu_description", lambda: ("cpu", frozenset({"avx512_bf16"})))
+    assert "torch bf16" in [p.name for p in rt.candidates("cpu", "auto", "auto", True)]
+    assert [p.name for p in rt.candidates("cpu", "auto", "fp32", True)] == [
+        "onnxruntime fp32",
+        "torch fp32",
+    ]
+    assert [p.name for p in rt.candidates("cuda", "auto", "auto", True)] == ["torch bf16"]
+    with pytest.raises(rt.RuntimeChoiceError, match="fp32 only"):
+        rt.candidates("cpu", "onnx", "bf16", True)
+
+
+def test_encoder_reports_its_choice(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("LOOKALIKE_PRECISION", raising=False)
+    enc = DeepImageEncoder(hash_dim=16, backbone="efficientnet-lite0", device="cpu")
+    assert enc.choice.path.runtime == enc.runtime and enc.choice.path.precision == enc.precision
+    assert "fastest measured on this CPU" in enc.choice.why
+    assert enc.identity["precision"] == enc.precision
+    monkeypatch.setenv("LOOKALIKE_RUNTIME", "torch")
+    monkeypatch.setenv("LOOKALIKE_PRECISION", "fp32")
+    forced = DeepImageEncoder(hash_dim=16, backbone="efficientnet-lite0", device="cpu")
+    assert (forced.runtime, forced.precision) == ("torch", "fp32")
+
+
+def test_an_index_keeps_its_precision(tmp_path: Path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import make_image
+    from engine import ImageSimilaritySearch, IndexMismatch
+
+    root = tmp_path / "imgs"
+    for i in range(3):
+        make_image(root / f"{i}.png", i)
+    with ImageSimilaritySearch(root, precision="fp32") as search:
+        search.index()
+        assert search.store.get_meta()["precision"] == "fp32"
+    with pytest.raises(IndexMismatch, match="precision fp32 .asked bf16.*--rebuild"):
+        ImageSimilaritySearch(root, precision="bf16")

@@ -24,6 +24,11 @@ def _tmux(*args: str) -> str:
     ).stdout
 
 
+def _tmux_err(*args: str) -> str:
+    run = subprocess.run(["tmux", "-L", "lookalike-test", *args], capture_output=True, text=True)
+    return run.stdout + run.stderr
+
+
 def _screen() -> str:
     return _tmux("capture-pane", "-p", "-t", "app")
 
@@ -62,5 +67,49 @@ def test_real_terminal_session(sample_copy: Path, tmp_path: Path):
         while not done.exists() and time.time() < deadline:
             time.sleep(0.2)
         assert done.read_text().strip() == "0"
+    finally:
+        _tmux("kill-server")
+
+
+def test_hostile_names_never_reach_the_terminal(tmp_path: Path):
+    """Names holding OSC 52 (clipboard), OSC 0 (title) and SGR sequences, in a tmux that
+    lets programs set its clipboard and titles: browsing them changes neither, and the
+    screen shows them escaped. Then ``c`` does set the clipboard (the check is live),
+    and SIGTERM ends the app with status 143."""
+    import os
+
+    from conftest import make_image
+
+    root = tmp_path / "odd"
+    for i, raw in enumerate(
+        [
+            b"a-osc\x1b]52;c;aGVsbG8=\x07.png",
+            b"b-title\x1b]0;pwned\x07.png",
+            b"c-sgr\x1b[31mred.png",
+        ]
+    ):
+        make_image(Path(os.fsdecode(os.path.join(os.fsencode(root), raw))), i)
+    done = tmp_path / "exit-code"
+    command = f"cd {REPO} && TERM=xterm-256color {sys.executable} -m tui {root}; echo $? > {done}; sleep 5"
+    _tmux("kill-server")
+    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "app", "-x", "100", "-y", "30", command)
+    _tmux("set", "-g", "set-clipboard", "on")
+    try:
+        screen = _wait_for("index up to date")
+        assert "a-osc\\x1b]52;c;" in screen and "c-sgr\\x1b[31mred" in screen  # tree: escaped
+        _tmux("send-keys", "-t", "app", "j", "j", "j")
+        time.sleep(1.0)
+        assert "no buffers" in _tmux_err("show-buffer")
+        assert "pwned" not in _tmux("display", "-p", "-t", "app", "#{pane_title}")
+        _tmux("send-keys", "-t", "app", "c")
+        _wait_for("copied")
+        assert _tmux("show-buffer").endswith("red.png")
+        pane = _tmux("list-panes", "-t", "app", "-F", "#{pane_pid}").strip()
+        app_pid = subprocess.run(["pgrep", "-P", pane], capture_output=True, text=True).stdout
+        os.kill(int(app_pid.split()[0]), 15)
+        deadline = time.time() + 20
+        while not done.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert done.read_text().strip() == "143"
     finally:
         _tmux("kill-server")

@@ -214,6 +214,8 @@ class LookalikeApp(App[int]):
                     line(("cannot open the index", "red"), ": ", text)
                 )
                 self._set_results_status(line((text, "red")))
+            if event.worker.group == "search":
+                self._set_results_status(line(("search failed", "red"), ": ", text))
             if event.worker.group == "index":
                 self._indexing = False
                 self.query_one(IndexPanel).show_message(
@@ -496,7 +498,7 @@ class LookalikeApp(App[int]):
         """SIGTERM: stop indexing (committed batches are kept) and leave the terminal
         as it was; the command line then exits with status 143."""
         self._cancel.set()
-        self.exit(143)
+        self.exit(return_code=143)
 
 
 def create_app(
