@@ -382,11 +382,17 @@ class ImageSimilaritySearch:
         finally:
             lock.release()
 
-    def _pending_readonly(self, stats: IndexStats, started: float) -> IndexStats:
-        """What an update would do to an index that cannot be written: count only."""
-        known = self.store.file_states()
-        seen = set()
+    def _diff(self, stats: IndexStats, known: dict, cancel, on_entry=None) -> tuple[list, list]:
+        """Walk the folder against the stored file states: the entries to encode (new or
+        changed) and the stored paths gone from disk. Skips, and failures seen earlier, go
+        into *stats*; a cancel mid-walk reports nothing as gone."""
+        old_errors = dict(self.store.failures())
+        todo: list[FileEntry] = []
+        seen: set[str] = set()
         for entry in walk_images(self.root, self.follow_links):
+            if cancel.is_set():
+                stats.cancelled = True
+                return todo, []
             if isinstance(entry, SkippedFile):
                 stats.failed.append(entry)
                 continue
@@ -394,10 +400,19 @@ class ImageSimilaritySearch:
             old = known.get(entry.relpath)
             if old and old.size == entry.size and old.mtime_ns == entry.mtime_ns:
                 stats.unchanged += 1
+                if not old.ok:
+                    err = old_errors.get(entry.relpath) or "failed earlier"
+                    stats.failed.append(SkippedFile(entry.relpath, err))
             else:
-                stats.pending += 1
-        stats.pending += sum(1 for p in known if p not in seen)
-        stats.failed.extend(self.failures())
+                todo.append(entry)
+            if on_entry is not None:
+                on_entry(entry, len(todo))
+        return todo, [p for p in known if p not in seen]
+
+    def _pending_readonly(self, stats: IndexStats, started: float) -> IndexStats:
+        """What an update would do to an index that cannot be written: count only."""
+        todo, gone = self._diff(stats, self.store.file_states(), threading.Event())
+        stats.pending = len(todo) + len(gone)
         stats.readonly = True
         stats.total = self.count()
         stats.seconds = time.perf_counter() - started
@@ -425,36 +440,16 @@ class ImageSimilaritySearch:
 
         emit(0, 0, "", "scanning", force=True)
         known = self.store.file_states()
-        old_errors = dict(self.store.failures())
-        todo: list[FileEntry] = []
-        seen: set[str] = set()
-        for entry in walk_images(self.root, self.follow_links):
-            if cancel.is_set():
-                stats.cancelled = True
-                break
-            if isinstance(entry, SkippedFile):
-                stats.failed.append(entry)
-                continue
-            seen.add(entry.relpath)
-            old = known.get(entry.relpath)
-            if old and old.size == entry.size and old.mtime_ns == entry.mtime_ns:
-                stats.unchanged += 1
-                if not old.ok:
-                    err = old_errors.get(entry.relpath) or "failed earlier"
-                    stats.failed.append(SkippedFile(entry.relpath, err))
-            else:
-                todo.append(entry)
-            emit(0, len(todo), entry.relpath, "scanning")
-        gone: list[str] = []
-        if not stats.cancelled:
-            gone = [p for p in known if p not in seen]
-            if gone:
-                self.store.write([], delete=gone)
-                stats.removed = len(gone)
-                with self._lock:
-                    if self._memory is not None:
-                        for p in gone:
-                            self._memory.remove(p)
+        todo, gone = self._diff(
+            stats, known, cancel, lambda e, n: emit(0, n, e.relpath, "scanning")
+        )
+        if gone:
+            self.store.write([], delete=gone)
+            stats.removed = len(gone)
+            with self._lock:
+                if self._memory is not None:
+                    for p in gone:
+                        self._memory.remove(p)
 
         total = len(todo)
         redo = {e.relpath for e in todo}

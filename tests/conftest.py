@@ -85,3 +85,32 @@ class FixedCodes:
         import hashlib
 
         return np.stack([self._codes[hashlib.sha1(x.tobytes()).hexdigest()] for x in batch])
+
+
+def start_indexing(root: Path, db: Path, at_least: int, *extra: str):
+    """Start ``lookalike index ROOT`` in a subprocess and return it once *at_least* rows
+    are committed to *db* (read with a read-only connection, as another process would)."""
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tui", "index", str(root), "--batch-size", "8", *extra],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            committed = con.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+            con.close()
+        except sqlite3.Error:
+            continue
+        if committed >= at_least:
+            return proc, committed
+    raise AssertionError("the run ended before enough was committed")

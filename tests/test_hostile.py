@@ -11,13 +11,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, SAMPLE, make_image
+from conftest import REPO, SAMPLE, make_image, start_indexing
 from engine import ImageSimilaritySearch, SearchError
 from engine.names import check_relpath, json_path, printable
 from engine.store import IndexDamaged, WriterLock
@@ -337,25 +336,7 @@ def test_sigterm_keeps_committed_work_and_exits_143(tmp_path: Path):
     root = tmp_path / "term"
     shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".lookalike", "*.md"))
     db = root / ".lookalike" / "index.sqlite"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui", "index", str(root), "--batch-size", "8"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-            n = con.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-            con.close()
-        except sqlite3.Error:
-            continue
-        if n >= 16:
-            break
-    assert proc.poll() is None, "the run ended before the signal"
+    proc, _ = start_indexing(root, db, 16)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143

@@ -5,16 +5,13 @@ import pickle
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, SAMPLE, make_image
+from conftest import SAMPLE, make_image, start_indexing
 from engine import ImageSimilaritySearch, IndexMismatch, SearchError
 from engine.store import SQLiteStore, WriterLock
 
@@ -174,25 +171,7 @@ def test_kill_9_mid_run_leaves_a_usable_index(tmp_path: Path):
     root = tmp_path / "killme"
     shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".lookalike", "*.md"))
     db = root / ".lookalike" / "index.sqlite"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tui", "index", str(root), "--batch-size", "8", "--json"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    committed = 0
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        try:
-            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-            committed = con.execute("SELECT COUNT(*) FROM images").fetchone()[0]
-            con.close()
-        except sqlite3.Error:
-            continue
-        if committed >= 16:
-            break
-    assert proc.poll() is None, "the run ended before it could be killed"
+    proc, committed = start_indexing(root, db, 16, "--json")
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     store = SQLiteStore(db)
