@@ -19,16 +19,20 @@ _EXPORTS = {
     "backbone_info": "engine.encoder",
     "create_minhash": "engine.minhash",
     "ImageSimilaritySearch": "engine.search",
-    "IndexStats": "engine.search",
     "IndexMismatch": "engine.search",
-    "Match": "engine.search",
-    "Progress": "engine.search",
     "SearchError": "engine.search",
-    "SearchResult": "engine.search",
+    "IndexStats": "engine.results",
+    "Match": "engine.results",
+    "Progress": "engine.results",
+    "SearchResult": "engine.results",
+    "Settings": "engine.settings",
     "ImageError": "engine.images",
     "SkippedFile": "engine.images",
     "looks_like_image_name": "engine.images",
-    "IndexFileError": "engine.store",
+    "IndexFileError": "engine.storage",
+    "IndexDamaged": "engine.storage",
+    "IndexBusy": "engine.storage",
+    "open_store": "engine.storage",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -37,16 +41,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.encoder import DeepImageEncoder, EncoderError, backbone_info
     from engine.images import ImageError, SkippedFile, looks_like_image_name
     from engine.minhash import create_minhash
-    from engine.search import (
-        ImageSimilaritySearch,
-        IndexMismatch,
-        IndexStats,
-        Match,
-        Progress,
-        SearchError,
-        SearchResult,
-    )
-    from engine.store import IndexFileError
+    from engine.results import IndexStats, Match, Progress, SearchResult
+    from engine.search import ImageSimilaritySearch, IndexMismatch, SearchError
+    from engine.settings import Settings
+    from engine.storage import IndexBusy, IndexDamaged, IndexFileError, open_store
 
 
 def __getattr__(name: str) -> Any:

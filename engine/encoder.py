@@ -337,7 +337,10 @@ class DeepImageEncoder(nn.Module):
         self.input_size = 224
         self.normalisation = _NORMALISATION[self.backbone_name]
 
-        proj = torch.from_numpy(orthogonal_projection(feature_dim, hash_dim))
+        #: The hash layer's matrix (hash_dim, feature_dim): codes = features @ projection.T,
+        #: computed in numpy for every runtime so that all give the same codes.
+        self.projection = orthogonal_projection(feature_dim, hash_dim)
+        proj = torch.from_numpy(self.projection)
         self.hash_layer = nn.Linear(feature_dim, hash_dim, bias=False)
         with torch.no_grad():
             self.hash_layer.weight.copy_(proj)
@@ -360,7 +363,7 @@ class DeepImageEncoder(nn.Module):
 
     def _onnx_session(self):
         try:
-            return onnx_runtime.OnnxCodes(self, threads=torch.get_num_threads())
+            return onnx_runtime.OnnxFeatures(self, threads=torch.get_num_threads())
         except Exception as exc:  # export or load failed
             raise EncoderError(f"cannot run with ONNX Runtime: {exc}") from None
 
@@ -425,18 +428,24 @@ class DeepImageEncoder(nn.Module):
         return x.contiguous(memory_format=torch.channels_last)
 
     def encode_pixels(self, batch: np.ndarray) -> np.ndarray:
-        """Codes for a uint8 (N, H, W, 3) batch, as a float32 numpy array.
+        """Codes for a uint8 (N, H, W, 3) batch, as a float32 numpy array."""
+        return self.encode(batch)[0]
 
-        On the CPU the batch runs in slices of :data:`CPU_MICRO_BATCH` images.
-        """
+    def encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Codes (N, hash_dim) and pooled features (N, feature_dim), float32, for a uint8
+        (N, H, W, 3) batch. On the CPU the batch runs in slices of
+        :data:`CPU_MICRO_BATCH` images."""
         step = len(batch) if self.device.type == "cuda" else CPU_MICRO_BATCH
         if len(batch) <= step:
-            return self._encode(batch)
-        return np.concatenate(
-            [self._encode(batch[i : i + step]) for i in range(0, len(batch), step)]
-        )
+            feats = self._features(batch)
+        else:
+            feats = np.concatenate(
+                [self._features(batch[i : i + step]) for i in range(0, len(batch), step)]
+            )
+        feats = np.asarray(feats, np.float32)
+        return feats @ self.projection.T, feats
 
-    def _encode(self, batch: np.ndarray) -> np.ndarray:
+    def _features(self, batch: np.ndarray) -> np.ndarray:
         if self.runtime == "onnx":
             return self._onnx(batch)
         return self._encode_torch(batch, self.precision)
@@ -449,7 +458,7 @@ class DeepImageEncoder(nn.Module):
                 feats = self.features(x)
         else:
             feats = self.features(x)
-        return self.hash_layer(feats.float()).cpu().numpy()
+        return feats.float().cpu().numpy()
 
 
 def _ort_version() -> str:

@@ -1,6 +1,6 @@
 """Finding and decoding images: the engine's one notion of what an image file is.
 
-Everything here is cheap to import (Pillow only, no torch) so the app can use
+Everything here is cheap to import (Pillow and numpy, no torch) so the app can use
 :func:`looks_like_image_name` to filter its file tree before the CNN is loaded.
 
 Rules, in one place:
@@ -25,6 +25,8 @@ Rules, in one place:
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import stat
 import warnings
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from engine.errors import LookalikeError
@@ -40,6 +43,8 @@ from engine.errors import LookalikeError
 #: Images claiming more pixels than this are refused before any pixel is allocated.
 #: 64 megapixels covers every camera sensor sold today with room to spare.
 MAX_PIXELS = 64_000_000
+#: Files larger than this are not read whole into memory.
+MAX_FILE_BYTES = 1 << 30
 
 # Signatures of the formats worth sniffing in files whose extension says nothing.
 _MAGIC: tuple[tuple[int, bytes], ...] = (
@@ -189,10 +194,35 @@ def walk_images(
         stack.extend(reversed(subdirs))
 
 
-def open_image(
+def read_image(
     path: str | os.PathLike[str], draft_size: int | None = None, max_pixels: int = MAX_PIXELS
+) -> tuple[Image.Image, bytes]:
+    """:func:`open_image` from a single read of the file, with the SHA-256 of its bytes
+    (what tells byte-identical copies apart from look-alikes)."""
+    try:
+        if os.path.getsize(path) > MAX_FILE_BYTES:
+            raise ImageError(f"file too large (over {MAX_FILE_BYTES >> 30} GiB)")
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except ImageError:
+        raise
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except FileNotFoundError:
+        raise ImageError("file vanished") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read: {exc.strerror or exc}") from None
+    return open_image(path, draft_size, max_pixels, data=data), hashlib.sha256(data).digest()
+
+
+def open_image(
+    path: str | os.PathLike[str],
+    draft_size: int | None = None,
+    max_pixels: int = MAX_PIXELS,
+    data: bytes | None = None,
 ) -> Image.Image:
-    """Decode *path* to an 8-bit RGB image ready for a CNN, or raise :class:`ImageError`.
+    """Decode *path* (or its bytes, *data*, already read) to an 8-bit RGB image ready
+    for a CNN, or raise :class:`ImageError`.
 
     EXIF orientation is applied, alpha is composited on white, palette, 16-bit,
     float, greyscale and CMYK images are converted, animations give their first
@@ -200,9 +230,9 @@ def open_image(
     they are at least twice that size, which is several times faster for photos.
     """
     try:
-        if os.path.getsize(path) == 0:
+        if (len(data) if data is not None else os.path.getsize(path)) == 0:
             raise ImageError("empty file")
-        opened = Image.open(path)
+        opened = Image.open(io.BytesIO(data) if data is not None else path)
         try:
             width, height = opened.size
             if width * height > max_pixels:
@@ -236,6 +266,23 @@ def open_image(
         raise ImageError("out of memory decoding this image") from None
     except Exception as exc:  # a decoder choking on hostile input: a skip, not a crash
         raise ImageError(f"cannot decode: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
+def square_pixels(im: Image.Image, size: int) -> np.ndarray:
+    """Fit *im* in a white ``size`` square (aspect kept), as uint8 (size, size, 3).
+
+    Padding instead of cropping keeps whole garments, products and documents in view;
+    catalogue images mostly sit on white already.
+    """
+    w, h = im.size
+    scale = size / max(w, h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0)
+    if (nw, nh) != (size, size):
+        canvas = Image.new("RGB", (size, size), (255, 255, 255))
+        canvas.paste(im, ((size - nw) // 2, (size - nh) // 2))
+        im = canvas
+    return np.asarray(im, dtype=np.uint8)
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

@@ -1,12 +1,12 @@
-"""Run an encoder with ONNX Runtime on the CPU: the same codes, about three times faster.
+"""Run an encoder with ONNX Runtime on the CPU: the same features, often much faster.
 
-PyTorch's eager CPU kernels for EfficientNet's depthwise convolutions are slow on
-CPUs without bf16 units; ONNX Runtime fuses them. The whole path from uint8 pixels
-to codes (normalisation, backbone, hash layer) is exported once per backbone,
-weights digest and ``hash_dim``, cached under the user's cache folder, and reloaded
-on later runs. Export writes to a temporary file and renames it, so a killed export
-never leaves a broken model behind. The codes match PyTorch's to about 1e-6
-(tested), so an index built by either runtime serves the other.
+PyTorch's eager CPU kernels for EfficientNet's depthwise convolutions are slow; ONNX
+Runtime fuses them. The path from uint8 pixels to pooled features (normalisation and
+backbone) is exported once per backbone and weights digest, cached under the user's
+cache folder, and reloaded on later runs. The hash layer is applied afterwards in numpy,
+the same way for every runtime. Export writes to a temporary file and renames it, so a
+killed export never leaves a broken model behind. The features match PyTorch's to about
+1e-6 (tested), so an index built by either runtime serves the other.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine.store import user_cache_dir
+from engine.paths import onnx_cache_dir
 
-#: Bump when the exported graph changes meaning.
-EXPORT_VERSION = 1
+#: Bump when the exported graph changes meaning (2: pooled features, not codes).
+EXPORT_VERSION = 2
 
 
 def available() -> bool:
@@ -35,11 +35,11 @@ def available() -> bool:
 
 
 def cache_dir() -> Path:
-    return user_cache_dir() / "onnx"
+    return onnx_cache_dir()
 
 
-class _PixelsToCodes(nn.Module):
-    """uint8 (N, H, W, 3) pixels to codes, everything in one graph."""
+class _PixelsToFeatures(nn.Module):
+    """uint8 (N, H, W, 3) pixels to pooled features, in one graph."""
 
     def __init__(self, encoder) -> None:
         super().__init__()
@@ -47,10 +47,10 @@ class _PixelsToCodes(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         enc = self.encoder
-        return enc.hash_layer(enc.features(enc.normalise(pixels)))
+        return enc.features(enc.normalise(pixels))
 
 
-def export(module: nn.Module, input_size: int, path: Path, output: str = "codes") -> None:
+def export(module: nn.Module, input_size: int, path: Path, output: str = "features") -> None:
     """Export *module* (uint8 (N, S, S, 3) pixels in, one tensor out) to *path* atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8)
@@ -76,21 +76,19 @@ def export(module: nn.Module, input_size: int, path: Path, output: str = "codes"
             os.unlink(tmp)
 
 
-class OnnxCodes:
-    """Callable: uint8 (N, H, W, 3) pixels to float32 codes, with ONNX Runtime."""
+class OnnxFeatures:
+    """Callable: uint8 (N, H, W, 3) pixels to float32 pooled features, with ONNX Runtime."""
 
     def __init__(self, encoder, threads: int | None = None) -> None:
         import onnxruntime as ort
 
-        from engine.encoder import HASH_LAYER_VERSION
-
         name = (
-            f"{encoder.backbone_name}-{encoder.weights_id}-{encoder.hash_dim}"
-            f"-{encoder.input_size}-h{HASH_LAYER_VERSION}-e{EXPORT_VERSION}.onnx"
+            f"{encoder.backbone_name}-{encoder.weights_id}"
+            f"-{encoder.input_size}-e{EXPORT_VERSION}.onnx"
         )
         self.path = cache_dir() / name
         if not self.path.is_file():
-            export(_PixelsToCodes(encoder), encoder.input_size, self.path)
+            export(_PixelsToFeatures(encoder), encoder.input_size, self.path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or max(1, os.cpu_count() or 1)
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

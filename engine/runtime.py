@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from engine.errors import LookalikeError
-from engine.store import user_cache_dir
+from engine.paths import runtime_cache_file
 
 RUNTIMES = ("auto", "onnx", "torch")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -124,7 +124,7 @@ def candidates(
 
 
 def _cache_file():
-    return user_cache_dir() / "runtime.json"
+    return runtime_cache_file()
 
 
 def _read_cache() -> dict:

@@ -53,7 +53,7 @@ async def test_enter_searches_and_shows_scores(sample_copy: Path):
         assert "#1" in first_card_text and f"{scores[0]:.3f}" in first_card_text
         assert sum(c.data.path.parent.name == "bag" for c in grid.cards) >= 6
         status = str(app.query_one("#results-status").render())
-        assert "LSH" in status and "lookalikes of bag/" in status
+        assert "exact" in status and "lookalikes of bag/" in status  # 200 images: exact
         # thumbnails follow the scores
         await wait_for(
             pilot,
@@ -92,12 +92,11 @@ async def test_walk_back_fewer_more_exact(sample_copy: Path):
         await pilot.press("right_square_bracket", "right_square_bracket")
         await wait_for(pilot, lambda: app.num_results == 13 and len(grid.cards) == 13)
 
-        assert app.last_result.mode == "lsh"
+        assert app.last_result.mode == "exact" and not app.exact  # auto chose exact here
         before = app.last_result
         await pilot.press("x")
-        await wait_for(
-            pilot, lambda: app.last_result is not before and app.last_result.mode == "exact"
-        )
+        await wait_for(pilot, lambda: app.last_result is not before)
+        assert app.exact and app.last_result.mode == "exact"
         assert "exact" in str(app.query_one("#results-status").render())
         assert app.last_result.candidates == 199
 

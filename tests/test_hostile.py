@@ -19,7 +19,8 @@ import pytest
 from conftest import REPO, SAMPLE, make_image, start_indexing
 from engine import ImageSimilaritySearch, SearchError
 from engine.names import check_relpath, json_path, printable
-from engine.store import IndexDamaged, WriterLock
+from engine.storage import IndexDamaged
+from engine.storage.sqlite import SQLiteStore
 from tui.cli import main
 
 #: File names (as bytes) that once broke something: not UTF-8, Rich markup, escape
@@ -146,48 +147,73 @@ def test_cli_json_is_strict_utf8(hostile: Path, capsysbinary):
     }
 
 
-def _crafted(tiny_folder: Path, sql: str, params: tuple = ()) -> None:
+def _crafted(tiny_folder: Path, sql: str | None = None, params: tuple = (), array=None) -> None:
+    """Index *tiny_folder*, then doctor its index: run *sql*, and/or call *array* with the
+    index folder to damage the array files."""
     assert main(["index", str(tiny_folder), "--json"]) == 0
-    con = sqlite3.connect(tiny_folder / ".lookalike" / "index.sqlite")
-    with con:
-        con.execute(sql, params)
-    con.close()
+    folder = tiny_folder / ".lookalike"
+    if sql is not None:
+        con = sqlite3.connect(folder / "index.sqlite")
+        with con:
+            con.execute(sql, params)
+        con.close()
+    if array is not None:
+        array(folder)
+
+
+def _truncate(kind: str):
+    def damage(folder: Path) -> None:
+        (path,) = folder.glob(f"index.{kind}.*")
+        path.write_bytes(path.read_bytes()[:100])
+
+    return damage
+
+
+def _nan_code(folder: Path) -> None:
+    (path,) = folder.glob("index.codes.*")
+    data = bytearray(path.read_bytes())
+    data[512:1024] = np.full(128, np.nan, "<f4").tobytes()  # slot 1
+    path.write_bytes(bytes(data))
+
+
+SECOND = "WHERE slot = 1"
 
 
 @pytest.mark.parametrize(
-    ("sql", "params", "why"),
+    ("sql", "params", "array", "why"),
     [
-        ("UPDATE images SET path = ? WHERE id = 2", (b"/etc/passwd",), "absolute path"),
-        ("UPDATE images SET path = ? WHERE id = 2", (b"../../outside.png",), "leaves the folder"),
-        ("UPDATE images SET code = x'00' WHERE id = 2", (), "code of the wrong size"),
-        ("UPDATE images SET signature = x'00' WHERE id = 2", (), "signature of the wrong size"),
-        (
-            "UPDATE images SET code = ? WHERE id = 2",
-            (np.full(128, np.nan, "<f4").tobytes(),),
-            "not finite",
-        ),
-        ("UPDATE meta SET value = '1000000000' WHERE key = 'hash_dim'", (), "hash_dim"),
-        ("UPDATE meta SET value = '\"abc\"' WHERE key = 'num_perm'", (), "num_perm"),
-        ("UPDATE meta SET value = '[NaN]' WHERE key = 'centre'", (), "centre"),
-        ("UPDATE meta SET value = '{' WHERE key = 'seed'", (), "not valid JSON"),
-        ("UPDATE meta SET value = '\"fp8\"' WHERE key = 'precision'", (), "precision"),
+        (f"UPDATE images SET path = ? {SECOND}", (b"/etc/passwd",), None, "absolute path"),
+        (f"UPDATE images SET path = ? {SECOND}", (b"../../x.png",), None, "leaves the folder"),
+        (None, (), _truncate("codes"), "codes file is shorter"),
+        (None, (), _truncate("features"), "features file is shorter"),
+        (None, (), _truncate("bands"), "band keys file is shorter"),
+        (None, (), _nan_code, "not finite"),
+        ("UPDATE meta SET value = '1000000000000000' WHERE key = 'slots'", (), None, "slots"),
+        ("UPDATE meta SET value = '1000' WHERE key = 'slots'", (), None, "shorter"),
+        ("UPDATE meta SET value = '1000000000' WHERE key = 'hash_dim'", (), None, "hash_dim"),
+        ("UPDATE meta SET value = '99999999' WHERE key = 'feature_dim'", (), None, "feature_dim"),
+        ("UPDATE meta SET value = '\"abc\"' WHERE key = 'num_perm'", (), None, "num_perm"),
+        ("UPDATE meta SET value = '[NaN]' WHERE key = 'centre'", (), None, "centre"),
+        ("UPDATE meta SET value = '{' WHERE key = 'seed'", (), None, "not valid JSON"),
+        ("UPDATE meta SET value = '\"fp8\"' WHERE key = 'precision'", (), None, "precision"),
+        ("INSERT INTO dead (slot) VALUES (99999)", (), None, "dead slot"),
     ],
 )
-def test_crafted_index_is_reported_damaged(tiny_folder: Path, capsys, sql, params, why):
-    _crafted(tiny_folder, sql, params)
+def test_crafted_index_is_reported_damaged(tiny_folder: Path, capsys, sql, params, array, why):
+    _crafted(tiny_folder, sql, params, array)
     capsys.readouterr()
     q = tiny_folder / "a" / "img0.png"
     code = main(["search", str(q), "--in", str(tiny_folder), "-k", "5", "--no-update", "--json"])
     out, err = capsys.readouterr()
     assert code == 1 and out == "", (out, err)
-    assert "is damaged" in err and why in err and "--rebuild" in err
+    assert "is damaged" in err and why in err and "--rebuild" in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     # and the way out works
     assert main(["index", str(tiny_folder), "--rebuild", "--json"]) == 0
 
 
 def test_damaged_index_in_the_api_is_a_search_error(tiny_folder: Path):
-    _crafted(tiny_folder, "UPDATE images SET path = ? WHERE id = 1", (b"/etc/passwd",))
+    _crafted(tiny_folder, f"UPDATE images SET path = ? {SECOND}", (b"/etc/passwd",))
     with ImageSimilaritySearch(tiny_folder) as search, pytest.raises(IndexDamaged):
         search.search(tiny_folder / "a" / "img1.png", 6, exact=True)
     assert issubclass(IndexDamaged, SearchError.__mro__[-3])  # a LookalikeError
@@ -207,7 +233,7 @@ def test_link_out_of_the_folder_in_a_crafted_index_is_never_returned(tiny_folder
 
 
 def test_read_only_index_is_searched_and_not_written(tiny_folder: Path, monkeypatch, capsys):
-    import engine.store as store
+    import engine.storage.sqlite as store
 
     assert main(["index", str(tiny_folder), "--json"]) == 0
     capsys.readouterr()
@@ -283,13 +309,11 @@ def test_search_while_another_process_indexes(tiny_folder: Path, capsys):
     assert main(["index", str(tiny_folder), "--json"]) == 0
     capsys.readouterr()
     make_image(tiny_folder / "late.png", 66)
-    lock = WriterLock(str(tiny_folder / ".lookalike" / "index.sqlite"))
-    lock.acquire()
-    try:
+    other = SQLiteStore(tiny_folder / ".lookalike" / "index.sqlite")
+    with other.writer():
         q = tiny_folder / "a" / "img0.png"
         assert main(["search", str(q), "--in", str(tiny_folder), "-k", "2"]) == 0
-    finally:
-        lock.release()
+    other.close()
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 3
     assert "another lookalike process is updating this index" in err
@@ -384,7 +408,7 @@ async def test_app_reports_a_crafted_index_and_stays_up(tiny_folder: Path):
 
     from tui.app import create_app
 
-    _crafted(tiny_folder, "UPDATE images SET path = ? WHERE id = 2", (b"/etc/passwd",))
+    _crafted(tiny_folder, f"UPDATE images SET path = ? {SECOND}", (b"/etc/passwd",))
     app = create_app(tiny_folder, auto_index=False)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)

@@ -4,7 +4,6 @@ import os
 import pickle
 import shutil
 import signal
-import sqlite3
 import threading
 from pathlib import Path
 
@@ -12,8 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLE, make_image, start_indexing
-from engine import ImageSimilaritySearch, IndexMismatch, SearchError
-from engine.store import SQLiteStore, WriterLock
+from engine import ImageSimilaritySearch, IndexBusy, IndexMismatch
+from engine.storage.sqlite import SQLiteStore
 
 
 def _class_precision(search: ImageSimilaritySearch, root: Path, exact: bool) -> float:
@@ -48,9 +47,12 @@ def test_query_rules(sample_copy: Path, monkeypatch):
             assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
             assert [m.rank for m in result.matches] == list(range(1, 11))
         assert search.search(query, 10, exact=True).mode == "exact"
-        # more results than the index holds: all of the others, by exact fill
+        # more results than the index holds: all of the others
         big = search.search(query, 500)
-        assert len(big.matches) == 199 and big.mode == "exact-fill"
+        assert len(big.matches) == 199 and big.mode == "exact"
+        # LSH alone may return fewer, never the query, never a worse order
+        lsh = search.search(query, 10, mode="lsh")
+        assert lsh.mode == "lsh" and rel not in [m.path for m in lsh.matches]
 
 
 def test_outside_query_is_encoded(sample_copy: Path, tmp_path: Path):
@@ -135,26 +137,27 @@ def test_index_never_unpickles(tiny_folder: Path, monkeypatch):
         monkeypatch.setattr(pickle, name, boom)
     with ImageSimilaritySearch(tiny_folder) as search:
         assert len(search.find_similar_images(tiny_folder / "a" / "img0.png", 3)) == 3
-    con = sqlite3.connect(tiny_folder / ".lookalike" / "index.sqlite")
-    blobs = con.execute("SELECT code, signature FROM images").fetchall()
-    assert all(len(c) == 128 * 4 and len(s) == 128 * 4 for c, s in blobs)
+        files = {
+            Path(p).name.split(".")[1]: Path(p).stat().st_size for p in search.store.array_files()
+        }
+    # raw little-endian arrays: 6 slots of 128 float32, 1280 float16, 32 uint64 band keys
+    assert files["codes"] == 6 * 128 * 4 and files["features"] == 6 * 1280 * 2
+    assert files["bands"] == 6 * 32 * 8
 
 
 def test_second_writer_is_refused_readers_are_not(tiny_folder: Path):
     with ImageSimilaritySearch(tiny_folder) as search:
         search.index()
-        lock = WriterLock(str(search.index_path))
-        lock.acquire()
-        try:
-            with pytest.raises(SearchError, match="another lookalike process is indexing"):
+        other = SQLiteStore(search.index_path)
+        with other.writer():
+            with pytest.raises(IndexBusy, match="another lookalike process is indexing"):
                 search.index()
             assert len(search.find_similar_images(tiny_folder / "a" / "img1.png", 2)) == 2
-        finally:
-            lock.release()
+        other.close()
 
 
 def test_read_only_root_falls_back_to_user_cache(tiny_folder: Path, tmp_path: Path, monkeypatch):
-    import engine.store as store
+    import engine.paths as store
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     real_access = os.access

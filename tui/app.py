@@ -26,6 +26,7 @@ from textual.widgets import DirectoryTree, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from engine.names import printable
+from engine.settings import Settings
 from tui.layout import Tier, tier_for
 from tui.text import line, plain
 from tui.thumbs import ThumbCache
@@ -35,9 +36,12 @@ from tui.widgets.query import QueryPanel
 from tui.widgets.results import CardData, ResultsGrid
 
 if TYPE_CHECKING:
-    from engine.search import ImageSimilaritySearch, IndexStats, Progress, SearchResult
+    from engine.results import IndexStats, Progress, SearchResult
+    from engine.search import ImageSimilaritySearch
 
 MIN_RESULTS, MAX_RESULTS = 1, 60
+#: How each way of answering is named on the status line.
+MODE_NAMES = {"lsh": "LSH", "exact": "exact", "exact-lsh-unsure": "exact (LSH unsure)"}
 
 
 class EngineReady(Message):
@@ -81,7 +85,7 @@ class LookalikeApp(App[int]):
         Binding("slash", "filter", "Filter"),
         Binding("left_square_bracket", "fewer", "Fewer"),
         Binding("right_square_bracket", "more", "More"),
-        Binding("x", "toggle_exact", "Exact/LSH"),
+        Binding("x", "toggle_exact", "Exact/auto"),
         Binding("i", "reindex", "Re-index"),
         Binding("ctrl+x", "cancel_index", "Cancel index"),
         Binding("backspace", "back", "Back"),
@@ -95,7 +99,8 @@ class LookalikeApp(App[int]):
         *,
         query: str | Path | None = None,
         auto_index: bool = True,
-        engine_options: dict[str, Any] | None = None,
+        settings: Settings | None = None,
+        encoder: Any = None,
         show_timings: bool = True,
     ) -> None:
         super().__init__()
@@ -103,7 +108,8 @@ class LookalikeApp(App[int]):
         self.folder = Path(folder).resolve()
         self.initial_query = Path(query).resolve() if query else None
         self.auto_index = auto_index
-        self.engine_options = engine_options or {}
+        self.settings = settings or Settings()
+        self.encoder = encoder
         self.search_engine: ImageSimilaritySearch | None = None
         self.num_results = 12
         self.exact = False
@@ -126,7 +132,7 @@ class LookalikeApp(App[int]):
                 yield Input(placeholder="filter by path…", id="filter")
                 yield ImageTree(
                     self.folder,
-                    follow_links=bool(self.engine_options.get("follow_links")),
+                    follow_links=self.settings.follow_links,
                     id="tree",
                 )
                 yield QueryPanel(id="query")
@@ -177,7 +183,7 @@ class LookalikeApp(App[int]):
 
         # Opening reads only metadata; the stored vectors load with the first search,
         # so a large index does not hold up the panels or the indexing run.
-        search = ImageSimilaritySearch(self.folder, **self.engine_options)
+        search = ImageSimilaritySearch(self.folder, settings=self.settings, encoder=self.encoder)
         self.post_message(EngineReady(search))
 
     def on_engine_ready(self, message: EngineReady) -> None:
@@ -291,7 +297,7 @@ class LookalikeApp(App[int]):
             self.history.append(self.query_path)
         self.query_path = path
         self._search_request += 1
-        mode = "exact" if self.exact else "LSH"
+        mode = "exact" if self.exact else "auto"
         self._set_results_status(line(f"searching ({mode})… ", (self._rel(path), "dim")))
         self.search_worker(self._search_request, path, self.num_results, self.exact)
 
@@ -309,9 +315,7 @@ class LookalikeApp(App[int]):
         grid = self.query_one(ResultsGrid)
         cards = [CardData(m.rank, m.score, self.folder / m.path, m.path) for m in result.matches]
         grid.show(cards)
-        mode = {"lsh": "LSH", "exact": "exact", "exact-fill": "exact (LSH found too few)"}[
-            result.mode
-        ]
+        mode = MODE_NAMES.get(result.mode, result.mode)
         self._set_results_status(
             line(
                 (str(len(cards)), "bold"),
@@ -403,7 +407,9 @@ class LookalikeApp(App[int]):
     def action_toggle_exact(self) -> None:
         self.exact = not self.exact
         self.notify(
-            "exact search: every image is scored" if self.exact else "LSH search: candidates only"
+            "exact search: every image is scored"
+            if self.exact
+            else "auto: LSH where it is sure to find the best, else every image is scored"
         )
         if self.query_path is not None:
             self.run_search(self.query_path, remember=False)
@@ -466,7 +472,7 @@ class LookalikeApp(App[int]):
             ),
             (
                 "Toggle exact search",
-                "Score every image instead of LSH candidates",
+                "Score every image, or let the planner choose (LSH where it is sure)",
                 self.action_toggle_exact,
             ),
             ("More results", "Show one more result", self.action_more),
@@ -506,19 +512,20 @@ def create_app(
     *,
     query: str | Path | None = None,
     auto_index: bool = True,
-    index_path: str | None = None,
+    settings: Settings | None = None,
+    encoder: Any = None,
     show_timings: bool = True,
-    **engine_options: Any,
+    **overrides: Any,
 ) -> LookalikeApp:
-    """The app, for the command line and the tests alike. Engine options are passed to
-    :class:`engine.search.ImageSimilaritySearch` (backbone, hash_dim, num_perm, ...)."""
-    options = {k: v for k, v in engine_options.items() if v is not None}
-    if index_path:
-        options["index_path"] = index_path
+    """The app, for the command line and the tests alike. *settings* (with keyword
+    *overrides*, e.g. ``batch_size=8``) go to :class:`engine.search.ImageSimilaritySearch`;
+    *encoder* replaces the CNN (tests)."""
+    settings = (settings or Settings()).with_(**overrides)
     return LookalikeApp(
         folder,
         query=query,
         auto_index=auto_index,
-        engine_options=options,
+        settings=settings,
+        encoder=encoder,
         show_timings=show_timings,
     )

@@ -32,12 +32,9 @@ import threading
 from pathlib import Path
 
 from engine.names import json_path, printable
+from engine.settings import BATCH_RANGE, HASH_DIM_RANGE, NUM_PERM_RANGE
 
 COMMANDS = ("index", "search", "models", "fashion-mnist")
-# The engine's bounds on its settings, repeated here so that bad values are usage errors
-# (exit 2) without importing the engine's search module (datasketch) for --help.
-HASH_DIM_RANGE = (8, 2048)
-NUM_PERM_RANGE = (2, 1024)
 BACKBONE_CHOICES = ("auto", "resnet50", "efficientnet-lite0")
 
 
@@ -94,7 +91,7 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=_whole(1, 4096),
+        type=_whole(*BATCH_RANGE),
         default=64,
         metavar="N",
         help="images per committed batch (default 64)",
@@ -140,8 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-k", type=_positive, default=10, metavar="K", help="results per query (default 10)"
     )
     p.add_argument(
-        "--exact", action="store_true", help="rank every stored image, not LSH candidates"
+        "--mode",
+        choices=("auto", "exact", "lsh"),
+        default="auto",
+        help="auto (default): the planner picks exact scoring or LSH and checks LSH's answer;"
+        " exact: score every image; lsh: LSH candidates only, unchecked",
     )
+    p.add_argument("--exact", action="store_true", help="the same as --mode exact")
     p.add_argument(
         "--no-update", action="store_true", help="do not bring the index up to date first"
     )
@@ -183,19 +185,23 @@ def build_app_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _engine_options(args: argparse.Namespace) -> dict:
-    """The options every command shares, as ImageSimilaritySearch keywords."""
-    return {
-        "backbone": args.backbone,
-        "hash_dim": args.hash_dim,
-        "num_perm": args.num_perm,
-        "weights": args.weights,
-        "device": args.device,
-        "precision": args.precision,
-        "runtime": args.runtime,
-        "batch_size": args.batch_size,
-        "follow_links": args.follow_links,
-    }
+def _settings(args: argparse.Namespace):
+    """The options every command shares, as the engine's one settings object."""
+    from engine.settings import Settings
+
+    return Settings(
+        backbone=args.backbone,
+        weights=args.weights,
+        hash_dim=args.hash_dim,
+        num_perm=args.num_perm,
+        device=args.device,
+        precision=args.precision,
+        runtime=args.runtime,
+        batch_size=args.batch_size,
+        follow_links=args.follow_links,
+        index_path=args.index,
+        search_mode="exact" if getattr(args, "exact", False) else getattr(args, "mode", "auto"),
+    )
 
 
 def _open_search(args: argparse.Namespace, rebuild: bool = False):
@@ -203,7 +209,7 @@ def _open_search(args: argparse.Namespace, rebuild: bool = False):
 
     if not Path(args.dir).is_dir():
         raise UsageError(f"not a folder: {args.dir}")
-    return ImageSimilaritySearch(args.dir, args.index, rebuild=rebuild, **_engine_options(args))
+    return ImageSimilaritySearch(args.dir, settings=_settings(args), rebuild=rebuild)
 
 
 def _run_index(search, quiet: bool):
@@ -327,7 +333,7 @@ def _check_query(image: str) -> None:
 def _update_before_search(search) -> None:
     """Bring the index up to date, unless another process is doing it or it cannot be
     written: then search what is committed, and say so on stderr."""
-    from engine.search import IndexBusy
+    from engine.storage import IndexBusy
 
     try:
         stats = _run_index(search, quiet=True)
@@ -353,7 +359,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             _update_before_search(search)
         root = Path(args.dir)
         for image in args.images:
-            result = search.search(image, args.k, exact=args.exact)
+            result = search.search(image, args.k)
             rows = [(m.rank, str(root / m.path), m.score) for m in result.matches]
             if args.json:
                 print(
@@ -434,7 +440,7 @@ def cmd_app(argv: list[str]) -> int:
         _check_query(args.query)
     from tui.app import create_app
 
-    app = create_app(folder, query=args.query, index_path=args.index, **_engine_options(args))
+    app = create_app(folder, query=args.query, settings=_settings(args))
     app.run()
     if app.return_code == 143:
         raise Terminated

@@ -15,7 +15,7 @@ KEYS: list[tuple[str, str]] = [
     ("tab / shift+tab", "move between the tree and the results"),
     ("backspace", "back to the previous query"),
     ("[ / ]", "fewer / more results"),
-    ("x", "toggle exact search (rank every image) and LSH"),
+    ("x", "exact search (score every image) or auto (LSH where it is sure)"),
     ("i", "re-scan the folder and update the index"),
     ("ctrl+x", "cancel the running index"),
     ("f", "list files that could not be indexed, with the reason"),

@@ -10,8 +10,8 @@ from textual.widgets import ProgressBar, Static
 
 from tui.text import line
 
-if TYPE_CHECKING:  # the engine's search module loads datasketch: not before the first frame
-    from engine.search import IndexStats, Progress
+if TYPE_CHECKING:  # keep the engine out of the first frame's imports
+    from engine.results import IndexStats, Progress
 
 
 def _eta(progress: Progress) -> str:

@@ -1,0 +1,269 @@
+"""Bringing a store up to date with a folder: walk, diff, decode, encode, commit.
+
+One run: the walk is compared with the stored file states (size and mtime), gone files
+are dropped, and new or changed ones are decoded in a thread pool (one read per file,
+hashed on the way for identical-copy detection) while the CNN encodes the batch before.
+Each batch is committed at once (:meth:`engine.storage.Store.commit`): a run killed or
+cancelled keeps every committed batch, and the next run picks up from there.
+
+After the batches: when the collection has doubled since the centre was fitted, it is
+refitted and every band key recomputed from the stored codes (no CNN); when a quarter of
+the array rows belong to no image any more, the arrays are compacted; when many images
+came in since the LSH tables were sorted, they are sorted again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from engine import centre as centres
+from engine.images import FileEntry, ImageError, SkippedFile, read_image, square_pixels, walk_images
+from engine.lsh import band_keys
+from engine.minhash import signatures
+from engine.results import IndexStats, Progress
+from engine.storage import Batch, Store
+
+#: Compact the arrays when this share of their rows belongs to no image.
+COMPACT_SHARE = 0.25
+#: Sort the LSH tables again once this share of the images came in since the last sort.
+RESORT_SHARE = 0.10
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class Indexer:
+    """One index run over *root* into *store*, driven by :class:`engine.search.ImageSimilaritySearch`.
+
+    *engine* gives the encoder, the settings and the centre, and is told after every
+    commit (``committed()``) so searches see the new images.
+    """
+
+    def __init__(self, engine, store: Store) -> None:
+        self.engine = engine
+        self.store = store
+
+    def diff(self, stats: IndexStats, known: dict, cancel: threading.Event, on_entry=None):
+        """Walk the folder against the stored file states: the entries to encode (new or
+        changed) and the stored paths gone from disk. Skips, and failures seen earlier, go
+        into *stats*; a cancel mid-walk reports nothing as gone."""
+        old_errors = dict(self.store.failures())
+        todo: list[FileEntry] = []
+        seen: set[str] = set()
+        for entry in walk_images(self.engine.root, self.engine.follow_links):
+            if cancel.is_set():
+                stats.cancelled = True
+                return todo, []
+            if isinstance(entry, SkippedFile):
+                stats.failed.append(entry)
+                continue
+            seen.add(entry.relpath)
+            old = known.get(entry.relpath)
+            if old and old.size == entry.size and old.mtime_ns == entry.mtime_ns:
+                stats.unchanged += 1
+                if not old.ok:
+                    err = old_errors.get(entry.relpath) or "failed earlier"
+                    stats.failed.append(SkippedFile(entry.relpath, err))
+            else:
+                todo.append(entry)
+            if on_entry is not None:
+                on_entry(entry, len(todo))
+        return todo, [p for p in known if p not in seen]
+
+    def pending(self, stats: IndexStats) -> IndexStats:
+        """What a run would do to a store that cannot be written: count only."""
+        todo, gone = self.diff(stats, self.store.file_states(), threading.Event())
+        stats.pending = len(todo) + len(gone)
+        stats.readonly = True
+        return stats
+
+    def run(
+        self,
+        stats: IndexStats,
+        on_progress: ProgressCallback | None,
+        cancel: threading.Event,
+        interval: float,
+    ) -> IndexStats:
+        started = time.perf_counter()
+        last_emit = [0.0]
+
+        def emit(done: int, total: int, current: str, phase: str, force: bool = False) -> None:
+            now = time.perf_counter()
+            if on_progress is None or (not force and now - last_emit[0] < interval):
+                return
+            last_emit[0] = now
+            elapsed = now - started
+            on_progress(
+                Progress(
+                    done,
+                    total,
+                    len(stats.failed),
+                    done / elapsed if elapsed else 0.0,
+                    current,
+                    phase,
+                )
+            )
+
+        emit(0, 0, "", "scanning", force=True)
+        known = self.store.file_states()
+        todo, gone = self.diff(stats, known, cancel, lambda e, n: emit(0, n, e.relpath, "scanning"))
+        if gone:
+            self.store.commit(Batch(delete=gone))
+            stats.removed = len(gone)
+            self.engine.committed()
+        redo = {e.relpath for e in todo}
+        # Usable images, kept up to date batch by batch: deciding when to refit the
+        # centre must not count the whole index after every batch.
+        self._usable = sum(1 for p, st in known.items() if st.ok and p not in redo) - sum(
+            1 for p in gone if known[p].ok
+        )
+        if todo and not stats.cancelled:
+            self.engine.write_identity()
+            self._encode_all(todo, stats, cancel, emit)
+        stats.cancelled = stats.cancelled or cancel.is_set()
+        if not stats.cancelled and (todo or gone):
+            emit(len(todo), len(todo), "", "finishing", force=True)
+            self._upkeep()
+        emit(len(todo) if not stats.cancelled else stats.indexed, len(todo), "", "done", force=True)
+        return stats
+
+    # --- batches ----------------------------------------------------------------------
+
+    def _load(self, entry: FileEntry):
+        """Decode + resize one image for the CNN, and hash it (runs in the decode threads)."""
+        size = self.engine.input_size
+        im, digest = read_image(self.engine.root / entry.relpath, draft_size=size)
+        return square_pixels(im, size), digest
+
+    def _encode_all(self, todo: list[FileEntry], stats: IndexStats, cancel, emit) -> None:
+        enc = self.engine.encoder
+        bs = self.engine.settings.batch_size
+        chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
+        done = 0
+        workers = self.engine.settings.decode_workers
+        with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-decode") as pool:
+
+            def submit(chunk: list[FileEntry]) -> list[Future]:
+                return [pool.submit(self._load, e) for e in chunk]
+
+            pending = [submit(chunks[0])] if chunks else []
+            for ci, chunk in enumerate(chunks):
+                if ci + 1 < len(chunks):
+                    pending.append(submit(chunks[ci + 1]))  # decode ahead while the CNN runs
+                futures = pending.pop(0)
+                batch = Batch()
+                pixels = []
+                for entry, fut in zip(chunk, futures):
+                    if cancel.is_set():
+                        break
+                    try:
+                        px, digest = fut.result()
+                    except ImageError as exc:
+                        stats.failed.append(SkippedFile(entry.relpath, str(exc)))
+                        batch.failed.append((entry.relpath, entry.size, entry.mtime_ns, str(exc)))
+                        continue
+                    pixels.append(px)
+                    batch.paths.append(entry.relpath)
+                    batch.sizes.append(entry.size)
+                    batch.mtimes.append(entry.mtime_ns)
+                    batch.digests.append(digest)
+                    emit(done, len(todo), entry.relpath, "encoding")
+                if cancel.is_set():
+                    for f in (f for group in pending for f in group):
+                        f.cancel()
+                    break
+                if batch.paths:
+                    codes, feats = _encode(enc, np.stack(pixels))
+                    self._commit(batch, codes, feats, stats)
+                elif batch.failed:
+                    self.store.commit(batch)
+                stats.indexed += len(batch.paths)
+                done += len(chunk)
+                emit(done, len(todo), chunk[-1].relpath, "encoding")
+
+    def _commit(self, batch: Batch, codes: np.ndarray, feats, stats: IndexStats) -> None:
+        eng = self.engine
+        if eng.centre is None:
+            eng.set_centre(centres.fit(codes, feats, getattr(eng.encoder, "projection", None), 1))
+            self.store.set_meta(eng.centre.to_meta())
+        batch.codes = codes
+        batch.features = None if feats is None or not eng.feature_dim else feats.astype(np.float16)
+        batch.band_keys = eng.band_keys(codes)
+        refused = self.store.commit(batch)
+        for path, why in refused:
+            stats.failed.append(SkippedFile(path, why))
+            stats.indexed -= 1
+        self._usable += len(batch.paths) - len(refused)
+        eng.committed()
+        if eng.centre.due(self._usable):
+            self._refit()
+
+    # --- upkeep -------------------------------------------------------------------------
+
+    def _refit(self) -> None:
+        """A new centre from every stored image, and every band key recomputed for it."""
+        eng = self.engine
+        snap = self.store.snapshot()
+        live = np.ones(snap.slots, bool)
+        live[snap.dead] = False
+        idx = np.flatnonzero(live)
+        feats = None
+        if snap.features is not None:
+            feats = _mean_rows(snap.features, idx)
+        codes_mean = _mean_rows(snap.codes, idx)
+        proj = getattr(eng.encoder, "projection", None)
+        gen = eng.centre.generation + 1
+        if feats is not None and proj is not None:
+            new = centres.Centre(
+                (proj.astype(np.float64) @ feats).astype(np.float32),
+                feats.astype(np.float32),
+                len(idx),
+                gen,
+            )
+        else:
+            new = centres.Centre(codes_mean.astype(np.float32), None, len(idx), gen)
+        keys = np.empty((snap.slots, snap.band_keys.shape[1]), np.uint64)
+        step = 1 << 15
+        for lo in range(0, snap.slots, step):
+            block = np.asarray(snap.codes[lo : lo + step], np.float32)
+            keys[lo : lo + step] = eng.band_keys(block, new)
+        self.store.rewrite_band_keys(keys, new.to_meta())
+        eng.set_centre(new)
+        eng.committed()
+
+    def _upkeep(self) -> None:
+        snap = self.store.snapshot()
+        dead = len(np.unique(snap.dead))
+        if snap.slots >= 1000 and dead >= COMPACT_SHARE * snap.slots:
+            self.store.compact()
+        elif snap.slots - snap.lsh_base >= max(1, RESORT_SHARE * snap.meta.get("lsh_live", 0)):
+            self.store.build_lsh_tables()
+        self.engine.committed()
+
+
+def _encode(encoder, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Codes and features from any encoder: ``encode`` when it has one, else codes only."""
+    if hasattr(encoder, "encode"):
+        codes, feats = encoder.encode(pixels)
+        return np.asarray(codes, np.float32), feats
+    return np.asarray(encoder.encode_pixels(pixels), np.float32), None
+
+
+def _mean_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Mean of *array*'s *rows* in float64, read in blocks (it may be a memory map)."""
+    total = np.zeros(array.shape[1], np.float64)
+    step = 1 << 15
+    for lo in range(0, len(rows), step):
+        total += np.asarray(array[rows[lo : lo + step]], np.float64).sum(axis=0)
+    return total / max(len(rows), 1)
+
+
+def minhash_band_keys(
+    codes: np.ndarray, centre_codes: np.ndarray, num_perm: int, seed: int, bands: int, rows: int
+) -> np.ndarray:
+    """Band keys of centred codes' sign-token MinHashes (see :mod:`engine.minhash`)."""
+    return band_keys(signatures(codes - centre_codes, num_perm, seed), bands, rows)

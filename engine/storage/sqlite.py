@@ -1,0 +1,617 @@
+"""The embedded store: one SQLite file for what is looked up, flat arrays for what is scanned.
+
+Layout, for an index at ``DIR/.lookalike/index.sqlite``::
+
+    index.sqlite            paths, sizes, mtimes, status, digests, slots; metadata
+    index.codes.G           float32 (slots, hash_dim): scanned by every exact search
+    index.features.G        float16 (slots, feature_dim): read for a short list only
+    index.bands.B           uint64 (slots, bands): LSH band keys of each slot
+    index.lsh-keys.L        uint64 (bands, n): band keys sorted, one row per band
+    index.lsh-slots.L       int32 (bands, n): the slot of each sorted key
+
+Why: opening an index must not read every row through Python. The arrays are memory
+mapped, so opening costs a few system calls and the pages an answer touches; SQLite
+keeps what is looked up by path or slot, the metadata, and ``slots``, the number of
+array rows committed.
+
+Crash safety: a batch's rows are appended to the arrays past ``slots`` and flushed to
+disk first; then one SQLite transaction records its images and the new ``slots``. A
+process killed before that commit leaves rows past ``slots`` that no reader looks at
+and the next writer overwrites; after it, the batch is complete. Readers take
+``slots`` and the list of dead slots in one read transaction, so they never see half
+a batch. Files that are rewritten whole (compaction, band keys for a new centre,
+sorted LSH tables) get a new generation number ``G``/``B``/``L``, written in full
+before the transaction that switches to them; the old files are removed after it
+(readers that still map them keep reading them).
+
+Nothing is ever unpickled: arrays are raw little-endian numbers, metadata is JSON.
+Every value read is checked (sizes, types, ranges) before it sizes anything.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import numpy as np
+
+from engine.names import printable
+from engine.storage import (
+    Batch,
+    IndexBusy,
+    IndexDamaged,
+    IndexFileError,
+    Snapshot,
+    SnapshotMoved,
+    StoredFile,
+    image_id,
+)
+
+_Moved = SnapshotMoved
+
+#: 3: codes, features and band keys in arrays beside the database; stable image ids.
+SCHEMA_VERSION = 3
+
+CODE_DTYPE = np.dtype("<f4")
+FEATURE_DTYPE = np.dtype("<f2")
+KEY_DTYPE = np.dtype("<u8")
+SLOT_DTYPE = np.dtype("<i4")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    path BLOB NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
+    error TEXT,
+    slot INTEGER UNIQUE,
+    digest BLOB
+);
+CREATE INDEX IF NOT EXISTS images_status ON images (status);
+CREATE TABLE IF NOT EXISTS dead (slot INTEGER PRIMARY KEY);
+"""
+
+
+def _encode_path(path: str) -> bytes:
+    """A path's exact bytes, as stored (names need not be valid UTF-8)."""
+    return os.fsencode(path)
+
+
+def _decode_path(raw: bytes | str) -> str:
+    return os.fsdecode(raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "replace"))
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason for an SQLite or file failure, in the user's words."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if (
+        code == sqlite3.SQLITE_FULL
+        or "disk is full" in str(exc)
+        or getattr(exc, "errno", None) == errno.ENOSPC
+    ):
+        return "disk full"
+    if code == sqlite3.SQLITE_READONLY or "readonly" in str(exc):
+        return "read-only"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write *path* (or create it, when it does not exist)."""
+    if path.exists():
+        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return os.access(parent, os.W_OK)
+
+
+def _whole(meta: dict, key: str, lo: int, hi: int, damaged) -> int:
+    v = meta.get(key, 0)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise damaged(f"{key} {printable(repr(v)[:40])} is out of range")
+    return v
+
+
+class SQLiteStore:
+    """:class:`engine.storage.Store` on one SQLite file (WAL mode) and flat arrays.
+
+    One connection, shared by the threads of one process under a lock; other processes
+    get their own, and SQLite's locking keeps them apart. One writer at a time: the
+    :meth:`writer` lock is an OS file lock, dropped by the OS if its holder dies.
+
+    An index this process cannot write (read-only media, another user's folder) is
+    opened read-only (``readonly`` is then True): every write raises a clear
+    :class:`IndexFileError`. When even SQLite's shared-memory file cannot be created
+    beside it, the file is opened as immutable, fine for read-only media where nothing
+    can change it.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], create: bool = True, root: str | None = None
+    ) -> None:
+        self.path = os.fspath(path)
+        self.location = self.path
+        self.root = root
+        self.readonly = False
+        self._base = self.path[: -len(".sqlite")] if self.path.endswith(".sqlite") else self.path
+        if not create and not os.path.exists(self.path):
+            raise IndexFileError(f"no index at {self.path}")
+        self._lock = threading.RLock()
+        self._lock_file = None
+        if os.path.exists(self.path) and not _writable(Path(self.path)):
+            self._open_readonly()
+            return
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise IndexFileError(
+                f"cannot create index folder for {self.path}: {_describe(exc)}"
+            ) from None
+        try:
+            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            with self._db:
+                self._db.executescript(_SCHEMA)
+            self._check_schema(create_missing=True)
+        except sqlite3.DatabaseError as exc:
+            reason = _describe(exc)
+            if reason == "disk full":
+                raise IndexFileError(f"disk full: cannot write the index at {self.path}") from None
+            raise IndexFileError(f"unreadable index {self.path}: {reason}") from None
+
+    # --- opening ----------------------------------------------------------------------
+
+    def _open_readonly(self) -> None:
+        self.readonly = True
+        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        last: sqlite3.Error | None = None
+        for flags in ("?mode=ro", "?mode=ro&immutable=1"):
+            try:
+                self._db = sqlite3.connect(
+                    uri + flags, uri=True, timeout=30.0, check_same_thread=False
+                )
+                self._check_schema(create_missing=False)
+                return
+            except sqlite3.DatabaseError as exc:
+                last = exc
+        raise IndexFileError(f"unreadable index {self.path}: {_describe(last)}") from None
+
+    def _check_schema(self, create_missing: bool) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if not {"meta", "images"} <= tables:
+            raise IndexFileError(f"unreadable index {self.path}: not a lookalike index")
+        raw = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        try:
+            version = json.loads(raw[0]) if raw else None
+        except ValueError:
+            version = "?"
+        if version is None:
+            if self._db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is not None:
+                raise self.damaged("no schema version")
+            if create_missing:
+                self.set_meta({"schema": SCHEMA_VERSION})
+            return
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise self.damaged("schema version is not a number")
+        if version > SCHEMA_VERSION:
+            raise IndexFileError(
+                f"{self.path} was written by a newer lookalike (schema {version});"
+                " upgrade, or rebuild with --rebuild"
+            )
+        if version < SCHEMA_VERSION:
+            raise IndexFileError(
+                f"{self.path} was written by an older lookalike (schema {version});"
+                f" run lookalike index {self.root or 'DIR'} --rebuild"
+            )
+        if "dead" not in tables:
+            raise self.damaged("a table is missing")
+
+    def damaged(self, why: str) -> IndexDamaged:
+        return IndexDamaged(self.path, why, self.root)
+
+    @contextmanager
+    def _tx(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        if write and self.readonly:
+            raise IndexFileError(
+                f"the index {self.path} is read-only: it can be searched, not updated"
+            )
+        with self._lock:
+            try:
+                with self._db:
+                    yield self._db
+            except sqlite3.DatabaseError as exc:
+                reason = _describe(exc)
+                if reason == "disk full":
+                    raise IndexFileError(
+                        f"disk full: cannot write the index at {self.path}"
+                    ) from None
+                raise IndexFileError(f"index {self.path}: {reason}") from None
+
+    # --- metadata and file states -------------------------------------------------------
+
+    def _meta(self, db: sqlite3.Connection) -> dict:
+        out = {}
+        for k, v in db.execute("SELECT key, value FROM meta").fetchall():
+            try:
+                out[k] = json.loads(v)
+            except (TypeError, ValueError, RecursionError):
+                raise self.damaged(f"metadata {printable(repr(k))} is not valid JSON") from None
+        return out
+
+    def get_meta(self) -> dict:
+        with self._tx() as db:
+            return self._meta(db)
+
+    def set_meta(self, values: dict) -> None:
+        with self._tx(write=True) as db:
+            self._put_meta(db, values)
+
+    @staticmethod
+    def _put_meta(db: sqlite3.Connection, values: dict) -> None:
+        db.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            [(k, json.dumps(v, allow_nan=False)) for k, v in values.items()],
+        )
+
+    def file_states(self) -> dict[str, StoredFile]:
+        with self._tx() as db:
+            rows = db.execute("SELECT path, size, mtime_ns, status FROM images")
+            return {_decode_path(p): StoredFile(s, m, st == "ok") for p, s, m, st in rows}
+
+    def failures(self) -> list[tuple[str, str]]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT path, error FROM images WHERE status = 'failed' ORDER BY path"
+            ).fetchall()
+        return [(_decode_path(p), str(e) if e is not None else "") for p, e in rows]
+
+    def count(self) -> int:
+        """Usable images (answered from the small status index, not the table)."""
+        with self._tx() as db:
+            return db.execute("SELECT COUNT(*) FROM images WHERE status = 'ok'").fetchone()[0]
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Hold the one writer's lock: a second writer fails at once with a clear message
+        instead of encoding the same files twice. Readers never take it."""
+        if self.readonly:
+            raise IndexFileError(
+                f"the index {self.path} is read-only: it can be searched, not updated"
+            )
+        try:
+            fh = open(self.path + ".lock", "a+")  # noqa: SIM115 - held for the lock's life
+        except OSError as exc:
+            raise IndexFileError(f"cannot lock the index {self.path}: {_describe(exc)}") from None
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise IndexBusy(
+                f"another lookalike process is indexing into {self.path}; try again when it ends"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    # --- arrays ---------------------------------------------------------------------------
+
+    def _file(self, kind: str, gen: int) -> str:
+        return f"{self._base}.{kind}.{gen}"
+
+    @staticmethod
+    def _append(path: str, offset: int, data: np.ndarray) -> None:
+        """Write *data* at byte *offset* of *path* and flush it to disk."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            raw = memoryview(np.ascontiguousarray(data)).cast("B")
+            done = 0
+            while done < len(raw):
+                done += os.pwrite(fd, raw[done:], offset + done)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def _write_whole(self, path: str, data: np.ndarray) -> None:
+        tmp = path + ".part"
+        self._append(tmp, 0, data)
+        os.replace(tmp, path)
+
+    def _map(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+        need = int(np.prod(shape)) * dtype.itemsize
+        if need == 0:
+            return np.zeros(shape, dtype)
+        try:
+            have = os.path.getsize(path)
+        except FileNotFoundError:
+            raise _Moved from None
+        except OSError as exc:
+            raise IndexFileError(f"cannot read {path}: {_describe(exc)}") from None
+        if have < need:
+            raise self.damaged(f"the {what} file is shorter than the index says")
+        return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+
+    def _dims(self, meta: dict) -> tuple[int, int, int]:
+        return (
+            _whole(meta, "hash_dim", 0, 1 << 16, self.damaged),
+            _whole(meta, "feature_dim", 0, 1 << 16, self.damaged),
+            _whole(meta, "bands", 0, 1 << 12, self.damaged),
+        )
+
+    def commit(self, batch: Batch) -> list[tuple[str, str]]:
+        """Store *batch* at once (see the module's notes on crash safety). Returns the
+        paths refused, with why (an id shared with another path), which are not stored.
+        Call inside :meth:`writer`."""
+        n_new = len(batch.paths)
+        with self._lock:
+            meta = self.get_meta()
+            slots = _whole(meta, "slots", 0, 1 << 40, self.damaged)
+            hash_dim, feature_dim, bands = self._dims(meta)
+            if n_new:
+                vec, band = meta.get("vec_gen", 0), meta.get("band_gen", 0)
+                codes = np.asarray(batch.codes, CODE_DTYPE).reshape(n_new, hash_dim)
+                keys = np.asarray(batch.band_keys, KEY_DTYPE).reshape(n_new, bands)
+                try:
+                    self._append(self._file("codes", vec), slots * hash_dim * 4, codes)
+                    if feature_dim:
+                        feats = np.asarray(batch.features, FEATURE_DTYPE)
+                        feats = feats.reshape(n_new, feature_dim)
+                        self._append(self._file("features", vec), slots * feature_dim * 2, feats)
+                    self._append(self._file("bands", band), slots * bands * 8, keys)
+                except OSError as exc:
+                    if _describe(exc) == "disk full":
+                        raise IndexFileError(
+                            f"disk full: cannot write the index at {self.path}"
+                        ) from None
+                    raise IndexFileError(f"cannot write {self.path}: {_describe(exc)}") from None
+            refused: list[tuple[str, str]] = []
+            with self._tx(write=True) as db:
+                gone = [*batch.delete, *batch.paths, *(f[0] for f in batch.failed)]
+                for p in gone:
+                    raw = _encode_path(p)
+                    row = db.execute("SELECT slot FROM images WHERE path = ?", (raw,)).fetchone()
+                    if row is None:
+                        continue
+                    db.execute("DELETE FROM images WHERE path = ?", (raw,))
+                    if row[0] is not None:
+                        db.execute("INSERT OR IGNORE INTO dead (slot) VALUES (?)", (row[0],))
+                rows = [
+                    (p, size, mtime, "ok", None, slots + i, digest)
+                    for i, (p, size, mtime, digest) in enumerate(
+                        zip(batch.paths, batch.sizes, batch.mtimes, batch.digests)
+                    )
+                ]
+                rows += [
+                    (p, size, mtime, "failed", why, None, None)
+                    for p, size, mtime, why in batch.failed
+                ]
+                for p, size, mtime, status, why, slot, digest in rows:
+                    try:
+                        db.execute(
+                            "INSERT INTO images (id, path, size, mtime_ns, status, error, slot,"
+                            " digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                            (image_id(p), _encode_path(p), size, mtime, status, why, slot, digest),
+                        )
+                    except sqlite3.IntegrityError:
+                        other = db.execute(
+                            "SELECT path FROM images WHERE id = ?", (image_id(p),)
+                        ).fetchone()
+                        refused.append(
+                            (p, f"its id collides with {_decode_path(other[0]) if other else '?'}")
+                        )
+                        if slot is not None:
+                            db.execute("INSERT OR IGNORE INTO dead (slot) VALUES (?)", (slot,))
+                if n_new:
+                    self._put_meta(db, {"slots": slots + n_new})
+        return refused
+
+    def snapshot(self) -> Snapshot:
+        """The committed state, for readers (retried if a writer swaps files meanwhile)."""
+        for _ in range(5):
+            try:
+                return self._snapshot()
+            except _Moved:
+                continue
+        raise IndexFileError(f"the index {self.path} keeps changing under this reader; try again")
+
+    def _snapshot(self) -> Snapshot:
+        with self._tx() as db:
+            meta = self._meta(db)
+            dead = np.fromiter((r[0] for r in db.execute("SELECT slot FROM dead")), np.int64)
+        slots = _whole(meta, "slots", 0, 1 << 40, self.damaged)
+        hash_dim, feature_dim, bands = self._dims(meta)
+        vec, band = meta.get("vec_gen", 0), meta.get("band_gen", 0)
+        codes = self._map(self._file("codes", vec), CODE_DTYPE, (slots, hash_dim), "codes")
+        feats = (
+            self._map(self._file("features", vec), FEATURE_DTYPE, (slots, feature_dim), "features")
+            if feature_dim
+            else None
+        )
+        keys = self._map(self._file("bands", band), KEY_DTYPE, (slots, bands), "band keys")
+        if len(dead) and (dead.min() < 0 or dead.max() >= max(slots, 1)):
+            raise self.damaged("a dead slot out of range")
+        base = _whole(meta, "lsh_base", 0, slots, self.damaged)
+        lsh_keys = lsh_slots = None
+        if base:
+            width = _whole(meta, "lsh_live", 0, base, self.damaged)
+            lgen = meta.get("lsh_gen", 0)
+            shape = (bands, width)
+            lsh_keys = self._map(self._file("lsh-keys", lgen), KEY_DTYPE, shape, "LSH")
+            lsh_slots = self._map(self._file("lsh-slots", lgen), SLOT_DTYPE, shape, "LSH")
+        return Snapshot(
+            slots,
+            codes,
+            feats,
+            keys,
+            dead,
+            meta,
+            generation=hash((vec, band, meta.get("lsh_gen", 0))),
+            lsh_base=base,
+            lsh_keys=lsh_keys,
+            lsh_slots=lsh_slots,
+        )
+
+    def paths_of(self, slots: np.ndarray) -> list[str]:
+        """The path of each slot, in order (a slot no image uses gives an error)."""
+        wanted = [int(s) for s in slots]
+        found: dict[int, str] = {}
+        with self._tx() as db:
+            for i in range(0, len(wanted), 500):
+                chunk = wanted[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for slot, path in db.execute(
+                    f"SELECT slot, path FROM images WHERE slot IN ({marks})", chunk
+                ):
+                    found[slot] = _decode_path(path)
+        missing = [s for s in wanted if s not in found]
+        if missing:
+            raise _Moved
+        return [found[s] for s in wanted]
+
+    def slot_of(self, path: str) -> tuple[StoredFile, int | None] | None:
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT size, mtime_ns, status, slot FROM images WHERE path = ?",
+                (_encode_path(path),),
+            ).fetchone()
+        if row is None:
+            return None
+        return StoredFile(row[0], row[1], row[2] == "ok"), row[3]
+
+    def digests(self) -> Iterator[tuple[int, bytes]]:
+        """(slot, SHA-256) of every usable image whose digest is known."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT slot, digest FROM images WHERE status = 'ok' AND digest IS NOT NULL"
+            ).fetchall()
+        for slot, digest in rows:
+            if isinstance(digest, bytes) and len(digest) == 32:
+                yield slot, digest
+
+    # --- whole-array rewrites (writer only) ------------------------------------------------
+
+    def rewrite_band_keys(self, band_keys: np.ndarray, meta: dict) -> None:
+        """Replace every slot's band keys (after the centre moved) and the metadata that
+        goes with them, at once."""
+        old = self.get_meta()
+        gen = old.get("band_gen", 0) + 1
+        path = self._file("bands", gen)
+        self._write_whole(path, np.asarray(band_keys, KEY_DTYPE))
+        with self._tx(write=True) as db:
+            self._put_meta(db, {**meta, "band_gen": gen, "lsh_base": 0})
+        self._remove(self._file("bands", old.get("band_gen", 0)))
+        self.build_lsh_tables()
+
+    def build_lsh_tables(self) -> None:
+        """Sort every live slot's band keys, one row per band, so a query finds its
+        buckets by binary search; slots added later are scanned until the next build."""
+        snap = self.snapshot()
+        meta = snap.meta
+        live = np.ones(snap.slots, bool)
+        live[snap.dead] = False
+        slots = np.flatnonzero(live).astype(SLOT_DTYPE)
+        bands = snap.band_keys.shape[1]
+        keys = np.empty((bands, len(slots)), KEY_DTYPE)
+        order_slots = np.empty((bands, len(slots)), SLOT_DTYPE)
+        for b in range(bands):
+            col = np.asarray(snap.band_keys[slots, b])
+            order = np.argsort(col, kind="stable")
+            keys[b] = col[order]
+            order_slots[b] = slots[order]
+        old_gen = meta.get("lsh_gen", 0)
+        gen = old_gen + 1
+        self._write_whole(self._file("lsh-keys", gen), keys)
+        self._write_whole(self._file("lsh-slots", gen), order_slots)
+        with self._tx(write=True) as db:
+            self._put_meta(db, {"lsh_gen": gen, "lsh_base": snap.slots, "lsh_live": len(slots)})
+        self._remove(self._file("lsh-keys", old_gen), self._file("lsh-slots", old_gen))
+
+    def compact(self) -> int:
+        """Rewrite the arrays without dead slots; returns how many slots were dropped."""
+        snap = self.snapshot()
+        if not len(snap.dead):
+            return 0
+        meta = snap.meta
+        live = np.ones(snap.slots, bool)
+        live[snap.dead] = False
+        keep = np.flatnonzero(live)
+        vec, band = meta.get("vec_gen", 0) + 1, meta.get("band_gen", 0) + 1
+        self._write_whole(self._file("codes", vec), np.asarray(snap.codes[keep]))
+        if snap.features is not None:
+            self._write_whole(self._file("features", vec), np.asarray(snap.features[keep]))
+        self._write_whole(self._file("bands", band), np.asarray(snap.band_keys[keep]))
+        with self._tx(write=True) as db:
+            db.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS remap (old INTEGER PRIMARY KEY, new INTEGER)"
+            )
+            db.execute("DELETE FROM remap")
+            db.executemany(
+                "INSERT INTO remap (old, new) VALUES (?, ?)",
+                zip(keep.tolist(), range(len(keep))),
+            )
+            db.execute("UPDATE images SET slot = -1 - slot WHERE slot IS NOT NULL")
+            db.execute(
+                "UPDATE images SET slot = (SELECT new FROM remap WHERE old = -1 - images.slot)"
+                " WHERE slot IS NOT NULL"
+            )
+            db.execute("DELETE FROM dead")
+            self._put_meta(
+                db, {"slots": len(keep), "vec_gen": vec, "band_gen": band, "lsh_base": 0}
+            )
+        self._remove(
+            self._file("codes", vec - 1),
+            self._file("features", vec - 1),
+            self._file("bands", band - 1),
+        )
+        self.build_lsh_tables()
+        return int(snap.slots - len(keep))
+
+    @staticmethod
+    def _remove(*paths: str) -> None:
+        for p in paths:
+            with suppress(FileNotFoundError):
+                os.unlink(p)
+
+    def array_files(self) -> list[str]:
+        """The array files of the current generation (for size reports)."""
+        meta = self.get_meta()
+        vec, band, lsh = meta.get("vec_gen", 0), meta.get("band_gen", 0), meta.get("lsh_gen", 0)
+        names = [
+            self._file("codes", vec),
+            self._file("features", vec),
+            self._file("bands", band),
+            self._file("lsh-keys", lsh),
+            self._file("lsh-slots", lsh),
+        ]
+        return [p for p in names if os.path.exists(p)]
+
+    def clear(self) -> None:
+        """Forget everything (``--rebuild``); works on a damaged index too."""
+        import glob
+
+        old = [
+            p
+            for kind in ("codes", "features", "bands", "lsh-keys", "lsh-slots")
+            for p in glob.glob(glob.escape(self._base) + f".{kind}.*")
+        ]
+        with self._tx(write=True) as db:
+            db.execute("DELETE FROM images")
+            db.execute("DELETE FROM dead")
+            db.execute("DELETE FROM meta WHERE key != 'schema'")
+        self._remove(*old)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
