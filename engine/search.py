@@ -44,7 +44,15 @@ from engine.settings import (
     SettingsError,
     bands_for,
 )
-from engine.storage import IndexBusy, IndexDamaged, IndexFileError, SnapshotMoved, open_store
+from engine.storage import (
+    IndexBusy,
+    IndexDamaged,
+    IndexFileError,
+    OlderIndex,
+    SnapshotMoved,
+    open_store,
+    remove_index,
+)
 from engine.vectors import Planner, VectorIndex
 
 #: Side of the square the CNN sees; both backbones were trained at 224 px.
@@ -109,7 +117,13 @@ class ImageSimilaritySearch:
         self.follow_links = settings.follow_links
         path = index_path or settings.index_path
         self.index_path = Path(path) if path else default_index_path(self.root)
-        self.store = open_store(str(self.index_path), root=str(self.root))
+        try:
+            self.store = open_store(str(self.index_path), root=str(self.root))
+        except (OlderIndex, IndexDamaged):
+            if not rebuild:
+                raise
+            remove_index(str(self.index_path))  # recognised as ours, beyond repair
+            self.store = open_store(str(self.index_path), root=str(self.root))
         if rebuild:
             self.store.clear()
         meta = _checked_meta(self.store)

@@ -200,3 +200,53 @@ def test_indexing_reads_the_index_once_not_per_batch(tmp_path: Path):
         assert len(calls) == 1  # the walk's diff; batches and centre refits never re-read it
         meta = search.store.get_meta()
         assert meta["centre_count"] == 8  # refitted at 2, 4 and 8 images
+
+
+def _near_duplicate_folder(root: Path) -> Path:
+    """Twelve pictures with seven edited copies each (re-encoded, resized, brightened,
+    cropped, noisy), and thirty unrelated pictures: dense clusters LSH can answer."""
+    from PIL import Image, ImageEnhance
+
+    rng = np.random.RandomState(5)
+    for i in range(12):
+        base = make_image(root / f"set{i}" / "original.png", 1000 + i, size=(96, 80))
+        im = Image.open(base).convert("RGB")
+        im.save(root / f"set{i}" / "q60.jpg", quality=60)
+        im.resize((72, 60)).save(root / f"set{i}" / "small.png")
+        ImageEnhance.Brightness(im).enhance(1.1).save(root / f"set{i}" / "bright.png")
+        im.crop((3, 3, 93, 77)).save(root / f"set{i}" / "crop.png")
+        noisy = np.clip(np.asarray(im, np.int16) + rng.randint(-8, 9, (80, 96, 3)), 0, 255)
+        Image.fromarray(noisy.astype(np.uint8)).save(root / f"set{i}" / "noise.png")
+        im.rotate(2, fillcolor=(255, 255, 255)).save(root / f"set{i}" / "tilt.png")
+        ImageEnhance.Contrast(im).enhance(0.9).save(root / f"set{i}" / "flat.png")
+    for j in range(30):
+        make_image(root / "other" / f"{j}.png", 5000 + j, size=(64 + j, 64))
+    return root
+
+
+@pytest.mark.parametrize("source", ["sample", "near-duplicates"])
+def test_default_answer_matches_exact_even_where_lsh_is_tried(
+    source: str, sample_copy: Path, tmp_path: Path, monkeypatch
+):
+    from engine.vectors import Planner
+
+    monkeypatch.setattr(Planner, "try_lsh", lambda self, n: True)  # LSH first, every query
+    root = sample_copy if source == "sample" else _near_duplicate_folder(tmp_path / "dups")
+    k = 5
+    with ImageSimilaritySearch(root) as search:
+        search.index()
+        queries = sorted(p for p in root.rglob("*") if p.is_file() and ".lookalike" not in str(p))
+        recall, modes = [], []
+        for q in queries:
+            auto = search.search(q, k)
+            exact = search.search(q, k, exact=True)
+            raw = search.search(q, k, mode="lsh")
+            assert exact.mode == "exact" and raw.mode == "lsh"
+            modes.append(auto.mode)
+            recall.append(len({m.path for m in auto.matches} & {m.path for m in exact.matches}) / k)
+            if auto.mode == "lsh":
+                assert [m.path for m in auto.matches] == [m.path for m in raw.matches]
+    assert np.mean(recall) >= 0.99, np.mean(recall)
+    assert set(modes) <= {"lsh", "exact-lsh-unsure"}
+    if source == "near-duplicates":
+        assert modes.count("lsh") >= 40  # the edited copies find each other by LSH

@@ -44,6 +44,10 @@ class IndexDamaged(IndexFileError):
         )
 
 
+class OlderIndex(IndexFileError):
+    """An index written by an older lookalike, in a layout this one does not read."""
+
+
 class IndexBusy(IndexFileError):
     """Another process is writing the index (searching still works)."""
 
@@ -136,18 +140,27 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def _sqlite_path(url: str) -> str:
+    if url.startswith("sqlite:"):
+        path = url[len("sqlite:") :]
+        return path[2:] if path.startswith("//") else path
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise IndexFileError(f"unknown store {scheme}://: use sqlite:PATH")
+    return url
+
+
 def open_store(url: str, root: str | None = None, create: bool = True) -> Store:
     """Open the store at *url*: ``sqlite:PATH`` (or a plain path) for the embedded
     default. *root* is the indexed folder, named in messages."""
-    if url.startswith("sqlite:"):
-        path = url[len("sqlite:") :]
-        if path.startswith("//"):
-            path = path[2:]
-    elif "://" in url:
-        scheme = url.split("://", 1)[0]
-        raise IndexFileError(f"unknown store {scheme}://: use sqlite:PATH")
-    else:
-        path = url
     from engine.storage.sqlite import SQLiteStore
 
-    return SQLiteStore(path, create=create, root=root)
+    return SQLiteStore(_sqlite_path(url), create=create, root=root)
+
+
+def remove_index(url: str) -> None:
+    """Delete the index at *url* whole (``--rebuild`` of an index too old or too damaged
+    to open). Only called once the store has recognised the index as lookalike's."""
+    from engine.storage.sqlite import remove_files
+
+    remove_files(_sqlite_path(url))

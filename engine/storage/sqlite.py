@@ -49,6 +49,7 @@ from engine.storage import (
     IndexBusy,
     IndexDamaged,
     IndexFileError,
+    OlderIndex,
     Snapshot,
     SnapshotMoved,
     StoredFile,
@@ -161,6 +162,9 @@ class SQLiteStore:
             self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+            if "meta" in tables:
+                self._check_version()  # before touching tables an older layout lacks
             with self._db:
                 self._db.executescript(_SCHEMA)
             self._check_schema(create_missing=True)
@@ -191,17 +195,26 @@ class SQLiteStore:
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         if not {"meta", "images"} <= tables:
             raise IndexFileError(f"unreadable index {self.path}: not a lookalike index")
-        raw = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        try:
-            version = json.loads(raw[0]) if raw else None
-        except ValueError:
-            version = "?"
+        version = self._check_version()
         if version is None:
             if self._db.execute("SELECT 1 FROM images LIMIT 1").fetchone() is not None:
                 raise self.damaged("no schema version")
             if create_missing:
                 self.set_meta({"schema": SCHEMA_VERSION})
             return
+        if "dead" not in tables:
+            raise self.damaged("a table is missing")
+
+    def _check_version(self) -> int | None:
+        """The stored schema version (None when there is none yet); an older or newer one
+        is refused with the way out."""
+        raw = self._db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        try:
+            version = json.loads(raw[0]) if raw else None
+        except ValueError:
+            version = "?"
+        if version is None:
+            return None
         if not isinstance(version, int) or isinstance(version, bool):
             raise self.damaged("schema version is not a number")
         if version > SCHEMA_VERSION:
@@ -210,12 +223,11 @@ class SQLiteStore:
                 " upgrade, or rebuild with --rebuild"
             )
         if version < SCHEMA_VERSION:
-            raise IndexFileError(
+            raise OlderIndex(
                 f"{self.path} was written by an older lookalike (schema {version});"
                 f" run lookalike index {self.root or 'DIR'} --rebuild"
             )
-        if "dead" not in tables:
-            raise self.damaged("a table is missing")
+        return version
 
     def damaged(self, why: str) -> IndexDamaged:
         return IndexDamaged(self.path, why, self.root)
@@ -615,3 +627,16 @@ class SQLiteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def remove_files(path: str) -> None:
+    """Delete an index file, its SQLite companions and its arrays."""
+    import glob
+
+    base = path[: -len(".sqlite")] if path.endswith(".sqlite") else path
+    doomed = [path, path + "-wal", path + "-shm", path + ".lock"]
+    for kind in ("codes", "features", "bands", "lsh-keys", "lsh-slots"):
+        doomed += glob.glob(glob.escape(base) + f".{kind}.*")
+    for p in doomed:
+        with suppress(FileNotFoundError):
+            os.unlink(p)

@@ -1,0 +1,51 @@
+"""The numpy band tables against datasketch's MinHashLSH, and the planner's guard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datasketch import MinHashLSH
+
+from engine.lsh import BandTable, band_keys, candidate_probability, reliable_similarity
+from engine.minhash import as_minhash, signatures
+
+
+def _clustered_codes(n: int, dim: int, seed: int) -> np.ndarray:
+    """Codes in tight clusters, so that many pairs share bands (a real test of buckets)."""
+    rng = np.random.RandomState(seed)
+    centres = rng.standard_normal((n // 10, dim))
+    codes = centres[rng.randint(0, len(centres), n)] + 0.35 * rng.standard_normal((n, dim))
+    return codes.astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("num_perm", "bands", "rows"), [(128, 32, 4), (64, 16, 2), (32, 32, 1), (128, 10, 12)]
+)
+def test_same_candidates_as_datasketch(num_perm: int, bands: int, rows: int):
+    codes = _clustered_codes(400, 32, seed=num_perm + rows)
+    sigs = signatures(codes, num_perm, seed=1)
+    lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
+    for i, s in enumerate(sigs):
+        lsh.insert(i, as_minhash(s, 1))
+    keys = band_keys(sigs, bands, rows)
+    sorted_keys = np.sort(keys.T, axis=1)
+    order = np.argsort(keys.T, axis=1, kind="stable")
+    tables = [
+        BandTable.from_keys(keys),
+        BandTable(sorted_keys, order.astype(np.int32), keys[:0], 400),
+    ]
+    nonempty = 0
+    for q in range(0, 400, 7):
+        expected = sorted(lsh.query(as_minhash(sigs[q], 1)))
+        nonempty += len(expected) > 1
+        for table in tables:
+            assert table.query(keys[q]).tolist() == expected
+    assert nonempty > 10  # the buckets were really shared
+
+
+def test_reliable_similarity_means_what_it_says():
+    s = reliable_similarity(32, 4, miss=0.01)
+    assert 0.5 < s < 0.9
+    assert candidate_probability(s, 32, 4) >= 0.99 > candidate_probability(s - 0.02, 32, 4)
+    # more rows per band: a stricter table needs closer neighbours
+    assert reliable_similarity(16, 8) > s
