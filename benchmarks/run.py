@@ -1,12 +1,12 @@
 """lookalike's benchmark suite: speed and quality, measured, written to docs/BENCHMARKS.md.
 
-    python -m benchmarks.run                # everything (about 15-20 minutes on 2 cores)
+    python -m benchmarks.run                # everything (about 40 minutes on 2 cores)
     python -m benchmarks.run --only quality,latency
 
-Data: Fashion-MNIST's test split (10,000 images) from Debian's dataset-fashion-mnist,
-written as PNG files under bench-data/ so decoding is real. Large-scale figures use
-synthetic codes drawn from the real ones (a real code plus Gaussian noise of the same
-scale as the codes' spread), not uniform noise.
+Data (built under bench-data/ on first use, see :mod:`benchmarks.data` and
+:mod:`benchmarks.scale`): Fashion-MNIST's test split and all 70,000 images from Debian's
+dataset-fashion-mnist, written as PNG files so decoding is real; a varied clip-art set
+from Debian's openclipart-png; a million-image index made from the real codes.
 
 Machines are shared and noisy: contenders run alternately in one process, each figure
 is a median over repeats, and comparisons are given as ratios.
@@ -29,10 +29,22 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-DATA = REPO / "bench-data"
-FASHION = DATA / "fashion-test"
-SECTIONS = ("index", "compare", "encoder", "quality", "banding", "latency", "scale", "disk", "app")
+from benchmarks import search_bench
+from benchmarks.data import DATA, REPO, ensure_fashion
+
+SECTIONS = (
+    "index",
+    "compare",
+    "encoder",
+    "quality",
+    "latency",
+    "lsh",
+    "kernels",
+    "scale",
+    "selfjoin",
+    "disk",
+    "app",
+)
 
 
 class Report:
@@ -95,22 +107,6 @@ def machine() -> str:
         ["python", platform.python_version()],
     ]
     return table(["", ""], rows)
-
-
-def ensure_data(n_per_class: int | None = None) -> Path:
-    from engine.fashion import export
-
-    count = len(list(FASHION.glob("*/*.png"))) if FASHION.exists() else 0
-    if count < 10_000:
-        print("writing Fashion-MNIST test images as PNG…", flush=True)
-        export(FASHION, ("test",), n_per_class)
-    return FASHION
-
-
-def labels_of(paths: list[str]) -> np.ndarray:
-    from engine.fashion import CLASSES
-
-    return np.array([CLASSES.index(p.split("/")[0]) for p in paths])
 
 
 def median_of(fn: Callable[[], float], repeats: int) -> float:
@@ -308,315 +304,6 @@ def bench_encoder(rep: Report, repeats: int) -> None:
     )
 
 
-def full_features(root: Path, paths: list[str]) -> np.ndarray:
-    """Pooled backbone features (1280-d) for every image, cached under bench-data/."""
-    cache = DATA / "features-10k.npy"
-    if cache.exists():
-        feats = np.load(cache)
-        if len(feats) == len(paths):
-            return feats
-    import onnxruntime as ort
-    import torch
-
-    from engine.encoder import DeepImageEncoder
-    from engine.images import open_image
-    from engine.onnx_runtime import export
-    from engine.search import INPUT_SIZE, _square_pixels
-
-    enc = DeepImageEncoder(
-        128, "efficientnet-lite0", device="cpu", precision="fp32", runtime="torch"
-    )
-
-    class Feats(torch.nn.Module):
-        def forward(self, pixels):
-            return enc.features(enc.normalise(pixels))
-
-    onnx_path = DATA / "features.onnx"
-    export(Feats(), INPUT_SIZE, onnx_path, output="features")
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    out = []
-    for i in range(0, len(paths), 64):
-        batch = np.stack(
-            [_square_pixels(open_image(root / p), INPUT_SIZE) for p in paths[i : i + 64]]
-        )
-        out.append(session.run(None, {"pixels": batch})[0])
-    feats = np.concatenate(out)
-    np.save(cache, feats)
-    return feats
-
-
-def topk_cosine(x: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    s = xn[queries] @ xn.T
-    s[np.arange(len(queries)), queries] = -np.inf
-    top = np.argpartition(-s, k, axis=1)[:, :k]
-    order = np.take_along_axis(s, top, 1).argsort(axis=1)[:, ::-1]
-    return np.take_along_axis(top, order, 1)
-
-
-def bench_quality(rep: Report, root: Path, index: Path) -> dict:
-    from engine.search import ImageSimilaritySearch
-
-    search = ImageSimilaritySearch(root, index)
-    search.load()
-    mem = search._memory
-    paths = list(mem.paths)
-    labels = labels_of(paths)
-    codes = np.stack([search.store.lookup(p)[1] for p in paths])
-    queries = np.arange(0, len(paths), 10)
-    feats = full_features(root, paths)
-    exact_full = topk_cosine(feats, queries, 10)
-    p_full = (labels[exact_full] == labels[queries, None]).mean()
-    centred = codes - search._centre
-    exact_codes = topk_cosine(centred, queries, 10)
-    p_codes = (labels[exact_codes] == labels[queries, None]).mean()
-    row_of = {p: i for i, p in enumerate(paths)}
-    p_lsh, recall, scored, modes = [], [], [], []
-    for q, truth in zip(queries, exact_codes):
-        res = search.search_code(codes[q], 10, exclude=paths[q])
-        got = np.array([row_of[m.path] for m in res.matches])
-        p_lsh.append((labels[got] == labels[q]).mean())
-        recall.append(len(set(got) & set(truth)) / 10)
-        scored.append(res.candidates / res.indexed)
-        modes.append(res.mode)
-    p_lsh_m, rec_m, sc_m = float(np.mean(p_lsh)), float(np.mean(recall)), float(np.mean(scored))
-    search.close()
-    body = table(
-        ["figure", "value", "target"],
-        [
-            [
-                "precision@10, exact cosine on full 1280-d backbone features",
-                f"{p_full:.3f}",
-                "reference",
-            ],
-            ["precision@10, exact cosine on stored 128-d codes", f"{p_codes:.3f}", ""],
-            [
-                "precision@10, LSH (the engine's default answer)",
-                f"**{p_lsh_m:.3f}**",
-                f"≥ {p_full - 0.01:.3f}",
-            ],
-            ["LSH recall@10 against exact cosine on stored codes", f"**{rec_m:.3f}**", "≥ 0.95"],
-            ["share of the index scored per query", f"**{sc_m:.1%}**", "≤ 10 %"],
-            [
-                "queries answered by LSH (rest: exact fill)",
-                f"{modes.count('lsh')}/{len(modes)}",
-                "",
-            ],
-        ],
-    )
-    body += (
-        f"\n\n{len(queries)} queries (every 10th image); a hit is a result of the query's class."
-    )
-    rep.section("Quality on the 10k set", body, "python -m benchmarks.run --only quality")
-    return {
-        "codes": centred,
-        "labels": labels,
-        "queries": queries,
-        "truth": exact_codes,
-        "search_codes": codes,
-    }
-
-
-def band_candidates(
-    sigs: np.ndarray, queries: np.ndarray, bands: int, rows: int
-) -> list[np.ndarray]:
-    """For each query, the rows sharing at least one band with it (numpy, same rule as MinHashLSH)."""
-    hit = np.zeros((len(queries), len(sigs)), bool)
-    for b in range(bands):
-        block = sigs[:, b * rows : (b + 1) * rows]
-        hit |= (block[queries][:, None, :] == block[None, :, :]).all(axis=2)
-    hit[np.arange(len(queries)), queries] = False
-    return [np.flatnonzero(h) for h in hit]
-
-
-def bench_banding(rep: Report, q: dict) -> None:
-    from engine.minhash import signatures
-
-    codes, queries, truth = q["codes"], q["queries"][::2], q["truth"][::2]
-    rows_out = []
-    for num_perm, configs in (
-        (128, [(32, 4), (42, 3), (25, 5), (21, 6)]),
-        (256, [(64, 4), (51, 5), (42, 6)]),
-    ):
-        sigs = signatures(codes, num_perm, 1)
-        for bands, r in configs:
-            cands = band_candidates(sigs, queries, bands, r)
-            rec = np.mean([len(set(c) & set(t)) / 10 for c, t in zip(cands, truth)])
-            frac = np.mean([len(c) for c in cands]) / len(codes)
-            rows_out.append([num_perm, f"{bands}×{r}", f"{rec:.3f}", f"{frac:.1%}"])
-    body = table(["num_perm", "bands × rows", "recall@10 of candidates", "share scored"], rows_out)
-    body += (
-        "\n\nSign-token MinHash of centred codes, banded as datasketch's MinHashLSH does "
-        f"({len(queries)} queries). The default (128, 32×4) is the smallest banding above 0.95 recall."
-    )
-    rep.section(
-        "LSH banding sweep on the 10k codes",
-        body,
-        "python -m benchmarks.run --only quality,banding",
-    )
-
-
-def synthetic_codes(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """n codes that look like real ones: a random real code plus noise at a quarter of the spread."""
-    rng = np.random.RandomState(seed)
-    base = real[rng.randint(0, len(real), n)]
-    spread = real.std(axis=0, keepdims=True)
-    return (base + 0.25 * spread * rng.standard_normal(base.shape).astype(np.float32)).astype(
-        np.float32
-    )
-
-
-def store_codes(path: Path, codes: np.ndarray, num_perm: int = 128, seed: int = 1) -> None:
-    """Write codes into a fresh SQLite index as the engine would (centre, signatures, metadata)."""
-    from engine.encoder import HASH_LAYER_VERSION
-    from engine.minhash import signatures
-    from engine.store import Row, SQLiteStore
-
-    for p in path.parent.glob(path.name + "*"):
-        p.unlink()
-    store = SQLiteStore(path)
-    centre = codes.mean(axis=0)
-    store.set_meta(
-        {
-            "backbone": "efficientnet-lite0",
-            "weights_id": None,
-            "hash_dim": codes.shape[1],
-            "input_size": 224,
-            "hash_layer": HASH_LAYER_VERSION,
-            "num_perm": num_perm,
-            "seed": seed,
-            "scheme": "affine32",
-            "centre": centre.tolist(),
-            "centre_count": len(codes),
-        }
-    )
-    for start in range(0, len(codes), 20_000):
-        chunk = codes[start : start + 20_000]
-        sigs = signatures(chunk - centre, num_perm, seed)
-        store.write(
-            Row(f"synthetic/{start + i:07d}.png", 0, 0, code=c, signature=s)
-            for i, (c, s) in enumerate(zip(chunk, sigs))
-        )
-    store.close()
-
-
-def latency_at(index: Path, codes: np.ndarray, n_queries: int) -> dict:
-    from engine.search import ImageSimilaritySearch
-
-    rng = np.random.RandomState(1)
-    root = Path(tempfile.mkdtemp(prefix="lookalike-root-"))
-    t0 = time.perf_counter()
-    rss0 = rss_mb()
-    search = ImageSimilaritySearch(root, index)
-    search.load()
-    opened = time.perf_counter() - t0
-    rss = rss_mb() - rss0
-    paths = search._memory.paths
-    picks = rng.randint(0, len(paths), n_queries)
-    lsh_t, exact_t, rec, scored = [], [], [], []
-    for i in picks:
-        code = codes[i]
-        t = time.perf_counter()
-        res = search.search_code(code, 10, exclude=paths[i])
-        lsh_t.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        ex = search.search_code(code, 10, exact=True, exclude=paths[i])
-        exact_t.append(time.perf_counter() - t)
-        rec.append(len({m.path for m in res.matches} & {m.path for m in ex.matches}) / 10)
-        scored.append(res.candidates / res.indexed)
-    search.close()
-    shutil.rmtree(root, ignore_errors=True)
-    ms = lambda xs, q: 1000 * float(np.percentile(xs, q))  # noqa: E731
-    return {
-        "n": len(paths),
-        "open_s": opened,
-        "rss_mb": rss,
-        "p50": ms(lsh_t, 50),
-        "p99": ms(lsh_t, 99),
-        "exact_p50": ms(exact_t, 50),
-        "recall": float(np.mean(rec)),
-        "scored": float(np.mean(scored)),
-    }
-
-
-def bench_latency(rep: Report, index10k: Path, q: dict) -> None:
-    real = q["search_codes"]
-    r10 = latency_at(index10k, real, 500)
-    path70 = DATA / "index-70k-synthetic.sqlite"
-    codes70 = np.concatenate([real, synthetic_codes(real, 70_000 - len(real))])
-    store_codes(path70, codes70)
-    r70 = latency_at(path70, codes70, 500)
-    rows = [
-        [
-            f"{r['n']:,}",
-            "real" if r is r10 else "10k real + 60k synthetic",
-            f"{r['p50']:.2f}",
-            f"{r['p99']:.2f}",
-            f"{r['exact_p50']:.2f}",
-            f"{r['scored']:.1%}",
-            f"{r['recall']:.3f}",
-        ]
-        for r in (r10, r70)
-    ]
-    body = table(
-        ["codes", "kind", "LSH p50 ms", "LSH p99 ms", "exact p50 ms", "share scored", "recall@10"],
-        rows,
-    )
-    body += "\n\nWarm, in-process, stored query codes (no CNN), 500 queries, k = 10. Target: p50 ≤ 5 ms at 70k."
-    rep.section("Query latency", body, "python -m benchmarks.run --only quality,latency")
-
-
-def bench_scale(rep: Report, q: dict, n: int) -> None:
-    real = q["search_codes"]
-    path = DATA / "index-scale-synthetic.sqlite"
-    codes = synthetic_codes(real, n, seed=2)
-    t0 = time.perf_counter()
-    store_codes(path, codes)
-    write_s = time.perf_counter() - t0
-    r = latency_at(path, codes, 100)
-    brute = r["exact_p50"]
-    body = table(
-        ["figure", "value", "target"],
-        [
-            ["codes", f"{n:,}", "1,000,000"],
-            ["open to first query (read SQLite, build LSH)", f"**{r['open_s']:.1f} s**", "≤ 2 s"],
-            [
-                "memory after open",
-                f"**{1024 * r['rss_mb'] / n:.2f} KB/image** ({r['rss_mb']:.0f} MB)",
-                "≤ 4 KB/image",
-            ],
-            ["LSH query p50", f"{r['p50']:.1f} ms", ""],
-            ["exact brute force (numpy) p50", f"{brute:.1f} ms", ""],
-            ["LSH speed-up over brute force", f"**{brute / r['p50']:.1f}×**", "≥ 10×"],
-            ["LSH recall@10 against brute force", f"**{r['recall']:.3f}**", "≥ 0.9"],
-            ["share scored per query", f"{r['scored']:.1%}", ""],
-            ["writing the index (signatures + SQLite)", f"{write_s:.1f} s", ""],
-        ],
-    )
-    rep.section(
-        "Scale: synthetic codes", body, f"python -m benchmarks.run --only quality,scale --scale {n}"
-    )
-    for p in DATA.glob(path.name + "*"):
-        p.unlink()
-
-
-def bench_disk(rep: Report, index: Path) -> None:
-    import sqlite3
-
-    con = sqlite3.connect(index)
-    con.execute("VACUUM")
-    n, path_bytes = con.execute("SELECT COUNT(*), SUM(LENGTH(path)) FROM images").fetchone()
-    con.close()
-    size = index.stat().st_size
-    per = (size - path_bytes) / n
-    body = table(
-        ["images", "file bytes", "bytes/image, paths excluded", "target"],
-        [[n, f"{size:,}", f"**{per:.0f}**", "≤ 1,536"]],
-    )
-    body += "\n\nA 128-d float32 code (512 B) and a 128-value uint32 signature (512 B) per image, plus SQLite's row and index overhead."
-    rep.section("Index size on disk", body, "python -m benchmarks.run --only index,disk")
-
-
 def first_paint(root: Path, runs: int) -> tuple[list[float], list[float]]:
     """Seconds from exec of `lookalike DIR` in a pseudo-terminal to the first frame with
     the panels drawn, and to the frame that also holds the footer's keys."""
@@ -733,12 +420,11 @@ def bench_app(rep: Report, root: Path, index: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated sections: " + ",".join(SECTIONS))
-    parser.add_argument("--scale", type=int, default=1_000_000, help="codes for the scale test")
     parser.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
     args = parser.parse_args(argv)
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
     DATA.mkdir(exist_ok=True)
-    root = ensure_data()
+    root = ensure_fashion()
     rep = Report()
     started = time.perf_counter()
     index = DATA / "index-10k.sqlite"
@@ -748,17 +434,20 @@ def main(argv: list[str] | None = None) -> int:
         bench_compare(rep, root, n_eff=400, n_r50=120, rounds=2)
     if "encoder" in only:
         bench_encoder(rep, repeats=3)
-    q = None
-    if only & {"quality", "banding", "latency", "scale"}:
-        q = bench_quality(rep, root, index)
-    if "banding" in only:
-        bench_banding(rep, q)
+    if "quality" in only:
+        search_bench.bench_quality(rep, index, root)
     if "latency" in only:
-        bench_latency(rep, index, q)
+        search_bench.bench_latency(rep, index)
+    if "lsh" in only:
+        search_bench.bench_lsh_where(rep)
+    if "kernels" in only:
+        search_bench.bench_kernels(rep)
     if "scale" in only:
-        bench_scale(rep, q, args.scale)
+        search_bench.bench_scale(rep)
+    if "selfjoin" in only:
+        search_bench.bench_selfjoin(rep)
     if "disk" in only:
-        bench_disk(rep, index)
+        search_bench.bench_disk(rep, index)
     if "app" in only:
         bench_app(rep, root, index)
     took = time.perf_counter() - started

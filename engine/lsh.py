@@ -57,55 +57,42 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 
 class BandTable:
-    """Per band, keys sorted with the slot each came from; plus recent slots unsorted.
+    """Sorted band keys (a :class:`engine.storage.SortedBands`, or none) for the slots
+    below ``recent_start``, plus the keys of later slots, unsorted, scanned directly.
+    Dead slots are filtered by the caller."""
 
-    ``keys``/``slots``: (bands, n) arrays, each row sorted by key (memory maps are
-    fine). ``recent_keys``: (m, bands) keys of slots ``recent_start .. recent_start+m``,
-    added since the sort, scanned directly. Dead slots are filtered by the caller.
-    """
-
-    def __init__(
-        self,
-        keys: np.ndarray | None,
-        slots: np.ndarray | None,
-        recent_keys: np.ndarray,
-        recent_start: int,
-    ) -> None:
-        self.keys, self.slots = keys, slots
+    def __init__(self, sorted_bands, recent_keys: np.ndarray, recent_start: int) -> None:
+        self.sorted = sorted_bands
         self.recent_keys = recent_keys
         self.recent_start = recent_start
 
     @classmethod
     def from_keys(cls, keys: np.ndarray) -> BandTable:
-        """A table of (n, bands) keys, slot i being row i, nothing sorted (tests, small
-        sets)."""
-        return cls(None, None, np.asarray(keys), 0)
+        """A table of (n, bands) keys, slot i being row i, nothing sorted."""
+        return cls(None, np.asarray(keys), 0)
 
-    def query(self, key: np.ndarray) -> np.ndarray:
-        """Sorted unique slots sharing at least one band key with *key* (bands,)."""
+    def query(self, key: np.ndarray, limit: int | None = None) -> np.ndarray | None:
+        """Sorted unique slots sharing at least one band key with *key* (bands,); None
+        as soon as more than *limit* hits (counted with repeats) are found."""
         found = []
-        if self.keys is not None and self.keys.shape[1]:
-            for b in range(self.keys.shape[0]):
-                row = self.keys[b]
-                lo = np.searchsorted(row, key[b], "left")
-                hi = np.searchsorted(row, key[b], "right")
-                if hi > lo:
-                    found.append(np.asarray(self.slots[b, lo:hi], np.int64))
+        total = 0
         if len(self.recent_keys):
             hit = (np.asarray(self.recent_keys) == key[None, :]).any(axis=1)
             found.append(np.flatnonzero(hit).astype(np.int64) + self.recent_start)
+            total += len(found[-1])
+        if self.sorted is not None and self.sorted.width:
+            for b in range(self.sorted.bands):
+                if limit is not None and total > limit:
+                    return None
+                hits = self.sorted.lookup(b, key[b])
+                if len(hits):
+                    found.append(hits)
+                    total += len(hits)
+        if limit is not None and total > limit:
+            return None
         if not found:
             return np.zeros(0, np.int64)
         return np.unique(np.concatenate(found))
-
-    def buckets(self, band: int) -> list[np.ndarray]:
-        """Every group of two or more slots sharing band *band*'s key (for self-joins)."""
-        keys = np.asarray(self.recent_keys[:, band])
-        order = np.argsort(keys, kind="stable")
-        k = keys[order]
-        edges = np.flatnonzero(np.diff(k)) + 1
-        groups = np.split(order + self.recent_start, edges)
-        return [g for g in groups if len(g) > 1]
 
 
 def candidate_probability(similarity: float | np.ndarray, bands: int, rows: int) -> np.ndarray:

@@ -107,7 +107,7 @@ class ImageSimilaritySearch:
             settings = (settings or Settings()).with_(**overrides)
         except SettingsError as exc:
             raise SearchError(str(exc)) from None
-        from engine.encoder import resolve_backbone
+        from engine.backbones import resolve_backbone
 
         self.settings = settings
         self.root = Path(root).expanduser()
@@ -478,7 +478,7 @@ class ImageSimilaritySearch:
 def _checked_meta(store) -> dict:
     """The index's metadata, every value checked for type and range before it is used
     to size anything (a crafted ``hash_dim`` of 1e9 must not allocate terabytes)."""
-    from engine.encoder import BACKBONES
+    from engine.backbones import BACKBONES
 
     meta = store.get_meta()
     if "backbone" not in meta:

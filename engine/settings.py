@@ -21,7 +21,7 @@ HASH_DIM_RANGE = (8, 2048)
 NUM_PERM_RANGE = (2, 1024)
 BATCH_RANGE = (1, 4096)
 #: LSH banding (bands, rows per band) per num_perm, chosen by the benchmark suite.
-DEFAULT_BANDS = {128: (32, 4)}
+DEFAULT_BANDS = {128: (16, 8)}
 SEARCH_MODES = ("auto", "exact", "lsh")
 
 

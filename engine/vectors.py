@@ -36,6 +36,9 @@ from engine.storage import Snapshot
 
 #: Below this many images, exact search is always used (about 1 ms here).
 LSH_MIN_SIZE = 50_000
+#: LSH gives up when its candidates (with repeats) pass 1/LSH_MAX_SHARE of the index
+#: (and 2,000, below which scoring them costs under a millisecond anyway).
+LSH_MAX_SHARE = 10
 #: Re-score at least this many stage-1 results on full features (and 10 per result).
 SHORTLIST = 100
 
@@ -66,9 +69,7 @@ class VectorIndex:
         self._inv_norm: np.ndarray | None = None
         self._live: np.ndarray | None = None
         self._lock = threading.Lock()
-        self.table = BandTable(
-            snap.lsh_keys, snap.lsh_slots, snap.band_keys[snap.lsh_base :], snap.lsh_base
-        )
+        self.table = BandTable(snap.lsh, snap.band_keys[snap.lsh_base :], snap.lsh_base)
         self.reliable = reliable_similarity(bands, rows)
         self.dead = np.unique(snap.dead)
         self.count = snap.slots - len(self.dead)
@@ -154,10 +155,12 @@ class VectorIndex:
         out[order] = (block @ qu - mq) * self._inv_norm[ordered]
         return out
 
-    def lsh_candidates(self, key: np.ndarray) -> np.ndarray:
-        """Live slots sharing a band with *key* (a table naming slots that do not exist,
-        as only a damaged one would, loses them here)."""
-        cands = self.table.query(key)
+    def lsh_candidates(self, key: np.ndarray, limit: int | None = None) -> np.ndarray | None:
+        """Live slots sharing a band with *key*, or None past *limit* hits (a table naming
+        slots that do not exist, as only a damaged one would, loses them here)."""
+        cands = self.table.query(key, limit)
+        if cands is None:
+            return None
         cands = cands[(cands >= 0) & (cands < self.snap.slots)]
         return cands[self.live[cands]]
 
@@ -173,12 +176,9 @@ class VectorIndex:
         )
         qc = q - m
         qc = qc / (np.linalg.norm(qc) or 1e-12)
-        order = np.argsort(slots)  # read the file in order
-        block = np.asarray(self.snap.features[slots[order]], np.float32) - m
+        block = np.asarray(self.snap.features[slots], np.float32) - m
         norms = np.linalg.norm(block, axis=1)
-        out = np.empty(len(slots), np.float32)
-        out[order] = (block @ qc) / np.maximum(norms, 1e-12)
-        return out
+        return (block @ qc) / np.maximum(norms, 1e-12)
 
     # --- the answer ----------------------------------------------------------------------
 
@@ -208,13 +208,20 @@ class VectorIndex:
         unsure = False
         if key is not None and (mode == "lsh" or (mode == "auto" and planner.try_lsh(self.count))):
             t0 = time.perf_counter()
-            cands = self.lsh_candidates(key)
-            if exclude is not None:
-                cands = cands[cands != exclude]
-            sc = self.scores_of(code, cands) if len(cands) else np.zeros(0, np.float32)
-            found = self._answer(cands, sc, features, k)
-            sure = len(found.slots) >= want and (
-                want == 0 or float(self.scores_of(code, found.slots).min()) >= self.reliable
+            # Scoring a candidate (a random read) costs about ten times a row of the exact
+            # scan: past a tenth of the index LSH cannot win, so the planner stops there.
+            limit = None if mode == "lsh" else max(self.count // LSH_MAX_SHARE, 2000)
+            cands = self.lsh_candidates(key, limit)
+            found = None
+            if cands is not None:
+                if exclude is not None:
+                    cands = cands[cands != exclude]
+                sc = self.scores_of(code, cands) if len(cands) else np.zeros(0, np.float32)
+                found = self._answer(cands, sc, features, k)
+            sure = (
+                found is not None
+                and len(found.slots) >= want
+                and (want == 0 or float(self.scores_of(code, found.slots).min()) >= self.reliable)
             )
             planner.lsh_done(time.perf_counter() - t0, sure)
             if sure or mode == "lsh":

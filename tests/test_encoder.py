@@ -1,5 +1,6 @@
 """Backbones, weights loading (never unpickling code), determinism, precision."""
 
+import os
 import pickle
 from pathlib import Path
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from engine.backbones import torch_cache_dir
 from engine.encoder import DeepImageEncoder, EncoderError, load_state_dict, resolve_backbone
 
 
@@ -58,8 +60,10 @@ def test_resnet50_from_a_saved_state_dict(tmp_path: Path, monkeypatch):
     assert codes.shape == (2, 16) and np.isfinite(codes).all()
     assert enc.feature_dim == 2048
 
-    # auto picks ResNet-50 once torchvision's cache holds its file, never downloading
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    # auto picks ResNet-50 once torchvision's cache holds its file, never downloading;
+    # the cache is found where torch itself looks ($TORCH_HOME/hub)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert str(torch_cache_dir()) == os.path.join(torch.hub.get_dir(), "checkpoints")
     assert resolve_backbone("auto") == "efficientnet-lite0"
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     (tmp_path / "hub" / "checkpoints" / "resnet50-11ad3fa6.pth").write_bytes(path.read_bytes())

@@ -30,3 +30,14 @@ def test_engine_imports_no_ui():
 def test_engine_package_import_is_light():
     mods = _modules_after("import engine\nfrom engine import looks_like_image_name")
     assert "torch" not in mods and "datasketch" not in mods
+
+
+def test_searching_stored_codes_needs_no_torch(sample_copy):
+    """Opening an index and answering a query that is an indexed file loads no CNN."""
+    query = sorted(sample_copy.glob("bag/*.png"))[0]
+    mods = _modules_after(
+        "from engine import ImageSimilaritySearch\n"
+        f"s = ImageSimilaritySearch({str(sample_copy)!r})\n"
+        f"assert len(s.find_similar_images({str(query)!r}, 5)) == 5"
+    )
+    assert "engine.search" in mods and "torch" not in mods and "onnxruntime" not in mods

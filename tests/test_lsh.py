@@ -18,22 +18,35 @@ def _clustered_codes(n: int, dim: int, seed: int) -> np.ndarray:
     return codes.astype(np.float32)
 
 
+def _sorted_on_disk(keys: np.ndarray, tmp_path) -> BandTable:
+    """The keys as the store keeps them: sorted per band in files, with fences of 16."""
+    from engine.storage import RowFile, SortedBands
+
+    order = np.argsort(keys.T, axis=1, kind="stable").astype(np.int32)
+    sorted_keys = np.take_along_axis(keys.T, order, axis=1)
+    sorted_keys.tofile(tmp_path / "keys")
+    order.tofile(tmp_path / "slots")
+    shape = sorted_keys.shape
+    bands = SortedBands(
+        RowFile(str(tmp_path / "keys"), np.uint64, shape),
+        RowFile(str(tmp_path / "slots"), np.int32, shape),
+        np.ascontiguousarray(sorted_keys[:, ::16]),
+        16,
+    )
+    return BandTable(bands, keys[:0], len(keys))
+
+
 @pytest.mark.parametrize(
     ("num_perm", "bands", "rows"), [(128, 32, 4), (64, 16, 2), (32, 32, 1), (128, 10, 12)]
 )
-def test_same_candidates_as_datasketch(num_perm: int, bands: int, rows: int):
+def test_same_candidates_as_datasketch(num_perm: int, bands: int, rows: int, tmp_path):
     codes = _clustered_codes(400, 32, seed=num_perm + rows)
     sigs = signatures(codes, num_perm, seed=1)
     lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
     for i, s in enumerate(sigs):
         lsh.insert(i, as_minhash(s, 1))
     keys = band_keys(sigs, bands, rows)
-    sorted_keys = np.sort(keys.T, axis=1)
-    order = np.argsort(keys.T, axis=1, kind="stable")
-    tables = [
-        BandTable.from_keys(keys),
-        BandTable(sorted_keys, order.astype(np.int32), keys[:0], 400),
-    ]
+    tables = [BandTable.from_keys(keys), _sorted_on_disk(keys, tmp_path)]
     nonempty = 0
     for q in range(0, 400, 7):
         expected = sorted(lsh.query(as_minhash(sigs[q], 1)))

@@ -160,14 +160,14 @@ def test_band_keys_and_sorted_tables(make_store):
     snap = store.snapshot()
     assert snap.meta["centre_gen"] == 2 and snap.lsh_base == 30
     np.testing.assert_array_equal(np.asarray(snap.band_keys), new_keys)
-    table = BandTable(snap.lsh_keys, snap.lsh_slots, snap.band_keys[snap.lsh_base :], snap.lsh_base)
+    table = BandTable(snap.lsh, snap.band_keys[snap.lsh_base :], snap.lsh_base)
     brute = BandTable.from_keys(new_keys)
     for q in new_keys[:10]:
         np.testing.assert_array_equal(table.query(q), brute.query(q))
     with store.writer():  # slots added after the sort are found too
         store.commit(batch(["late.png"], seed=4))
     snap = store.snapshot()
-    table = BandTable(snap.lsh_keys, snap.lsh_slots, snap.band_keys[snap.lsh_base :], snap.lsh_base)
+    table = BandTable(snap.lsh, snap.band_keys[snap.lsh_base :], snap.lsh_base)
     assert 30 in table.query(np.asarray(snap.band_keys[30]))
 
 

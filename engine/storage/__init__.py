@@ -56,8 +56,8 @@ class SnapshotMoved(IndexFileError):
     """A writer rewrote the arrays (compaction) after this reader's snapshot: take a new
     snapshot and ask again."""
 
-    def __init__(self) -> None:
-        super().__init__("the index was rewritten while it was read; try again")
+    def __init__(self, what: str = "") -> None:
+        super().__init__(what or "the index was rewritten while it was read; try again")
 
 
 def image_id(path: str) -> int:
@@ -95,25 +95,109 @@ class Batch:
     delete: list[str] = field(default_factory=list)
 
 
+class RowFile:
+    """A flat array file read by rows with ``pread``, never mapped.
+
+    For arrays a query reads only a few scattered rows of (the features of a short
+    list): a memory map would leave the pages around every row it touched resident
+    (the kernel maps 64 KB around each fault), which at a million images added 5 MB
+    of resident memory per query. Runs of consecutive rows are read at once.
+    """
+
+    def __init__(self, path: str, dtype: np.dtype, shape: tuple[int, int]) -> None:
+        self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
+        self._row = shape[1] * self.dtype.itemsize
+        self._fd = os.open(path, os.O_RDONLY) if shape[0] and shape[1] else -1
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(self.shape[0]))
+        scalar = np.ndim(index) == 0
+        rows = np.atleast_1d(np.asarray(index, np.int64))
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError("row out of range")
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        if len(rows):
+            order = np.argsort(rows, kind="stable")
+            srt = rows[order]
+            breaks = np.flatnonzero(np.diff(srt) != 1) + 1
+            starts = np.concatenate([[0], breaks])
+            ends = np.concatenate([breaks, [len(srt)]])
+            buf = np.empty((len(rows), self.shape[1]), self.dtype)
+            for a, b in zip(starts, ends):
+                want = (b - a) * self._row
+                data = os.pread(self._fd, want, int(srt[a]) * self._row)
+                if len(data) != want:
+                    raise IndexFileError(f"{self.path} is shorter than its index says")
+                buf[a:b] = np.frombuffer(data, self.dtype).reshape(b - a, self.shape[1])
+            out[order] = buf
+        return out[0] if scalar else out
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            os.close(self._fd)
+
+
+class SortedBands:
+    """LSH band keys sorted per band, with the slot of each, read on demand.
+
+    ``keys`` and ``slots`` are (bands, width) row files; ``fences`` (in memory) holds
+    every ``step``-th key of each band, so a lookup reads one block of ``step`` keys per
+    band (two small ``pread`` calls), not a binary search over a mapped file.
+    """
+
+    def __init__(self, keys: RowFile, slots: RowFile, fences: np.ndarray, step: int) -> None:
+        self.keys, self.slots, self.fences, self.step = keys, slots, fences, step
+        self.bands, self.width = keys.shape
+
+    def lookup(self, band: int, key) -> np.ndarray:
+        """The slots whose band *band* has *key*."""
+        fence = self.fences[band]
+        lo_block = max(int(np.searchsorted(fence, key, "left")) - 1, 0)
+        hi_block = int(np.searchsorted(fence, key, "right"))
+        lo, hi = lo_block * self.step, min(hi_block * self.step, self.width)
+        if hi <= lo:
+            return np.zeros(0, np.int64)
+        base = band * self.width
+        keys = _read_flat(self.keys, base + lo, hi - lo)
+        a, b = np.searchsorted(keys, key, "left"), np.searchsorted(keys, key, "right")
+        if b <= a:
+            return np.zeros(0, np.int64)
+        return _read_flat(self.slots, base + lo + a, b - a).astype(np.int64)
+
+
+def _read_flat(rows: RowFile, start: int, count: int) -> np.ndarray:
+    """*count* values from flat position *start* of a row file (rows laid end to end)."""
+    size = rows.dtype.itemsize
+    data = os.pread(rows._fd, count * size, start * size)
+    if len(data) != count * size:
+        raise IndexFileError(f"{rows.path} is shorter than its index says")
+    return np.frombuffer(data, rows.dtype)
+
+
 @dataclass
 class Snapshot:
     """What a reader sees: the first ``slots`` rows of each array, as committed.
 
-    Arrays may be memory maps: touch only what you need. ``dead`` lists the slots
-    below ``slots`` that no image uses any more (replaced or deleted). ``generation``
-    changes when the store rewrites its arrays or band keys (compaction, a new centre).
+    ``codes`` and ``band_keys`` may be memory maps (exact search reads every code);
+    ``features`` is read by rows (:class:`RowFile`). ``dead`` lists the slots below
+    ``slots`` that no image uses any more (replaced or deleted). ``generation`` changes
+    when the store rewrites its arrays or band keys (compaction, a new centre). The
+    sorted LSH tables (``lsh``) cover the slots below ``lsh_base``.
     """
 
     slots: int
     codes: np.ndarray
-    features: np.ndarray | None
+    features: RowFile | None
     band_keys: np.ndarray
     dead: np.ndarray
     meta: dict
     generation: int
     lsh_base: int = 0
-    lsh_keys: np.ndarray | None = None  # (bands, lsh_base) sorted band keys
-    lsh_slots: np.ndarray | None = None  # (bands, lsh_base) the slot of each sorted key
+    lsh: SortedBands | None = None
 
 
 class Store(Protocol):

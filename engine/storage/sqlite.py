@@ -50,8 +50,10 @@ from engine.storage import (
     IndexDamaged,
     IndexFileError,
     OlderIndex,
+    RowFile,
     Snapshot,
     SnapshotMoved,
+    SortedBands,
     StoredFile,
     image_id,
 )
@@ -65,6 +67,9 @@ CODE_DTYPE = np.dtype("<f4")
 FEATURE_DTYPE = np.dtype("<f2")
 KEY_DTYPE = np.dtype("<u8")
 SLOT_DTYPE = np.dtype("<i4")
+ARRAY_KINDS = ("codes", "features", "bands", "lsh-keys", "lsh-slots", "lsh-fences")
+#: Every LSH_STEP-th sorted key of each band is kept in memory (the "fences").
+LSH_STEP = 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -348,7 +353,7 @@ class SQLiteStore:
         try:
             have = os.path.getsize(path)
         except FileNotFoundError:
-            raise _Moved from None
+            raise _Moved(f"the {what}") from None
         except OSError as exc:
             raise IndexFileError(f"cannot read {path}: {_describe(exc)}") from None
         if have < need:
@@ -431,12 +436,14 @@ class SQLiteStore:
 
     def snapshot(self) -> Snapshot:
         """The committed state, for readers (retried if a writer swaps files meanwhile)."""
+        missing = ""
         for _ in range(5):
             try:
                 return self._snapshot()
-            except _Moved:
+            except _Moved as exc:
+                missing = str(exc.args[0]) if exc.args else "an array"
                 continue
-        raise IndexFileError(f"the index {self.path} keeps changing under this reader; try again")
+        raise self.damaged(f"{missing} file is missing")
 
     def _snapshot(self) -> Snapshot:
         with self._tx() as db:
@@ -447,7 +454,7 @@ class SQLiteStore:
         vec, band = meta.get("vec_gen", 0), meta.get("band_gen", 0)
         codes = self._map(self._file("codes", vec), CODE_DTYPE, (slots, hash_dim), "codes")
         feats = (
-            self._map(self._file("features", vec), FEATURE_DTYPE, (slots, feature_dim), "features")
+            self._rows(self._file("features", vec), FEATURE_DTYPE, (slots, feature_dim), "features")
             if feature_dim
             else None
         )
@@ -455,13 +462,19 @@ class SQLiteStore:
         if len(dead) and (dead.min() < 0 or dead.max() >= max(slots, 1)):
             raise self.damaged("a dead slot out of range")
         base = _whole(meta, "lsh_base", 0, slots, self.damaged)
-        lsh_keys = lsh_slots = None
+        lsh = None
         if base:
             width = _whole(meta, "lsh_live", 0, base, self.damaged)
             lgen = meta.get("lsh_gen", 0)
-            shape = (bands, width)
-            lsh_keys = self._map(self._file("lsh-keys", lgen), KEY_DTYPE, shape, "LSH")
-            lsh_slots = self._map(self._file("lsh-slots", lgen), SLOT_DTYPE, shape, "LSH")
+            nfence = -(-width // LSH_STEP)
+            lsh = SortedBands(
+                self._rows(self._file("lsh-keys", lgen), KEY_DTYPE, (bands, width), "LSH"),
+                self._rows(self._file("lsh-slots", lgen), SLOT_DTYPE, (bands, width), "LSH"),
+                np.asarray(
+                    self._map(self._file("lsh-fences", lgen), KEY_DTYPE, (bands, nfence), "LSH")
+                ),
+                LSH_STEP,
+            )
         return Snapshot(
             slots,
             codes,
@@ -471,9 +484,23 @@ class SQLiteStore:
             meta,
             generation=hash((vec, band, meta.get("lsh_gen", 0))),
             lsh_base=base,
-            lsh_keys=lsh_keys,
-            lsh_slots=lsh_slots,
+            lsh=lsh,
         )
+
+    def _rows(self, path: str, dtype: np.dtype, shape: tuple[int, int], what: str) -> RowFile:
+        need = shape[0] * shape[1] * dtype.itemsize
+        try:
+            have = os.path.getsize(path) if need else 0
+        except FileNotFoundError:
+            raise _Moved(f"the {what}") from None
+        except OSError as exc:
+            raise IndexFileError(f"cannot read {path}: {_describe(exc)}") from None
+        if have < need:
+            raise self.damaged(f"the {what} file is shorter than the index says")
+        try:
+            return RowFile(path, dtype, shape)
+        except FileNotFoundError:
+            raise _Moved(f"the {what}") from None
 
     def paths_of(self, slots: np.ndarray) -> list[str]:
         """The path of each slot, in order (a slot no image uses gives an error)."""
@@ -546,9 +573,10 @@ class SQLiteStore:
         gen = old_gen + 1
         self._write_whole(self._file("lsh-keys", gen), keys)
         self._write_whole(self._file("lsh-slots", gen), order_slots)
+        self._write_whole(self._file("lsh-fences", gen), np.ascontiguousarray(keys[:, ::LSH_STEP]))
         with self._tx(write=True) as db:
             self._put_meta(db, {"lsh_gen": gen, "lsh_base": snap.slots, "lsh_live": len(slots)})
-        self._remove(self._file("lsh-keys", old_gen), self._file("lsh-slots", old_gen))
+        self._remove(*(self._file(k, old_gen) for k in ("lsh-keys", "lsh-slots", "lsh-fences")))
 
     def compact(self) -> int:
         """Rewrite the arrays without dead slots; returns how many slots were dropped."""
@@ -606,6 +634,7 @@ class SQLiteStore:
             self._file("bands", band),
             self._file("lsh-keys", lsh),
             self._file("lsh-slots", lsh),
+            self._file("lsh-fences", lsh),
         ]
         return [p for p in names if os.path.exists(p)]
 
@@ -613,11 +642,7 @@ class SQLiteStore:
         """Forget everything (``--rebuild``); works on a damaged index too."""
         import glob
 
-        old = [
-            p
-            for kind in ("codes", "features", "bands", "lsh-keys", "lsh-slots")
-            for p in glob.glob(glob.escape(self._base) + f".{kind}.*")
-        ]
+        old = [p for kind in ARRAY_KINDS for p in glob.glob(glob.escape(self._base) + f".{kind}.*")]
         with self._tx(write=True) as db:
             db.execute("DELETE FROM images")
             db.execute("DELETE FROM dead")
@@ -635,7 +660,7 @@ def remove_files(path: str) -> None:
 
     base = path[: -len(".sqlite")] if path.endswith(".sqlite") else path
     doomed = [path, path + "-wal", path + "-shm", path + ".lock"]
-    for kind in ("codes", "features", "bands", "lsh-keys", "lsh-slots"):
+    for kind in ARRAY_KINDS:
         doomed += glob.glob(glob.escape(base) + f".{kind}.*")
     for p in doomed:
         with suppress(FileNotFoundError):

@@ -1,0 +1,327 @@
+"""Near-duplicate self-join: every pair of images above a similarity, and each image's
+nearest neighbour score. The primitive triage is built on.
+
+Two ways, chosen by the collection's size (``method="auto"``):
+
+* **Exact blocks** (up to :data:`EXACT_MAX` images): the centred unit codes multiplied
+  block by block (BLAS), keeping pairs at or above ``tau`` and every row's and column's
+  maximum. Exact, and quadratic: about 14 s at 70k images on 2 cores.
+* **LSH banding** (beyond): sign-token MinHash signatures of the codes, cut into bands
+  strict enough that a pair at ``tau`` shares a band with chance 0.99
+  (:func:`banding_for`). Every bucket is verified exactly, small buckets pair by pair,
+  large ones (dense clusters) as one block product. Pairs come out with their exact code
+  similarity; none is returned unchecked.
+
+Nearest-neighbour scores serve outlier detection, which needs the *lowest* ones exact.
+With banding, each image first gets a lower bound (its best pair, and its best match in
+a random reference sample); the images with the lowest bounds (three times the outlier
+share) get an exact nearest-neighbour search. An image left out has a bound, hence a
+true score, at least the lowest bound left out, ``nearest_certain``: every image scoring
+below that is among those searched, exactly. ``nearest_exact`` marks exact scores.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.lsh import band_keys, candidate_probability
+from engine.minhash import signatures
+
+#: Up to this many images the exact block product is used (measured crossover).
+EXACT_MAX = 120_000
+#: Rows and columns per block product: 128 MB of float32 scores at a time.
+BLOCK_ROWS, BLOCK_COLS = 2048, 16384
+#: Buckets larger than this are verified as one block product rather than pair by pair.
+SMALL_BUCKET = 24
+#: Seed of the self-join's own MinHash permutations (independent of the index's).
+JOIN_SEED = 7
+#: Reference images sampled for the nearest-neighbour lower bounds.
+REFERENCES = 16_384
+#: With banding, exact nearest neighbours are searched for this many times the outlier
+#: share of images (those with the lowest bounds): bounded work, certified below a cut.
+OUTLIER_SEARCH = 3
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class SelfJoin:
+    """Pairs (``left < right``, slots) with code cosine ``score >= tau``, sorted by left
+    then right; per slot the nearest neighbour's score (NaN for slots no image uses),
+    exact where ``nearest_exact``. Every image whose true nearest-neighbour score is
+    below ``nearest_certain`` has its exact score here (1.0: all are exact)."""
+
+    tau: float
+    left: np.ndarray
+    right: np.ndarray
+    score: np.ndarray
+    nearest: np.ndarray
+    nearest_slot: np.ndarray
+    nearest_exact: np.ndarray
+    nearest_certain: float
+    method: str
+    seconds: float
+
+
+def banding_for(tau: float, miss: float = 0.01) -> tuple[int, int]:
+    """(bands, rows) for pairs at *tau*: rows grow with *tau* (fewer chance collisions
+    among merely similar images), bands are as few as give a pair at *tau* a chance of at
+    least ``1 - miss`` to share one."""
+    rows = 12 if tau >= 0.93 else 10 if tau >= 0.88 else 8
+    from engine.minhash import expected_jaccard
+
+    j = float(expected_jaccard(tau)) ** rows
+    bands = max(2, math.ceil(math.log(miss) / math.log1p(-j)))
+    assert candidate_probability(tau, bands, rows) >= 1 - miss - 1e-9
+    return bands, rows
+
+
+def unit_codes(vectors) -> tuple[np.ndarray, np.ndarray]:
+    """Centred unit codes of the live slots (a copy: ``hash_dim`` float32 per image) and
+    the slots they belong to."""
+    vectors.prepare()
+    live = np.flatnonzero(vectors.live)
+    m = vectors.centre.codes if vectors.centre is not None else 0.0
+    out = np.empty((len(live), vectors.snap.codes.shape[1]), np.float32)
+    step = 1 << 16
+    for lo in range(0, len(live), step):
+        idx = live[lo : lo + step]
+        block = np.asarray(vectors.snap.codes[idx], np.float32) - m
+        out[lo : lo + step] = block * vectors._inv_norm[idx, None]
+    return out, live
+
+
+def self_join(
+    vectors,
+    tau: float,
+    method: str = "auto",
+    outliers: float = 0.01,
+    on_progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> SelfJoin:
+    """Every pair of live images with code cosine at least *tau*, and nearest-neighbour
+    scores exact for at least the lowest *outliers* share (see the module's notes)."""
+    t0 = time.perf_counter()
+    cancel = cancel or threading.Event()
+    say = on_progress or (lambda _phase, _done: None)
+    units, slots = unit_codes(vectors)
+    n = len(units)
+    if method == "auto":
+        method = "exact" if n <= EXACT_MAX else "lsh"
+    if method == "exact":
+        left, right, score, nearest, nearest_at = exact_blocks(units, tau, say, cancel)
+        exact = np.ones(n, bool)
+        certain = 1.0
+        how = "exact blocks"
+    else:
+        bands, rows = banding_for(tau)
+        left, right, score = _banded_pairs(units, tau, bands, rows, say, cancel)
+        nearest, nearest_at, exact, certain = _nearest(
+            units, left, right, score, outliers, say, cancel
+        )
+        how = f"LSH banding {bands}x{rows}"
+    full = np.full(vectors.snap.slots, np.nan, np.float32)
+    full_at = np.full(vectors.snap.slots, -1, np.int64)
+    full_exact = np.zeros(vectors.snap.slots, bool)
+    full[slots], full_exact[slots] = nearest, exact
+    full_at[slots] = np.where(nearest_at >= 0, slots[np.maximum(nearest_at, 0)], -1)
+    order = np.lexsort((right, left))
+    return SelfJoin(
+        tau,
+        slots[left[order]],
+        slots[right[order]],
+        score[order],
+        full,
+        full_at,
+        full_exact,
+        certain,
+        how,
+        time.perf_counter() - t0,
+    )
+
+
+# --- exact blocks --------------------------------------------------------------------------
+
+
+def exact_blocks(
+    units: np.ndarray,
+    tau: float,
+    say: Progress | None = None,
+    cancel: threading.Event | None = None,
+    rows_limit: int | None = None,
+) -> tuple:
+    """The brute force: every row block against every column block, returning pairs
+    (left, right, score) at or above *tau* and each row's nearest neighbour (score, row).
+
+    Twice the multiplications of the upper triangle alone, but each row's nearest
+    neighbour then comes from row-wise reductions only (contiguous, fast), where the
+    triangle needs column-wise ones (measured slower than the extra products).
+    *rows_limit* stops after that many rows (every row costs the same: the benchmark
+    times a share of them).
+    """
+    say = say or (lambda _phase, _done: None)
+    cancel = cancel or threading.Event()
+    n = len(units)
+    nearest = np.full(n, -np.inf, np.float32)
+    nearest_at = np.full(n, -1, np.int64)
+    lefts, rights, scores = [], [], []
+    for i in range(0, rows_limit if rows_limit is not None else n, BLOCK_ROWS):
+        if cancel.is_set():
+            raise JoinCancelled
+        a = units[i : i + BLOCK_ROWS]
+        rows = np.arange(len(a))
+        for j in range(0, n, BLOCK_COLS):
+            s = a @ units[j : j + BLOCK_COLS].T
+            own = rows + i - j  # each row's own column, where it falls in this block
+            mine = (own >= 0) & (own < s.shape[1])
+            s[rows[mine], own[mine]] = -np.inf
+            best_col = s.argmax(axis=1)
+            best = s[rows, best_col]
+            better = best > nearest[i : i + len(a)]
+            nearest[i : i + len(a)][better] = best[better]
+            nearest_at[i : i + len(a)][better] = best_col[better] + j
+            if j + s.shape[1] <= i:
+                continue  # only pairs with left < right are kept: this block holds none
+            hot = np.flatnonzero(best >= tau)  # only rows holding a pair are scanned
+            if len(hot):
+                r, c = np.nonzero(s[hot] >= tau)
+                keep = c + j > hot[r] + i
+                r, c = r[keep], c[keep]
+                lefts.append(hot[r] + i)
+                rights.append(c + j)
+                scores.append(s[hot[r], c])
+        say("pairs", min(1.0, (i + len(a)) / n))
+    return (*_concat(lefts, rights, scores), nearest, nearest_at)
+
+
+def _concat(lefts, rights, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not lefts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    return (
+        np.concatenate(lefts).astype(np.int64),
+        np.concatenate(rights).astype(np.int64),
+        np.concatenate(scores).astype(np.float32),
+    )
+
+
+# --- LSH banding -----------------------------------------------------------------------------
+
+
+def _banded_pairs(units, tau, bands, rows, say, cancel) -> tuple:
+    n = len(units)
+    keys = np.empty((n, bands), np.uint64)
+    step = 1 << 15
+    for lo in range(0, n, step):
+        if cancel.is_set():
+            raise JoinCancelled
+        sig = signatures(units[lo : lo + step], bands * rows, JOIN_SEED)
+        keys[lo : lo + step] = band_keys(sig, bands, rows)
+        say("signatures", min(1.0, (lo + step) / n))
+    found: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
+    for b in range(bands):
+        if cancel.is_set():
+            raise JoinCancelled
+        order = np.argsort(keys[:, b], kind="stable")
+        k = keys[order, b]
+        starts = np.concatenate([[0], np.flatnonzero(k[1:] != k[:-1]) + 1])
+        sizes = np.diff(np.concatenate([starts, [n]]))
+        for size in np.unique(sizes[sizes > 1]):
+            group_starts = starts[sizes == size]
+            if size <= SMALL_BUCKET:
+                a, c = np.triu_indices(size, 1)
+                left = order[group_starts[:, None] + a].ravel()
+                right = order[group_starts[:, None] + c].ravel()
+                _verify(units, left, right, tau, n, found, scores)
+            else:
+                for g in group_starts:
+                    members = np.sort(order[g : g + size])
+                    s = units[members] @ units[members].T
+                    r, c = np.nonzero(np.triu(s >= tau, 1))
+                    if len(r):
+                        found.append(members[r] * n + members[c])
+                        scores.append(s[r, c])
+        say("pairs", (b + 1) / bands)
+    if not found:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    packed, first = np.unique(np.concatenate(found), return_index=True)
+    score = np.concatenate(scores)[first]
+    return packed // n, packed % n, score.astype(np.float32)
+
+
+def _verify(units, left, right, tau, n, found, scores, chunk: int = 1 << 18) -> None:
+    """Exact cosine of candidate pairs, in chunks; keep those at or above *tau*."""
+    lo_side, hi_side = np.minimum(left, right), np.maximum(left, right)
+    for i in range(0, len(left), chunk):
+        lo, hi = lo_side[i : i + chunk], hi_side[i : i + chunk]
+        s = np.einsum("ij,ij->i", units[lo], units[hi])
+        keep = s >= tau
+        if keep.any():
+            found.append(lo[keep] * n + hi[keep])
+            scores.append(s[keep])
+
+
+def _nearest(units, left, right, score, outliers, say, cancel) -> tuple:
+    """Nearest-neighbour scores: lower bounds for all, exact for the lowest (certified)."""
+    n = len(units)
+    bound = np.full(n, -np.inf, np.float32)
+    at = np.full(n, -1, np.int64)
+    a, b = np.concatenate([left, right]), np.concatenate([right, left])
+    s2 = np.concatenate([score, score])
+    if len(a):  # each image's best pair
+        order = np.lexsort((s2, a))
+        last = np.concatenate([a[order][1:] != a[order][:-1], [True]])
+        pick = order[last]
+        bound[a[pick]], at[a[pick]] = s2[pick], b[pick]
+    rng = np.random.RandomState(JOIN_SEED)
+    refs = np.sort(rng.choice(n, min(REFERENCES, n), replace=False))
+    ref_units = units[refs]
+    for lo in range(0, n, BLOCK_COLS):
+        if cancel.is_set():
+            raise JoinCancelled
+        s = units[lo : lo + BLOCK_COLS] @ ref_units.T
+        mine = np.flatnonzero((refs >= lo) & (refs < lo + BLOCK_COLS))
+        s[refs[mine] - lo, mine] = -np.inf  # an image is not its own neighbour
+        best = s.argmax(axis=1)
+        val = s[np.arange(len(s)), best]
+        better = val > bound[lo : lo + len(s)]
+        bound[lo : lo + len(s)][better] = val[better]
+        at[lo : lo + len(s)][better] = refs[best[better]]
+        say("outliers", 0.5 * min(1.0, (lo + BLOCK_COLS) / n))
+    nearest, exact = bound.copy(), np.zeros(n, bool)
+    take = min(n, max(1, math.ceil(OUTLIER_SEARCH * outliers * n)))
+    chosen = np.argsort(bound, kind="stable")[:take]
+    for lo in range(0, len(chosen), BLOCK_ROWS):
+        if cancel.is_set():
+            raise JoinCancelled
+        rows_ = chosen[lo : lo + BLOCK_ROWS]
+        mine = units[rows_]
+        best_v = np.full(len(rows_), -np.inf, np.float32)
+        best_a = np.full(len(rows_), -1, np.int64)
+        for j in range(0, n, BLOCK_COLS):
+            s = mine @ units[j : j + BLOCK_COLS].T
+            self_cols = rows_ - j
+            inside = (self_cols >= 0) & (self_cols < s.shape[1])
+            s[np.flatnonzero(inside), self_cols[inside]] = -np.inf
+            c = s.argmax(axis=1)
+            v = s[np.arange(len(rows_)), c]
+            better = v > best_v
+            best_v[better], best_a[better] = v[better], c[better] + j
+        nearest[rows_], at[rows_], exact[rows_] = best_v, best_a, True
+        say("outliers", 0.5 + 0.5 * min(1.0, (lo + BLOCK_ROWS) / max(len(chosen), 1)))
+    # An image left out has a bound, hence a true score, at least the lowest bound left
+    # out: below that, every score is exact and every image is accounted for.
+    rest = np.ones(n, bool)
+    rest[chosen] = False
+    certain = float(bound[rest].min()) if rest.any() else 1.0
+    return nearest, at, exact, certain
+
+
+class JoinCancelled(Exception):
+    """The self-join was cancelled."""
