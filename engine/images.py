@@ -244,7 +244,9 @@ def open_image(
                 opened.draft("RGB", (draft_size, draft_size))
             opened.load()
             im = to_rgb(ImageOps.exif_transpose(opened))
-            return opened.copy() if im is opened else im
+            im = opened.copy() if im is opened else im
+            im.info["pixels"] = width * height  # before any reduced-size decoding
+            return im
         finally:
             opened.close()
     except ImageError:
@@ -266,6 +268,17 @@ def open_image(
         raise ImageError("out of memory decoding this image") from None
     except Exception as exc:  # a decoder choking on hostile input: a skip, not a crash
         raise ImageError(f"cannot decode: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+
+
+def difference_hash(im: Image.Image) -> int:
+    """The picture's 64-bit difference hash: greyscale at 9 x 8, one bit per pair of
+    neighbouring pixels (left darker than right). Edits that keep the layout (resizing,
+    re-encoding, small crops, brightness) change few bits; a different picture of the same
+    subject changes about half. Used to confirm near-duplicates (see :mod:`engine.triage`).
+    As a signed 64-bit integer, the way SQLite stores it."""
+    grey = np.asarray(im.convert("L").resize((9, 8), Image.LANCZOS), np.int16)
+    bits = np.packbits(grey[:, 1:] > grey[:, :-1])
+    return int.from_bytes(bits.tobytes(), "big", signed=True)
 
 
 def square_pixels(im: Image.Image, size: int) -> np.ndarray:

@@ -22,7 +22,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from engine import centre as centres
-from engine.images import FileEntry, ImageError, SkippedFile, read_image, square_pixels, walk_images
+from engine.images import (
+    FileEntry,
+    ImageError,
+    SkippedFile,
+    difference_hash,
+    read_image,
+    square_pixels,
+    walk_images,
+)
 from engine.lsh import band_keys
 from engine.minhash import signatures
 from engine.results import IndexStats, Progress
@@ -134,10 +142,11 @@ class Indexer:
     # --- batches ----------------------------------------------------------------------
 
     def _load(self, entry: FileEntry):
-        """Decode + resize one image for the CNN, and hash it (runs in the decode threads)."""
+        """Decode + resize one image for the CNN; its SHA-256, difference hash and pixel
+        count (runs in the decode threads)."""
         size = self.engine.input_size
         im, digest = read_image(self.engine.root / entry.relpath, draft_size=size)
-        return square_pixels(im, size), digest
+        return square_pixels(im, size), digest, difference_hash(im), im.info.get("pixels")
 
     def _encode_all(self, todo: list[FileEntry], stats: IndexStats, cancel, emit) -> None:
         enc = self.engine.encoder
@@ -161,7 +170,7 @@ class Indexer:
                     if cancel.is_set():
                         break
                     try:
-                        px, digest = fut.result()
+                        px, digest, dhash, pixel_count = fut.result()
                     except ImageError as exc:
                         stats.failed.append(SkippedFile(entry.relpath, str(exc)))
                         batch.failed.append((entry.relpath, entry.size, entry.mtime_ns, str(exc)))
@@ -171,6 +180,8 @@ class Indexer:
                     batch.sizes.append(entry.size)
                     batch.mtimes.append(entry.mtime_ns)
                     batch.digests.append(digest)
+                    batch.dhashes.append(dhash)
+                    batch.pixels.append(pixel_count)
                     emit(done, len(todo), entry.relpath, "encoding")
                 if cancel.is_set():
                     for f in (f for group in pending for f in group):

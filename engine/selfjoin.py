@@ -97,6 +97,9 @@ def unit_codes(vectors) -> tuple[np.ndarray, np.ndarray]:
     return out, live
 
 
+PairFilter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 def self_join(
     vectors,
     tau: float,
@@ -104,9 +107,14 @@ def self_join(
     outliers: float = 0.01,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    pair_filter: PairFilter | None = None,
+    banding_tau: float | None = None,
 ) -> SelfJoin:
-    """Every pair of live images with code cosine at least *tau*, and nearest-neighbour
-    scores exact for at least the lowest *outliers* share (see the module's notes)."""
+    """Every pair of live images with code cosine at least *tau* (and, with
+    *pair_filter*, for which ``pair_filter(a, b)`` is true: rows in the order of
+    :func:`unit_codes`), and nearest-neighbour scores exact for at least the lowest
+    *outliers* share (see the module's notes). With banding, *banding_tau* (default
+    *tau*) sets how strict the bands are: pairs below it are found only by chance."""
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
     say = on_progress or (lambda _phase, _done: None)
@@ -115,13 +123,15 @@ def self_join(
     if method == "auto":
         method = "exact" if n <= EXACT_MAX else "lsh"
     if method == "exact":
-        left, right, score, nearest, nearest_at = exact_blocks(units, tau, say, cancel)
+        left, right, score, nearest, nearest_at = exact_blocks(
+            units, tau, say, cancel, pair_filter=pair_filter
+        )
         exact = np.ones(n, bool)
         certain = 1.0
         how = "exact blocks"
     else:
-        bands, rows = banding_for(tau)
-        left, right, score = _banded_pairs(units, tau, bands, rows, say, cancel)
+        bands, rows = banding_for(max(tau, banding_tau or tau))
+        left, right, score = _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter)
         nearest, nearest_at, exact, certain = _nearest(
             units, left, right, score, outliers, say, cancel
         )
@@ -155,6 +165,7 @@ def exact_blocks(
     say: Progress | None = None,
     cancel: threading.Event | None = None,
     rows_limit: int | None = None,
+    pair_filter: PairFilter | None = None,
 ) -> tuple:
     """The brute force: every row block against every column block, returning pairs
     (left, right, score) at or above *tau* and each row's nearest neighbour (score, row).
@@ -193,6 +204,9 @@ def exact_blocks(
                 r, c = np.nonzero(s[hot] >= tau)
                 keep = c + j > hot[r] + i
                 r, c = r[keep], c[keep]
+                if pair_filter is not None and len(r):
+                    keep = pair_filter(hot[r] + i, c + j)
+                    r, c = r[keep], c[keep]
                 lefts.append(hot[r] + i)
                 rights.append(c + j)
                 scores.append(s[hot[r], c])
@@ -213,7 +227,7 @@ def _concat(lefts, rights, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # --- LSH banding -----------------------------------------------------------------------------
 
 
-def _banded_pairs(units, tau, bands, rows, say, cancel) -> tuple:
+def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None) -> tuple:
     n = len(units)
     keys = np.empty((n, bands), np.uint64)
     step = 1 << 15
@@ -238,12 +252,15 @@ def _banded_pairs(units, tau, bands, rows, say, cancel) -> tuple:
                 a, c = np.triu_indices(size, 1)
                 left = order[group_starts[:, None] + a].ravel()
                 right = order[group_starts[:, None] + c].ravel()
-                _verify(units, left, right, tau, n, found, scores)
+                _verify(units, left, right, tau, n, found, scores, pair_filter)
             else:
                 for g in group_starts:
                     members = np.sort(order[g : g + size])
                     s = units[members] @ units[members].T
                     r, c = np.nonzero(np.triu(s >= tau, 1))
+                    if pair_filter is not None and len(r):
+                        keep = pair_filter(members[r], members[c])
+                        r, c = r[keep], c[keep]
                     if len(r):
                         found.append(members[r] * n + members[c])
                         scores.append(s[r, c])
@@ -255,13 +272,16 @@ def _banded_pairs(units, tau, bands, rows, say, cancel) -> tuple:
     return packed // n, packed % n, score.astype(np.float32)
 
 
-def _verify(units, left, right, tau, n, found, scores, chunk: int = 1 << 18) -> None:
-    """Exact cosine of candidate pairs, in chunks; keep those at or above *tau*."""
+def _verify(units, left, right, tau, n, found, scores, pair_filter=None, chunk=1 << 18) -> None:
+    """Exact cosine of candidate pairs, in chunks; keep those at or above *tau* (and
+    passing *pair_filter*)."""
     lo_side, hi_side = np.minimum(left, right), np.maximum(left, right)
     for i in range(0, len(left), chunk):
         lo, hi = lo_side[i : i + chunk], hi_side[i : i + chunk]
         s = np.einsum("ij,ij->i", units[lo], units[hi])
         keep = s >= tau
+        if pair_filter is not None and keep.any():
+            keep[keep] = pair_filter(lo[keep], hi[keep])
         if keep.any():
             found.append(lo[keep] * n + hi[keep])
             scores.append(s[keep])

@@ -114,3 +114,54 @@ def start_indexing(root: Path, db: Path, at_least: int, *extra: str):
         if committed >= at_least:
             return proc, committed
     raise AssertionError("the run ended before enough was committed")
+
+
+def make_picture(path: Path, seed: int, size: tuple[int, int] = (160, 120)) -> Path:
+    """A picture with a layout: a gradient and a dozen random shapes, distinct per seed."""
+    from PIL import ImageDraw
+
+    rng = np.random.RandomState(seed)
+    w, h = size
+    top, bottom = rng.randint(0, 256, 3), rng.randint(0, 256, 3)
+    ramp = np.linspace(0, 1, h)[:, None, None]
+    im = Image.fromarray((top * (1 - ramp) + bottom * ramp).repeat(w, axis=1).astype(np.uint8))
+    draw = ImageDraw.Draw(im)
+    for _ in range(12):
+        x0, y0 = rng.randint(0, w - 10), rng.randint(0, h - 10)
+        x1, y1 = x0 + rng.randint(10, w // 2), y0 + rng.randint(10, h // 2)
+        colour = tuple(int(c) for c in rng.randint(0, 256, 3))
+        shape = rng.randint(3)
+        if shape == 0:
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        elif shape == 1:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.line((x0, y0, x1, y1), fill=colour, width=int(rng.randint(2, 8)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+    return path
+
+
+def edited_copy(src: Path, dest: Path, kind: str) -> Path:
+    """A copy of *src* with one everyday edit: downscale, crop, jpeg, brighten, identical."""
+    import shutil
+
+    from PIL import ImageEnhance
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "identical":
+        shutil.copy(src, dest)
+        return dest
+    im = Image.open(src).convert("RGB")
+    if kind == "downscale":
+        im = im.resize((im.width * 6 // 10, im.height * 6 // 10), Image.LANCZOS)
+    elif kind == "crop":
+        dx, dy = im.width * 3 // 100, im.height * 3 // 100
+        im = im.crop((dx, dy, im.width - dx, im.height - dy))
+    elif kind == "brighten":
+        im = ImageEnhance.Brightness(im).enhance(1.08)
+    if kind == "jpeg":
+        im.save(dest, "JPEG", quality=50)
+    else:
+        im.save(dest)
+    return dest

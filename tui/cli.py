@@ -3,6 +3,7 @@
     lookalike [DIR] [--query IMAGE]        open the app (default DIR: ./fashion-dataset or .)
     lookalike index DIR [options]          bring DIR's index up to date
     lookalike search IMAGE... --in DIR     print each query's lookalikes
+    lookalike triage DIR                   near-duplicates, identical copies, outliers, broken files
     lookalike models                       backbones and whether their weights are here
     lookalike fashion-mnist DEST           write Fashion-MNIST (Debian package) as PNGs
 
@@ -34,7 +35,7 @@ from pathlib import Path
 from engine.names import json_path, printable
 from engine.settings import BATCH_RANGE, HASH_DIM_RANGE, NUM_PERM_RANGE
 
-COMMANDS = ("index", "search", "models", "fashion-mnist")
+COMMANDS = ("index", "search", "triage", "models", "fashion-mnist")
 BACKBONE_CHOICES = ("auto", "resnet50", "efficientnet-lite0")
 
 
@@ -67,6 +68,16 @@ def _whole(lo: int, hi: int | None = None):
 
 
 _positive = _whole(1)
+
+
+def _similarity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most 1: {value}")
+    return value
 
 
 def _add_index_options(p: argparse.ArgumentParser) -> None:
@@ -149,6 +160,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_index_options(p)
     p.add_argument("--json", action="store_true", help="one JSON line per query")
+
+    p = sub.add_parser(
+        "triage",
+        help="near-duplicate groups, identical copies, outliers and broken files",
+        description="Bring DIR's index up to date, then report near-duplicate groups (each"
+        " member close to its group's representative), byte-identical copies, outliers and"
+        " files that could not be read. Nothing is touched unless --move-to is given.",
+    )
+    p.add_argument("dir", metavar="DIR")
+    p.add_argument(
+        "--threshold",
+        type=_similarity,
+        metavar="T",
+        help="minimum visual similarity of near-duplicates, 0-1 (default 0.70; see README)",
+    )
+    p.add_argument(
+        "--outliers",
+        type=_similarity,
+        default=0.01,
+        metavar="SHARE",
+        help="share of images reported as outliers (default 0.01)",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    out.add_argument("--csv", action="store_true", help="CSV rows: group_id,path,role,score,sha256")
+    act = p.add_mutually_exclusive_group()
+    act.add_argument(
+        "--move-to",
+        metavar="FOLDER",
+        help="move every duplicate (not the representatives) into FOLDER, keeping paths",
+    )
+    act.add_argument("--undo", action="store_true", help="put back the files of the last move")
+    p.add_argument(
+        "--no-update", action="store_true", help="do not bring the index up to date first"
+    )
+    _add_index_options(p)
 
     p = sub.add_parser(
         "models",
@@ -385,6 +432,118 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_triage(args: argparse.Namespace) -> int:
+    from engine.quarantine import MoveError, move_aside, undo
+    from engine.triage import DEFAULT_THRESHOLD, triage
+
+    if args.undo:
+        if not Path(args.dir).is_dir():
+            raise UsageError(f"not a folder: {args.dir}")
+        try:
+            done = undo(args.dir)
+        except MoveError as exc:
+            raise Failure(str(exc)) from None
+        for path, why in done.skipped:
+            _say(f"not put back {path}: {why}")
+        _say(f"put back {len(done.moved)} files from {done.folder}")
+        return 0 if not done.skipped else 1
+    search = _open_search(args)
+    with search:
+        if not args.no_update:
+            _update_before_search(search)
+        report = triage(search, args.threshold or DEFAULT_THRESHOLD, args.outliers)
+        if args.json:
+            print(_dumps(_triage_json(report)))
+        elif args.csv:
+            _triage_csv(report)
+        else:
+            _triage_text(report)
+        if args.move_to:
+            dupes = [m.path for g in report.groups for m in g.members]
+            try:
+                moved = move_aside(search.root, dupes, args.move_to)
+            except MoveError as exc:
+                raise Failure(str(exc)) from None
+            for path, why in moved.skipped:
+                _say(f"not moved {path}: {why}")
+            _say(
+                f"moved {len(moved.moved)} duplicates into {moved.folder}"
+                " (lookalike triage DIR --undo puts them back)"
+            )
+    return 0
+
+
+def _triage_json(report) -> dict:
+    def member(m) -> dict:
+        return {**json_path(m.path), "score": round(m.score, 6), "identical": m.identical}
+
+    return {
+        "threshold": report.threshold,
+        "images": report.images,
+        "groups": [
+            {
+                "id": g.id,
+                **json_path(g.representative.path, "representative"),
+                "members": [member(m) for m in g.members],
+            }
+            for g in report.groups
+        ],
+        "outliers": [
+            {**json_path(o.path), "score": round(o.score, 6), **json_path(o.neighbour, "nearest")}
+            for o in report.outliers
+        ],
+        "broken": [{**json_path(b.path), "reason": b.reason} for b in report.broken],
+        "method": report.method,
+        "seconds": round(report.seconds, 3),
+    }
+
+
+def _triage_csv(report) -> None:
+    import csv
+
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["group_id", "path", "role", "score", "sha256"])
+
+    def text(path: str) -> str:
+        return json_path(path)["path"]
+
+    for g in report.groups:
+        rep = g.representative
+        out.writerow([g.id, text(rep.path), "representative", "1.000000", rep.sha256 or ""])
+        for m in g.members:
+            role = "identical" if m.identical else "duplicate"
+            out.writerow([g.id, text(m.path), role, f"{m.score:.6f}", m.sha256 or ""])
+    for o in report.outliers:
+        out.writerow(["", text(o.path), "outlier", f"{o.score:.6f}", ""])
+    for b in report.broken:
+        out.writerow(["", text(b.path), "broken", "", ""])
+
+
+def _triage_text(report) -> None:
+    groups = report.groups
+    print(
+        f"{len(groups)} groups of near-duplicates: {report.duplicates} images could go"
+        f" (visual similarity ≥ {report.threshold:.2f} and the same layout;"
+        f" {report.images} images, {report.seconds:.1f} s)"
+    )
+    for g in groups:
+        rep = g.representative
+        print(f"\ngroup {g.id}: keep {printable(rep.path)}  ({rep.pixels:,} px)")
+        for m in g.members:
+            mark = "  identical" if m.identical else ""
+            print(f"  {m.score:6.3f}  {printable(m.path)}{mark}")
+    if report.outliers:
+        print(f"\n{len(report.outliers)} outliers (least like anything else):")
+        for o in report.outliers:
+            print(f"  {o.score:6.3f}  {printable(o.path)}  (nearest: {printable(o.neighbour)})")
+    if report.broken:
+        print(f"\n{len(report.broken)} broken files:")
+        for b in report.broken:
+            print(f"  {printable(b.path)}: {printable(b.reason)}")
+    for note in report.notes:
+        _say(note)
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from engine.encoder import DeepImageEncoder, EncoderError, backbone_info, resolve_backbone
 
@@ -461,6 +620,7 @@ def main(argv: list[str] | None = None) -> int:
             handler = {
                 "index": cmd_index,
                 "search": cmd_search,
+                "triage": cmd_triage,
                 "models": cmd_models,
                 "fashion-mnist": cmd_fashion,
             }[args.command]

@@ -81,18 +81,35 @@ class Batch:
 
     ``codes`` (n, hash_dim) float32, ``features`` (n, feature_dim) float16 or None when
     the encoder gives none, ``band_keys`` (n, bands) uint64, all in the order of
-    ``paths``. ``digests`` are SHA-256 of the files' bytes (32 bytes each) or None.
+    ``paths``. ``digests`` are SHA-256 of the files' bytes (32 bytes each), ``dhashes``
+    the pictures' difference hashes, ``pixels`` their pixel counts; any may be None.
     """
 
     paths: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
     mtimes: list[int] = field(default_factory=list)
     digests: list[bytes | None] = field(default_factory=list)
+    dhashes: list[int | None] = field(default_factory=list)
+    pixels: list[int | None] = field(default_factory=list)
     codes: np.ndarray | None = None
     features: np.ndarray | None = None
     band_keys: np.ndarray | None = None
     failed: list[tuple[str, int, int, str]] = field(default_factory=list)  # path, size, mtime, why
     delete: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImageFacts:
+    """Per usable image, by slot order of ``slots``: what triage needs besides vectors.
+    ``dhash`` and ``pixels`` are 0 where unknown (``known`` says which are)."""
+
+    slots: np.ndarray  # int64
+    paths: list[str]
+    mtimes: np.ndarray  # int64 ns
+    dhash: np.ndarray  # uint64
+    known: np.ndarray  # bool: dhash computed
+    pixels: np.ndarray  # int64
+    digests: list[bytes | None]
 
 
 class RowFile:
@@ -217,6 +234,7 @@ class Store(Protocol):
     def paths_of(self, slots: np.ndarray) -> list[str]: ...
     def slot_of(self, path: str) -> tuple[StoredFile, int | None] | None: ...
     def digests(self) -> Iterator[tuple[int, bytes]]: ...
+    def image_facts(self) -> ImageFacts: ...
     def rewrite_band_keys(self, band_keys: np.ndarray, meta: dict) -> None: ...
     def build_lsh_tables(self) -> None: ...
     def compact(self) -> int: ...

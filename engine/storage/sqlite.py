@@ -46,6 +46,7 @@ import numpy as np
 from engine.names import printable
 from engine.storage import (
     Batch,
+    ImageFacts,
     IndexBusy,
     IndexDamaged,
     IndexFileError,
@@ -61,7 +62,8 @@ from engine.storage import (
 _Moved = SnapshotMoved
 
 #: 3: codes, features and band keys in arrays beside the database; stable image ids.
-SCHEMA_VERSION = 3
+#: 4: each image's difference hash and pixel count (for triage).
+SCHEMA_VERSION = 4
 
 CODE_DTYPE = np.dtype("<f4")
 FEATURE_DTYPE = np.dtype("<f2")
@@ -81,7 +83,9 @@ CREATE TABLE IF NOT EXISTS images (
     status TEXT NOT NULL CHECK (status IN ('ok', 'failed')),
     error TEXT,
     slot INTEGER UNIQUE,
-    digest BLOB
+    digest BLOB,
+    dhash INTEGER,
+    pixels INTEGER
 );
 CREATE INDEX IF NOT EXISTS images_status ON images (status);
 CREATE TABLE IF NOT EXISTS dead (slot INTEGER PRIMARY KEY);
@@ -404,22 +408,36 @@ class SQLiteStore:
                     db.execute("DELETE FROM images WHERE path = ?", (raw,))
                     if row[0] is not None:
                         db.execute("INSERT OR IGNORE INTO dead (slot) VALUES (?)", (row[0],))
+                n_ok = len(batch.paths)
+                dhashes = batch.dhashes or [None] * n_ok
+                pixels = batch.pixels or [None] * n_ok
                 rows = [
-                    (p, size, mtime, "ok", None, slots + i, digest)
-                    for i, (p, size, mtime, digest) in enumerate(
-                        zip(batch.paths, batch.sizes, batch.mtimes, batch.digests)
+                    (p, size, mtime, "ok", None, slots + i, digest, dh, px)
+                    for i, (p, size, mtime, digest, dh, px) in enumerate(
+                        zip(batch.paths, batch.sizes, batch.mtimes, batch.digests, dhashes, pixels)
                     )
                 ]
                 rows += [
-                    (p, size, mtime, "failed", why, None, None)
+                    (p, size, mtime, "failed", why, None, None, None, None)
                     for p, size, mtime, why in batch.failed
                 ]
-                for p, size, mtime, status, why, slot, digest in rows:
+                for p, size, mtime, status, why, slot, digest, dh, px in rows:
                     try:
                         db.execute(
                             "INSERT INTO images (id, path, size, mtime_ns, status, error, slot,"
-                            " digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            (image_id(p), _encode_path(p), size, mtime, status, why, slot, digest),
+                            " digest, dhash, pixels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (
+                                image_id(p),
+                                _encode_path(p),
+                                size,
+                                mtime,
+                                status,
+                                why,
+                                slot,
+                                digest,
+                                dh,
+                                px,
+                            ),
                         )
                     except sqlite3.IntegrityError:
                         other = db.execute(
@@ -528,6 +546,24 @@ class SQLiteStore:
         if row is None:
             return None
         return StoredFile(row[0], row[1], row[2] == "ok"), row[3]
+
+    def image_facts(self) -> ImageFacts:
+        """Path, mtime, difference hash, pixel count and digest of every usable image."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT slot, path, mtime_ns, dhash, pixels, digest FROM images"
+                " WHERE status = 'ok' ORDER BY slot"
+            ).fetchall()
+        known = np.array([r[3] is not None for r in rows], bool)
+        return ImageFacts(
+            slots=np.array([r[0] for r in rows], np.int64),
+            paths=[_decode_path(r[1]) for r in rows],
+            mtimes=np.array([r[2] for r in rows], np.int64),
+            dhash=np.array([r[3] or 0 for r in rows], np.int64).view(np.uint64),
+            known=known,
+            pixels=np.array([r[4] or 0 for r in rows], np.int64),
+            digests=[r[5] if isinstance(r[5], bytes) and len(r[5]) == 32 else None for r in rows],
+        )
 
     def digests(self) -> Iterator[tuple[int, bytes]]:
         """(slot, SHA-256) of every usable image whose digest is known."""
