@@ -113,3 +113,33 @@ def test_hostile_names_never_reach_the_terminal(tmp_path: Path):
         assert done.read_text().strip() == "143"
     finally:
         _tmux("kill-server")
+
+
+def test_triage_in_a_real_terminal(tmp_path: Path):
+    from conftest import edited_copy, make_picture
+
+    root = tmp_path / "pics"
+    for i in range(3):
+        src = make_picture(root / f"orig{i}.png", i)
+        edited_copy(src, root / "copies" / f"orig{i}-crop.png", "crop")
+    done = tmp_path / "exit-code"
+    command = f"cd {REPO} && TERM=xterm-256color {sys.executable} -m tui {root}; echo $? > {done}; sleep 5"
+    _tmux("kill-server")
+    _tmux("new-session", "-d", "-s", "app", "-x", "120", "-y", "36", command)
+    try:
+        _wait_for("index up to date")
+        _tmux("send-keys", "-t", "app", "d")
+        screen = _wait_for("groups of near-duplicates")
+        _wait_for("keep")
+        assert "3 groups" in screen or "3 groups" in _screen()
+        _tmux("send-keys", "-t", "app", "Right", "Space")
+        _wait_for("✓ set")
+        _tmux("send-keys", "-t", "app", "Escape")
+        _wait_for("enter on an image searches")
+        _tmux("send-keys", "-t", "app", "q")
+        deadline = time.time() + 20
+        while not done.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert done.read_text().strip() == "0"
+    finally:
+        _tmux("kill-server")

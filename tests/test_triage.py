@@ -177,3 +177,43 @@ def test_moves_stay_inside_the_rules(collection: Path, tmp_path: Path):
     assert not report.moved and "already exists" in report.skipped[0][1]
     with pytest.raises(MoveError, match="cannot be the indexed folder"):
         move_aside(collection, ["orig0.png"], collection)
+
+
+async def test_triage_screen(collection: Path):
+    from test_app import SIZE, ready, wait_for
+
+    from tui.app import create_app
+    from tui.screens.triage import TriageScreen
+
+    app = create_app(collection)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("d")
+        screen = app.screen
+        assert isinstance(screen, TriageScreen)
+        await wait_for(pilot, lambda: screen.report is not None)
+        assert len(screen.rows) == 8 + 1  # eight groups, then the outliers
+        assert screen.rows[0][0].slot.kind == "keep"
+        status = str(screen.query_one("#triage-status").render())
+        assert "8 groups" in status and "1 broken" in status
+        await pilot.press("space")  # the representative cannot be set aside
+        assert not screen.marked()
+        await pilot.press("right", "space")
+        marked = screen.marked()
+        assert len(marked) == 1 and marked[0].startswith("copies/")
+        await pilot.press("m")
+        await wait_for(pilot, lambda: (collection / ".lookalike/quarantine" / marked[0]).exists())
+        assert not (collection / marked[0]).exists()
+        await wait_for(pilot, lambda: screen.report is not None)
+        assert screen.report.duplicates == 14
+        await pilot.press("u")
+        await wait_for(pilot, lambda: (collection / marked[0]).exists())
+        await wait_for(pilot, lambda: screen.report is not None)
+        assert screen.report.duplicates == 15
+        await pilot.press("down")
+        second = screen.current.data.path
+        assert screen.current is screen.rows[1][0]
+        await pilot.press("enter")  # search with the second group's representative
+        await wait_for(pilot, lambda: app.last_result is not None)
+        assert not isinstance(app.screen, TriageScreen)
+        assert app.query_path == second

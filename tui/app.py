@@ -91,6 +91,7 @@ class LookalikeApp(App[int]):
         Binding("backspace", "back", "Back"),
         Binding("c", "copy_path", "Copy path"),
         Binding("f", "failures", "Failures", show=False),
+        Binding("d", "triage", "Triage"),
     ]
 
     def __init__(
@@ -278,6 +279,14 @@ class LookalikeApp(App[int]):
             self.query_one(IndexPanel).show_message(line(("cancelling…", "yellow")))
         else:
             self.notify("nothing is being indexed")
+
+    def action_triage(self) -> None:
+        if self.search_engine is None:
+            self.notify("the engine is still loading")
+            return
+        from tui.screens.triage import TriageScreen
+
+        self.push_screen(TriageScreen(self.search_engine, tier=self.tier))
 
     def action_failures(self) -> None:
         if not self._failures:
@@ -481,6 +490,11 @@ class LookalikeApp(App[int]):
             ("Copy path", "Copy the highlighted path (OSC 52)", self.action_copy_path),
             ("Filter tree", "Filter the file tree by path", self.action_filter),
             ("Skipped files", "List files that could not be indexed", self.action_failures),
+            (
+                "Triage",
+                "Near-duplicate groups, identical copies, outliers and broken files",
+                self.action_triage,
+            ),
             ("Keys", "Every key, on one screen", self.action_help),
         ):
             yield SystemCommand(title, help_text, action)
