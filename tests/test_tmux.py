@@ -135,7 +135,7 @@ def test_triage_in_a_real_terminal(tmp_path: Path):
         _tmux("send-keys", "-t", "app", "Right", "Space")
         _wait_for("✓ set")
         _tmux("send-keys", "-t", "app", "Escape")
-        _wait_for("enter on an image searches")
+        _wait_for("images indexed")
         _tmux("send-keys", "-t", "app", "q")
         deadline = time.time() + 20
         while not done.exists() and time.time() < deadline:
