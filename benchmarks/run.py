@@ -42,6 +42,7 @@ SECTIONS = (
     "kernels",
     "scale",
     "selfjoin",
+    "triage",
     "disk",
     "app",
 )
@@ -446,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         search_bench.bench_scale(rep)
     if "selfjoin" in only:
         search_bench.bench_selfjoin(rep)
+    if "triage" in only:
+        from benchmarks.triage_bench import bench_triage
+
+        bench_triage(rep, index, root)
     if "disk" in only:
         search_bench.bench_disk(rep, index)
     if "app" in only:

@@ -59,6 +59,8 @@ def build(n: int, dest: Path, seed: int = 0, chunk: int = 50_000) -> dict:
     spread = centred.std(axis=0)
     proj = orthogonal_projection(feats.shape[1], meta["hash_dim"])
     rng = np.random.RandomState(seed)
+    facts = src.store.image_facts()
+    src_hash = facts.dhash[np.searchsorted(facts.slots, live)]
 
     remove_index(str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +81,7 @@ def build(n: int, dest: Path, seed: int = 0, chunk: int = 50_000) -> dict:
             if written == 0:  # the real images first
                 m = min(n, len(feats))
                 block = feats[:m]
+                hashes = src_hash[:m]
             else:
                 source = rng.randint(0, len(feats), m)
                 base = centred[source]
@@ -95,6 +98,10 @@ def build(n: int, dest: Path, seed: int = 0, chunk: int = 50_000) -> dict:
                 scale /= np.linalg.norm(noise, axis=1)
                 block = base + noise * scale[:, None] + fmean
                 planted.append(np.stack([written + np.flatnonzero(dup), source[dup]], axis=1))
+                # layout hashes: a new picture of the same kind differs in 16-32 of 64
+                # bits from its source, a planted near-duplicate in 0-6
+                flips = np.where(dup, rng.randint(0, 7, m), rng.randint(16, 33, m))
+                hashes = _flip(src_hash[source], flips, rng)
             codes = (block @ proj.T).astype(np.float32)
             store.commit(
                 Batch(
@@ -102,6 +109,8 @@ def build(n: int, dest: Path, seed: int = 0, chunk: int = 50_000) -> dict:
                     sizes=[0] * m,
                     mtimes=[0] * m,
                     digests=[None] * m,
+                    dhashes=[int(h) for h in hashes.view(np.int64)],
+                    pixels=[784] * m,
                     codes=codes,
                     features=block.astype(np.float16),
                     band_keys=writer.band_keys(codes),
@@ -118,6 +127,15 @@ def build(n: int, dest: Path, seed: int = 0, chunk: int = 50_000) -> dict:
     pairs = np.concatenate(planted) if planted else np.zeros((0, 2), np.int64)
     np.save(str(dest) + ".planted.npy", pairs)
     return {"pairs": pairs}
+
+
+def _flip(hashes: np.ndarray, counts: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """Each 64-bit hash with *counts* of its bits flipped at random places."""
+    ranks = rng.rand(len(hashes), 64).argsort(axis=1)
+    bits = ranks < counts[:, None]
+    weights = np.uint64(1) << np.arange(64, dtype=np.uint64)
+    masks = (bits.astype(np.uint64) * weights).sum(axis=1, dtype=np.uint64)
+    return hashes.astype(np.uint64) ^ masks
 
 
 def index_path(n: int) -> Path:
