@@ -73,9 +73,15 @@ def precision_rerank(codes_u, rich_u, labels, queries, k=10, n_short=100) -> flo
 
 
 def index_folder(root: Path) -> Path:
+    """*root* indexed (rebuilt when an older lookalike wrote its index)."""
     from engine import ImageSimilaritySearch
+    from engine.storage import OlderIndex
 
-    with ImageSimilaritySearch(root) as search:
+    try:
+        search = ImageSimilaritySearch(root)
+    except OlderIndex:
+        search = ImageSimilaritySearch(root, rebuild=True)
+    with search:
         search.index()
         return search.index_path
 

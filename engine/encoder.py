@@ -368,7 +368,9 @@ class DeepImageEncoder(nn.Module):
                 [self._features(batch[i : i + step]) for i in range(0, len(batch), step)]
             )
         feats = np.asarray(feats, np.float32)
-        return feats @ self.projection.T, feats
+        # Not a BLAS call: OpenBLAS's threads spin-wait after one and steal the cores from
+        # the next CNN batch (measured: ONNX Runtime fell from 350 to 111 images/s).
+        return np.einsum("ij,kj->ik", feats, self.projection, optimize=False), feats
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         if self.runtime == "onnx":

@@ -29,6 +29,23 @@ def _tmux_err(*args: str) -> str:
     return run.stdout + run.stderr
 
 
+def _start(root: Path, done: Path, cols: int = 80, rows: int = 24, *options: str) -> None:
+    """The app on *root* in a fresh tmux session; its exit status lands in *done*."""
+    command = (
+        f"cd {REPO} && TERM=xterm-256color {sys.executable} -m tui {root}; echo $? > {done};"
+        " sleep 5"
+    )
+    _tmux("kill-server")
+    _tmux(*options, "new-session", "-d", "-s", "app", "-x", str(cols), "-y", str(rows), command)
+
+
+def _exit_status(done: Path) -> str:
+    deadline = time.time() + 20
+    while not done.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    return done.read_text().strip()
+
+
 def _screen() -> str:
     return _tmux("capture-pane", "-p", "-t", "app")
 
@@ -45,9 +62,7 @@ def _wait_for(text: str, timeout: float = 90.0) -> str:
 
 def test_real_terminal_session(sample_copy: Path, tmp_path: Path):
     done = tmp_path / "exit-code"
-    command = f"cd {REPO} && TERM=xterm-256color {sys.executable} -m tui {sample_copy}; echo $? > {done}; sleep 5"
-    _tmux("kill-server")
-    _tmux("new-session", "-d", "-s", "app", "-x", "80", "-y", "24", command)
+    _start(sample_copy, done)
     try:
         _wait_for("index up to date")
         _tmux("send-keys", "-t", "app", "j", "j", "Enter")
@@ -63,10 +78,7 @@ def test_real_terminal_session(sample_copy: Path, tmp_path: Path):
         _tmux("resize-window", "-t", "app", "-x", "160", "-y", "40")
         _wait_for("#4")  # a wider terminal shows more cards per row
         _tmux("send-keys", "-t", "app", "q")
-        deadline = time.time() + 20
-        while not done.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        assert done.read_text().strip() == "0"
+        assert _exit_status(done) == "0"
     finally:
         _tmux("kill-server")
 
@@ -90,9 +102,7 @@ def test_hostile_names_never_reach_the_terminal(tmp_path: Path):
     ):
         make_image(Path(os.fsdecode(os.path.join(os.fsencode(root), raw))), i)
     done = tmp_path / "exit-code"
-    command = f"cd {REPO} && TERM=xterm-256color {sys.executable} -m tui {root}; echo $? > {done}; sleep 5"
-    _tmux("kill-server")
-    _tmux("-f", "/dev/null", "new-session", "-d", "-s", "app", "-x", "100", "-y", "30", command)
+    _start(root, done, 100, 30, "-f", "/dev/null")
     _tmux("set", "-g", "set-clipboard", "on")
     try:
         screen = _wait_for("index up to date")
@@ -107,10 +117,7 @@ def test_hostile_names_never_reach_the_terminal(tmp_path: Path):
         pane = _tmux("list-panes", "-t", "app", "-F", "#{pane_pid}").strip()
         app_pid = subprocess.run(["pgrep", "-P", pane], capture_output=True, text=True).stdout
         os.kill(int(app_pid.split()[0]), 15)
-        deadline = time.time() + 20
-        while not done.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        assert done.read_text().strip() == "143"
+        assert _exit_status(done) == "143"
     finally:
         _tmux("kill-server")
 
@@ -123,9 +130,7 @@ def test_triage_in_a_real_terminal(tmp_path: Path):
         src = make_picture(root / f"orig{i}.png", i)
         edited_copy(src, root / "copies" / f"orig{i}-crop.png", "crop")
     done = tmp_path / "exit-code"
-    command = f"cd {REPO} && TERM=xterm-256color {sys.executable} -m tui {root}; echo $? > {done}; sleep 5"
-    _tmux("kill-server")
-    _tmux("new-session", "-d", "-s", "app", "-x", "120", "-y", "36", command)
+    _start(root, done, 120, 36)
     try:
         _wait_for("index up to date")
         _tmux("send-keys", "-t", "app", "d")
@@ -137,9 +142,6 @@ def test_triage_in_a_real_terminal(tmp_path: Path):
         _tmux("send-keys", "-t", "app", "Escape")
         _wait_for("images indexed")
         _tmux("send-keys", "-t", "app", "q")
-        deadline = time.time() + 20
-        while not done.exists() and time.time() < deadline:
-            time.sleep(0.2)
-        assert done.read_text().strip() == "0"
+        assert _exit_status(done) == "0"
     finally:
         _tmux("kill-server")

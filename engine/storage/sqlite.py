@@ -350,10 +350,12 @@ class SQLiteStore:
         self._append(tmp, 0, data)
         os.replace(tmp, path)
 
-    def _map(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+    def _check_size(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str) -> int:
+        """The bytes *shape* needs; the file must hold them (a missing file means a writer
+        swapped generations under this reader)."""
         need = int(np.prod(shape)) * dtype.itemsize
         if need == 0:
-            return np.zeros(shape, dtype)
+            return 0
         try:
             have = os.path.getsize(path)
         except FileNotFoundError:
@@ -362,6 +364,11 @@ class SQLiteStore:
             raise IndexFileError(f"cannot read {path}: {_describe(exc)}") from None
         if have < need:
             raise self.damaged(f"the {what} file is shorter than the index says")
+        return need
+
+    def _map(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+        if not self._check_size(path, dtype, shape, what):
+            return np.zeros(shape, dtype)
         return np.memmap(path, dtype=dtype, mode="r", shape=shape)
 
     def _dims(self, meta: dict) -> tuple[int, int, int]:
@@ -506,15 +513,7 @@ class SQLiteStore:
         )
 
     def _rows(self, path: str, dtype: np.dtype, shape: tuple[int, int], what: str) -> RowFile:
-        need = shape[0] * shape[1] * dtype.itemsize
-        try:
-            have = os.path.getsize(path) if need else 0
-        except FileNotFoundError:
-            raise _Moved(f"the {what}") from None
-        except OSError as exc:
-            raise IndexFileError(f"cannot read {path}: {_describe(exc)}") from None
-        if have < need:
-            raise self.damaged(f"the {what} file is shorter than the index says")
+        self._check_size(path, dtype, shape, what)
         try:
             return RowFile(path, dtype, shape)
         except FileNotFoundError:
