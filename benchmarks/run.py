@@ -457,8 +457,9 @@ def main(argv: list[str] | None = None) -> int:
         bench_app(rep, root, index)
     took = time.perf_counter() - started
     head = (
-        "# Benchmarks\n\nMeasured by `python -m benchmarks.run` "
-        f"(this run: sections {', '.join(s for s in SECTIONS if s in only)}; {took / 60:.1f} minutes).\n\n"
+        "# Benchmarks\n\nMeasured by `python -m benchmarks.run` (every section: about 16"
+        " minutes on the machine below; `--only A,B` measures some again and keeps the"
+        f" rest). Last written {time.strftime('%Y-%m-%d')}.\n\n"
         "## Machine\n\n" + machine() + "\n\n"
     )
     parts = rep.parts
