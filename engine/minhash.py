@@ -32,6 +32,8 @@ from functools import lru_cache
 import numpy as np
 from datasketch import LeanMinHash, MinHash
 
+from engine.lsh import expected_jaccard  # noqa: F401  (part of this module's story)
+
 #: datasketch's permutation scheme; stored with the index so signatures never mix.
 SCHEME = "affine32"
 
@@ -93,9 +95,3 @@ def minhash_reference(vector: np.ndarray, num_perm: int = 128, seed: int = 1) ->
     for token in tokens_for(vector):
         m.update(token_bytes(token))
     return m
-
-
-def expected_jaccard(cosine: float | np.ndarray) -> float | np.ndarray:
-    """Jaccard of the sign-token sets expected for two random-hyperplane codes."""
-    agree = 1.0 - np.arccos(np.clip(cosine, -1.0, 1.0)) / np.pi
-    return agree / (2.0 - agree)

@@ -210,17 +210,23 @@ class ImageSimilaritySearch:
         """The CNN, built on first use (importing torch and loading weights takes seconds)."""
         with self._encoder_lock:
             if self._encoder is None:
-                from engine.encoder import DeepImageEncoder, EncoderError
+                from engine.backbones import EncoderError
+                from engine.onnx_runtime import light_encoder
 
+                options = {
+                    "weights": self.settings.weights,
+                    "device": self.settings.device,
+                    "precision": self.precision,
+                    "runtime": self.settings.runtime,
+                }
                 try:
-                    enc = DeepImageEncoder(
-                        self.hash_dim,
-                        self.backbone,
-                        weights=self.settings.weights,
-                        device=self.settings.device,
-                        precision=self.precision,
-                        runtime=self.settings.runtime,
-                    )
+                    # Without torch when ONNX Runtime is what would run anyway (a second
+                    # saved on every one-off query of a new image).
+                    enc = light_encoder(self.hash_dim, self.backbone, **options)
+                    if enc is None:
+                        from engine.encoder import DeepImageEncoder
+
+                        enc = DeepImageEncoder(self.hash_dim, self.backbone, **options)
                 except EncoderError as exc:
                     raise SearchError(str(exc)) from None
                 self._check_identity(enc)
@@ -420,7 +426,10 @@ class ImageSimilaritySearch:
             vec = self.vectors()
             if self._centre is None or vec.count == 0:
                 return SearchResult([], "exact", 0, vec.count, time.perf_counter() - t0, False)
-            key = self.band_keys(np.asarray(code, np.float32)[None])[0]
+
+            def key(code=code):
+                return self.band_keys(np.asarray(code, np.float32)[None])[0]
+
             scored = vec.search(code, feats, key, k, self.planner, mode, exclude)
             try:
                 paths = self.store.paths_of(scored.slots)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.lsh import band_keys, candidate_probability
+from engine.lsh import band_keys, candidate_probability, expected_jaccard
 from engine.minhash import signatures
 
 #: Up to this many images the exact block product is used (measured crossover).
@@ -74,8 +74,6 @@ def banding_for(tau: float, miss: float = 0.01) -> tuple[int, int]:
     among merely similar images), bands are as few as give a pair at *tau* a chance of at
     least ``1 - miss`` to share one."""
     rows = 12 if tau >= 0.93 else 10 if tau >= 0.88 else 8
-    from engine.minhash import expected_jaccard
-
     j = float(expected_jaccard(tau)) ** rows
     bands = max(2, math.ceil(math.log(miss) / math.log1p(-j)))
     assert candidate_probability(tau, bands, rows) >= 1 - miss - 1e-9

@@ -192,7 +192,8 @@ class VectorIndex:
         mode: str = "auto",
         exclude: int | None = None,
     ) -> Scored:
-        """The *k* best slots for a query (its code, full features if any, band keys).
+        """The *k* best slots for a query (its code, full features if any, band keys or a
+        function giving them, called only if LSH is tried).
 
         *mode*: ``auto`` (the planner decides), ``exact``, or ``lsh`` (LSH's answer even
         when it may have missed some: for measurements).
@@ -208,6 +209,7 @@ class VectorIndex:
         unsure = False
         if key is not None and (mode == "lsh" or (mode == "auto" and planner.try_lsh(self.count))):
             t0 = time.perf_counter()
+            key = key() if callable(key) else key
             # Scoring a candidate (a random read) costs about ten times a row of the exact
             # scan: past a tenth of the index LSH cannot win, so the planner stops there.
             limit = None if mode == "lsh" else max(self.count // LSH_MAX_SHARE, 2000)

@@ -185,3 +185,19 @@ def test_an_index_keeps_its_precision(tmp_path: Path):
         assert search.store.get_meta()["precision"] == "fp32"
     with pytest.raises(IndexMismatch, match="precision fp32 .asked bf16.*--rebuild"):
         ImageSimilaritySearch(root, precision="bf16")
+
+
+def test_the_light_onnx_encoder_gives_the_same_codes(monkeypatch):
+    from engine.onnx_runtime import light_encoder
+
+    full = DeepImageEncoder(
+        hash_dim=32, backbone="efficientnet-lite0", device="cpu", runtime="onnx"
+    )
+    light = light_encoder(32, "efficientnet-lite0", None, "cpu", "fp32", "onnx")
+    assert light is not None and light.identity == full.identity
+    x = _pixels(3, seed=9)
+    np.testing.assert_array_equal(light.encode_pixels(x), full.encode_pixels(x))
+    # not where the full encoder would choose otherwise: a GPU, bf16, torch asked for
+    assert light_encoder(32, "efficientnet-lite0", None, "cpu", "bf16", "auto") is None
+    assert light_encoder(32, "efficientnet-lite0", None, "cpu", "fp32", "torch") is None
+    assert light_encoder(32, "efficientnet-lite0", None, "cuda", "fp32", "auto") is None

@@ -41,3 +41,28 @@ def test_searching_stored_codes_needs_no_torch(sample_copy):
         f"assert len(s.find_similar_images({str(query)!r}, 5)) == 5"
     )
     assert "engine.search" in mods and "torch" not in mods and "onnxruntime" not in mods
+
+
+def test_a_new_image_needs_no_torch_once_exported(sample_copy, tmp_path):
+    """With ONNX Runtime as the way to run (here forced), a query outside the index is
+    encoded without importing torch once the model has been exported."""
+    import os
+    import shutil
+
+    from engine.encoder import DeepImageEncoder
+
+    DeepImageEncoder(backbone="efficientnet-lite0", device="cpu", runtime="onnx")  # exports
+    outside = tmp_path / "new.png"
+    shutil.copy(sorted(sample_copy.glob("bag/*.png"))[0], outside)
+    code = (
+        "import os\n"
+        "os.environ['LOOKALIKE_RUNTIME'] = 'onnx'\n"
+        "from engine import ImageSimilaritySearch\n"
+        f"s = ImageSimilaritySearch({str(sample_copy)!r})\n"
+        f"r = s.search({str(outside)!r}, 3)\n"
+        "assert not r.query_from_index and r.matches[0].score > 0.999, r\n"
+        "assert s.encoder.describe().endswith('onnxruntime)')\n"
+    )
+    assert os.environ.get("LOOKALIKE_PRECISION") == "fp32"
+    mods = _modules_after(code)
+    assert "onnxruntime" in mods and "torch" not in mods
