@@ -34,6 +34,7 @@ from benchmarks.data import DATA, REPO, ensure_fashion
 
 SECTIONS = (
     "index",
+    "throughput",
     "compare",
     "encoder",
     "quality",
@@ -431,6 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     index = DATA / "index-10k.sqlite"
     if "index" in only or not index.exists():
         index = bench_index(rep, root)
+    if "throughput" in only:
+        from benchmarks.throughput import bench_throughput
+
+        bench_throughput(rep, root)
     if "compare" in only:
         bench_compare(rep, root, n_eff=400, n_r50=120, rounds=2)
     if "encoder" in only:

@@ -39,6 +39,7 @@ from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public
     FEATURE_DIM,
     HASH_LAYER_VERSION,
     INPUT_SIZE,
+    INPUT_SIZES,
     NORMALISATION,
     RESNET50_FILES,
     BackboneInfo,
@@ -176,8 +177,13 @@ class DeepImageEncoder(nn.Module):
         device: str = "auto",
         precision: str = "auto",
         runtime: str = "auto",
+        input_size: int = INPUT_SIZE,
     ) -> None:
         super().__init__()
+        if input_size not in INPUT_SIZES:
+            raise EncoderError(
+                f"input size must be one of {', '.join(map(str, INPUT_SIZES))}, not {input_size}"
+            )
         if not isinstance(hash_dim, int) or hash_dim < 8:
             raise EncoderError(f"hash_dim must be an integer of at least 8, got {hash_dim!r}")
         self.backbone_name = resolve_backbone(backbone, weights)
@@ -201,7 +207,7 @@ class DeepImageEncoder(nn.Module):
         self.weights_path = os.fspath(path)
         self.weights_id = file_digest(path)
         self.feature_dim = feature_dim
-        self.input_size = INPUT_SIZE
+        self.input_size = input_size
         self.normalisation = NORMALISATION[self.backbone_name]
 
         #: The hash layer's matrix (hash_dim, feature_dim): codes = features @ projection.T,

@@ -134,12 +134,20 @@ class OnnxEncoder:
     precision = "fp32"
     runtime = "onnx"
 
-    def __init__(self, hash_dim: int, backbone: str, weights_id: str, path: Path, choice) -> None:
+    def __init__(
+        self,
+        hash_dim: int,
+        backbone: str,
+        weights_id: str,
+        path: Path,
+        choice,
+        input_size: int = INPUT_SIZE,
+    ) -> None:
         self.backbone_name = backbone
         self.hash_dim = hash_dim
         self.weights_id = weights_id
         self.feature_dim = FEATURE_DIM[backbone]
-        self.input_size = INPUT_SIZE
+        self.input_size = input_size
         self.projection = orthogonal_projection(self.feature_dim, hash_dim)
         self.choice = choice
         self._onnx = OnnxFeatures(path)
@@ -169,7 +177,13 @@ class OnnxEncoder:
 
 
 def light_encoder(
-    hash_dim: int, backbone: str, weights, device: str, precision: str, runtime: str
+    hash_dim: int,
+    backbone: str,
+    weights,
+    device: str,
+    precision: str,
+    runtime: str,
+    input_size: int = INPUT_SIZE,
 ) -> OnnxEncoder | None:
     """An :class:`OnnxEncoder` when that is what :class:`engine.encoder.DeepImageEncoder`
     would run here anyway (the CPU; fp32; ONNX Runtime measured fastest on this machine,
@@ -192,15 +206,15 @@ def light_encoder(
         weights_id = file_digest(path)
     except EncoderError:
         return None
-    model = model_path(backbone, weights_id, INPUT_SIZE)
+    model = model_path(backbone, weights_id, input_size)
     if not model.is_file():
         return None
     if runtime == "onnx":
         choice = runtime_paths.PathChoice(runtime_paths.EncoderPath("onnx", "fp32"), "asked for")
     else:
         choice = runtime_paths.remembered_best(
-            backbone, INPUT_SIZE, runtime_paths.candidates("cpu", "auto", precision, True)
+            backbone, input_size, runtime_paths.candidates("cpu", "auto", precision, True)
         )
         if choice is None or choice.path != runtime_paths.EncoderPath("onnx", "fp32"):
             return None
-    return OnnxEncoder(hash_dim, backbone, weights_id, model, choice)
+    return OnnxEncoder(hash_dim, backbone, weights_id, model, choice, input_size)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.backbones import INPUT_SIZE, INPUT_SIZES
 from engine.centre import Centre
 from engine.centre import from_meta as centre_from_meta
 from engine.errors import LookalikeError
@@ -54,9 +55,6 @@ from engine.storage import (
     remove_index,
 )
 from engine.vectors import Planner, VectorIndex
-
-#: Side of the square the CNN sees; both backbones were trained at 224 px.
-INPUT_SIZE = 224
 
 __all__ = [
     "ImageSimilaritySearch",
@@ -138,6 +136,7 @@ class ImageSimilaritySearch:
             "num_perm": settings.num_perm,
             "seed": settings.seed,
             "precision": None if settings.precision == "auto" else settings.precision,
+            "input_size": settings.input_size,
         }
         if "backbone" in meta:
             clashes = [
@@ -159,6 +158,7 @@ class ImageSimilaritySearch:
             )
             self.precision = meta["precision"]
             self.lsh_bands = (meta["bands"], meta["rows"])
+            self.input_size = meta["input_size"]
         else:
             self.backbone = asked_backbone or resolve_backbone("auto", settings.weights)
             self.hash_dim = settings.hash_dim or DEFAULT_HASH_DIM
@@ -166,7 +166,7 @@ class ImageSimilaritySearch:
             self.seed = DEFAULT_SEED if settings.seed is None else settings.seed
             self.precision = settings.precision
             self.lsh_bands = bands_for(self.num_perm)
-        self.input_size = INPUT_SIZE
+            self.input_size = settings.input_size or INPUT_SIZE
         self._encoder = encoder
         self._encoder_lock = threading.Lock()
         self._identity_checked = False
@@ -218,6 +218,7 @@ class ImageSimilaritySearch:
                     "device": self.settings.device,
                     "precision": self.precision,
                     "runtime": self.settings.runtime,
+                    "input_size": self.input_size,
                 }
                 try:
                     # Without torch when ONNX Runtime is what would run anyway (a second
@@ -371,7 +372,8 @@ class ImageSimilaritySearch:
                         )
                         return code, feats, slot, True
         try:
-            pixels = square_pixels(open_image(qpath, draft_size=INPUT_SIZE), INPUT_SIZE)
+            size = self.input_size
+            pixels = square_pixels(open_image(qpath, draft_size=size), size)
         except ImageError as exc:
             raise SearchError(f"cannot use query {query}: {exc}") from None
         from engine.indexer import _encode
@@ -508,6 +510,10 @@ def _checked_meta(store) -> dict:
     whole("feature_dim", 0, 8192)
     whole("bands", 2, meta["num_perm"])
     whole("rows", 1, meta["num_perm"] // meta["bands"])
+    if meta.get("input_size") not in INPUT_SIZES:
+        raise store.damaged(
+            f"input size {printable(repr(meta.get('input_size'))[:20])} is not one lookalike uses"
+        )
     if "centre_count" in meta:
         whole("centre_count", 0, 2**62)
     if meta.get("precision") not in ("fp32", "bf16"):

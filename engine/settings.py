@@ -46,6 +46,7 @@ class Settings:
     follow_links: bool = False
     index_path: str | None = None
     search_mode: str = "auto"
+    input_size: int | None = None
 
     def __post_init__(self) -> None:
         for name, value, (lo, hi) in (
@@ -57,6 +58,8 @@ class Settings:
                 not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi
             ):
                 raise SettingsError(f"{name} must be a whole number from {lo} to {hi}, not {value}")
+        if self.input_size is not None and self.input_size not in (160, 192, 224):
+            raise SettingsError(f"input size must be 160, 192 or 224, not {self.input_size}")
         if self.search_mode not in SEARCH_MODES:
             raise SettingsError(f"search mode must be one of {', '.join(SEARCH_MODES)}")
 

@@ -252,3 +252,15 @@ def test_default_answer_matches_exact_even_where_lsh_is_tried(
     assert set(modes) <= {"lsh", "exact-lsh-unsure"}
     if source == "near-duplicates":
         assert modes.count("lsh") >= 40  # the near-duplicates find each other by LSH
+
+
+def test_input_size_is_part_of_the_index(tiny_folder: Path):
+    with ImageSimilaritySearch(tiny_folder, input_size=160) as search:
+        search.index()
+        assert search.store.get_meta()["input_size"] == 160
+        assert search.encoder.input_size == 160
+        assert len(search.find_similar_images(tiny_folder / "a" / "img0.png", 3)) == 3
+    with pytest.raises(IndexMismatch, match="input_size 160 .asked 224"):
+        ImageSimilaritySearch(tiny_folder, input_size=224)
+    with ImageSimilaritySearch(tiny_folder) as search:  # no setting: the index's own
+        assert search.input_size == 160

@@ -121,6 +121,13 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
         help="CNN precision for a new index (default auto: the fastest measured here)",
     )
     p.add_argument(
+        "--input-size",
+        type=int,
+        choices=(160, 192, 224),
+        help="pixels the CNN sees, for a new index (default 224; 192 is about 1.4x faster"
+        " with the same precision by class, see README)",
+    )
+    p.add_argument(
         "--follow-links",
         action="store_true",
         help="follow symbolic links that lead out of DIR (default: stay inside DIR)",
@@ -246,6 +253,7 @@ def _settings(args: argparse.Namespace):
         runtime=args.runtime,
         batch_size=args.batch_size,
         follow_links=args.follow_links,
+        input_size=getattr(args, "input_size", None),
         index_path=args.index,
         search_mode="exact" if getattr(args, "exact", False) else getattr(args, "mode", "auto"),
     )
