@@ -220,3 +220,21 @@ async def test_tree_shows_what_the_engine_indexes(tmp_path: Path):
         await wait_for(pilot, lambda: len(tree.root.children) > 0)
         shown = sorted(str(node.label) for node in tree.root.children)
         assert shown == ["a.png", "noext"]
+
+
+def test_one_key_table_feeds_bindings_palette_and_help():
+    from tui import keys
+    from tui.app import LookalikeApp
+    from tui.screens.triage import TriageScreen
+    from tui.widgets.results import ResultsGrid
+
+    for place, owner in (("app", LookalikeApp), ("results", ResultsGrid), ("triage", TriageScreen)):
+        bound = {(b.key, b.action) for b in owner.BINDINGS}
+        wanted = {(k.keys, k.action) for k in keys.KEYS if k.place == place and k.action}
+        assert bound == wanted
+        for _key, action in wanted:
+            assert hasattr(owner, f"action_{action.split('(')[0]}"), action
+    for key in keys.palette():
+        assert hasattr(LookalikeApp, f"action_{key.action}")
+    helped = {what for _place, _shown, what in keys.help_rows()}
+    assert {k.help for k in keys.KEYS} == helped

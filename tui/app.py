@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
@@ -27,6 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.names import printable
 from engine.settings import Settings
+from tui import keys
 from tui.layout import Tier, tier_for
 from tui.text import line, plain
 from tui.thumbs import ThumbCache
@@ -79,20 +79,7 @@ class LookalikeApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "lookalike"
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("question_mark", "help", "Help"),
-        Binding("slash", "filter", "Filter"),
-        Binding("left_square_bracket", "fewer", "Fewer"),
-        Binding("right_square_bracket", "more", "More"),
-        Binding("x", "toggle_exact", "Exact/auto"),
-        Binding("i", "reindex", "Re-index"),
-        Binding("ctrl+x", "cancel_index", "Cancel index"),
-        Binding("backspace", "back", "Back"),
-        Binding("c", "copy_path", "Copy path"),
-        Binding("f", "failures", "Failures", show=False),
-        Binding("d", "triage", "Triage"),
-    ]
+    BINDINGS = keys.bindings("app")
 
     def __init__(
         self,
@@ -472,32 +459,8 @@ class LookalikeApp(App[int]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
-        for title, help_text, action in (
-            ("Re-index", "Re-scan the folder and update the index", self.action_reindex),
-            (
-                "Cancel indexing",
-                "Stop the running index; what is done is kept",
-                self.action_cancel_index,
-            ),
-            (
-                "Toggle exact search",
-                "Score every image, or let the planner choose (LSH where it is sure)",
-                self.action_toggle_exact,
-            ),
-            ("More results", "Show one more result", self.action_more),
-            ("Fewer results", "Show one result less", self.action_fewer),
-            ("Previous query", "Go back to the previous query", self.action_back),
-            ("Copy path", "Copy the highlighted path (OSC 52)", self.action_copy_path),
-            ("Filter tree", "Filter the file tree by path", self.action_filter),
-            ("Skipped files", "List files that could not be indexed", self.action_failures),
-            (
-                "Triage",
-                "Near-duplicate groups, identical copies, outliers and broken files",
-                self.action_triage,
-            ),
-            ("Keys", "Every key, on one screen", self.action_help),
-        ):
-            yield SystemCommand(title, help_text, action)
+        for key in keys.palette():
+            yield SystemCommand(key.palette, key.help, getattr(self, f"action_{key.action}"))
 
     # --- helpers --------------------------------------------------------------------
 

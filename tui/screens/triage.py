@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
 
+from tui import keys
 from tui.layout import COMPACT, Tier
 from tui.text import line, plain
 from tui.widgets.results import CardData, ResultCard
@@ -86,18 +86,7 @@ class TriageProgress(Message):
 class TriageScreen(Screen[None]):
     """Near-duplicates, outliers and broken files of the app's folder."""
 
-    BINDINGS = [
-        Binding("escape", "close", "Back"),
-        Binding("up,k", "move(0, -1)", "Group up", show=False),
-        Binding("down,j", "move(0, 1)", "Group down", show=False),
-        Binding("left,h", "move(-1, 0)", "Left", show=False),
-        Binding("right,l", "move(1, 0)", "Right", show=False),
-        Binding("space", "mark", "Mark"),
-        Binding("a", "mark_all", "Mark all"),
-        Binding("m", "move_marked", "Set aside"),
-        Binding("u", "undo", "Undo move"),
-        Binding("enter", "search", "Search this"),
-    ]
+    BINDINGS = keys.bindings("triage")
 
     def __init__(self, search, threshold: float | None = None, tier: Tier = COMPACT) -> None:
         super().__init__()

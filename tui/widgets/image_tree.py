@@ -12,20 +12,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DirectoryTree
 
 from engine.images import inside, is_candidate, is_hidden
+from tui import keys
 from tui.text import plain
 
 
 class ImageTree(DirectoryTree):
     """Textual's DirectoryTree, showing what the engine would index and nothing else."""
 
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-    ]
+    BINDINGS = keys.bindings("tree")
 
     def __init__(self, path: str | Path, follow_links: bool = False, **kwargs) -> None:
         self.root_path = Path(path).resolve()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Static
 
+from tui import keys
 from tui.layout import NORMAL, Tier
 from tui.text import NEWLINE, line, plain
 from tui.thumbs import Thumb
@@ -64,13 +64,7 @@ class ResultCard(Vertical):
 class ResultsGrid(VerticalScroll, can_focus=True):
     """Cards in as many columns as the width allows; arrows move, enter re-queries."""
 
-    BINDINGS = [
-        Binding("left,h", "move(-1, 0)", "Left", show=False),
-        Binding("right,l", "move(1, 0)", "Right", show=False),
-        Binding("up,k", "move(0, -1)", "Up", show=False),
-        Binding("down,j", "move(0, 1)", "Down", show=False),
-        Binding("enter", "choose", "Search this"),
-    ]
+    BINDINGS = keys.bindings("results")
 
     cursor: reactive[int] = reactive(0)
 

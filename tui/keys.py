@@ -1,0 +1,162 @@
+"""Every key of the app, in one table: the bindings, the command palette and the ``?``
+help screen are all made from it, so they cannot disagree.
+
+A :class:`Key` belongs to a *place* (the main screen, the results grid, the triage
+screen, ...). ``bindings(place)`` gives a place's Textual bindings; ``palette()`` the
+actions worth finding by name; ``help_rows()`` every key, grouped by place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Key:
+    place: str  # "app", "tree", "results", "triage", "modal"
+    keys: str  # Textual key names, comma-separated
+    action: str
+    label: str  # the footer's word ("" keeps it out of the footer)
+    help: str  # one line for the help screen and the palette
+    shown: str = ""  # how the help screen writes the keys (default: from ``keys``)
+    palette: str = ""  # the palette's title for this action ("" keeps it out)
+
+
+KEYS: tuple[Key, ...] = (
+    Key("tree", "j", "cursor_down", "", "move down in the tree", "↓ / j"),
+    Key("tree", "k", "cursor_up", "", "move up in the tree", "↑ / k"),
+    Key("tree", "enter", "", "", "search with the image, or open/close the folder", "enter"),
+    Key("results", "left,h", "move(-1, 0)", "", "previous result", "← / h"),
+    Key("results", "right,l", "move(1, 0)", "", "next result", "→ / l"),
+    Key("results", "up,k", "move(0, -1)", "", "result above", "↑ / k"),
+    Key("results", "down,j", "move(0, 1)", "", "result below", "↓ / j"),
+    Key("results", "enter", "choose", "Search this", "make that match the new query"),
+    Key("app", "tab", "", "", "move between the tree and the results", "tab / shift+tab"),
+    Key("app", "q", "quit", "Quit", "quit"),
+    Key("app", "question_mark", "help", "Help", "every key, on one screen", "?", "Keys"),
+    Key(
+        "app",
+        "slash",
+        "filter",
+        "Filter",
+        "filter the tree by path; enter keeps it, escape clears it",
+        "/",
+        "Filter tree",
+    ),
+    Key("app", "left_square_bracket", "fewer", "Fewer", "one result fewer", "[", "Fewer results"),
+    Key("app", "right_square_bracket", "more", "More", "one result more", "]", "More results"),
+    Key(
+        "app",
+        "x",
+        "toggle_exact",
+        "Exact/auto",
+        "exact search (score every image) or auto (LSH where it is sure)",
+        "x",
+        "Toggle exact search",
+    ),
+    Key(
+        "app",
+        "i",
+        "reindex",
+        "Re-index",
+        "re-scan the folder and update the index",
+        "i",
+        "Re-index",
+    ),
+    Key(
+        "app",
+        "ctrl+x",
+        "cancel_index",
+        "Cancel index",
+        "stop the running index (what is done is kept)",
+        "ctrl+x",
+        "Cancel indexing",
+    ),
+    Key(
+        "app",
+        "backspace",
+        "back",
+        "Back",
+        "back to the previous query",
+        "backspace",
+        "Previous query",
+    ),
+    Key(
+        "app",
+        "c",
+        "copy_path",
+        "Copy path",
+        "copy the highlighted path to the clipboard (OSC 52, works over SSH)",
+        "c",
+        "Copy path",
+    ),
+    Key(
+        "app",
+        "f",
+        "failures",
+        "",
+        "files that could not be indexed, with the reason",
+        "f",
+        "Skipped files",
+    ),
+    Key(
+        "app",
+        "d",
+        "triage",
+        "Triage",
+        "near-duplicate groups, identical copies, outliers, broken files",
+        "d",
+        "Triage",
+    ),
+    Key("app", "ctrl+p", "", "", "command palette: every action by name", "ctrl+p"),
+    Key("triage", "escape", "close", "Back", "back to searching"),
+    Key("triage", "up,k", "move(0, -1)", "", "previous group", "↑ / k"),
+    Key("triage", "down,j", "move(0, 1)", "", "next group", "↓ / j"),
+    Key("triage", "left,h", "move(-1, 0)", "", "previous image of the group", "← / h"),
+    Key("triage", "right,l", "move(1, 0)", "", "next image of the group", "→ / l"),
+    Key("triage", "space", "mark", "Mark", "mark or unmark a duplicate to set aside"),
+    Key("triage", "a", "mark_all", "Mark all", "mark every duplicate"),
+    Key(
+        "triage",
+        "m",
+        "move_marked",
+        "Set aside",
+        "move the marked into .lookalike/quarantine (with a manifest)",
+    ),
+    Key("triage", "u", "undo", "Undo move", "put back the last files set aside"),
+    Key("triage", "enter", "search", "Search this", "search with that image"),
+)
+
+#: Where each place's keys are described on the help screen, in order.
+PLACES = {
+    "app": "everywhere",
+    "tree": "the file tree",
+    "results": "the results",
+    "triage": "triage (d)",
+}
+
+
+def bindings(place: str) -> list[Binding]:
+    """The Textual bindings of *place* (keys the widget handles itself are left out)."""
+    return [
+        Binding(k.keys, k.action, k.label or k.help, show=bool(k.label))
+        for k in KEYS
+        if k.place == place and k.action
+    ]
+
+
+def palette() -> list[Key]:
+    """The app's actions that the command palette lists by name."""
+    return [k for k in KEYS if k.palette]
+
+
+def help_rows() -> list[tuple[str, str, str]]:
+    """(place heading, keys as shown, what they do) for the help screen."""
+    rows = []
+    for place, heading in PLACES.items():
+        for k in KEYS:
+            if k.place == place:
+                rows.append((heading, k.shown or k.keys.replace(",", " / "), k.help))
+    return rows
