@@ -183,3 +183,19 @@ def orthogonal_projection(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarra
     q, r = np.linalg.qr(gauss)
     q = q * np.sign(np.diag(r))
     return q.T.astype(np.float32)
+
+
+def encoder_identity(encoder) -> dict[str, str | int]:
+    """What an index stores to know its codes came from this exact encoder.
+
+    The runtime is not part of it: ONNX Runtime and PyTorch give the same fp32 codes.
+    The precision is: bf16 codes are close to fp32 codes, not equal. So is the input size.
+    """
+    return {
+        "backbone": encoder.backbone_name,
+        "weights_id": encoder.weights_id,
+        "hash_dim": encoder.hash_dim,
+        "input_size": encoder.input_size,
+        "hash_layer": HASH_LAYER_VERSION,
+        "precision": encoder.precision,
+    }

@@ -45,6 +45,7 @@ from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public
     BackboneInfo,
     EncoderError,
     backbone_info,
+    encoder_identity,
     file_digest,
     find_efficientnet_lite0_weights,
     find_resnet50_weights,
@@ -261,19 +262,7 @@ class DeepImageEncoder(nn.Module):
 
     @property
     def identity(self) -> dict[str, str | int]:
-        """What an index stores to know its codes came from this exact encoder.
-
-        The runtime is not part of it: ONNX Runtime and PyTorch give the same fp32
-        codes. The precision is: bf16 codes are close to fp32 codes, not equal.
-        """
-        return {
-            "backbone": self.backbone_name,
-            "weights_id": self.weights_id,
-            "hash_dim": self.hash_dim,
-            "input_size": self.input_size,
-            "hash_layer": HASH_LAYER_VERSION,
-            "precision": self.precision,
-        }
+        return encoder_identity(self)
 
     def describe(self) -> str:
         runtime = "onnxruntime" if self.runtime == "onnx" else "torch"

@@ -25,9 +25,9 @@ import numpy as np
 from engine import runtime as runtime_paths
 from engine.backbones import (
     FEATURE_DIM,
-    HASH_LAYER_VERSION,
     INPUT_SIZE,
     EncoderError,
+    encoder_identity,
     file_digest,
     orthogonal_projection,
     weights_for,
@@ -154,14 +154,7 @@ class OnnxEncoder:
 
     @property
     def identity(self) -> dict[str, str | int]:
-        return {
-            "backbone": self.backbone_name,
-            "weights_id": self.weights_id,
-            "hash_dim": self.hash_dim,
-            "input_size": self.input_size,
-            "hash_layer": HASH_LAYER_VERSION,
-            "precision": self.precision,
-        }
+        return encoder_identity(self)
 
     def describe(self) -> str:
         return f"{self.backbone_name} (cpu, fp32, onnxruntime)"
