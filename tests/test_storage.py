@@ -84,7 +84,8 @@ def test_commit_is_seen_whole(make_store):
     assert store.paths_of(np.array([2, 0])) == ["c.png", "a.png"]
     state, slot = store.slot_of("b.png")
     assert (state.size, state.mtime_ns, state.ok, slot) == (101, 1001, True, 1)
-    assert dict(store.digests())[2] == bytes([2]) * 32
+    facts = store.image_facts()
+    assert facts.digests[2] == bytes([2]) * 32 and facts.paths[2] == "c.png"
     assert store.slot_of("nope.png") is None
 
 

@@ -564,16 +564,6 @@ class SQLiteStore:
             digests=[r[5] if isinstance(r[5], bytes) and len(r[5]) == 32 else None for r in rows],
         )
 
-    def digests(self) -> Iterator[tuple[int, bytes]]:
-        """(slot, SHA-256) of every usable image whose digest is known."""
-        with self._tx() as db:
-            rows = db.execute(
-                "SELECT slot, digest FROM images WHERE status = 'ok' AND digest IS NOT NULL"
-            ).fetchall()
-        for slot, digest in rows:
-            if isinstance(digest, bytes) and len(digest) == 32:
-                yield slot, digest
-
     # --- whole-array rewrites (writer only) ------------------------------------------------
 
     def rewrite_band_keys(self, band_keys: np.ndarray, meta: dict) -> None:
