@@ -28,14 +28,6 @@ RESNET50_FILES = ("resnet50-11ad3fa6.pth", "resnet50-0676ba61.pth")
 
 #: Pooled feature size of each backbone.
 FEATURE_DIM = {"resnet50": 2048, "efficientnet-lite0": 1280}
-#: The side of the square the CNN sees: both backbones were trained at 224 px. Smaller
-#: inputs are cheaper (192 px: about 1.4x faster end to end) and, measured on
-#: EfficientNet-Lite0, keep precision@10 by class (0.813 against 0.814 on Fashion-MNIST,
-#: 0.557 against 0.553 on clip-art), but change which images come first: only about half
-#: of each image's ten nearest stay the same. So 224 is the default; 192 and 160 are
-#: offered (``--input-size``), and an index records its size.
-INPUT_SIZE = 224
-INPUT_SIZES = (160, 192, 224)
 
 #: Bump when the projection or the centring changes: codes from before are not comparable.
 HASH_LAYER_VERSION = 1

@@ -38,8 +38,6 @@ from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public
     BACKBONES,
     FEATURE_DIM,
     HASH_LAYER_VERSION,
-    INPUT_SIZE,
-    INPUT_SIZES,
     NORMALISATION,
     RESNET50_FILES,
     BackboneInfo,
@@ -53,6 +51,7 @@ from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public
     resolve_backbone,
     weights_for,
 )
+from engine.settings import INPUT_SIZE, INPUT_SIZES
 
 CPU_MICRO_BATCH = runtime_paths.CPU_MICRO_BATCH
 

@@ -25,7 +25,6 @@ import numpy as np
 from engine import runtime as runtime_paths
 from engine.backbones import (
     FEATURE_DIM,
-    INPUT_SIZE,
     EncoderError,
     encoder_identity,
     file_digest,
@@ -33,6 +32,7 @@ from engine.backbones import (
     weights_for,
 )
 from engine.paths import onnx_cache_dir
+from engine.settings import INPUT_SIZE
 
 #: Bump when the exported graph changes meaning (2: pooled features, not codes).
 EXPORT_VERSION = 2

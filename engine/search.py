@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.backbones import INPUT_SIZE, INPUT_SIZES
 from engine.centre import Centre
 from engine.centre import from_meta as centre_from_meta
 from engine.errors import LookalikeError
@@ -40,6 +39,8 @@ from engine.settings import (
     DEFAULT_NUM_PERM,
     DEFAULT_SEED,
     HASH_DIM_RANGE,
+    INPUT_SIZE,
+    INPUT_SIZES,
     NUM_PERM_RANGE,
     Settings,
     SettingsError,
@@ -59,6 +60,8 @@ from engine.vectors import Planner, VectorIndex
 __all__ = [
     "ImageSimilaritySearch",
     "IndexBusy",
+    "IndexDamaged",
+    "IndexFileError",
     "IndexMismatch",
     "IndexStats",
     "Match",
@@ -531,7 +534,3 @@ def _checked_meta(store) -> dict:
         if not np.isfinite(np.asarray(value, np.float64)).all():
             raise store.damaged(f"the {key.replace('_', ' ')} holds values that are not finite")
     return meta
-
-
-# Names kept importable from here for callers of the earlier single-module engine.
-__all__ += ["IndexDamaged", "IndexFileError"]

@@ -127,17 +127,18 @@ class VectorIndex:
 
     # --- stage 1: codes ----------------------------------------------------------------
 
-    def _query_terms(self, code: np.ndarray) -> tuple[np.ndarray, float, float]:
+    def _query_terms(self, code: np.ndarray) -> tuple[np.ndarray, float]:
         q = np.asarray(code, np.float32).reshape(-1)
         m = self.centre.codes if self.centre is not None else np.zeros_like(q)
         qc = q - m
         qn = float(np.linalg.norm(qc)) or 1e-12
-        return qc / qn, float(m @ (qc / qn)), qn
+        qu = qc / qn
+        return qu, float(m @ qu)
 
     def exact_scores(self, code: np.ndarray) -> np.ndarray:
         """Centred cosine of *code* with every slot (dead slots score -inf)."""
         self.prepare()
-        qu, mq, _ = self._query_terms(code)
+        qu, mq = self._query_terms(code)
         scores = np.asarray(self.snap.codes @ qu)
         scores -= mq
         scores *= self._inv_norm
@@ -147,7 +148,7 @@ class VectorIndex:
     def scores_of(self, code: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Centred cosine of *code* with the given slots only."""
         self.prepare()
-        qu, mq, _ = self._query_terms(code)
+        qu, mq = self._query_terms(code)
         order = np.argsort(slots)  # read the file in order
         ordered = slots[order]
         block = np.asarray(self.snap.codes[ordered], np.float32)

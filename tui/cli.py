@@ -33,7 +33,7 @@ import threading
 from pathlib import Path
 
 from engine.names import json_path, printable
-from engine.settings import BATCH_RANGE, HASH_DIM_RANGE, NUM_PERM_RANGE
+from engine.settings import BATCH_RANGE, HASH_DIM_RANGE, INPUT_SIZES, NUM_PERM_RANGE
 
 COMMANDS = ("index", "search", "triage", "models", "fashion-mnist")
 BACKBONE_CHOICES = ("auto", "resnet50", "efficientnet-lite0")
@@ -123,7 +123,7 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--input-size",
         type=int,
-        choices=(160, 192, 224),
+        choices=INPUT_SIZES,
         help="pixels the CNN sees, for a new index (default 224; 192 is about 1.4x faster"
         " with the same precision by class, see README)",
     )
