@@ -9,7 +9,13 @@ cancelled keeps every committed batch, and the next run picks up from there.
 After the batches: when the collection has doubled since the centre was fitted, it is
 refitted and every band key recomputed from the stored codes (no CNN); when a quarter of
 the array rows belong to no image any more, the arrays are compacted; when many images
-came in since the LSH tables were sorted, they are sorted again.
+came in since the LSH tables were sorted, they are sorted again. The centre is refitted
+there, once per run, and not as batches come in: so every store, a shared one written
+by several machines included, ends a run with the centre of the same images (and one
+refit costs one pass over the codes where refitting at every doubling cost many).
+
+A shared store (``store.shared``) is indexed by several workers at once: the run is
+split through :mod:`engine.shared`, and each chunk goes through the same batches.
 """
 
 from __future__ import annotations
@@ -88,13 +94,7 @@ class Indexer:
         stats.readonly = True
         return stats
 
-    def run(
-        self,
-        stats: IndexStats,
-        on_progress: ProgressCallback | None,
-        cancel: threading.Event,
-        interval: float,
-    ) -> IndexStats:
+    def _emitter(self, stats: IndexStats, on_progress, interval: float):
         started = time.perf_counter()
         last_emit = [0.0]
 
@@ -115,19 +115,20 @@ class Indexer:
                 )
             )
 
+        return emit
+
+    def run(
+        self,
+        stats: IndexStats,
+        on_progress: ProgressCallback | None,
+        cancel: threading.Event,
+        interval: float,
+    ) -> IndexStats:
+        emit = self._emitter(stats, on_progress, interval)
+        if getattr(self.store, "shared", False):
+            return self._run_shared(stats, cancel, emit)
         emit(0, 0, "", "scanning", force=True)
-        known = self.store.file_states()
-        todo, gone = self.diff(stats, known, cancel, lambda e, n: emit(0, n, e.relpath, "scanning"))
-        if gone:
-            self.store.commit(Batch(delete=gone))
-            stats.removed = len(gone)
-            self.engine.committed()
-        redo = {e.relpath for e in todo}
-        # Usable images, kept up to date batch by batch: deciding when to refit the
-        # centre must not count the whole index after every batch.
-        self._usable = sum(1 for p, st in known.items() if st.ok and p not in redo) - sum(
-            1 for p in gone if known[p].ok
-        )
+        todo, gone = self._walk(stats, cancel, emit)
         if todo and not stats.cancelled:
             self.engine.write_identity()
             self._encode_all(todo, stats, cancel, emit)
@@ -137,6 +138,71 @@ class Indexer:
             self._upkeep()
         emit(len(todo) if not stats.cancelled else stats.indexed, len(todo), "", "done", force=True)
         return stats
+
+    def _walk(self, stats: IndexStats, cancel, emit, on_entry=None):
+        """Diff the folder with the store and drop what is gone from disk."""
+
+        def seen(entry, n):
+            emit(0, n, entry.relpath, "scanning")
+            if on_entry is not None:
+                on_entry()
+
+        todo, gone = self.diff(stats, self.store.file_states(), cancel, seen)
+        if gone:
+            self.store.commit(Batch(delete=gone))
+            stats.removed += len(gone)
+            self.engine.committed()
+        return todo, gone
+
+    # --- a shared store: several workers ---------------------------------------------------
+
+    def _run_shared(self, stats: IndexStats, cancel: threading.Event, emit) -> IndexStats:
+        from engine.shared import Job
+
+        job = Job(self.store)
+        emit(0, 0, "", "scanning", force=True)
+        self.engine.write_identity()  # fails early (weights, a clashing identity)
+        if job.join(cancel):
+            self._queue(job, stats, cancel, emit)
+        bs = self.engine.settings.batch_size
+        done = 0
+        for mid, entries in job.chunks(cancel):
+            if not mid:  # the walker died: walk again
+                self._queue(job, stats, cancel, emit)
+                continue
+            states = self.store.states_of([e.relpath for e in entries])
+            todo = [
+                e
+                for e, st in zip(entries, states)
+                if st is None or (st.size, st.mtime_ns) != (e.size, e.mtime_ns)
+            ]
+            total = max(job.queued() * bs, done + len(todo))
+
+            def shifted(d, _t, current, phase, force=False, base=done, total=total):
+                emit(base + d, total, current, phase, force)
+
+            self._encode_all(todo, stats, cancel, shifted)
+            if cancel.is_set():
+                break
+            job.ack(mid)
+            done += len(entries)
+        stats.cancelled = stats.cancelled or cancel.is_set()
+        if not stats.cancelled:
+            emit(done, done, "", "finishing", force=True)
+            job.finish(self._upkeep)
+        emit(done, done, "", "done", force=True)
+        return stats
+
+    def _queue(self, job, stats: IndexStats, cancel, emit) -> None:
+        """The walker's part: diff, drop what is gone, queue the rest in chunks."""
+        todo, _gone = self._walk(stats, cancel, emit, on_entry=job.renew)
+        if cancel.is_set():
+            stats.cancelled = True
+            return
+        bs = self.engine.settings.batch_size
+        for i in range(0, len(todo), bs):
+            job.enqueue(todo[i : i + bs], i // bs + 1)
+        job.walked()
 
     # --- batches ----------------------------------------------------------------------
 
@@ -198,8 +264,12 @@ class Indexer:
     def _commit(self, batch: Batch, codes: np.ndarray, feats, stats: IndexStats) -> None:
         eng = self.engine
         if eng.centre is None:
-            eng.set_centre(centres.fit(codes, feats, getattr(eng.encoder, "projection", None), 1))
-            self.store.set_meta(eng.centre.to_meta())
+            first = centres.fit(codes, feats, getattr(eng.encoder, "projection", None), 1)
+            if hasattr(self.store, "claim_meta"):  # shared: the first worker's centre wins
+                eng.set_centre(centres.from_meta(self.store.claim_meta(first.to_meta())))
+            else:
+                eng.set_centre(first)
+                self.store.set_meta(first.to_meta())
         batch.codes = codes
         batch.features = None if feats is None or not eng.feature_dim else feats.astype(np.float16)
         batch.band_keys = eng.band_keys(codes)
@@ -207,10 +277,7 @@ class Indexer:
         for path, why in refused:
             stats.failed.append(SkippedFile(path, why))
             stats.indexed -= 1
-        self._usable += len(batch.paths) - len(refused)
         eng.committed()
-        if eng.centre.due(self._usable):
-            self._refit()
 
     # --- upkeep -------------------------------------------------------------------------
 
@@ -246,6 +313,10 @@ class Indexer:
         eng.committed()
 
     def _upkeep(self) -> None:
+        self.engine.reload_centre()
+        centre = self.engine.centre
+        if centre is not None and centre.due(self.store.count()):
+            self._refit()
         snap = self.store.snapshot()
         dead = len(np.unique(snap.dead))
         if snap.slots >= 1000 and dead >= COMPACT_SHARE * snap.slots:

@@ -80,7 +80,11 @@ class BandTable:
             hit = (np.asarray(self.recent_keys) == key[None, :]).any(axis=1)
             found.append(np.flatnonzero(hit).astype(np.int64) + self.recent_start)
             total += len(found[-1])
-        if self.sorted is not None and self.sorted.width:
+        if self.sorted is not None and self.sorted.width and hasattr(self.sorted, "lookup_all"):
+            for hits in self.sorted.lookup_all(key):  # every band in one round trip
+                found.append(hits)
+                total += len(hits)
+        elif self.sorted is not None and self.sorted.width:
             for b in range(self.sorted.bands):
                 if limit is not None and total > limit:
                     return None

@@ -65,6 +65,7 @@ class IndexStats:
     cancelled: bool = False
     backbone: str = ""
     index_path: str = ""
+    store: str = "SQLite"  # which store holds the index, for summaries
     #: The index could not be written (read-only media): nothing was encoded, and
     #: ``pending`` files that are new, changed or gone are not reflected in it.
     readonly: bool = False

@@ -52,6 +52,7 @@ from engine.storage import (
     IndexFileError,
     OlderIndex,
     SnapshotMoved,
+    is_redis,
     open_store,
     remove_index,
 )
@@ -69,6 +70,12 @@ __all__ = [
     "SearchError",
     "SearchResult",
 ]
+
+
+#: datasketch's permutation scheme for the signatures (engine.minhash.SCHEME, which a
+#: test checks; not imported here: datasketch costs 0.3 s to import). datasketch does
+#: not record it, so the index does, and another scheme is refused on attaching.
+MINHASH_SCHEME = "affine32"
 
 
 class SearchError(LookalikeError):
@@ -116,15 +123,24 @@ class ImageSimilaritySearch:
             raise SearchError(f"not a folder: {root}")
         self.root = self.root.resolve()
         self.follow_links = settings.follow_links
-        path = index_path or settings.index_path
-        self.index_path = Path(path) if path else default_index_path(self.root)
+        url = settings.store
+        if url and is_redis(url):
+            self.index_path: Path | str = url  # shown as the store's location, below
+        else:
+            if url and url.startswith("sqlite:"):
+                url = url[len("sqlite:") :]
+            path = index_path or settings.index_path or url
+            self.index_path = Path(path) if path else default_index_path(self.root)
+            url = str(self.index_path)
         try:
-            self.store = open_store(str(self.index_path), root=str(self.root))
+            self.store = open_store(url, root=str(self.root))
         except (OlderIndex, IndexDamaged):
             if not rebuild:
                 raise
-            remove_index(str(self.index_path))  # recognised as ours, beyond repair
-            self.store = open_store(str(self.index_path), root=str(self.root))
+            remove_index(url)  # recognised as ours, beyond repair
+            self.store = open_store(url, root=str(self.root))
+        if is_redis(url):
+            self.index_path = self.store.location  # never the password
         if rebuild:
             self.store.clear()
         meta = _checked_meta(self.store)
@@ -201,6 +217,19 @@ class ImageSimilaritySearch:
         bands, rows = self.lsh_bands
         return minhash_band_keys(codes, centre.codes, self.num_perm, self.seed, bands, rows)
 
+    def reload_centre(self) -> None:
+        """Take the stored centre if it differs from this process's (another process, or
+        another machine of a shared index, fitted or refitted it)."""
+        meta = self.store.get_meta()
+        with self._lock:
+            self._take_centre(meta)
+
+    def _take_centre(self, meta: dict) -> None:
+        gen = meta.get("centre_gen")
+        if gen is not None and (self._centre is None or self._centre.generation != gen):
+            self._centre = centre_from_meta(_checked_meta_values(self.store, meta))
+            self._stale = True
+
     def committed(self) -> None:
         """The store changed (a batch, a refit, a compaction): searches take a new view."""
         with self._lock:
@@ -267,18 +296,38 @@ class ImageSimilaritySearch:
             return
         bands, rows = self.lsh_bands
         feature_dim = int(getattr(enc, "feature_dim", 0)) if hasattr(enc, "encode") else 0
-        self.store.set_meta(
-            {
-                **enc.identity,
-                "num_perm": self.num_perm,
-                "seed": self.seed,
-                "scheme": "affine32",
-                "bands": bands,
-                "rows": rows,
-                "feature_dim": feature_dim,
-                "slots": 0,
-            }
-        )
+        identity = {
+            **enc.identity,
+            "num_perm": self.num_perm,
+            "seed": self.seed,
+            "scheme": MINHASH_SCHEME,
+            "bands": bands,
+            "rows": rows,
+            "feature_dim": feature_dim,
+            "input_size": self.input_size,
+            "slots": 0,
+        }
+        claim = getattr(self.store, "claim_meta", None)
+        if claim is None:
+            self.store.set_meta(identity)
+            return
+        # A shared index: the first worker's identity holds; a worker that would write
+        # other codes is refused, as on attaching.
+        meta = claim(identity)
+        clashes = [
+            f"{k} {meta.get(k)} (this worker: {v})"
+            for k, v in identity.items()
+            if k != "slots" and meta.get(k) != v
+        ]
+        if clashes:
+            raise IndexMismatch(
+                f"the index at {self.index_path} was built with " + ", ".join(clashes)
+            )
+
+    @property
+    def store_kind(self) -> str:
+        """Which store holds the index, in words for summaries and the app."""
+        return "Redis, shared" if getattr(self.store, "shared", False) else "SQLite"
 
     def describe(self) -> str:
         """Backbone and device, for status lines."""
@@ -304,7 +353,9 @@ class ImageSimilaritySearch:
         Raises :class:`IndexBusy` when another process is indexing into the same index."""
         started = time.perf_counter()
         cancel = cancel or threading.Event()
-        stats = IndexStats(backbone=self.backbone, index_path=str(self.index_path))
+        stats = IndexStats(
+            backbone=self.backbone, index_path=str(self.index_path), store=self.store_kind
+        )
         indexer = Indexer(self, self.store)
         if self.store.readonly:
             indexer.pending(stats)
@@ -330,9 +381,10 @@ class ImageSimilaritySearch:
             if self._vectors is None or self._stale:
                 self._stale = False
                 bands, rows = self.lsh_bands
-                fresh = VectorIndex(
-                    self.store.snapshot(), self._centre, bands, rows, self.store.damaged
-                )
+                snap = self.store.snapshot()
+                self._take_centre(snap.meta)
+                self._stale = False
+                fresh = VectorIndex(snap, self._centre, bands, rows, self.store.damaged)
                 if self._vectors is not None:
                     fresh.follows(self._vectors)
                 self._vectors = fresh
@@ -492,9 +544,12 @@ class ImageSimilaritySearch:
 def _checked_meta(store) -> dict:
     """The index's metadata, every value checked for type and range before it is used
     to size anything (a crafted ``hash_dim`` of 1e9 must not allocate terabytes)."""
+    return _checked_meta_values(store, store.get_meta())
+
+
+def _checked_meta_values(store, meta: dict) -> dict:
     from engine.backbones import BACKBONES
 
-    meta = store.get_meta()
     if "backbone" not in meta:
         return meta
 
@@ -505,6 +560,12 @@ def _checked_meta(store) -> dict:
                 f"{key} {printable(repr(v)[:40])} is not a whole number in {lo}..{hi}"
             )
 
+    if meta.get("scheme", MINHASH_SCHEME) != MINHASH_SCHEME:
+        raise IndexMismatch(
+            f"the index at {store.location} hashes with MinHash scheme"
+            f" {printable(repr(meta.get('scheme'))[:40])}, not {MINHASH_SCHEME}:"
+            " run lookalike index DIR --rebuild"
+        )
     if meta["backbone"] not in BACKBONES:
         raise store.damaged(f"unknown backbone {printable(repr(meta['backbone'])[:40])}")
     whole("hash_dim", *HASH_DIM_RANGE)

@@ -53,6 +53,9 @@ class Settings:
     workers: int | None = None
     follow_links: bool = False
     index_path: str | None = None
+    #: where the index lives: ``sqlite:PATH`` or ``redis://[:PASSWORD@]HOST:PORT/DB?name=INDEX``
+    #: (None: the embedded default, ``index_path`` or ``ROOT/.lookalike/index.sqlite``)
+    store: str | None = None
     search_mode: str = "auto"
     input_size: int | None = None
 

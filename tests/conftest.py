@@ -165,3 +165,65 @@ def edited_copy(src: Path, dest: Path, kind: str) -> Path:
     else:
         im.save(dest)
     return dest
+
+
+class RedisServer:
+    """A real ``redis-server`` on 127.0.0.1, on a free port, with persistence off."""
+
+    def __init__(self, password: str | None = None) -> None:
+        import socket
+        import subprocess
+        import time
+
+        import redis
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        args += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
+        if password:
+            args += ["--requirepass", password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, password=password)
+        deadline = time.time() + 20
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def redis_base() -> str:
+    """The URL of a Redis for tests, without an index name: ``LOOKALIKE_TEST_REDIS``
+    when CI started one, else a server of the tests' own. Skipped without redis-server."""
+    import shutil as sh
+
+    url = os.environ.get("LOOKALIKE_TEST_REDIS")
+    if url:
+        yield url.split("?", 1)[0]
+        return
+    if sh.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_base: str) -> str:
+    """A store URL naming an index of this test's own."""
+    import uuid
+
+    return f"{redis_base}?name=t{uuid.uuid4().hex[:12]}"

@@ -44,3 +44,10 @@ def test_jaccard_tracks_cosine():
         est = create_minhash(base, 256).jaccard(create_minhash(other, 256))
         assert abs(est - true_j) < 0.12
         assert abs(true_j - expected_jaccard(cos)) < 0.15
+
+
+def test_the_index_records_datasketchs_scheme():
+    from engine.minhash import SCHEME
+    from engine.search import MINHASH_SCHEME
+
+    assert MINHASH_SCHEME == SCHEME

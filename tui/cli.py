@@ -85,6 +85,14 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
         "--index", metavar="PATH", help="index file (default DIR/.lookalike/index.sqlite)"
     )
     p.add_argument(
+        "--store",
+        metavar="URL",
+        default=os.environ.get("LOOKALIKE_STORE") or None,
+        help="where the index lives: sqlite:PATH (the default, local) or"
+        " redis://[:PASSWORD@]HOST:PORT/DB?name=INDEX, one index shared by several"
+        " machines (default $LOOKALIKE_STORE)",
+    )
+    p.add_argument(
         "--backbone",
         choices=BACKBONE_CHOICES,
         default="auto",
@@ -255,6 +263,7 @@ def _settings(args: argparse.Namespace):
         follow_links=args.follow_links,
         input_size=getattr(args, "input_size", None),
         index_path=args.index,
+        store=getattr(args, "store", None),
         search_mode="exact" if getattr(args, "exact", False) else getattr(args, "mode", "auto"),
     )
 
@@ -355,6 +364,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                     "encoder": note,
                     "readonly": stats.readonly,
                     "pending": stats.pending,
+                    "store": stats.store,
                     **json_path(stats.index_path, "index"),
                 }
             )
@@ -373,7 +383,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     )
     if note:
         _say(f"CNN: {note}")
-    _say(f"index: {stats.index_path}")
+    _say(f"index: {stats.index_path} ({stats.store})")
     return 0
 
 
@@ -387,9 +397,13 @@ def _check_query(image: str) -> None:
 
 def _update_before_search(search) -> None:
     """Bring the index up to date, unless another process is doing it or it cannot be
-    written: then search what is committed, and say so on stderr."""
+    written: then search what is committed, and say so on stderr. A shared index is
+    searched as it is: it is kept up to date by ``lookalike index`` workers, and a query
+    should not turn into one."""
     from engine.storage import IndexBusy
 
+    if getattr(search.store, "shared", False):
+        return
     try:
         stats = _run_index(search, quiet=True)
     except IndexBusy:

@@ -11,8 +11,9 @@ only to re-rank a short list) and the LSH band keys (uint64).
 Every write is a :class:`Batch` committed at once: a reader sees all of it or none of
 it, and a process killed mid-batch loses that batch only.
 
-Backends: ``sqlite:`` (the default; :mod:`engine.storage.sqlite`). Each passes the
-contract tests in ``tests/test_storage.py``.
+Backends: ``sqlite:`` (the default, embedded; :mod:`engine.storage.sqlite`) and
+``redis://`` (one index shared by several machines; :mod:`engine.storage.redis`). Each
+passes the contract tests in ``tests/test_storage.py``.
 """
 
 from __future__ import annotations
@@ -240,19 +241,30 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
+def is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
+
+
 def _sqlite_path(url: str) -> str:
     if url.startswith("sqlite:"):
         path = url[len("sqlite:") :]
         return path[2:] if path.startswith("//") else path
     if "://" in url:
         scheme = url.split("://", 1)[0]
-        raise IndexFileError(f"unknown store {scheme}://: use sqlite:PATH")
+        raise IndexFileError(
+            f"unknown store {scheme}://: use sqlite:PATH or redis://HOST:PORT/DB?name=INDEX"
+        )
     return url
 
 
 def open_store(url: str, root: str | None = None, create: bool = True) -> Store:
     """Open the store at *url*: ``sqlite:PATH`` (or a plain path) for the embedded
-    default. *root* is the indexed folder, named in messages."""
+    default, ``redis://[:PASSWORD@]HOST:PORT/DB?name=INDEX`` for a shared index. *root*
+    is the indexed folder, named in messages."""
+    if is_redis(url):
+        from engine.storage.redis import RedisStore
+
+        return RedisStore(url, root=root)
     from engine.storage.sqlite import SQLiteStore
 
     return SQLiteStore(_sqlite_path(url), create=create, root=root)
@@ -261,6 +273,11 @@ def open_store(url: str, root: str | None = None, create: bool = True) -> Store:
 def remove_index(url: str) -> None:
     """Delete the index at *url* whole (``--rebuild`` of an index too old or too damaged
     to open). Only called once the store has recognised the index as lookalike's."""
+    if is_redis(url):
+        from engine.storage.redis import remove_all
+
+        remove_all(url)
+        return
     from engine.storage.sqlite import remove_files
 
     remove_files(_sqlite_path(url))
