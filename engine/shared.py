@@ -91,9 +91,8 @@ class Job:
         while not cancel.is_set():
             job = self.r.hgetall(self.job)
             if job and job.get(b"done") != b"1":
-                if job.get(b"walked") != b"1" and self._take_lease():
-                    return True  # its walker died: walk again
-                return False
+                # walk again only where its walker died (the lease ran out)
+                return job.get(b"walked") != b"1" and self._take_lease()
             if self._take_lease():
                 pipe = self.r.pipeline(transaction=True)
                 pipe.delete(self.stream)
@@ -151,9 +150,7 @@ class Job:
             msgs = [(mid, f) for mid, f in claimed if f]
             walked = self.r.hget(self.job, "walked") == b"1"
             if not msgs:
-                got = self.r.xreadgroup(
-                    self.group, self.me, {self.stream: ">"}, count=1, block=500
-                )
+                got = self.r.xreadgroup(self.group, self.me, {self.stream: ">"}, count=1, block=500)
                 msgs = [(mid, f) for _s, items in got for mid, f in items if f]
             if msgs:
                 for mid, fields in msgs:

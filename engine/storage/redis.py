@@ -158,12 +158,23 @@ def parse_url(url: str) -> tuple[dict, str, str]:
         "username": urllib.parse.unquote(parts.username) if parts.username else None,
         "ssl": parts.scheme == "rediss",
         "socket_connect_timeout": 5.0,
-        "socket_timeout": 30.0,
+        "socket_timeout": _timeout(),
         "health_check_interval": 30,
     }
     host = kwargs["host"]
     location = f"{parts.scheme}://{host}:{port}/{kwargs['db']}?name={name}"
     return kwargs, name, location
+
+
+def _timeout() -> float:
+    """Seconds to wait for a Redis reply before the server counts as gone
+    (``LOOKALIKE_REDIS_TIMEOUT``, default 30)."""
+    import os
+
+    try:
+        return max(float(os.environ.get("LOOKALIKE_REDIS_TIMEOUT") or 30.0), 0.1)
+    except ValueError:
+        return 30.0
 
 
 def _without_password(url: str) -> str:
@@ -518,7 +529,11 @@ class RedisStore:
                 args += [_id_bytes(p), rec, start + i]
         for p, size, mtime, why in batch.failed:
             if p not in {r[0] for r in refused}:
-                args += [_id_bytes(p), _record(p, size, mtime, -1, False, None, None, None, why), -1]
+                args += [
+                    _id_bytes(p),
+                    _record(p, size, mtime, -1, False, None, None, None, why),
+                    -1,
+                ]
         for p in batch.delete:
             args += [_id_bytes(p), b"", -1]
         if args:
@@ -607,10 +622,7 @@ class RedisStore:
 
     def _bucket(self, band: int, key: int) -> bytes:
         return (
-            self._lsh_base()
-            + b"_bucket_"
-            + struct.pack(">H", band)
-            + int(key).to_bytes(8, "big")
+            self._lsh_base() + b"_bucket_" + struct.pack(">H", band) + int(key).to_bytes(8, "big")
         )
 
     @_guarded
@@ -705,9 +717,7 @@ class RedisStore:
         pipe = self.r.pipeline(transaction=False)
         for a, b in zip(starts, ends):
             chunk, off = divmod(int(srt[a]), CHUNK)
-            pipe.getrange(
-                self.k(f"{kind}:{chunk}"), int(off * row), int((off + b - a) * row - 1)
-            )
+            pipe.getrange(self.k(f"{kind}:{chunk}"), int(off * row), int((off + b - a) * row - 1))
         buf = np.empty((len(rows), width), dtype)
         for (a, b), data in zip(zip(starts, ends), pipe.execute()):
             if len(data) != (b - a) * row:

@@ -1,0 +1,258 @@
+"""One index in Redis, shared: datasketch's tables, workers, failures, names.
+
+Every test runs against a real redis-server (see ``redis_base`` in conftest).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, SAMPLE, RedisServer, make_picture
+from engine.storage import Batch, IndexFileError, open_store
+
+BANDS, ROWS, NUM_PERM = 16, 8, 128
+
+
+def _store_with_codes(url: str, n: int, seed: int = 0):
+    """A store holding *n* random codes, hashed the way the engine hashes them."""
+    from engine.indexer import minhash_band_keys
+
+    store = open_store(url)
+    store.set_meta(
+        {
+            "hash_dim": 32,
+            "feature_dim": 0,
+            "bands": BANDS,
+            "rows": ROWS,
+            "num_perm": NUM_PERM,
+            "seed": 1,
+        }
+    )
+    rng = np.random.RandomState(seed)
+    base = rng.standard_normal((n // 4, 32)).astype(np.float32)
+    codes = np.repeat(base, 4, axis=0) + 0.15 * rng.standard_normal((n, 32)).astype(np.float32)
+    keys = minhash_band_keys(codes, np.zeros(32, np.float32), NUM_PERM, 1, BANDS, ROWS)
+    store.commit(
+        Batch(
+            paths=[f"{i}.png" for i in range(n)],
+            sizes=[1] * n,
+            mtimes=[1] * n,
+            digests=[None] * n,
+            codes=codes,
+            band_keys=keys,
+        )
+    )
+    return store, codes
+
+
+def test_lsh_buckets_are_datasketchs(redis_url):
+    """The buckets read by name, in one round trip, are the ones datasketch's own
+    ``MinHashLSH.query`` finds in the same Redis, and the ones an in-memory
+    ``MinHashLSH`` fed the real signatures finds."""
+    from datasketch import MinHashLSH
+
+    from engine.minhash import as_minhash, signatures
+
+    store, codes = _store_with_codes(redis_url, 120)
+    snap = store.snapshot()
+    reference = MinHashLSH(num_perm=NUM_PERM, params=(BANDS, ROWS))
+    sigs = signatures(codes, NUM_PERM, 1)
+    for i, sig in enumerate(sigs):
+        reference.insert(i, as_minhash(sig, 1))
+    lsh = store._lsh(snap.meta)
+    for i in range(0, 120, 7):
+        ours = set(np.concatenate(snap.lsh.lookup_all(snap.band_keys[i])).tolist())
+        theirs = {int(k) for k in lsh.query(as_minhash(sigs[i], 1))}
+        assert ours == theirs == set(reference.query(as_minhash(sigs[i], 1)))
+        assert i in ours and len(ours) >= 2  # itself, and some of its group of four
+
+
+def test_removal_leaves_nothing_behind(redis_url):
+    """datasketch's deletion_session leaves bucket fields behind; ours does not."""
+    store, _ = _store_with_codes(redis_url, 40)
+    assert not store._lsh(store.get_meta()).is_empty()
+    store.commit(Batch(delete=[f"{i}.png" for i in range(40)]))
+    assert store.count() == 0
+    assert store._lsh(store.get_meta()).is_empty()
+    assert list(store.r.scan_iter(match=store.prefix + b"lsh*")) == []
+
+
+def test_named_indexes_do_not_see_each_other(redis_base):
+    one, _ = _store_with_codes(f"{redis_base}?name=one-{os.getpid()}", 8)
+    two = open_store(f"{redis_base}?name=two-{os.getpid()}")
+    assert one.count() == 8 and two.count() == 0 and two.file_states() == {}
+    one.clear()
+    assert one.count() == 0
+
+
+def _lookalike(*args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+        **kw,
+    )
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_wrong_password_and_unreachable_server(tmp_path: Path, tiny_folder: Path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer(password="right")
+    try:
+        url = server.url.replace(":right@", ":wrong@") + "?name=x"
+        _one_line_error(_lookalike("index", str(tiny_folder), "--store", url), "password")
+        no_pass = server.url.replace(":right@", "") + "?name=x"
+        _one_line_error(_lookalike("index", str(tiny_folder), "--store", no_pass), "password")
+        ok = _lookalike("index", str(tiny_folder), "--store", server.url + "?name=x")
+        assert ok.returncode == 0 and "wrong" not in ok.stderr and "right" not in ok.stderr
+    finally:
+        server.stop()
+    _one_line_error(
+        _lookalike("index", str(tiny_folder), "--store", server.url + "?name=x"),
+        "could not make the connection",
+    )
+    with pytest.raises(IndexFileError, match="index name"):
+        open_store(server.url + "?name=a%20b")
+
+
+def _picture_folder(root: Path, extra: int) -> Path:
+    """The shipped sample and *extra* generated pictures: enough for a run to last."""
+    shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".lookalike", "*.md"))
+    for i in range(extra):
+        make_picture(root / "made" / f"{i:03d}.png", seed=1000 + i)
+    return root
+
+
+def _start(root: Path, url: str, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tui", "index", str(root), "--store", url, *extra],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "LOOKALIKE_CLAIM_IDLE": "1"},
+    )
+
+
+def _wait_count(store, at_least: int, *procs: subprocess.Popen) -> int:
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        n = store.count()
+        if n >= at_least:
+            return n
+        if all(p.poll() is not None for p in procs):
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {at_least} images committed")
+
+
+def _top(search, queries: list[Path]) -> list[list[tuple[str, float]]]:
+    return [[(m.path, m.score) for m in search.search(q, 10, exact=True).matches] for q in queries]
+
+
+def _same_answers(a, b) -> None:
+    """Equal top-10 lists, but for neighbours whose scores tie to 1e-4 (the codes of one
+    image computed in batches of different sizes differ in their last bits)."""
+    for ra, rb in zip(a, b):
+        assert [round(s, 3) for _, s in ra] == pytest.approx([round(s, 3) for _, s in rb], abs=2e-3)
+        for i, ((pa, _), (pb, _)) in enumerate(zip(ra, rb)):
+            if pa != pb:
+                near = [s for _, s in ra[max(0, i - 1) : i + 2]]
+                assert max(near) - min(near) < 1e-4, (ra, rb)
+
+
+def test_two_workers_a_killed_one_and_a_searcher(tmp_path: Path, redis_url):
+    """Two indexers and a searcher on one shared index; one indexer is killed (-9)
+    mid-run. The other takes over its chunk: every image is indexed exactly once, and
+    the answers are those of a local SQLite index of the same folder."""
+    from engine import ImageSimilaritySearch
+
+    root = _picture_folder(tmp_path / "pics", 160)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    store = open_store(redis_url)
+    first = _start(root, redis_url, "--batch-size", "4")
+    _wait_count(store, 24, first)
+    second = _start(root, redis_url, "--batch-size", "4")
+    _wait_count(store, 80, first, second)
+    query = root / files[0]
+    searched = _lookalike("search", "--in", str(root), str(query), "--store", redis_url)
+    assert searched.returncode == 0 and "1 " in searched.stdout, searched.stderr
+    assert first.poll() is None, "the first worker ended before it could be killed"
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+
+    facts = store.image_facts()
+    assert sorted(facts.paths) == files  # each image once
+    assert store.count() == len(files) == len(set(facts.slots.tolist()))
+    assert store.failures() == []
+    pending = (
+        store.r.xpending(store.k("work"), b"workers") if store.r.exists(store.k("work")) else None
+    )
+    assert pending is None or pending["pending"] == 0
+
+    queries = [root / files[i] for i in range(0, len(files), 45)]
+    with ImageSimilaritySearch(root, store=redis_url) as shared:
+        assert shared.store_kind == "Redis, shared"
+        from_redis = _top(shared, queries)
+        assert shared.centre.count == len(files)  # refitted once, on every image
+    with ImageSimilaritySearch(root) as local:
+        local.index()
+        _same_answers(from_redis, _top(local, queries))
+
+
+def test_a_server_that_goes_away_loses_nothing_committed(tmp_path: Path, redis_base):
+    """The server stops answering mid-run (SIGSTOP): the worker gives one line and
+    exits; once it answers again, everything committed is there and a new run ends
+    the job."""
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    try:
+        url = server.url + "?name=away"
+        root = _picture_folder(tmp_path / "pics", 80)
+        store = open_store(url)
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tui", "index", str(root), "--store", url, "--batch-size", "4"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "LOOKALIKE_REDIS_TIMEOUT": "1"},
+        )
+        _wait_count(store, 40, worker)
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            _out, err = worker.communicate(timeout=120)
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        assert worker.returncode == 1 and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1 and "Redis" in err, err
+        kept = store.count()
+        assert kept >= 40
+        again = _lookalike("index", str(root), "--store", url, env={"LOOKALIKE_CLAIM_IDLE": "1"})
+        assert again.returncode == 0, again.stderr
+        assert store.count() == 280 and len(store.file_states()) == 280
+    finally:
+        server.stop()
