@@ -46,6 +46,7 @@ SECTIONS = (
     "triage",
     "disk",
     "app",
+    "shared",
 )
 
 
@@ -460,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         search_bench.bench_disk(rep, index)
     if "app" in only:
         bench_app(rep, root, index)
+    if "shared" in only:
+        from benchmarks.shared_bench import bench_shared
+
+        bench_shared(rep, root)
     took = time.perf_counter() - started
     head = (
         "# Benchmarks\n\nMeasured by `python -m benchmarks.run` (every section: about 16"

@@ -39,7 +39,7 @@ from engine.images import (
 )
 from engine.lsh import band_keys
 from engine.results import IndexStats, Progress
-from engine.storage import Batch, Store
+from engine.storage import Batch, CentreMoved, Store
 
 #: Compact the arrays when this share of their rows belongs to no image.
 COMPACT_SHARE = 0.25
@@ -164,6 +164,7 @@ class Indexer:
         self.engine.write_identity()  # fails early (weights, a clashing identity)
         if job.join(cancel):
             self._queue(job, stats, cancel, emit)
+        self.engine.reload_centre()  # the last job may have refitted it
         bs = self.engine.settings.batch_size
         done = 0
         for mid, entries in job.chunks(cancel):
@@ -273,7 +274,14 @@ class Indexer:
         batch.codes = codes
         batch.features = None if feats is None or not eng.feature_dim else feats.astype(np.float16)
         batch.band_keys = eng.band_keys(codes)
-        refused = self.store.commit(batch)
+        batch.centre_gen = eng.centre.generation
+        try:
+            refused = self.store.commit(batch)
+        except CentreMoved:  # a shared index was refitted meanwhile: re-sign, once
+            eng.reload_centre()
+            batch.band_keys = eng.band_keys(codes)
+            batch.centre_gen = eng.centre.generation
+            refused = self.store.commit(batch)
         for path, why in refused:
             stats.failed.append(SkippedFile(path, why))
             stats.indexed -= 1

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.redis_server import RedisServer
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "fashion-dataset"
 
@@ -165,43 +167,6 @@ def edited_copy(src: Path, dest: Path, kind: str) -> Path:
     else:
         im.save(dest)
     return dest
-
-
-class RedisServer:
-    """A real ``redis-server`` on 127.0.0.1, on a free port, with persistence off."""
-
-    def __init__(self, password: str | None = None) -> None:
-        import socket
-        import subprocess
-        import time
-
-        import redis
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--loglevel", "warning"]
-        if password:
-            args += ["--requirepass", password]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port, password=password)
-        deadline = time.time() + 20
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.exceptions.ConnectionError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.05)
-        client.close()
-        auth = f":{password}@" if password else ""
-        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 @pytest.fixture(scope="session")

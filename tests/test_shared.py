@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SAMPLE, RedisServer, make_picture
+from benchmarks.redis_server import RedisServer
+from conftest import REPO, SAMPLE, make_picture
 from engine.storage import Batch, IndexFileError, open_store
 
 BANDS, ROWS, NUM_PERM = 16, 8, 128
@@ -256,3 +257,26 @@ def test_a_server_that_goes_away_loses_nothing_committed(tmp_path: Path, redis_b
         assert store.count() == 280 and len(store.file_states()) == 280
     finally:
         server.stop()
+
+
+def test_band_keys_of_an_old_centre_are_refused(redis_url):
+    """A worker still holding the centre of before a refit cannot commit band keys made
+    with it: the store refuses, and the indexer re-signs with the stored centre."""
+    from engine.storage import CentreMoved
+
+    store, codes = _store_with_codes(redis_url, 8)
+    store.set_meta({"centre_gen": 2})
+    late = Batch(
+        paths=["late.png"],
+        sizes=[1],
+        mtimes=[1],
+        digests=[None],
+        codes=codes[:1],
+        band_keys=np.zeros((1, BANDS), np.uint64),
+        centre_gen=1,
+    )
+    with pytest.raises(CentreMoved):
+        store.commit(late)
+    late.centre_gen = 2
+    store.commit(late)
+    assert store.count() == 9

@@ -60,6 +60,11 @@ class SnapshotMoved(IndexFileError):
         super().__init__(what or "the index was rewritten while it was read; try again")
 
 
+class CentreMoved(IndexFileError):
+    """A batch's band keys were made with another centre than the index holds now (a
+    shared index refitted meanwhile): make them again with the stored centre."""
+
+
 def image_id(path: str) -> int:
     """The stable id of a path relative to the root: 64 bits of BLAKE2b of its bytes, as
     a signed integer (SQLite's integer type). Two paths sharing an id are reported as a
@@ -96,6 +101,8 @@ class Batch:
     band_keys: np.ndarray | None = None
     failed: list[tuple[str, int, int, str]] = field(default_factory=list)  # path, size, mtime, why
     delete: list[str] = field(default_factory=list)
+    #: the centre generation the band keys were made with (None: not checked)
+    centre_gen: int | None = None
 
 
 @dataclass

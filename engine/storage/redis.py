@@ -58,6 +58,7 @@ import numpy as np
 from engine.names import printable
 from engine.storage import (
     Batch,
+    CentreMoved,
     ImageFacts,
     IndexDamaged,
     IndexFileError,
@@ -477,6 +478,8 @@ class RedisStore:
         """Store *batch* at once (see the module's notes); returns the paths refused, with
         why (an id shared with another path)."""
         meta = self.get_meta()
+        if batch.centre_gen is not None and meta.get("centre_gen") not in (None, batch.centre_gen):
+            raise CentreMoved(f"the centre of {self.location} was refitted meanwhile")
         hash_dim, feature_dim, bands = self._dims(meta)
         refused: list[tuple[str, str]] = []
         ok_rows = list(range(len(batch.paths)))

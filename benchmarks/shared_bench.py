@@ -1,0 +1,295 @@
+"""The shared (Redis) store against the embedded one: inserts, queries, memory, takeover.
+
+Everything runs on a private ``redis-server`` on 127.0.0.1 started for the section, so
+the figures are the store's own, without a network between (a real network adds its
+round trips: a query makes three, an insert batch about twenty).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.data import DATA, REPO
+from benchmarks.redis_server import RedisServer
+
+SCALE_N = 100_000
+QUERIES = 200
+
+
+def _copy(src_snap, src_store, store, rows: np.ndarray, batch: int = 1000) -> float:
+    """Commit *rows* of a local index into *store*, in batches; returns seconds."""
+    from engine.storage import Batch
+
+    paths = src_store.paths_of(rows)
+    started = time.perf_counter()
+    for lo in range(0, len(rows), batch):
+        sl = rows[lo : lo + batch]
+        store.commit(
+            Batch(
+                paths=paths[lo : lo + batch],
+                sizes=[0] * len(sl),
+                mtimes=[0] * len(sl),
+                digests=[None] * len(sl),
+                codes=np.asarray(src_snap.codes[sl]),
+                features=np.asarray(src_snap.features[sl]),
+                band_keys=np.asarray(src_snap.band_keys[sl]),
+            )
+        )
+    return time.perf_counter() - started
+
+
+def _copy_worker(url: str, src: str, lo: int, hi: int) -> None:
+    """One process's share of a two-worker insert (run with ``-c``)."""
+    from engine import open_store
+
+    local = open_store(src)
+    snap = local.snapshot()
+    store = open_store(url)
+    rows = np.arange(lo, hi)
+    took = _copy(snap, local, store, rows)
+    print(f"{hi - lo} {took}")
+
+
+def _latencies(search, codes: np.ndarray, feats, paths: list[str], mode: str) -> list[float]:
+    out = []
+    for code, f, p in zip(codes, feats, paths):
+        t0 = time.perf_counter()
+        search.search_code(code, 10, exclude=p, features=f, mode=mode)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values) * 1000, q))
+
+
+def _groups(store) -> dict[str, int]:
+    """Redis bytes by kind of key (MEMORY USAGE of every key of the index)."""
+    out: dict[str, int] = {}
+    names = {
+        b"codes": "codes",
+        b"feats": "features",
+        b"bands": "band keys",
+        b"ids": "ids",
+        b"img": "paths and file states",
+        b"live": "live bitmap",
+        b"lsh_bucket": "LSH buckets",
+        b"lsh_keys": "LSH per-image lists",
+    }
+    pipe_keys = list(store.r.scan_iter(match=store.prefix + b"*", count=10000))
+    for i in range(0, len(pipe_keys), 10000):
+        chunk = pipe_keys[i : i + 10000]
+        pipe = store.r.pipeline(transaction=False)
+        for k in chunk:
+            pipe.memory_usage(k, samples=0)
+        for k, used in zip(chunk, pipe.execute()):
+            rest = k[len(store.prefix) :]
+            group = next((v for n, v in names.items() if rest.startswith(n)), "other")
+            out[group] = out.get(group, 0) + int(used or 0)
+    return out
+
+
+def bench_store(rep) -> None:
+    """Insert rate, query latency and memory at 100k images: Redis against SQLite."""
+    from benchmarks.scale import ensure
+    from engine import ImageSimilaritySearch, open_store
+
+    src_path = ensure(SCALE_N)
+    local = open_store(str(src_path))
+    snap = local.snapshot()
+    rows = np.setdiff1d(np.arange(snap.slots), snap.dead)
+    server = RedisServer()
+    lines = []
+    try:
+        base_mem = server.used_memory()
+        url = server.url + "?name=bench"
+        store = open_store(url)
+        meta = {k: v for k, v in snap.meta.items() if not k.startswith("lsh")}
+        store.set_meta(meta)
+        one = _copy(snap, local, store, rows)
+        n = len(rows)
+        used = server.used_memory() - base_mem
+        groups = _groups(store)
+        # two workers at once, into a second index of the same server
+        url2 = server.url + "?name=bench2"
+        two = open_store(url2)
+        two.set_meta(meta)
+        half = n // 2
+        code = (
+            "import sys; from benchmarks.shared_bench import _copy_worker;"
+            " _copy_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))"
+        )
+        t0 = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, url2, str(src_path), str(lo), str(hi)],
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for lo, hi in ((0, half), (half, n))
+        ]
+        for p in procs:
+            p.communicate()
+        both = time.perf_counter() - t0
+        assert two.count() == n
+        two.clear()
+
+        rng = np.random.RandomState(0)
+        pick = rng.choice(rows, QUERIES, replace=False)
+        codes = np.asarray(snap.codes[pick])
+        feats = np.asarray(snap.features[pick], np.float32)
+        paths = local.paths_of(pick)
+        root = Path(tempfile.mkdtemp(prefix="lookalike-shared-"))
+        results = {}
+        for label, kwargs in (
+            ("SQLite (local file)", {"index_path": str(src_path)}),
+            ("Redis (127.0.0.1)", {"store": url}),
+        ):
+            with ImageSimilaritySearch(root, **kwargs) as search:
+                t0 = time.perf_counter()
+                search.load()
+                first = time.perf_counter() - t0
+                for mode in ("auto", "exact"):
+                    _latencies(search, codes[:20], feats[:20], paths[:20], mode)  # warm
+                    lat = _latencies(search, codes, feats, paths, mode)
+                    results[(label, mode)] = (lat, first)
+        os.rmdir(root)
+    finally:
+        server.stop()
+    rows_out = [
+        [
+            label,
+            mode,
+            f"{_pct(lat, 50):.1f}",
+            f"{_pct(lat, 99):.1f}",
+            f"{first:.2f}",
+        ]
+        for (label, mode), (lat, first) in results.items()
+    ]
+    from benchmarks.run import table
+
+    per = used / n
+    lines.append(
+        f"Inserts (the store alone, batches of 1,000 images with codes, features and band"
+        f" keys; no CNN): one worker {n / one:,.0f} images/s; two worker processes into one"
+        f" index at once {n / both:,.0f} images/s together. The CNN encodes 300-400"
+        " images/s per machine here, so the store is not what bounds a worker."
+    )
+    lines.append(
+        "Queries at 100,000 images, 200 queries by stored code, top 10 re-ranked on"
+        " features, in ms (first load: reading what the first query needs, once per"
+        " process; for Redis, every code and band key into the process):\n\n"
+        + table(["store", "mode", "p50", "p99", "first load s"], rows_out)
+    )
+    mem_rows = [
+        [g, f"{b / n:,.0f}", f"{b * 100 / n / 1e9:,.1f}"]
+        for g, b in sorted(groups.items(), key=lambda kv: -kv[1])
+    ]
+    lines.append(
+        f"Redis memory: {per:,.0f} bytes per image in all (used_memory grew"
+        f" {used / 1e6:,.0f} MB for {n:,} images), by kind of key (MEMORY USAGE):\n\n"
+        + table(["keys", "bytes/image", "GB at 10M images"], mem_rows)
+    )
+    rep.section(
+        "Shared index (Redis): store",
+        "\n\n".join(lines),
+        "python -m benchmarks.run --only shared",
+    )
+
+
+def bench_workers(rep, root: Path, n: int = 2000) -> None:
+    """`lookalike index` end to end into Redis: one worker, two, and a killed one."""
+    subset = DATA / f"fashion-{n}"
+    if not subset.exists():
+        files = sorted(root.rglob("*.png"))[:: max(1, len(list(root.rglob("*.png"))) // n)][:n]
+        for f in files:
+            dest = subset / f.relative_to(root)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(f.read_bytes())
+    server = RedisServer()
+    env = {**os.environ, "LOOKALIKE_CLAIM_IDLE": "5"}
+
+    def run(name: str, workers: int) -> float:
+        url = server.url + f"?name={name}"
+        t0 = time.perf_counter()
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tui", "index", str(subset), "--store", url],
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=env,
+            )
+            for _ in range(workers)
+        ]
+        for p in procs:
+            p.wait()
+        return time.perf_counter() - t0
+
+    try:
+        one = statistics.median([run(f"one{r}", 1) for r in range(2)])
+        two = statistics.median([run(f"two{r}", 2) for r in range(2)])
+        takeover = _takeover(server, subset, env)
+    finally:
+        server.stop()
+    body = (
+        f"`lookalike index` of {n:,} Fashion-MNIST PNGs into a fresh Redis index, whole"
+        f" processes, median of 2: one worker {one:.1f} s ({n / one:.0f} images/s), two"
+        f" workers on this machine at once {two:.1f} s ({n / two:.0f} images/s). Both"
+        " workers share this machine's cores, so two here measure the coordination's cost,"
+        " not a speed-up; on two machines each worker runs at the one-worker rate.\n\n"
+        f"A worker killed (-9) mid-run: its chunk was taken over {takeover:.1f} s after the"
+        " kill, with the claim time set to 5 s (`LOOKALIKE_CLAIM_IDLE`; default 60 s): the"
+        " claim time, plus up to half a second until another worker looks, plus the"
+        " chunk's encoding."
+    )
+    rep.section("Shared index (Redis): workers", body, "python -m benchmarks.run --only shared")
+
+
+def _takeover(server: RedisServer, subset: Path, env: dict) -> float:
+    """Seconds from killing a worker until its pending chunks were all acknowledged."""
+    from engine import open_store
+
+    url = server.url + "?name=takeover"
+    store = open_store(url)
+    cmd = [sys.executable, "-m", "tui", "index", str(subset), "--store", url]
+    first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, env=env)
+    while store.count() < 200:
+        time.sleep(0.05)
+    second = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, env=env)
+    while store.count() < 400:
+        time.sleep(0.05)
+    r = store.r
+    tag = f":{first.pid}:".encode()
+    while True:  # kill it while it holds a chunk
+        consumers = r.xinfo_consumers(store.k("work"), b"workers")
+        mine = [c["name"] for c in consumers if tag in c["name"] and c["pending"]]
+        if mine:
+            break
+    first.send_signal(signal.SIGKILL)
+    killed = time.perf_counter()
+    first.wait()
+    while True:
+        pending = r.xpending_range(store.k("work"), b"workers", "-", "+", 100)
+        if not [p for p in pending if p["consumer"] in mine]:
+            break
+        time.sleep(0.02)
+    took = time.perf_counter() - killed
+    second.wait()
+    assert store.count() == len(list(subset.rglob("*.png")))
+    return took
+
+
+def bench_shared(rep, root: Path) -> None:
+    bench_store(rep)
+    bench_workers(rep, root)
