@@ -25,7 +25,9 @@ SCALE_N = 100_000
 QUERIES = 200
 
 
-def _copy(src_snap, src_store, store, rows: np.ndarray, batch: int = 1000) -> float:
+def _copy(
+    src_snap, src_store, store, rows: np.ndarray, batch: int = 1000, features: bool = True
+) -> float:
     """Commit *rows* of a local index into *store*, in batches; returns seconds."""
     from engine.storage import Batch
 
@@ -40,7 +42,7 @@ def _copy(src_snap, src_store, store, rows: np.ndarray, batch: int = 1000) -> fl
                 mtimes=[0] * len(sl),
                 digests=[None] * len(sl),
                 codes=np.asarray(src_snap.codes[sl]),
-                features=np.asarray(src_snap.features[sl]),
+                features=np.asarray(src_snap.features[sl]) if features else None,
                 band_keys=np.asarray(src_snap.band_keys[sl]),
             )
         )
@@ -113,7 +115,7 @@ def bench_store(rep) -> None:
         base_mem = server.used_memory()
         url = server.url + "?name=bench"
         store = open_store(url)
-        meta = {k: v for k, v in snap.meta.items() if not k.startswith("lsh")}
+        meta = {k: v for k, v in snap.meta.items() if not k.startswith("lsh") and k != "schema"}
         store.set_meta(meta)
         one = _copy(snap, local, store, rows)
         n = len(rows)
@@ -143,6 +145,13 @@ def bench_store(rep) -> None:
         both = time.perf_counter() - t0
         assert two.count() == n
         two.clear()
+        # the same without features (``features=0``: codes only, no re-ranking)
+        before = server.used_memory()
+        small = open_store(server.url + "?name=small&features=0")
+        small.set_meta({**meta, "feature_dim": 0})
+        _copy(snap, local, small, rows, features=False)
+        per_small = (server.used_memory() - before) / n
+        small.clear()
 
         rng = np.random.RandomState(0)
         pick = rng.choice(rows, QUERIES, replace=False)
@@ -192,12 +201,15 @@ def bench_store(rep) -> None:
         + table(["store", "mode", "p50", "p99", "first load s"], rows_out)
     )
     mem_rows = [
-        [g, f"{b / n:,.0f}", f"{b * 100 / n / 1e9:,.1f}"]
+        [g, f"{b / n:,.0f}", f"{b / n * 1e7 / 1e9:,.1f}"]
         for g, b in sorted(groups.items(), key=lambda kv: -kv[1])
     ]
     lines.append(
         f"Redis memory: {per:,.0f} bytes per image in all (used_memory grew"
-        f" {used / 1e6:,.0f} MB for {n:,} images), by kind of key (MEMORY USAGE):\n\n"
+        f" {used / 1e6:,.0f} MB for {n:,} images; {per * 1e7 / 1e9:,.0f} GB at 10M"
+        f" images), by kind of key (MEMORY USAGE). Without features (`features=0` in the"
+        f" URL: codes only, no re-ranking) {per_small:,.0f} bytes per image"
+        f" ({per_small * 1e7 / 1e9:,.0f} GB at 10M).\n\n"
         + table(["keys", "bytes/image", "GB at 10M images"], mem_rows)
     )
     rep.section(
@@ -219,18 +231,21 @@ def bench_workers(rep, root: Path, n: int = 2000) -> None:
     server = RedisServer()
     env = {**os.environ, "LOOKALIKE_CLAIM_IDLE": "5"}
 
-    def run(name: str, workers: int) -> float:
+    def run(name: str, workers: int, pinned: bool = False) -> float:
+        """Seconds for *workers* processes to index the subset; *pinned*: each on a core
+        of its own (``taskset``), standing in for machines of one core each."""
         url = server.url + f"?name={name}"
         t0 = time.perf_counter()
         procs = [
             subprocess.Popen(
-                [sys.executable, "-m", "tui", "index", str(subset), "--store", url],
+                (["taskset", "-c", str(i)] if pinned else [])
+                + [sys.executable, "-m", "tui", "index", str(subset), "--store", url],
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 env=env,
             )
-            for _ in range(workers)
+            for i in range(workers)
         ]
         for p in procs:
             p.wait()
@@ -239,19 +254,24 @@ def bench_workers(rep, root: Path, n: int = 2000) -> None:
     try:
         one = statistics.median([run(f"one{r}", 1) for r in range(2)])
         two = statistics.median([run(f"two{r}", 2) for r in range(2)])
+        core1 = statistics.median([run(f"core-one{r}", 1, True) for r in range(2)])
+        core2 = statistics.median([run(f"core-two{r}", 2, True) for r in range(2)])
         takeover = _takeover(server, subset, env)
     finally:
         server.stop()
     body = (
         f"`lookalike index` of {n:,} Fashion-MNIST PNGs into a fresh Redis index, whole"
         f" processes, median of 2: one worker {one:.1f} s ({n / one:.0f} images/s), two"
-        f" workers on this machine at once {two:.1f} s ({n / two:.0f} images/s). Both"
-        " workers share this machine's cores, so two here measure the coordination's cost,"
-        " not a speed-up; on two machines each worker runs at the one-worker rate.\n\n"
-        f"A worker killed (-9) mid-run: its chunk was taken over {takeover:.1f} s after the"
-        " kill, with the claim time set to 5 s (`LOOKALIKE_CLAIM_IDLE`; default 60 s): the"
-        " claim time, plus up to half a second until another worker looks, plus the"
-        " chunk's encoding."
+        f" workers on this machine at once {two:.1f} s ({n / two:.0f} images/s): they share"
+        " its two cores, so this measures the coordination's cost, not a speed-up. Each"
+        " worker on a core of its own (`taskset`, standing in for two one-core machines;"
+        f" Redis shares the cores): one worker {core1:.1f} s ({n / core1:.0f} images/s), two"
+        f" workers {core2:.1f} s ({n / core2:.0f} images/s), {core1 / core2:.2f}x.\n\n"
+        f"A worker killed (-9) mid-run: its chunk was committed by another worker"
+        f" {takeover:.1f} s after the kill, with the claim time set to 5 s"
+        " (`LOOKALIKE_CLAIM_IDLE`; default 60 s). The claim time counts from when the dead"
+        " worker took the chunk; then up to half a second until another worker looks, and"
+        " the chunk's encoding."
     )
     rep.section("Shared index (Redis): workers", body, "python -m benchmarks.run --only shared")
 

@@ -296,6 +296,8 @@ class ImageSimilaritySearch:
             return
         bands, rows = self.lsh_bands
         feature_dim = int(getattr(enc, "feature_dim", 0)) if hasattr(enc, "encode") else 0
+        if not getattr(self.store, "keep_features", True):
+            feature_dim = 0  # codes only, no re-ranking: the store was asked to be small
         identity = {
             **enc.identity,
             "num_perm": self.num_perm,

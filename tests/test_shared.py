@@ -280,3 +280,16 @@ def test_band_keys_of_an_old_centre_are_refused(redis_url):
     late.centre_gen = 2
     store.commit(late)
     assert store.count() == 9
+
+
+def test_an_index_without_features(redis_url, tiny_folder: Path):
+    """``features=0``: codes only (no re-ranking), and no feature rows in Redis."""
+    from engine import ImageSimilaritySearch
+
+    url = redis_url + "&features=0"
+    with ImageSimilaritySearch(tiny_folder, store=url) as search:
+        search.index()
+        assert search.feature_dim == 0 and "features=0" in str(search.index_path)
+        result = search.search(tiny_folder / "a" / "img0.png", 3)
+        assert len(result.matches) == 3 and result.reranked == 0
+        assert list(search.store.r.scan_iter(match=search.store.prefix + b"feats*")) == []

@@ -71,8 +71,10 @@ from engine.storage import (
 
 #: 1: the first shared layout.
 SCHEMA_VERSION = 1
-#: Rows per vector string (a features string of Lite0 is then 42 MB, under Redis' 512).
-CHUNK = 1 << 14
+#: Rows per vector string (a features string of Lite0 is then 40 MiB, under Redis' 512).
+#: One less than a power of two: a full string plus its header then fits a jemalloc size
+#: class exactly (2**14 rows would round up by a quarter).
+CHUNK = (1 << 14) - 1
 CODE_DTYPE = np.dtype("<f4")
 FEATURE_DTYPE = np.dtype("<f2")
 KEY_DTYPE = np.dtype("<u8")
@@ -124,6 +126,17 @@ end
 return 1
 """
 
+# Re-create full vector strings at their exact size: SETRANGE grows a string greedily
+# (up to twice its length, or 1 MB more), which cost a fifth of the vectors' memory.
+# Atomic, so a row another worker writes later (within the length) is never lost.
+_TIGHTEN = """
+for _, k in ipairs(KEYS) do
+  local v = redis.call('GET', k)
+  if v then redis.call('SET', k, v) end
+end
+return 1
+"""
+
 # Delete a lease only if this process still holds it.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -132,7 +145,8 @@ return 0
 
 
 def parse_url(url: str) -> tuple[dict, str, str]:
-    """Connection keywords for redis-py, the index name, and the URL without password.
+    """Connection keywords for redis-py, the index name, and the URL without password
+    (with its ``features=0`` where given).
 
     Refuses anything it cannot use with a one-line :class:`IndexFileError`."""
     parts = urllib.parse.urlsplit(url)
@@ -164,7 +178,16 @@ def parse_url(url: str) -> tuple[dict, str, str]:
     }
     host = kwargs["host"]
     location = f"{parts.scheme}://{host}:{port}/{kwargs['db']}?name={name}"
+    if not keeps_features(url):
+        location += "&features=0"
     return kwargs, name, location
+
+
+def keeps_features(url: str) -> bool:
+    """Whether a new index at *url* stores the backbone's pooled features (``features=0``
+    in the URL: no, for a little under half the memory; see the README)."""
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
+    return (query.get("features") or ["1"])[0].lower() not in ("0", "no", "off", "false")
 
 
 def _timeout() -> float:
@@ -312,6 +335,7 @@ class RedisStore:
         import redis
 
         kwargs, self.name, self.location = parse_url(url)
+        self.keep_features = keeps_features(url)
         self.root = root
         self.url = url
         self.prefix = f"lookalike:{self.name}:".encode()
@@ -327,6 +351,7 @@ class RedisStore:
         self._commit_script = self.r.register_script(_COMMIT)
         self._remove_script = self.r.register_script(_LSH_REMOVE)
         self._release_script = self.r.register_script(_RELEASE)
+        self._tighten_script = self.r.register_script(_TIGHTEN)
         self._attach()
 
     def k(self, name: str) -> bytes:
@@ -395,7 +420,8 @@ class RedisStore:
 
     @_guarded
     def set_meta(self, values: dict) -> None:
-        values = {k: v for k, v in values.items() if k != "slots"}
+        # the slot counter and the schema version are the store's own
+        values = {k: v for k, v in values.items() if k not in ("slots", "schema")}
         if values:
             self.r.hset(
                 self.k("meta"),
@@ -514,6 +540,10 @@ class RedisStore:
                 feats = np.asarray(batch.features, FEATURE_DTYPE).reshape(n, feature_dim)
                 self._write_rows(pipe, "feats", start, feats)
             pipe.execute()
+            first, last = start // CHUNK, (start + n) // CHUNK
+            for chunk in range(first, last):  # this batch wrote the last row of these
+                kinds = ("codes", "bands", "ids", "feats")
+                self._tighten_script(keys=[self.k(f"{kind}:{chunk}") for kind in kinds])
             self._lsh_insert(meta, [start + i for i in ok_rows], keys[ok_rows])
             dhashes = batch.dhashes or [None] * n
             pixels = batch.pixels or [None] * n
