@@ -20,6 +20,7 @@ already queued are counted, so it appends only what was not queued).
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import struct
@@ -29,6 +30,18 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from engine.images import FileEntry
+
+
+def _guarded(method):
+    """Redis client errors in a job's calls become one-line errors, as in the store."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self.store.errors():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
 
 #: Seconds a chunk may stay unacknowledged before another worker takes it over.
 CLAIM_IDLE = 60.0
@@ -86,6 +99,7 @@ class Job:
 
     # --- joining ----------------------------------------------------------------------
 
+    @_guarded
     def join(self, cancel: threading.Event) -> bool:
         """Join the current job, or start one; True when this worker must walk."""
         while not cancel.is_set():
@@ -110,6 +124,7 @@ class Job:
         self._renewed = time.monotonic()
         return got
 
+    @_guarded
     def renew(self) -> None:
         """Keep the walker's lease (called as the walk goes; cheap when recent)."""
         now = time.monotonic()
@@ -117,14 +132,17 @@ class Job:
             self._renewed = now
             self.r.pexpire(self.lease, int(LEASE * 1000))
 
+    @_guarded
     def release(self) -> None:
         self.store._release_script(keys=[self.lease], args=[self.me])
 
     # --- the walker's side ---------------------------------------------------------------
 
+    @_guarded
     def queued(self) -> int:
         return int(self.r.hget(self.job, "queued") or 0)
 
+    @_guarded
     def enqueue(self, chunk: list[FileEntry], queued_after: int) -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.xadd(self.stream, {b"e": pack_entries(chunk)})
@@ -132,6 +150,7 @@ class Job:
         pipe.execute()
         self.renew()
 
+    @_guarded
     def walked(self) -> None:
         self.r.hset(self.job, "walked", 1)
         self.release()
@@ -143,10 +162,21 @@ class Job:
     ) -> Iterator[tuple[bytes, list[FileEntry]]]:
         """Chunks for this worker until the job has none left (the caller acknowledges
         each with :meth:`ack` once committed)."""
+        with self.store.errors():
+            yield from self._chunks(cancel, on_wait)
+
+    def _chunks(self, cancel, on_wait):
+        import redis
+
         while not cancel.is_set():
-            _next, claimed, *_ = self.r.xautoclaim(
-                self.stream, self.group, self.me, self.idle_ms, start_id="0-0", count=1
-            )
+            try:
+                _next, claimed, *_ = self.r.xautoclaim(
+                    self.stream, self.group, self.me, self.idle_ms, start_id="0-0", count=1
+                )
+            except redis.exceptions.ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    return  # another worker closed the job meanwhile
+                raise
             msgs = [(mid, f) for mid, f in claimed if f]
             walked = self.r.hget(self.job, "walked") == b"1"
             if not msgs:
@@ -165,10 +195,12 @@ class Job:
             if on_wait is not None:
                 on_wait()
 
+    @_guarded
     def ack(self, mid: bytes) -> None:
         if mid:
             self.r.xack(self.stream, self.group, mid)
 
+    @_guarded
     def finish(self, upkeep: Callable[[], None]) -> bool:
         """Run *upkeep* and close the job if no other worker does; True if this one did."""
         if not self.r.set(self.upkeep, self.me, nx=True, px=int(600 * 1000)):

@@ -293,3 +293,35 @@ def test_an_index_without_features(redis_url, tiny_folder: Path):
         result = search.search(tiny_folder / "a" / "img0.png", 3)
         assert len(result.matches) == 3 and result.reranked == 0
         assert list(search.store.r.scan_iter(match=search.store.prefix + b"feats*")) == []
+
+
+def test_job_handover(redis_url):
+    """A walker whose lease ran out is replaced by the next worker; a worker reading a job
+    another worker closed meanwhile ends quietly."""
+    import threading
+
+    from engine.images import FileEntry
+    from engine.shared import Job, pack_entries, unpack_entries
+
+    entries = [FileEntry("a/\udcff.png", 3, 4), FileEntry("b.png", 5, 6)]
+    assert unpack_entries(pack_entries(entries)) == entries
+    store = open_store(redis_url)
+    go = threading.Event()
+    walker, other = Job(store), Job(store)
+    assert walker.join(go) and not other.join(go)  # one walker at a time
+    store.r.delete(store.k("walker"))  # its lease ran out (the process died)
+    assert other.join(go)  # walks again
+    other.enqueue(entries, 1)
+    other.walked()
+    (mid, got), *_ = list(_take(other.chunks(go), 1))
+    assert got == entries
+    other.ack(mid)
+    assert other.finish(lambda: None) and not walker.finish(lambda: None)
+    assert list(walker.chunks(go)) == []  # the stream is gone: nothing, no error
+
+
+def _take(it, n):
+    for i, x in enumerate(it):
+        yield x
+        if i + 1 >= n:
+            return

@@ -209,37 +209,39 @@ def _without_password(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
+def _translate(location: str, exc: Exception) -> IndexFileError | None:
+    """The one-line error for a Redis client error (None: not one of those)."""
+    import redis
+
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return IndexFileError(f"Redis at {location} refused the password (wrong or missing)")
+    if isinstance(exc, redis.exceptions.ResponseError):
+        text = str(exc)
+        if "NOAUTH" in text or "WRONGPASS" in text or "invalid password" in text:
+            return IndexFileError(f"Redis at {location} refused the password (wrong or missing)")
+        if "OOM" in text:
+            return IndexFileError(
+                f"Redis at {location} is out of memory (maxmemory): nothing more can be stored"
+            )
+        return IndexFileError(f"Redis at {location}: {printable(text)[:200]}")
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        why = printable(str(exc).split("\n")[0])[:160] or type(exc).__name__
+        return IndexFileError(
+            f"lost or could not make the connection to Redis at {location} ({why});"
+            " everything committed is kept"
+        )
+    if isinstance(exc, redis.exceptions.RedisError):
+        return IndexFileError(f"Redis at {location}: {printable(str(exc))[:200]}")
+    return None
+
+
 def _guarded(method):
     """Turn Redis client errors into one-line :class:`IndexFileError`s."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        import redis
-
-        try:
+        with self.errors():
             return method(self, *args, **kwargs)
-        except redis.exceptions.AuthenticationError:
-            raise IndexFileError(
-                f"Redis at {self.location} refused the password (wrong or missing)"
-            ) from None
-        except redis.exceptions.ResponseError as exc:
-            text = str(exc)
-            if "NOAUTH" in text or "WRONGPASS" in text or "invalid password" in text:
-                raise IndexFileError(
-                    f"Redis at {self.location} refused the password (wrong or missing)"
-                ) from None
-            if "OOM" in text:
-                raise IndexFileError(
-                    f"Redis at {self.location} is out of memory (maxmemory): nothing more"
-                    " can be stored"
-                ) from None
-            raise IndexFileError(f"Redis at {self.location}: {printable(text)[:200]}") from None
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            why = printable(str(exc).split("\n")[0])[:160] or type(exc).__name__
-            raise IndexFileError(
-                f"lost or could not make the connection to Redis at {self.location} ({why});"
-                " everything committed is kept"
-            ) from None
 
     return wrapper
 
@@ -356,6 +358,17 @@ class RedisStore:
 
     def k(self, name: str) -> bytes:
         return self.prefix + name.encode()
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Redis client errors inside become one-line :class:`IndexFileError`s."""
+        try:
+            yield
+        except Exception as exc:
+            mapped = _translate(self.location, exc)
+            if mapped is None:
+                raise
+            raise mapped from None
 
     # --- attaching --------------------------------------------------------------------
 
