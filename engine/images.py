@@ -246,6 +246,7 @@ def open_image(
             im = to_rgb(ImageOps.exif_transpose(opened))
             im = opened.copy() if im is opened else im
             im.info["pixels"] = width * height  # before any reduced-size decoding
+            im.info["size"] = (width, height)
             return im
         finally:
             opened.close()

@@ -21,6 +21,10 @@ SAMPLE = REPO / "fashion-dataset"
 # so the measured choice between ONNX Runtime and PyTorch is exercised everywhere.
 # (Subprocesses inherit it.) Tests of the choice itself clear it.
 os.environ["LOOKALIKE_PRECISION"] = "fp32"
+# The app under test runs headless, where Rich sees no colour terminal: pictures would be
+# dithered to 256 colours and a notice would say so. The snapshots show 24-bit pictures;
+# the 256-colour path and the notice have tests of their own.
+os.environ["LOOKALIKE_COLORS"] = "truecolor"
 
 
 def make_image(

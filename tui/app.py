@@ -28,6 +28,7 @@ from engine.names import printable
 from engine.settings import Settings
 from tui import keys
 from tui.layout import Tier, tier_for
+from tui.render import choose
 from tui.text import line, plain
 from tui.thumbs import ThumbCache
 from tui.widgets.image_tree import ImageTree
@@ -90,8 +91,11 @@ class LookalikeApp(App[int]):
         settings: Settings | None = None,
         encoder: Any = None,
         show_timings: bool = True,
+        pixels: str | None = None,
+        colours: str | None = None,
     ) -> None:
         super().__init__()
+        self.pixels, self.colours = pixels, colours
         self.show_timings = show_timings
         self.folder = Path(folder).resolve()
         self.initial_query = Path(query).resolve() if query else None
@@ -146,6 +150,11 @@ class LookalikeApp(App[int]):
             self.show_query(self.highlighted)
 
     def on_mount(self) -> None:
+        # How pictures are drawn: from the options and what Rich made of the terminal.
+        choice = choose(self.pixels, self.colours, color_system=self.console.color_system)
+        self.thumbs = ThumbCache(choice)
+        if choice.why:
+            self.notify(f"pictures: {choice.why} (see lookalike --help)", timeout=6)
         self.tier = tier_for(self.size.width, self.size.height)
         self.query_one(ResultsGrid).tier = self.tier
         self.query_one("#tree").border_title = plain(self.folder)
@@ -492,11 +501,14 @@ def create_app(
     settings: Settings | None = None,
     encoder: Any = None,
     show_timings: bool = True,
+    pixels: str | None = None,
+    colours: str | None = None,
     **overrides: Any,
 ) -> LookalikeApp:
     """The app, for the command line and the tests alike. *settings* (with keyword
     *overrides*, e.g. ``batch_size=8``) go to :class:`engine.search.ImageSimilaritySearch`;
-    *encoder* replaces the CNN (tests)."""
+    *encoder* replaces the CNN (tests); *pixels* and *colours* choose how pictures are
+    drawn (see :mod:`tui.render`)."""
     settings = (settings or Settings()).with_(**overrides)
     return LookalikeApp(
         folder,
@@ -505,4 +517,6 @@ def create_app(
         settings=settings,
         encoder=encoder,
         show_timings=show_timings,
+        pixels=pixels,
+        colours=colours,
     )

@@ -243,6 +243,21 @@ def build_app_parser() -> argparse.ArgumentParser:
         help="image folder (default ./fashion-dataset if it exists, else .)",
     )
     parser.add_argument("--query", metavar="IMAGE", help="open with this image's lookalikes")
+    parser.add_argument(
+        "--pixels",
+        choices=("auto", "halfblock", "quadrant", "sextant", "kitty"),
+        default=None,
+        help="how pictures are drawn: auto (half-blocks, any terminal), quadrant (2x2"
+        " pixels per cell), sextant (2x3, fonts with Unicode 13 sextants), kitty (the kitty"
+        " graphics protocol) (default $LOOKALIKE_PIXELS, else auto)",
+    )
+    parser.add_argument(
+        "--colors",
+        choices=("auto", "truecolor", "256"),
+        default=None,
+        help="auto (24-bit when the terminal says so in COLORTERM, else 256 colours,"
+        " dithered), truecolor or 256 (default $LOOKALIKE_COLORS, else auto)",
+    )
     _add_index_options(parser)
     return parser
 
@@ -621,7 +636,17 @@ def cmd_app(argv: list[str]) -> int:
         _check_query(args.query)
     from tui.app import create_app
 
-    app = create_app(folder, query=args.query, settings=_settings(args))
+    if (args.colors or os.environ.get("LOOKALIKE_COLORS")) == "truecolor":
+        # the terminal has 24-bit colour though it does not say so (SSH drops COLORTERM):
+        # Rich, which draws every frame, must not reduce colours to 256 either
+        os.environ["COLORTERM"] = "truecolor"
+    app = create_app(
+        folder,
+        query=args.query,
+        settings=_settings(args),
+        pixels=args.pixels,
+        colours=args.colors,
+    )
     app.run()
     if app.return_code == 143:
         raise Terminated

@@ -1,8 +1,7 @@
-"""Pixel-art thumbnails: decode, fit, render to half-block cells. Never on the UI thread.
+"""Thumbnails: decode, fit, render through :mod:`tui.render`. Never on the UI thread.
 
-Each terminal cell shows two pixels stacked (upper half in the background colour,
-lower half in the foreground colour of a "▄"), which any 256-colour or truecolor
-terminal draws, over SSH and inside tmux, with no graphics protocol.
+Cached by (path, mtime, size, cell box, renderer): a picture is decoded once per size
+and way of drawing, and a file changed on disk is drawn again.
 """
 
 from __future__ import annotations
@@ -12,55 +11,49 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image
-from rich_pixels import Pixels
+from typing import Any
 
 from engine.images import ImageError, open_image
+from tui.render import Choice, choose, picture
 
 
 @dataclass(frozen=True)
 class Thumb:
-    """A rendered thumbnail, or the reason there is none."""
+    """A rendered thumbnail (any Rich renderable), or the reason there is none."""
 
-    pixels: Pixels | None
+    art: Any
     width: int  # image size in pixels, before fitting
     height: int
     error: str | None = None
 
 
-def fit(width: int, height: int, cells_w: int, cells_h: int) -> tuple[int, int]:
-    """Pixel size that fits a cells_w x cells_h box of half-block cells, aspect kept."""
-    scale = min(cells_w / width, (2 * cells_h) / height)
-    return max(1, round(width * scale)), max(2, round(height * scale))
-
-
-def render(path: str | os.PathLike[str], cells_w: int, cells_h: int) -> Thumb:
+def render(path: str | os.PathLike[str], cells_w: int, cells_h: int, choice: Choice) -> Thumb:
     try:
-        im = open_image(path, draft_size=4 * max(cells_w, cells_h))
+        # decode at reduced size where the format allows (JPEG draft): a thumbnail
+        # needs a few pixels per cell, not the whole photo
+        im = open_image(path, draft_size=6 * max(cells_w, cells_h))
     except ImageError as exc:
         return Thumb(None, 0, 0, str(exc))
-    w, h = im.size
-    im = im.resize(fit(w, h, cells_w, cells_h), Image.LANCZOS)
-    return Thumb(Pixels.from_image(im), w, h)
+    w, h = im.info.get("size", im.size)
+    return Thumb(picture(im, cells_w, cells_h, choice), w, h)
 
 
 class ThumbCache:
-    """A small LRU of rendered thumbnails, keyed by file identity and box size."""
+    """A small LRU of rendered thumbnails, keyed by file identity, box and renderer."""
 
-    def __init__(self, size: int = 512) -> None:
+    def __init__(self, choice: Choice | None = None, size: int = 512) -> None:
+        self.choice = choice or choose()
         self._items: OrderedDict[tuple, Thumb] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    @staticmethod
-    def key(path: Path, cells_w: int, cells_h: int) -> tuple:
+    def key(self, path: Path, cells_w: int, cells_h: int) -> tuple:
         try:
             st = path.stat()
             ident = (st.st_mtime_ns, st.st_size)
         except OSError:
             ident = (0, 0)
-        return (str(path), ident, cells_w, cells_h)
+        return (str(path), ident, cells_w, cells_h, self.choice.key)
 
     def get(self, path: Path, cells_w: int, cells_h: int) -> Thumb:
         """The thumbnail, rendered now if not cached (call from a worker thread)."""
@@ -69,7 +62,7 @@ class ThumbCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        thumb = render(path, cells_w, cells_h)
+        thumb = render(path, cells_w, cells_h, self.choice)
         with self._lock:
             self._items[key] = thumb
             while len(self._items) > self._size:

@@ -34,9 +34,9 @@ class QueryPanel(Vertical):
             size = human_size(path.stat().st_size)
         except OSError:
             size = "?"
-        if thumb.pixels is None:
+        if thumb.art is None:
             art.update(line(("✗ cannot show this image", "red")))
             info.update(line((rel, "bold"), NEWLINE, (thumb.error or "", "red"), f" · {size}"))
         else:
-            art.update(thumb.pixels)
+            art.update(thumb.art)
             info.update(line((rel, "bold"), NEWLINE, f"{thumb.width}×{thumb.height} px · {size}"))

@@ -54,8 +54,8 @@ class ResultCard(Vertical):
         self._thumb.remove_class("-broken")
 
     def show_thumb(self, thumb: Thumb) -> None:
-        if thumb.pixels is not None:
-            self._thumb.update(thumb.pixels)
+        if thumb.art is not None:
+            self._thumb.update(thumb.art)
         else:
             self._thumb.update(line(("cannot show", "red"), NEWLINE, thumb.error or ""))
             self._thumb.add_class("-broken")
