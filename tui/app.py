@@ -284,6 +284,20 @@ class LookalikeApp(App[int]):
 
         self.push_screen(TriageScreen(self.search_engine, tier=self.tier))
 
+    def action_compare(self) -> None:
+        grid = self.query_one(ResultsGrid)
+        if not grid.cards or self.query_path is None:
+            self.notify("search first: z compares the query with a result")
+            return
+        from tui.screens.compare import CompareScreen
+
+        index = grid.cursor if grid.current is not None else 0
+        self.push_screen(
+            CompareScreen(
+                self.query_path, self._rel(self.query_path), [c.data for c in grid.cards], index
+            )
+        )
+
     def action_failures(self) -> None:
         if not self._failures:
             self.notify("no file was skipped")

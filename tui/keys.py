@@ -110,6 +110,15 @@ KEYS: tuple[Key, ...] = (
         "d",
         "Triage",
     ),
+    Key(
+        "app",
+        "z",
+        "compare",
+        "Compare",
+        "the query and the highlighted result side by side, as large as the terminal allows",
+        "z",
+        "Compare with the query",
+    ),
     Key("app", "ctrl+p", "", "", "command palette: every action by name", "ctrl+p"),
     Key("triage", "escape", "close", "Back", "back to searching"),
     Key("triage", "up,k", "move(0, -1)", "", "previous group", "↑ / k"),
@@ -127,6 +136,10 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("triage", "u", "undo", "Undo move", "put back the last files set aside"),
     Key("triage", "enter", "search", "Search this", "search with that image"),
+    Key("compare", "escape,z", "close", "Back", "back to the results", "escape / z"),
+    Key("compare", "left,h,up,k", "move(-1)", "", "previous result", "← / h"),
+    Key("compare", "right,l,down,j", "move(1)", "", "next result", "→ / l"),
+    Key("compare", "enter", "search", "Search this", "search with the result shown"),
 )
 
 #: Where each place's keys are described on the help screen, in order.
@@ -135,6 +148,7 @@ PLACES = {
     "tree": "the file tree",
     "results": "the results",
     "triage": "triage (d)",
+    "compare": "compare (z)",
 }
 
 

@@ -1,12 +1,18 @@
-"""The xterm-256 palette, and pictures quantised to it with ordered dithering.
+"""The xterm-256 palette, and pictures quantised to it with error diffusion.
 
 Over SSH ``COLORTERM`` is usually not forwarded, and a terminal that does not say it
 has 24-bit colour gets 256: Rich then maps each colour to its nearest palette entry,
 which turns a photo's gradients into flat bands. Here the picture is quantised before
-it becomes cells: each pixel is nudged by a 4×4 Bayer threshold of about one palette
-step before the nearest entry is taken, so areas between two entries mix them in a
-fine, fixed pattern (no shimmer between frames, unlike error diffusion), and the eye
-averages it back.
+it becomes cells, a row at a time: each row takes its nearest entries, and what each
+pixel missed by is carried to the three pixels below it (half straight down, a quarter
+to each side). Areas between two entries then mix them, and the eye averages the mix
+back; flat areas that an entry matches stay flat. A row is done in one numpy step, so a
+thumbnail costs about a millisecond, and the same picture always gives the same cells.
+
+Measured against the source (docs/BENCHMARKS.md, *Pictures*): a 4×4 Bayer ordered
+dither added more noise than it removed banding on the benchmark set, at any strength
+(mean error per cell 5.1 at the mildest against 4.9 without dithering); this diffusion
+lowers it to 4.5, and to 2.4 against 3.2 over blocks of two cells.
 
 Only entries 16-255 are used: the 6×6×6 cube and the 24 greys have fixed colours in
 every terminal, where the first 16 follow the user's theme.
@@ -19,12 +25,8 @@ from functools import lru_cache
 import numpy as np
 
 _LEVELS = np.array([0, 95, 135, 175, 215, 255], np.float32)
-#: 4×4 Bayer matrix, as thresholds in (-0.5, 0.5)
-_BAYER = (
-    np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]], np.float32) + 0.5
-) / 16 - 0.5
-#: how far a pixel is nudged: about the palette's step between neighbouring entries
-DITHER_STRENGTH = 40.0
+#: where a pixel's error goes in the next row: down-left, down, down-right
+_SPREAD = (0.25, 0.5, 0.25)
 
 
 @lru_cache(maxsize=1)
@@ -50,12 +52,22 @@ def nearest(rgb: np.ndarray) -> np.ndarray:
     return (np.argmin(d, axis=1) + 16).reshape(rgb.shape[:-1]).astype(np.int64)
 
 
-def dither(rgb: np.ndarray, strength: float = DITHER_STRENGTH) -> np.ndarray:
-    """Palette indices (h, w) for an (h, w, 3) picture, ordered-dithered."""
-    h, w = rgb.shape[:2]
-    tile = np.tile(_BAYER, (-(-h // 4), -(-w // 4)))[:h, :w]
-    nudged = np.clip(rgb.astype(np.float32) + strength * tile[..., None], 0, 255)
-    return nearest(nudged)
+def dither(rgb: np.ndarray) -> np.ndarray:
+    """Palette indices (h, w) for an (h, w, 3) picture, errors diffused row to row."""
+    img = rgb.astype(np.float32)
+    h, w = img.shape[:2]
+    out = np.empty((h, w), np.int64)
+    carry = np.zeros((w, 3), np.float32)
+    left, down, right = _SPREAD
+    pal = palette()
+    for y in range(h):
+        row = np.clip(img[y] + carry, 0, 255)
+        out[y] = nearest(row)
+        err = row - pal[out[y]]
+        carry = down * err
+        carry[1:] += right * err[:-1]
+        carry[:-1] += left * err[1:]
+    return out
 
 
 def colours(indices: np.ndarray) -> np.ndarray:
