@@ -238,3 +238,52 @@ def test_one_key_table_feeds_bindings_palette_and_help():
         assert hasattr(LookalikeApp, f"action_{key.action}")
     helped = {what for _place, _shown, what in keys.help_rows()}
     assert {k.help for k in keys.KEYS} == helped
+
+
+async def test_compare_view_steps_through_results(sample_copy: Path):
+    from tui.screens.compare import CompareScreen
+
+    app = create_app(sample_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("z")  # nothing searched yet: a notice, no screen
+        assert not isinstance(app.screen, CompareScreen)
+        await search_first_bag(pilot)
+        await pilot.press("tab", "right", "z")
+        assert isinstance(app.screen, CompareScreen) and app.screen.index == 1
+        title = lambda: str(app.screen.query_one("#compare-result .compare-title").render())  # noqa: E731
+        assert "#2" in title() and "2 of 12" in title()
+        await pilot.press("right", "right")
+        assert "#4" in title() and "4 of 12" in title()
+        await pilot.press("left")
+        assert "#3" in title()
+        await wait_for(
+            pilot,
+            lambda: all("…" not in str(w.render()) for w in app.screen.query(".compare-art")),
+        )
+        info = str(app.screen.query_one("#compare-query .compare-info").render())
+        assert "28×28 px" in info and "bag/" in info
+        await pilot.press("escape")
+        assert not isinstance(app.screen, CompareScreen)
+        await pilot.press("z", "enter")  # enter searches with the result shown
+        await wait_for(pilot, lambda: not isinstance(app.screen, CompareScreen))
+        await wait_for(pilot, lambda: len(app.history) == 1)
+
+
+async def test_256_colour_terminals_get_dithered_pictures(sample_copy: Path, monkeypatch):
+    """Without 24-bit colour (headless Rich says 'standard'), pictures are quantised to
+    the palette and a notice says why."""
+    monkeypatch.delenv("LOOKALIKE_COLORS")
+    app = create_app(sample_copy)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        assert app.thumbs.choice.key == ("halfblock", "256")
+        assert any("256 colours" in n.message for n in app._notifications)
+        await search_first_bag(pilot)
+        grid = app.query_one(ResultsGrid)
+        await wait_for(
+            pilot,
+            lambda: all("…" not in str(c.query_one(".card-thumb").render()) for c in grid.cards),
+        )
+        art = app.thumbs.get(grid.cards[0].data.path, *app.tier.thumb).art
+        assert art.indexed and art.fg.min() >= 16 and art.bg.max() <= 255

@@ -45,7 +45,10 @@ def test_quadrants_and_sextants_pick_the_glyph_and_two_colours():
     # one sextant cell: left column green, right column white
     art = SEXTANT.cells(rgb([[GREEN, WHITE], [GREEN, WHITE], [GREEN, WHITE]]), False)
     ch, fg, bg = art.cell(0, 0)
-    assert {(ch, fg, bg)} & {("▌", hexrgb(GREEN), hexrgb(WHITE)), ("▐", hexrgb(WHITE), hexrgb(GREEN))}
+    assert {(ch, fg, bg)} & {
+        ("▌", hexrgb(GREEN), hexrgb(WHITE)),
+        ("▐", hexrgb(WHITE), hexrgb(GREEN)),
+    }
     # a flat cell is one colour, whatever the glyph
     art = SEXTANT.cells(np.full((3, 2, 3), 77, np.uint8), False)
     ch, fg, bg = art.cell(0, 0)
@@ -103,3 +106,28 @@ def test_detection_and_fallback():
         choose("braille", env={})
     with pytest.raises(RenderError, match="--colors"):
         choose(colours="16", env={})
+
+
+def test_kitty_placeholders_and_transmission():
+    """Cells: U+10EEEE with its row and column marks, in the image id's colour; the
+    picture goes out once as PNG in 4096-byte chunks, wrapped for tmux inside tmux."""
+    import base64
+
+    from tui.render.kitty import PLACEHOLDER, diacritics
+
+    marks = diacritics()
+    assert marks[:4] == ("\u0305", "\u030d", "\u030e", "\u0310") and len(set(marks)) == 96
+    noisy = Image.fromarray(np.random.RandomState(0).randint(0, 256, (64, 64, 3), np.uint8))
+    art = picture(noisy, 6, 3, choose("kitty", "truecolor", env={"TERM": "xterm-kitty"}))
+    assert (art.width, art.height) == (6, 3)
+    row = art.lines()[2][0]
+    assert row.text == "".join(PLACEHOLDER + marks[2] + marks[c] for c in range(6))
+    r, g, b = row.style.color.triplet
+    assert (r << 16 | g << 8 | b) == art.image_id
+    seq = art.transmission(env={})
+    assert seq.startswith(f"\x1b_Ga=T,U=1,f=100,t=d,q=2,i={art.image_id},c=6,r=3,m=1;")
+    chunks = [c.split(";", 1)[1] for c in seq.split("\x1b\\") if c]
+    assert base64.b64decode("".join(chunks)) == art.png and all(len(c) <= 4096 for c in chunks)
+    assert seq.endswith("\x1b\\") and "m=0;" in seq
+    wrapped = art.transmission(env={"TMUX": "/tmp/tmux-0/default,1,0"})
+    assert wrapped.startswith("\x1bPtmux;\x1b\x1b_G") and wrapped.count("\x1bPtmux;") == len(chunks)

@@ -99,3 +99,21 @@ def test_help_screen(snap_compare, snap_sample: Path, codes: FixedCodes):
 
     app = create_app(snap_sample, encoder=codes)
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_compare_view(snap_compare, snap_sample: Path, codes: FixedCodes):
+    """z on the second result: the query and it side by side, drawn in quadrants."""
+    app = create_app(snap_sample, show_timings=False, encoder=codes, pixels="quadrant")
+
+    async def run_before(pilot):
+        await ready(pilot)
+        await pilot.press("x")
+        await search_first_bag(pilot)
+        await pilot.press("tab", "right", "z")
+        await wait_for(
+            pilot,
+            lambda: all("…" not in str(w.render()) for w in pilot.app.screen.query(".compare-art")),
+        )
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

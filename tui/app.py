@@ -115,6 +115,7 @@ class LookalikeApp(App[int]):
         self._search_request = 0
         self._indexing = False
         self._failures: list = []
+        self._sent: set[int] = set()  # pictures whose pixels the terminal has
 
     # --- layout -------------------------------------------------------------------
 
@@ -362,7 +363,21 @@ class LookalikeApp(App[int]):
     def load_preview(self, path: Path) -> None:
         self.post_message(ThumbReady("query", path, self.thumbs.get(path, *self.tier.query)))
 
+    def present(self, thumb: Any) -> None:
+        """Send a picture's pixels to the terminal before its cells are shown, for
+        renderers that draw real pixels (kitty); once per picture."""
+        art = getattr(thumb, "art", None)
+        send = getattr(art, "transmission", None)
+        if send is None or art.image_id in self._sent:
+            return
+        self._sent.add(art.image_id)
+        driver = getattr(self, "_driver", None)
+        if driver is not None:
+            driver.write(send())
+            driver.flush()
+
     def on_thumb_ready(self, message: ThumbReady) -> None:
+        self.present(message.thumb)
         if message.target == "query":
             if message.path == self.highlighted:
                 self.query_one(QueryPanel).show(
@@ -376,6 +391,7 @@ class LookalikeApp(App[int]):
         self.highlighted = path
         cached = self.thumbs.peek(path, *self.tier.query)
         if cached is not None:
+            self.present(cached)
             self.query_one(QueryPanel).show(path, self._rel(path), cached)
         else:
             self.load_preview(path)

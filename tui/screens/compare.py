@@ -95,13 +95,11 @@ class CompareScreen(Screen[None]):
         q = self.query_one("#compare-query", ComparePane)
         r = self.query_one("#compare-result", ComparePane)
         r.border_title = f"result #{card.rank}"
-        q.show(
-            line(("query", "bold")),
-            self.query_path,
-            self.query_rel,
-            thumbs.peek(self.query_path, *box),
-        )
-        r.show(self._title(card), card.path, card.name, thumbs.peek(card.path, *box))
+        cached_q, cached_r = thumbs.peek(self.query_path, *box), thumbs.peek(card.path, *box)
+        self.app.present(cached_q)
+        self.app.present(cached_r)
+        q.show(line(("query", "bold")), self.query_path, self.query_rel, cached_q)
+        r.show(self._title(card), card.path, card.name, cached_r)
         self.load(self.index, box)
 
     @work(thread=True, exclusive=True, group="compare", exit_on_error=False)

@@ -194,6 +194,7 @@ class TriageScreen(Screen[None]):
             if self._cancel.is_set():
                 return
             thumb = thumbs.get(card.data.path, *self.tier.thumb)
+            self.app.call_from_thread(self.app.present, thumb)
             self.app.call_from_thread(card.show_thumb, thumb)
 
     # --- moving around ------------------------------------------------------------------
