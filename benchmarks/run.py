@@ -386,7 +386,8 @@ def keypress_to_results(
             )
             out.append(time.perf_counter() - t0)
             if thumbs is not None:
-                wait(lambda t: "…" not in t)
+                # the cards' placeholder, right of the tree (whose title may be cut with …)
+                wait(lambda t: all("…" not in ln[36:] for ln in t.splitlines()[1:]))
                 thumbs.append(time.perf_counter() - t0)
     finally:
         subprocess.run([*sock, "kill-server"], capture_output=True)

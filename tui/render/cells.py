@@ -22,14 +22,17 @@ from rich_pixels import Pixels
 
 
 @lru_cache(maxsize=65536)
-def _style(fg: int, bg: int, indexed: bool) -> Style:
-    """The style of a colour pair: 24-bit ``0xRRGGBB`` values, or xterm-256 indices."""
+def _colour(value: int, indexed: bool) -> Color:
     if indexed:
-        return Style(color=Color.from_ansi(fg), bgcolor=Color.from_ansi(bg))
-    return Style(
-        color=Color.from_rgb(fg >> 16, (fg >> 8) & 255, fg & 255),
-        bgcolor=Color.from_rgb(bg >> 16, (bg >> 8) & 255, bg & 255),
-    )
+        return Color.from_ansi(value)
+    return Color.from_rgb(value >> 16, (value >> 8) & 255, value & 255)
+
+
+@lru_cache(maxsize=65536)
+def _style(fg: int, bg: int, indexed: bool) -> Style:
+    """The style of a colour pair: 24-bit ``0xRRGGBB`` values, or xterm-256 indices
+    (``Style.from_color`` skips the checks a style built from text needs)."""
+    return Style.from_color(_colour(fg, indexed), _colour(bg, indexed))
 
 
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
