@@ -112,6 +112,10 @@ class OnnxFeatures:
         options.intra_op_num_threads = threads or runtime_paths.threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # Idle worker threads sleep instead of spinning: while one batch runs, the decode
+        # threads prepare the next on the same cores. Measured end to end on 10,000 PNGs
+        # (2 cores): 2 % faster at 224 px, 5 % at 192; the network alone is 3 % slower.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
