@@ -188,19 +188,19 @@ def test_two_workers_a_killed_one_and_a_searcher(tmp_path: Path, redis_url):
     the answers are those of a local SQLite index of the same folder."""
     from engine import ImageSimilaritySearch
 
-    root = _picture_folder(tmp_path / "pics", 160)
+    root = _picture_folder(tmp_path / "pics", 240)
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
     store = open_store(redis_url)
     first = _start(root, redis_url, "--batch-size", "4")
     _wait_count(store, 24, first)
     second = _start(root, redis_url, "--batch-size", "4")
     _wait_count(store, 80, first, second)
-    query = root / files[0]
-    searched = _lookalike("search", "--in", str(root), str(query), "--store", redis_url)
-    assert searched.returncode == 0 and "1 " in searched.stdout, searched.stderr
     assert first.poll() is None, "the first worker ended before it could be killed"
     first.send_signal(signal.SIGKILL)
     first.wait()
+    query = root / files[0]  # searched while the second worker goes on
+    searched = _lookalike("search", "--in", str(root), str(query), "--store", redis_url)
+    assert searched.returncode == 0 and "1 " in searched.stdout, searched.stderr
     out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
 
