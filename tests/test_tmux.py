@@ -32,7 +32,8 @@ def _tmux_err(*args: str) -> str:
 def _start(root: Path, done: Path, cols: int = 80, rows: int = 24, *options: str) -> None:
     """The app on *root* in a fresh tmux session; its exit status lands in *done*."""
     command = (
-        f"cd {REPO} && TERM=xterm-256color {sys.executable} -m tui {root}; echo $? > {done};"
+        f"cd {REPO} && TERM=xterm-256color env -u LOOKALIKE_COLORS -u COLORTERM"
+        f" {sys.executable} -m tui {root}; echo $? > {done};"
         " sleep 5"
     )
     _tmux("kill-server")
@@ -64,6 +65,7 @@ def test_real_terminal_session(sample_copy: Path, tmp_path: Path):
     done = tmp_path / "exit-code"
     _start(sample_copy, done)
     try:
+        _wait_for("256 colours")  # no COLORTERM here: the app says how it draws
         _wait_for("index up to date")
         _tmux("send-keys", "-t", "app", "j", "j", "Enter")
         _wait_for("test-0")  # the bag folder opened
@@ -71,6 +73,16 @@ def test_real_terminal_session(sample_copy: Path, tmp_path: Path):
         _wait_for("lookalikes of bag/")
         screen = _wait_for("#1")  # cards follow the status line
         assert "scored" in screen and "▄" in screen  # scores and pixel art
+        _tmux("send-keys", "-t", "app", "Tab", "z")  # compare the query with result #1
+        _wait_for("1 of 12")
+        _tmux("send-keys", "-t", "app", "Right")
+        _wait_for("2 of 12")
+        deadline = time.time() + 30
+        while _screen().count("28×28 px") < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        assert _screen().count("28×28 px") == 2  # both pictures drawn, with their sizes
+        _tmux("send-keys", "-t", "app", "Escape")
+        _wait_for("lookalikes of bag/")
         _tmux("send-keys", "-t", "app", "?")
         _wait_for("lookalike — keys")
         _tmux("send-keys", "-t", "app", "Escape")
