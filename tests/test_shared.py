@@ -325,3 +325,26 @@ def _take(it, n):
         yield x
         if i + 1 >= n:
             return
+
+
+async def test_the_app_on_a_shared_index_searches_without_indexing(redis_url, sample_copy):
+    """Opening the app on a shared index does not make it a worker; searching works;
+    i joins the workers."""
+    from test_app import search_first_bag, wait_for
+
+    from engine import ImageSimilaritySearch
+    from tui.app import create_app
+
+    with ImageSimilaritySearch(sample_copy, store=redis_url, batch_size=50) as search:
+        assert search.index().indexed == 200
+    app = create_app(sample_copy, store=redis_url)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.search_engine is not None)
+        state = lambda: str(app.query_one("#index-state").render())  # noqa: E731
+        await wait_for(pilot, lambda: "shared index" in state())
+        assert "200 images" in state() and not app._indexing
+        assert "redis://" in str(app.query_one("#index-info").render())
+        await search_first_bag(pilot)
+        assert len(app.last_result.matches) == 12
+        await pilot.press("i")
+        await wait_for(pilot, lambda: "up to date" in state())

@@ -197,8 +197,18 @@ class LookalikeApp(App[int]):
             else line(("nothing indexed yet", "dim"))
         )
         self.warm_engine()
-        if self.auto_index:
+        shared = getattr(message.search.store, "shared", False)
+        if self.auto_index and not shared:
             self.action_reindex()
+        elif shared:
+            # A shared index is kept up to date by `lookalike index` workers; opening the
+            # app to search must not make this machine one (i joins, when wanted).
+            self.query_one(IndexPanel).show_message(
+                line(
+                    (f"shared index ({message.search.store_kind}): {count} images", "bold"),
+                    (" · kept up to date by lookalike index workers; i joins them", "dim"),
+                )
+            )
         if self.initial_query is not None:
             self.run_search(self.initial_query)
 
