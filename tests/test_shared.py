@@ -348,3 +348,42 @@ async def test_the_app_on_a_shared_index_searches_without_indexing(redis_url, sa
         assert len(app.last_result.matches) == 12
         await pilot.press("i")
         await wait_for(pilot, lambda: "up to date" in state())
+
+
+@pytest.mark.parametrize(
+    "harm",
+    ["hash_dim", "short codes", "record", "bucket", "centre", "schema"],
+)
+def test_a_crafted_shared_index_is_refused_in_one_line(redis_url, tiny_folder: Path, harm):
+    """What is read from Redis is checked before use: each crafted value gives one line
+    (exit 1), never a traceback, and nothing is unpickled."""
+    from engine import ImageSimilaritySearch
+
+    with ImageSimilaritySearch(tiny_folder, store=redis_url) as search:
+        search.index()
+        store = search.store
+    r, k = store.r, store.k
+    if harm == "hash_dim":
+        r.hset(k("meta"), "hash_dim", "1000000000")
+    elif harm == "short codes":
+        r.set(k("codes:0"), b"\0" * 10)
+    elif harm == "record":
+        key = next(iter(r.hkeys(k("img"))))
+        r.hset(k("img"), key, b"\x01\x02")
+    elif harm == "bucket":
+        for bucket in r.scan_iter(match=store.prefix + b"lsh_bucket_*"):
+            if r.type(bucket) == b"set":
+                r.sadd(bucket, b"not-a-slot")
+    elif harm == "centre":
+        r.hset(k("meta"), "centre", "[1e999]")
+    elif harm == "schema":
+        r.hset(k("meta"), "schema", "99")
+    query = tiny_folder / "a" / "img0.png"
+    args = ["search", "--in", str(tiny_folder), str(query), "--store", redis_url]
+    if harm == "bucket":
+        args += ["--mode", "lsh"]
+    proc = _lookalike(*args)
+    _one_line_error(proc)
+    assert any(w in proc.stderr for w in ("damaged", "newer lookalike", "not valid JSON")), (
+        proc.stderr
+    )

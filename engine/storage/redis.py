@@ -767,7 +767,7 @@ class RedisStore:
         buf = np.empty((len(rows), width), dtype)
         for (a, b), data in zip(zip(starts, ends), pipe.execute()):
             if len(data) != (b - a) * row:
-                raise SnapshotMoved(f"the {kind} rows")
+                raise self.damaged(f"the {kind} rows are shorter than the index says")
             buf[a:b] = np.frombuffer(data, dtype).reshape(b - a, width)
         out[order] = buf
         return out
