@@ -39,7 +39,7 @@ from engine.images import (
 )
 from engine.lsh import band_keys
 from engine.results import IndexStats, Progress
-from engine.storage import Batch, CentreMoved, Store
+from engine.storage import Batch, CentreMoved, IndexFileError, Store
 
 #: Compact the arrays when this share of their rows belongs to no image.
 COMPACT_SHARE = 0.25
@@ -177,6 +177,15 @@ class Indexer:
                 for e, st in zip(entries, states)
                 if st is None or (st.size, st.mtime_ns) != (e.size, e.mtime_ns)
             ]
+            if todo and not any((self.engine.root / e.relpath).exists() for e in todo):
+                # None of the chunk's files is here: this machine was given another folder
+                # than the one the job walked. Leave the chunk to the workers that see it
+                # (it is taken over once idle) rather than record its files as failed.
+                raise IndexFileError(
+                    f"none of the files queued for {self.store.location} is under"
+                    f" {self.engine.root}: give every worker the same collection"
+                    " (mounted at any path)"
+                )
             total = max(job.queued() * bs, done + len(todo))
 
             def shifted(d, _t, current, phase, force=False, base=done, total=total):

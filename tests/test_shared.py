@@ -387,3 +387,24 @@ def test_a_crafted_shared_index_is_refused_in_one_line(redis_url, tiny_folder: P
     assert any(w in proc.stderr for w in ("damaged", "newer lookalike", "not valid JSON")), (
         proc.stderr
     )
+
+
+def test_a_worker_given_another_folder_leaves_the_job_alone(redis_url, tmp_path: Path):
+    """A worker whose folder holds none of the queued files stops with one line and
+    records nothing: the chunk stays for the workers that see the collection."""
+    import threading
+
+    from engine.images import FileEntry
+    from engine.shared import Job
+
+    store = open_store(redis_url)
+    job = Job(store)
+    assert job.join(threading.Event())
+    job.enqueue([FileEntry(f"elsewhere/{i}.png", 10, 20) for i in range(4)], 1)
+    job.walked()
+    other = tmp_path / "other"
+    make_picture(other / "x.png", 1)
+    proc = _lookalike("index", str(other), "--store", redis_url)
+    _one_line_error(proc, "none of the files queued", "same collection")
+    assert store.file_states() == {} and store.failures() == []
+    assert store.r.xpending(store.k("work"), b"workers")["pending"] == 1
