@@ -863,13 +863,6 @@ class RedisStore:
             self._mirror_dims = None
             self._lsh_obj = None
 
-    def memory_bytes(self) -> int:
-        """Bytes Redis uses for this index's keys (MEMORY USAGE, sampled), for reports."""
-        total = 0
-        for key in self.r.scan_iter(match=_glob_escape(self.prefix) + b"*", count=10000):
-            total += int(self.r.memory_usage(key, samples=0) or 0)
-        return total
-
     def close(self) -> None:
         self._pool.disconnect()
 
