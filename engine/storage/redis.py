@@ -573,15 +573,17 @@ class RedisStore:
                     pixels[i],
                 )
                 args += [_id_bytes(p), rec, start + i]
+        clashed = {r[0] for r in refused}
         for p, size, mtime, why in batch.failed:
-            if p not in {r[0] for r in refused}:
+            if p not in clashed:
                 args += [
                     _id_bytes(p),
                     _record(p, size, mtime, -1, False, None, None, None, why),
                     -1,
                 ]
         for p in batch.delete:
-            args += [_id_bytes(p), b"", -1]
+            if p not in clashed:  # never delete the record of the path that holds the id
+                args += [_id_bytes(p), b"", -1]
         if args:
             retired = self._commit_script(keys=[self.k("img"), self.k("live")], args=args)
             if retired:
