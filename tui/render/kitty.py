@@ -71,7 +71,9 @@ class KittyArt:
     indexed = False
 
     def __init__(self, im: Image.Image, width: int, height: int) -> None:
-        self.width, self.height = min(width, MAX_CELLS), min(height, MAX_CELLS)
+        shrink = min(1.0, MAX_CELLS / width, MAX_CELLS / height)  # keep the aspect
+        self.width = max(1, min(MAX_CELLS, round(width * shrink)))
+        self.height = max(1, min(MAX_CELLS, round(height * shrink)))
         with _id_lock:
             self.image_id = next(_ids) & 0xFFFFFF or 1
         small = im.convert("RGB").resize(
