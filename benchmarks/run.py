@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         bench_shared(rep, root)
     took = time.perf_counter() - started
     head = (
-        "# Benchmarks\n\nMeasured by `python -m benchmarks.run` (every section: about 16"
+        "# Benchmarks\n\nMeasured by `python -m benchmarks.run` (every section: about 20"
         " minutes on the machine below; `--only A,B` measures some again and keeps the"
         f" rest). Last written {time.strftime('%Y-%m-%d')}.\n\n"
         "## Machine\n\n" + machine() + "\n\n"
