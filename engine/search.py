@@ -78,6 +78,10 @@ __all__ = [
 MINHASH_SCHEME = "affine32"
 
 
+#: Seconds between two looks at whether other processes committed to the index.
+RECHECK = 0.5
+
+
 class SearchError(LookalikeError):
     """A query or setting that cannot be served; the message is one line for the user."""
 
@@ -193,6 +197,8 @@ class ImageSimilaritySearch:
         self._centre: Centre | None = centre_from_meta(meta)
         self._vectors: VectorIndex | None = None
         self._stale = True
+        self._version: tuple = ()
+        self._recheck_at = 0.0
         self.planner = Planner()
 
     # --- settings the other modules read ---------------------------------------------
@@ -378,11 +384,22 @@ class ImageSimilaritySearch:
         return [SkippedFile(p, e or "failed") for p, e in self.store.failures()]
 
     def vectors(self) -> VectorIndex:
-        """The current searchable view (a new one after every commit, reusing what it can)."""
+        """The current searchable view (a new one after every commit, reusing what it can).
+
+        Commits by this process mark the view stale at once; commits by other processes
+        (another `lookalike index`, other machines on a shared index) are noticed by the
+        store's :meth:`version`, asked at most every :data:`RECHECK` seconds."""
         with self._lock:
+            now = time.monotonic()
+            if self._vectors is not None and not self._stale and now >= self._recheck_at:
+                self._recheck_at = now + RECHECK
+                if self.store.version() != self._version:
+                    self._stale = True
             if self._vectors is None or self._stale:
                 self._stale = False
                 bands, rows = self.lsh_bands
+                self._version = self.store.version()
+                self._recheck_at = now + RECHECK
                 snap = self.store.snapshot()
                 self._take_centre(snap.meta)
                 self._stale = False

@@ -408,3 +408,30 @@ def test_a_worker_given_another_folder_leaves_the_job_alone(redis_url, tmp_path:
     _one_line_error(proc, "none of the files queued", "same collection")
     assert store.file_states() == {} and store.failures() == []
     assert store.r.xpending(store.k("work"), b"workers")["pending"] == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_a_searcher_sees_what_other_processes_commit(kind, request, tmp_path, monkeypatch):
+    """A long-lived searcher (the app) answers over images another process indexed after
+    it opened the index, on either store."""
+    import engine.search
+    from conftest import make_image
+    from engine import ImageSimilaritySearch
+
+    monkeypatch.setattr(engine.search, "RECHECK", 0.0)
+    root = tmp_path / "pics"
+    for i in range(4):
+        make_image(root / f"{i}.png", seed=i)
+    where = {"store": request.getfixturevalue("redis_url")} if kind == "redis" else {}
+    with ImageSimilaritySearch(root, **where) as writer:
+        writer.index()
+        reader = ImageSimilaritySearch(root, **where)
+        assert len(reader.search(root / "0.png", 10).matches) == 3
+        for i in range(4, 8):
+            make_image(root / f"{i}.png", seed=i)
+        writer.index()  # another process's view: the reader was not told
+        assert len(reader.search(root / "0.png", 10).matches) == 7
+        (root / "1.png").unlink()
+        writer.index()
+        assert len(reader.search(root / "0.png", 10).matches) == 6
+        reader.close()

@@ -261,3 +261,19 @@ def test_older_schema_is_refused_with_the_way_out(tmp_path: Path):
         open_store(str(path), root="DIR")
     remove_index(str(path))  # what --rebuild does with it
     assert not path.exists() and open_store(str(path)).count() == 0
+
+
+def test_version_follows_every_change(make_store):
+    """What a long-lived reader asks before a query to learn that another process wrote."""
+    store = make_store()
+    seen = {store.version()}
+    with store.writer():
+        store.commit(batch(["a.png", "b.png"]))
+        assert store.version() not in seen
+        seen.add(store.version())
+        store.commit(Batch(delete=["a.png"]))
+        assert store.version() not in seen
+        seen.add(store.version())
+        store.rewrite_band_keys(np.zeros((2, BANDS), np.uint64), {"centre_gen": 5})
+        assert store.version() not in seen
+    assert store.version() == store.version()

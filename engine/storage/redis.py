@@ -775,6 +775,16 @@ class RedisStore:
         return out
 
     @_guarded
+    def version(self) -> tuple:
+        """Changes whenever a commit, removal or refit does: one round trip."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.get(self.k("slots"))
+        pipe.bitcount(self.k("live"))
+        pipe.hmget(self.k("meta"), ["band_gen", "centre_gen"])
+        slots, live, gens = pipe.execute()
+        return (slots, live, *gens)
+
+    @_guarded
     def paths_of(self, slots: np.ndarray) -> list[str]:
         slots = np.asarray(slots, np.int64)
         with self._lock:

@@ -519,6 +519,16 @@ class SQLiteStore:
         except FileNotFoundError:
             raise _Moved(f"the {what}") from None
 
+    def version(self) -> tuple:
+        """Changes whenever a commit, rewrite or refit does (cheap: for a reader to ask
+        before each query whether another process wrote meanwhile)."""
+        with self._tx() as db:
+            return db.execute(
+                "SELECT (SELECT group_concat(key || '=' || value) FROM meta WHERE key IN"
+                " ('slots', 'vec_gen', 'band_gen', 'lsh_gen', 'centre_gen')),"
+                " (SELECT COUNT(*) FROM dead)"
+            ).fetchone()
+
     def paths_of(self, slots: np.ndarray) -> list[str]:
         """The path of each slot, in order (a slot no image uses gives an error)."""
         wanted = [int(s) for s in slots]
