@@ -203,14 +203,18 @@ class LookalikeApp(App[int]):
         elif shared:
             # A shared index is kept up to date by `lookalike index` workers; opening the
             # app to search must not make this machine one (i joins, when wanted).
-            self.query_one(IndexPanel).show_message(
-                line(
-                    (f"shared index ({message.search.store_kind}): {count} images", "bold"),
-                    (" · kept up to date by lookalike index workers; i joins them", "dim"),
-                )
-            )
+            self._show_shared(count)
         if self.initial_query is not None:
             self.run_search(self.initial_query)
+
+    def _show_shared(self, count: int) -> None:
+        assert self.search_engine is not None
+        self.query_one(IndexPanel).show_message(
+            line(
+                (f"shared index ({self.search_engine.store_kind}): {count} images", "bold"),
+                (" · kept up to date by lookalike index workers; i joins them", "dim"),
+            )
+        )
 
     @work(thread=True, exclusive=True, group="warm", exit_on_error=False)
     def warm_engine(self) -> None:
@@ -342,6 +346,9 @@ class LookalikeApp(App[int]):
             return  # an older search finished late: only the newest is shown
         result = message.result
         self.last_result = result
+        engine = self.search_engine
+        if engine is not None and not self._indexing and getattr(engine.store, "shared", False):
+            self._show_shared(result.indexed)  # other machines may have added some
         grid = self.query_one(ResultsGrid)
         cards = [CardData(m.rank, m.score, self.folder / m.path, m.path) for m in result.matches]
         grid.show(cards)
