@@ -155,10 +155,8 @@ class LookalikeApp(App[int]):
         choice = choose(self.pixels, self.colours, color_system=self.console.color_system)
         self.thumbs = ThumbCache(choice)
         if choice.why:
-            self.notify(
-                f"pictures: {choice.why} (if it has, start with --colors truecolor)",
-                timeout=8,
-            )
+            hint = "; if it has, start with --colors truecolor" if choice.colours == "256" else ""
+            self.notify(f"pictures: {choice.why}{hint}", timeout=8)
         self.tier = tier_for(self.size.width, self.size.height)
         self.query_one(ResultsGrid).tier = self.tier
         self.query_one("#tree").border_title = plain(self.folder)
