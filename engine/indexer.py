@@ -145,7 +145,7 @@ class Indexer:
         def seen(entry, n):
             emit(0, n, entry.relpath, "scanning")
             if on_entry is not None:
-                on_entry()
+                on_entry(entry, n)
 
         todo, gone = self.diff(stats, self.store.file_states(), cancel, seen)
         if gone:
@@ -204,14 +204,29 @@ class Indexer:
         return stats
 
     def _queue(self, job, stats: IndexStats, cancel, emit) -> None:
-        """The walker's part: diff, drop what is gone, queue the rest in chunks."""
-        todo, _gone = self._walk(stats, cancel, emit, on_entry=job.renew)
+        """The walker's part: diff, drop what is gone, queue the rest in chunks. Chunks go
+        out as the walk finds them, so at millions of files the other workers start on
+        the first ones while the walk goes on."""
+        bs = self.engine.settings.batch_size
+        chunk: list[FileEntry] = []
+        counts = {"todo": 0, "queued": 0}
+
+        def found(entry: FileEntry, n_todo: int) -> None:
+            job.renew()
+            if n_todo > counts["todo"]:  # the walk found this one new or changed
+                counts["todo"] = n_todo
+                chunk.append(entry)
+                if len(chunk) >= bs:
+                    counts["queued"] += 1
+                    job.enqueue(list(chunk), counts["queued"])
+                    chunk.clear()
+
+        self._walk(stats, cancel, emit, on_entry=found)
         if cancel.is_set():
             stats.cancelled = True
-            return
-        bs = self.engine.settings.batch_size
-        for i in range(0, len(todo), bs):
-            job.enqueue(todo[i : i + bs], i // bs + 1)
+            return  # what was queued stays queued; the next walker queues the rest
+        if chunk:
+            job.enqueue(chunk, counts["queued"] + 1)
         job.walked()
 
     # --- batches ----------------------------------------------------------------------

@@ -435,3 +435,35 @@ def test_a_searcher_sees_what_other_processes_commit(kind, request, tmp_path, mo
         writer.index()
         assert len(reader.search(root / "0.png", 10).matches) == 6
         reader.close()
+
+
+def test_chunks_go_out_while_the_walk_goes_on(redis_url, tmp_path: Path, monkeypatch):
+    """The walker queues each chunk as soon as the walk has found it: other workers need
+    not wait for a walk of millions of files to end."""
+    import engine.indexer
+    from conftest import make_image
+    from engine import ImageSimilaritySearch
+    from engine.shared import Job
+
+    root = tmp_path / "pics"
+    for i in range(10):
+        make_image(root / f"{i:02d}.png", seed=i)
+    queued_when_walk_ended = []
+    real_walk = engine.indexer.walk_images
+    real_enqueue = Job.enqueue
+    sent = []
+
+    def walk(*args, **kwargs):
+        yield from real_walk(*args, **kwargs)
+        queued_when_walk_ended.append(len(sent))
+
+    def enqueue(self, chunk, queued_after):
+        sent.append(len(chunk))
+        return real_enqueue(self, chunk, queued_after)
+
+    monkeypatch.setattr(engine.indexer, "walk_images", walk)
+    monkeypatch.setattr(Job, "enqueue", enqueue)
+    with ImageSimilaritySearch(root, store=redis_url, batch_size=4) as search:
+        stats = search.index()
+    assert stats.indexed == 10 and search.count() == 10
+    assert sent == [4, 4, 2] and queued_when_walk_ended == [2]
