@@ -391,7 +391,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         _say(_readonly_note(stats))
         return 0
     _say(
-        f"{stats.total} images in the index ({stats.indexed} encoded, {stats.unchanged} unchanged,"
+        f"{stats.total} images in the index ({stats.indexed} encoded"
+        + (" by this worker" if "shared" in stats.store else "")
+        + f", {stats.unchanged} unchanged,"
         f" {stats.removed} removed, {len(stats.failed)} skipped) in {stats.seconds:.1f} s"
         f" [{stats.images_per_s:.1f} img/s, {stats.backbone}]"
         + (" (cancelled: what was committed is kept)" if stats.cancelled else "")
