@@ -119,7 +119,44 @@ class ImageFacts:
     digests: list[bytes | None]
 
 
-class RowFile:
+def row_runs(rows: np.ndarray, chunk: int | None = None):
+    """Sort *rows* into runs of consecutive rows (split at multiples of *chunk* too):
+    ``(order, sorted_rows, starts, ends)``, each run ``sorted_rows[start:end]``, so a
+    reader fetches a run at once and puts it back with ``out[order] = ...``."""
+    order = np.argsort(rows, kind="stable")
+    srt = rows[order]
+    step = np.diff(srt) != 1
+    if chunk is not None:
+        step |= np.diff(srt // chunk) != 0
+    breaks = np.flatnonzero(step) + 1
+    return order, srt, np.concatenate([[0], breaks]), np.concatenate([breaks, [len(srt)]])
+
+
+class Rows:
+    """Rows of a (rows, width) array kept elsewhere, read by index, slice or array of
+    indices; subclasses say how a sorted run is fetched (:meth:`_read`)."""
+
+    dtype: np.dtype
+    shape: tuple[int, int]
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, slice):
+            index = np.arange(*index.indices(self.shape[0]))
+        scalar = np.ndim(index) == 0
+        rows = np.atleast_1d(np.asarray(index, np.int64))
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError("row out of range")
+        out = self._read(rows) if len(rows) else np.empty((0, self.shape[1]), self.dtype)
+        return out[0] if scalar else out
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class RowFile(Rows):
     """A flat array file read by rows with ``pread``, never mapped.
 
     For arrays a query reads only a few scattered rows of (the features of a short
@@ -133,32 +170,18 @@ class RowFile:
         self._row = shape[1] * self.dtype.itemsize
         self._fd = os.open(path, os.O_RDONLY) if shape[0] and shape[1] else -1
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index) -> np.ndarray:
-        if isinstance(index, slice):
-            index = np.arange(*index.indices(self.shape[0]))
-        scalar = np.ndim(index) == 0
-        rows = np.atleast_1d(np.asarray(index, np.int64))
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
-            raise IndexError("row out of range")
+    def _read(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), self.shape[1]), self.dtype)
-        if len(rows):
-            order = np.argsort(rows, kind="stable")
-            srt = rows[order]
-            breaks = np.flatnonzero(np.diff(srt) != 1) + 1
-            starts = np.concatenate([[0], breaks])
-            ends = np.concatenate([breaks, [len(srt)]])
-            buf = np.empty((len(rows), self.shape[1]), self.dtype)
-            for a, b in zip(starts, ends):
-                want = (b - a) * self._row
-                data = os.pread(self._fd, want, int(srt[a]) * self._row)
-                if len(data) != want:
-                    raise IndexFileError(f"{self.path} is shorter than its index says")
-                buf[a:b] = np.frombuffer(data, self.dtype).reshape(b - a, self.shape[1])
-            out[order] = buf
-        return out[0] if scalar else out
+        order, srt, starts, ends = row_runs(rows)
+        buf = np.empty((len(rows), self.shape[1]), self.dtype)
+        for a, b in zip(starts, ends):
+            want = (b - a) * self._row
+            data = os.pread(self._fd, want, int(srt[a]) * self._row)
+            if len(data) != want:
+                raise IndexFileError(f"{self.path} is shorter than its index says")
+            buf[a:b] = np.frombuffer(data, self.dtype).reshape(b - a, self.shape[1])
+        out[order] = buf
+        return out
 
     def __del__(self) -> None:
         if getattr(self, "_fd", -1) >= 0:

@@ -63,10 +63,12 @@ from engine.storage import (
     IndexDamaged,
     IndexFileError,
     OlderIndex,
+    Rows,
     Snapshot,
     SnapshotMoved,
     StoredFile,
     image_id,
+    row_runs,
 )
 
 #: 1: the first shared layout.
@@ -289,26 +291,15 @@ class _Record:
         self.pixels = pixels if flags & _PIXELS else None
 
 
-class RemoteRows:
+class RemoteRows(Rows):
     """Rows of a chunked vector in Redis, read by ``GETRANGE`` in one pipelined round
     trip (runs of consecutive rows at once): the features of a short list."""
 
     def __init__(self, store: RedisStore, kind: str, dtype: np.dtype, shape: tuple[int, int]):
         self.store, self.kind, self.dtype, self.shape = store, kind, np.dtype(dtype), shape
-        self._row = shape[1] * self.dtype.itemsize
 
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, index) -> np.ndarray:
-        if isinstance(index, slice):
-            index = np.arange(*index.indices(self.shape[0]))
-        scalar = np.ndim(index) == 0
-        rows = np.atleast_1d(np.asarray(index, np.int64))
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
-            raise IndexError("row out of range")
-        out = self.store._read_rows(self.kind, rows, self.dtype, self.shape[1])
-        return out[0] if scalar else out
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        return self.store._read_rows(self.kind, rows, self.dtype, self.shape[1])
 
 
 class RedisBands:
@@ -757,11 +748,7 @@ class RedisStore:
         out = np.empty((len(rows), width), dtype)
         if not len(rows) or not row:
             return out
-        order = np.argsort(rows, kind="stable")
-        srt = rows[order]
-        breaks = np.flatnonzero((np.diff(srt) != 1) | (np.diff(srt // CHUNK) != 0)) + 1
-        starts = np.concatenate([[0], breaks])
-        ends = np.concatenate([breaks, [len(srt)]])
+        order, srt, starts, ends = row_runs(rows, CHUNK)
         pipe = self.r.pipeline(transaction=False)
         for a, b in zip(starts, ends):
             chunk, off = divmod(int(srt[a]), CHUNK)
