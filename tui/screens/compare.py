@@ -16,9 +16,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from tui import keys
-from tui.text import NEWLINE, line
+from tui.text import line
 from tui.thumbs import Thumb
-from tui.widgets.query import human_size
+from tui.widgets.query import show_picture
 from tui.widgets.results import CardData
 
 #: rows the panes need besides the picture: border (2), title, path, sizes
@@ -33,21 +33,14 @@ class ComparePane(Vertical):
 
     def show(self, title, path: Path, rel: str, thumb: Thumb | None) -> None:
         self.query_one(".compare-title", Static).update(title)
-        art = self.query_one(".compare-art", Static)
-        info = self.query_one(".compare-info", Static)
-        try:
-            size = human_size(path.stat().st_size)
-        except OSError:
-            size = "?"
-        if thumb is None:
-            art.update("…")
-            info.update(line((rel, "bold"), NEWLINE, size))
-        elif thumb.art is None:
-            art.update(line(("cannot show this image", "red")))
-            info.update(line((rel, "bold"), NEWLINE, (thumb.error or "", "red"), f" · {size}"))
-        else:
-            art.update(thumb.art)
-            info.update(line((rel, "bold"), NEWLINE, f"{thumb.width}×{thumb.height} px · {size}"))
+        show_picture(
+            self.query_one(".compare-art", Static),
+            self.query_one(".compare-info", Static),
+            path,
+            rel,
+            thumb,
+            "cannot show this image",
+        )
 
 
 class CompareScreen(Screen[None]):

@@ -28,15 +28,31 @@ class QueryPanel(Vertical):
         )
 
     def show(self, path: Path, rel: str, thumb: Thumb) -> None:
-        art = self.query_one("#query-art", Static)
-        info = self.query_one("#query-info", Static)
-        try:
-            size = human_size(path.stat().st_size)
-        except OSError:
-            size = "?"
-        if thumb.art is None:
-            art.update(line(("✗ cannot show this image", "red")))
-            info.update(line((rel, "bold"), NEWLINE, (thumb.error or "", "red"), f" · {size}"))
-        else:
-            art.update(thumb.art)
-            info.update(line((rel, "bold"), NEWLINE, f"{thumb.width}×{thumb.height} px · {size}"))
+        show_picture(
+            self.query_one("#query-art", Static),
+            self.query_one("#query-info", Static),
+            path,
+            rel,
+            thumb,
+            "✗ cannot show this image",
+        )
+
+
+def show_picture(
+    art: Static, info: Static, path: Path, rel: str, thumb: Thumb | None, broken: str
+) -> None:
+    """A picture and, below it, its path, pixel size and file size (*broken* and the
+    reason where it cannot be shown; a placeholder while it is drawn)."""
+    try:
+        size = human_size(path.stat().st_size)
+    except OSError:
+        size = "?"
+    if thumb is None:
+        art.update("…")
+        info.update(line((rel, "bold"), NEWLINE, size))
+    elif thumb.art is None:
+        art.update(line((broken, "red")))
+        info.update(line((rel, "bold"), NEWLINE, (thumb.error or "", "red"), f" · {size}"))
+    else:
+        art.update(thumb.art)
+        info.update(line((rel, "bold"), NEWLINE, f"{thumb.width}×{thumb.height} px · {size}"))
