@@ -20,7 +20,6 @@ already queued are counted, so it appends only what was not queued).
 
 from __future__ import annotations
 
-import functools
 import os
 import socket
 import struct
@@ -30,18 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from engine.images import FileEntry
-
-
-def _guarded(method):
-    """Redis client errors in a job's calls become one-line errors, as in the store."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        with self.store.errors():
-            return method(self, *args, **kwargs)
-
-    return wrapper
-
+from engine.storage.redis import guarded
 
 #: Seconds a chunk may stay unacknowledged before another worker takes it over.
 CLAIM_IDLE = 60.0
@@ -97,9 +85,13 @@ class Job:
         self.idle_ms = int(claim_idle() * 1000)
         self._renewed = 0.0
 
+    def errors(self):
+        """Redis client errors inside become one-line errors, as in the store."""
+        return self.store.errors()
+
     # --- joining ----------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def join(self, cancel: threading.Event) -> bool:
         """Join the current job, or start one; True when this worker must walk."""
         while not cancel.is_set():
@@ -124,7 +116,7 @@ class Job:
         self._renewed = time.monotonic()
         return got
 
-    @_guarded
+    @guarded
     def renew(self) -> None:
         """Keep the walker's lease (called as the walk goes; cheap when recent)."""
         now = time.monotonic()
@@ -132,17 +124,17 @@ class Job:
             self._renewed = now
             self.r.pexpire(self.lease, int(LEASE * 1000))
 
-    @_guarded
+    @guarded
     def release(self) -> None:
         self.store._release_script(keys=[self.lease], args=[self.me])
 
     # --- the walker's side ---------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def queued(self) -> int:
         return int(self.r.hget(self.job, "queued") or 0)
 
-    @_guarded
+    @guarded
     def enqueue(self, chunk: list[FileEntry], queued_after: int) -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.xadd(self.stream, {b"e": pack_entries(chunk)})
@@ -150,7 +142,7 @@ class Job:
         pipe.execute()
         self.renew()
 
-    @_guarded
+    @guarded
     def walked(self) -> None:
         self.r.hset(self.job, "walked", 1)
         self.release()
@@ -162,7 +154,7 @@ class Job:
     ) -> Iterator[tuple[bytes, list[FileEntry]]]:
         """Chunks for this worker until the job has none left (the caller acknowledges
         each with :meth:`ack` once committed)."""
-        with self.store.errors():
+        with self.errors():
             yield from self._chunks(cancel, on_wait)
 
     def _chunks(self, cancel, on_wait):
@@ -195,12 +187,12 @@ class Job:
             if on_wait is not None:
                 on_wait()
 
-    @_guarded
+    @guarded
     def ack(self, mid: bytes) -> None:
         if mid:
             self.r.xack(self.stream, self.group, mid)
 
-    @_guarded
+    @guarded
     def finish(self, upkeep: Callable[[], None]) -> bool:
         """Run *upkeep* and close the job if no other worker does; True if this one did."""
         if not self.r.set(self.upkeep, self.me, nx=True, px=int(600 * 1000)):

@@ -237,8 +237,9 @@ def _translate(location: str, exc: Exception) -> IndexFileError | None:
     return None
 
 
-def _guarded(method):
-    """Turn Redis client errors into one-line :class:`IndexFileError`s."""
+def guarded(method):
+    """Turn Redis client errors raised in *method* into one-line
+    :class:`IndexFileError`s (its object has ``errors()``, as the store and a job do)."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
@@ -363,7 +364,7 @@ class RedisStore:
 
     # --- attaching --------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def _attach(self) -> None:
         self.r.ping()
         raw = self.r.hget(self.k("meta"), "schema")
@@ -414,7 +415,7 @@ class RedisStore:
             raise self.damaged("the slot counter is out of range")
         return value
 
-    @_guarded
+    @guarded
     def get_meta(self) -> dict:
         pipe = self.r.pipeline(transaction=True)
         pipe.hgetall(self.k("meta"))
@@ -422,7 +423,7 @@ class RedisStore:
         raw, slots = pipe.execute()
         return self._decode_meta(raw, slots)
 
-    @_guarded
+    @guarded
     def set_meta(self, values: dict) -> None:
         # the slot counter and the schema version are the store's own
         values = {k: v for k, v in values.items() if k not in ("slots", "schema")}
@@ -432,7 +433,7 @@ class RedisStore:
                 mapping={k: json.dumps(v, allow_nan=False) for k, v in values.items()},
             )
 
-    @_guarded
+    @guarded
     def claim_meta(self, values: dict) -> dict:
         """Store *values* unless another process stored its own first (one transaction
         keyed on the first name); returns the metadata that holds now. How every worker
@@ -451,11 +452,11 @@ class RedisStore:
         for _id, raw in self.r.hscan_iter(self.k("img"), count=5000):
             yield _Record(raw, self.damaged)
 
-    @_guarded
+    @guarded
     def file_states(self) -> dict[str, StoredFile]:
         return {rec.path: StoredFile(rec.size, rec.mtime, rec.ok) for rec in self._records()}
 
-    @_guarded
+    @guarded
     def states_of(self, paths: list[str]) -> list[StoredFile | None]:
         """The stored state of each path (None where it has none): one round trip."""
         if not paths:
@@ -467,11 +468,11 @@ class RedisStore:
             out.append(StoredFile(rec.size, rec.mtime, rec.ok) if rec and rec.path == p else None)
         return out
 
-    @_guarded
+    @guarded
     def failures(self) -> list[tuple[str, str]]:
         return sorted((rec.path, rec.error) for rec in self._records() if not rec.ok)
 
-    @_guarded
+    @guarded
     def count(self) -> int:
         return int(self.r.bitcount(self.k("live")))
 
@@ -503,7 +504,7 @@ class RedisStore:
             pipe.setrange(self.k(f"{kind}:{chunk}"), int(off * row), data[at : at + n].tobytes())
             at += n
 
-    @_guarded
+    @guarded
     def commit(self, batch: Batch) -> list[tuple[str, str]]:
         """Store *batch* at once (see the module's notes); returns the paths refused, with
         why (an id shared with another path)."""
@@ -664,7 +665,7 @@ class RedisStore:
             self._lsh_base() + b"_bucket_" + struct.pack(">H", band) + int(key).to_bytes(8, "big")
         )
 
-    @_guarded
+    @guarded
     def _lsh_lookup(self, key: np.ndarray) -> list[np.ndarray]:
         pipe = self.r.pipeline(transaction=False)
         for b, k in enumerate(key):
@@ -679,7 +680,7 @@ class RedisStore:
 
     # --- reading -------------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def snapshot(self) -> Snapshot:
         pipe = self.r.pipeline(transaction=True)
         pipe.hgetall(self.k("meta"))
@@ -761,7 +762,7 @@ class RedisStore:
         out[order] = buf
         return out
 
-    @_guarded
+    @guarded
     def version(self) -> tuple:
         """Changes whenever a commit, removal or refit does: one round trip."""
         pipe = self.r.pipeline(transaction=True)
@@ -771,7 +772,7 @@ class RedisStore:
         slots, live, gens = pipe.execute()
         return (slots, live, *gens)
 
-    @_guarded
+    @guarded
     def paths_of(self, slots: np.ndarray) -> list[str]:
         slots = np.asarray(slots, np.int64)
         with self._lock:
@@ -789,7 +790,7 @@ class RedisStore:
             out.append(rec.path)
         return out
 
-    @_guarded
+    @guarded
     def slot_of(self, path: str) -> tuple[StoredFile, int | None] | None:
         raw = self.r.hget(self.k("img"), _id_bytes(path))
         if raw is None:
@@ -799,7 +800,7 @@ class RedisStore:
             return None
         return StoredFile(rec.size, rec.mtime, rec.ok), rec.slot if rec.slot >= 0 else None
 
-    @_guarded
+    @guarded
     def image_facts(self) -> ImageFacts:
         recs = sorted((r for r in self._records() if r.ok), key=lambda r: r.slot)
         return ImageFacts(
@@ -814,7 +815,7 @@ class RedisStore:
 
     # --- whole rewrites ----------------------------------------------------------------------
 
-    @_guarded
+    @guarded
     def rewrite_band_keys(self, band_keys: np.ndarray, meta: dict) -> None:
         """Replace every slot's band keys and LSH entries (after the centre moved)."""
         old = self.get_meta()
@@ -853,7 +854,7 @@ class RedisStore:
         replaced and deleted images stay until ``--rebuild``."""
         return 0
 
-    @_guarded
+    @guarded
     def clear(self) -> None:
         """Forget everything (``--rebuild``)."""
         self._unlink_matching(self.prefix)
