@@ -45,6 +45,10 @@ from engine.errors import LookalikeError
 MAX_PIXELS = 64_000_000
 #: Files larger than this are not read whole into memory.
 MAX_FILE_BYTES = 1 << 30
+#: Pictures longer than this many times their width (or wider than their height) are
+#: refused before decoding: no camera, scanner or panorama makes one, and a 1 x 60,000,000
+#: strip (117 KB as a PNG, under the pixel cap) costs seconds and gigabytes to resample.
+MAX_ASPECT = 1000
 
 # Signatures of the formats worth sniffing in files whose extension says nothing.
 _MAGIC: tuple[tuple[int, bytes], ...] = (
@@ -240,6 +244,11 @@ def open_image(
                     f"image too large ({width}x{height} pixels, limit {max_pixels:,}):"
                     " refused as a possible decompression bomb"
                 )
+            if max(width, height) > MAX_ASPECT * max(min(width, height), 1):
+                raise ImageError(
+                    f"extreme aspect ratio ({width}x{height} pixels, over {MAX_ASPECT}:1):"
+                    " not a picture lookalike can compare"
+                )
             if draft_size and opened.format == "JPEG":
                 opened.draft("RGB", (draft_size, draft_size))
             opened.load()
@@ -271,13 +280,30 @@ def open_image(
         raise ImageError(f"cannot decode: {type(exc).__name__}: {exc}".splitlines()[0]) from None
 
 
+def guarded(work, *args):
+    """``work(*args)``, with any failure turned into :class:`ImageError`: whatever one
+    file does to a decoder, a resampler or a hash (MemoryError included) is that file's
+    skip with a reason, never the end of a run."""
+    try:
+        return work(*args)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError("out of memory processing this image") from None
+    except Exception as exc:
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+        raise ImageError(f"cannot process: {text}") from None
+
+
 def difference_hash(im: Image.Image) -> int:
     """The picture's 64-bit difference hash: greyscale at 9 x 8, one bit per pair of
     neighbouring pixels (left darker than right). Edits that keep the layout (resizing,
     re-encoding, small crops, brightness) change few bits; a different picture of the same
     subject changes about half. Used to confirm near-duplicates (see :mod:`engine.triage`).
     As a signed 64-bit integer, the way SQLite stores it."""
-    grey = np.asarray(im.convert("L").resize((9, 8), Image.LANCZOS), np.int16)
+    # reducing_gap: a box reduction first, so a large picture is not resampled with a
+    # Lanczos kernel thousands of pixels wide (memory and time grow with the ratio)
+    grey = np.asarray(im.convert("L").resize((9, 8), Image.LANCZOS, reducing_gap=3.0), np.int16)
     bits = np.packbits(grey[:, 1:] > grey[:, :-1])
     return int.from_bytes(bits.tobytes(), "big", signed=True)
 

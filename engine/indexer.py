@@ -33,6 +33,7 @@ from engine.images import (
     ImageError,
     SkippedFile,
     difference_hash,
+    guarded,
     read_image,
     square_pixels,
     walk_images,
@@ -43,6 +44,8 @@ from engine.storage import Batch, CentreMoved, IndexFileError, Store
 
 #: Compact the arrays when this share of their rows belongs to no image.
 COMPACT_SHARE = 0.25
+#: A run removes more than this share of the index only when asked (``prune``).
+PRUNE_SHARE = 0.5
 #: Sort the LSH tables again once this share of the images came in since the last sort.
 RESORT_SHARE = 0.10
 
@@ -85,6 +88,7 @@ class Indexer:
                 todo.append(entry)
             if on_entry is not None:
                 on_entry(entry, len(todo))
+        stats.found = len(seen)
         return todo, [p for p in known if p not in seen]
 
     def pending(self, stats: IndexStats) -> IndexStats:
@@ -92,6 +96,7 @@ class Indexer:
         todo, gone = self.diff(stats, self.store.file_states(), threading.Event())
         stats.pending = len(todo) + len(gone)
         stats.readonly = True
+        stats.readonly_why = self.store.readonly_why
         return stats
 
     def _emitter(self, stats: IndexStats, on_progress, interval: float):
@@ -133,7 +138,7 @@ class Indexer:
             self.engine.write_identity()
             self._encode_all(todo, stats, cancel, emit)
         stats.cancelled = stats.cancelled or cancel.is_set()
-        if not stats.cancelled and (todo or gone):
+        if not stats.cancelled and (todo or gone or self.store.get_meta().get("upkeep")):
             emit(len(todo), len(todo), "", "finishing", force=True)
             self._upkeep()
         emit(len(todo) if not stats.cancelled else stats.indexed, len(todo), "", "done", force=True)
@@ -147,12 +152,35 @@ class Indexer:
             if on_entry is not None:
                 on_entry(entry, n)
 
-        todo, gone = self.diff(stats, self.store.file_states(), cancel, seen)
+        known = self.store.file_states()
+        todo, gone = self.diff(stats, known, cancel, seen)
+        gone = self._guard_removal(stats, known, gone)
         if gone:
             self.store.commit(Batch(delete=gone))
             stats.removed += len(gone)
             self.engine.committed()
         return todo, gone
+
+    def _guard_removal(self, stats: IndexStats, known: dict, gone: list[str]) -> list[str]:
+        """What may be removed of *gone*. A walk that finds no file at all, or loses more
+        than half of the index, is far likelier a missing mount, a typo or another
+        machine's path than a real deletion: without ``prune`` nothing is removed, and
+        the stats say how much was kept. A shared index, which other machines search,
+        is not touched at all by a worker whose folder holds none of its files."""
+        if not gone or self.engine.settings.prune:
+            return gone
+        if self.store.shared and len(gone) == len(known):
+            built = self.store.get_meta().get("folder")
+            where = f" (built from {built})" if isinstance(built, str) else ""
+            raise IndexFileError(
+                f"none of the {len(known)} files of {self.store.location}{where} is under"
+                f" {self.engine.root}: give every worker the same collection, or pass --prune"
+                " to remove them from the index"
+            )
+        if stats.found == 0 or len(gone) > PRUNE_SHARE * len(known):
+            stats.kept_gone = len(gone)
+            return []
+        return gone
 
     # --- a shared store: several workers ---------------------------------------------------
 
@@ -167,7 +195,19 @@ class Indexer:
         self.engine.reload_centre()  # the last job may have refitted it
         bs = self.engine.settings.batch_size
         done = 0
-        for mid, entries in job.chunks(cancel):
+
+        def waiting(left: float | None) -> None:
+            if left is not None:
+                emit(
+                    done,
+                    done,
+                    f"a chunk another worker took (stopped?): taken over in {left:.0f} s"
+                    " unless it is committed first",
+                    "waiting",
+                    force=True,
+                )
+
+        for mid, entries in job.chunks(cancel, waiting):
             if not mid:  # the walker died: walk again
                 self._queue(job, stats, cancel, emit)
                 continue
@@ -233,7 +273,10 @@ class Indexer:
 
     def _load(self, entry: FileEntry):
         """Decode + resize one image for the CNN; its SHA-256, difference hash and pixel
-        count (runs in the decode threads)."""
+        count (runs in the decode threads). Any failure is this file's skip."""
+        return guarded(self._prepare, entry)
+
+    def _prepare(self, entry: FileEntry):
         size = self.engine.input_size
         im, digest = read_image(self.engine.root / entry.relpath, draft_size=size)
         return square_pixels(im, size), digest, difference_hash(im), im.info.get("pixels")
@@ -345,6 +388,16 @@ class Indexer:
         eng.committed()
 
     def _upkeep(self) -> None:
+        """Refit, compact or re-sort as due. Marked in the index before it starts and
+        cleared after: a run killed inside it (leaving the centre of the early images,
+        or tables that do not cover the latest) is finished by the next run, even one
+        that finds nothing new."""
+        self.store.set_meta({"upkeep": 1})
+        self._maintain()
+        self.store.sweep()
+        self.store.set_meta({"upkeep": 0})
+
+    def _maintain(self) -> None:
         self.engine.reload_centre()
         centre = self.engine.centre
         if centre is not None and centre.due(self.store.count()):

@@ -69,7 +69,12 @@ class IndexStats:
     #: The index could not be written (read-only media): nothing was encoded, and
     #: ``pending`` files that are new, changed or gone are not reflected in it.
     readonly: bool = False
+    readonly_why: str = ""  # "read-only media", "disk full"
     pending: int = 0
+    #: Files gone from disk but kept in the index: removing them would have emptied more
+    #: than half of it (or the walk found no file at all), which needs ``prune``.
+    kept_gone: int = 0
+    found: int = 0  # image files the walk found
 
     @property
     def images_per_s(self) -> float:

@@ -29,10 +29,10 @@ import numpy as np
 from engine.centre import Centre
 from engine.centre import from_meta as centre_from_meta
 from engine.errors import LookalikeError
-from engine.images import ImageError, SkippedFile, inside, open_image, square_pixels
+from engine.images import ImageError, SkippedFile, guarded, inside, open_image, square_pixels
 from engine.indexer import Indexer, minhash_band_keys
 from engine.names import check_relpath, printable
-from engine.paths import default_index_path
+from engine.paths import check_index_folder, default_index_path
 from engine.results import IndexStats, Match, Progress, SearchResult
 from engine.settings import (
     DEFAULT_HASH_DIM,
@@ -50,6 +50,7 @@ from engine.storage import (
     IndexBusy,
     IndexDamaged,
     IndexFileError,
+    NewerIndex,
     OlderIndex,
     SnapshotMoved,
     is_redis,
@@ -135,10 +136,12 @@ class ImageSimilaritySearch:
                 url = url[len("sqlite:") :]
             path = index_path or settings.index_path or url
             self.index_path = Path(path) if path else default_index_path(self.root)
+            if not path:
+                check_index_folder(self.index_path.parent)
             url = str(self.index_path)
         try:
             self.store = open_store(url, root=str(self.root))
-        except (OlderIndex, IndexDamaged):
+        except (OlderIndex, NewerIndex, IndexDamaged):
             if not rebuild:
                 raise
             remove_index(url)  # recognised as ours, beyond repair
@@ -317,7 +320,7 @@ class ImageSimilaritySearch:
         }
         claim = getattr(self.store, "claim_meta", None)
         if claim is None:
-            self.store.set_meta(identity)
+            self.store.set_meta({**identity, "folder": self._folder_note()})
             return
         # A shared index: the first worker's identity holds; a worker that would write
         # other codes is refused, as on attaching.
@@ -331,6 +334,13 @@ class ImageSimilaritySearch:
             raise IndexMismatch(
                 f"the index at {self.index_path} was built with " + ", ".join(clashes)
             )
+        claim({"folder": self._folder_note()})
+
+    def _folder_note(self) -> str:
+        """Where the index was first built from (host and folder), for messages."""
+        import socket
+
+        return f"{socket.gethostname()}:{os.fsencode(self.root).decode('utf-8', 'replace')}"
 
     @property
     def store_kind(self) -> str:
@@ -437,7 +447,7 @@ class ImageSimilaritySearch:
                 if found[0].size == st.st_size and found[0].mtime_ns == st.st_mtime_ns:
                     vec = self.vectors()
                     slot = found[1]
-                    if slot < vec.snap.slots:
+                    if 0 <= slot < vec.snap.slots:
                         code = np.asarray(vec.snap.codes[slot], np.float32)
                         feats = (
                             None
@@ -447,7 +457,7 @@ class ImageSimilaritySearch:
                         return code, feats, slot, True
         try:
             size = self.input_size
-            pixels = square_pixels(open_image(qpath, draft_size=size), size)
+            pixels = guarded(lambda: square_pixels(open_image(qpath, draft_size=size), size))
         except ImageError as exc:
             raise SearchError(f"cannot use query {query}: {exc}") from None
         from engine.indexer import _encode
@@ -511,8 +521,8 @@ class ImageSimilaritySearch:
                 paths = self.store.paths_of(scored.slots)
             except SnapshotMoved:
                 self.committed()  # compacted meanwhile: look again
-                if attempt == 2:
-                    raise
+                if attempt == 2:  # every time: no writer, a record missing for good
+                    raise self.store.damaged("image records and vectors disagree") from None
                 continue
             kept = [(p, s) for p, s in zip(paths, scored.scores) if self._may_show(p)]
             matches = [

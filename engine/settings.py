@@ -58,6 +58,10 @@ class Settings:
     store: str | None = None
     search_mode: str = "auto"
     input_size: int | None = None
+    #: let a run remove more than half of the index (or all of it, when the folder holds
+    #: no image): without it such a run keeps them, since a missing mount or a mistyped
+    #: folder looks exactly like that (see engine.indexer)
+    prune: bool = False
 
     def __post_init__(self) -> None:
         for name, value, (lo, hi) in (

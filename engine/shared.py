@@ -150,10 +150,11 @@ class Job:
     # --- every worker's side ---------------------------------------------------------------
 
     def chunks(
-        self, cancel: threading.Event, on_wait: Callable[[], None] | None = None
+        self, cancel: threading.Event, on_wait: Callable[[float | None], None] | None = None
     ) -> Iterator[tuple[bytes, list[FileEntry]]]:
         """Chunks for this worker until the job has none left (the caller acknowledges
-        each with :meth:`ack` once committed)."""
+        each with :meth:`ack` once committed). While it waits on chunks other workers
+        hold, *on_wait* gets the seconds until the oldest may be taken over."""
         with self.errors():
             yield from self._chunks(cancel, on_wait)
 
@@ -185,7 +186,16 @@ class Job:
                 yield b"", []  # the walker died: the caller walks again
                 continue
             if on_wait is not None:
-                on_wait()
+                on_wait(self._takeover_in() if walked else None)
+
+    def _takeover_in(self) -> float | None:
+        """Seconds until the longest-idle pending chunk may be taken over (None: none is
+        pending), so a worker waiting on a chunk another one left says so."""
+        pending = self.r.xpending_range(self.stream, self.group, "-", "+", 100)
+        if not pending:
+            return None
+        idle = max(int(p.get("time_since_delivered", 0)) for p in pending)
+        return max(0.0, (self.idle_ms - idle) / 1000)
 
     @guarded
     def ack(self, mid: bytes) -> None:

@@ -176,7 +176,7 @@ def triage(
     pixels = facts.pixels[row_of_fact]
     mtimes = facts.mtimes[row_of_fact]
     groups = _group(edges, paths, pixels, mtimes, digests)
-    outliers, certain = _outliers(joined, vec, slots, rows, paths, outlier_share)
+    outliers, certain = _outliers(joined, vec, slots, rows, paths, outlier_share, set(edges))
     notes = []
     if not known.all():
         notes.append(
@@ -240,13 +240,17 @@ def _group(edges, paths, pixels, mtimes, digests) -> list[Group]:
     return out
 
 
-def _outliers(joined, vec, slots, rows, paths, share) -> tuple[list[Outlier], float]:
+def _outliers(joined, vec, slots, rows, paths, share, copied) -> tuple[list[Outlier], float]:
+    """The lowest *share* by nearest-neighbour score, never an image with a copy (*copied*:
+    rows in a near-duplicate or identical pair): it is like something else by definition."""
     live = ~np.isnan(joined.nearest[slots])
     scores = joined.nearest[slots]
     exact = joined.nearest_exact[slots]
+    alone = np.ones(len(slots), bool)
+    alone[list(copied)] = False
     want = max(1, int(round(share * len(slots))))
-    order = np.argsort(np.where(live & exact, scores, np.inf), kind="stable")[:want]
-    order = [i for i in order if exact[i] and scores[i] < joined.nearest_certain]
+    order = np.argsort(np.where(live & exact & alone, scores, np.inf), kind="stable")[:want]
+    order = [i for i in order if exact[i] and alone[i] and scores[i] < joined.nearest_certain]
     neighbour_rows = [rows[int(joined.nearest_slot[slots[i]])] for i in order]
     feats = _feature_units(vec, slots, np.unique(np.array(order + neighbour_rows, np.int64)))
     out = [

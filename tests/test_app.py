@@ -287,3 +287,24 @@ async def test_256_colour_terminals_get_dithered_pictures(sample_copy: Path, mon
         )
         art = app.thumbs.get(grid.cards[0].data.path, *app.tier.thumb).art
         assert art.indexed and art.fg.min() >= 16 and art.bg.max() <= 255
+
+
+async def test_copy_escapes_a_name_that_would_act_on_a_terminal(tmp_path: Path):
+    import os
+
+    root = tmp_path / "odd"
+    raw = b"osc\x1b]52;c;aGk=\x07\nline.png"
+    make_image(Path(os.fsdecode(os.path.join(os.fsencode(root), raw))), 1)
+    make_image(root / "plain.png", 2)
+    app = create_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        copied: list[str] = []
+        app.copy_to_clipboard = copied.append
+        await pilot.press("j")  # the odd name sorts first
+        await wait_for(pilot, lambda: app.highlighted is not None)
+        await pilot.press("c")
+        assert copied == [str(root).replace("\n", "\\n") + "/osc\\x1b]52;c;aGk=\\x07\\nline.png"]
+        assert not any(ch in copied[0] for ch in "\x1b\x07\n")
+        await pilot.press("j", "c")  # a plain name is copied exactly
+        assert copied[-1] == str(root / "plain.png")

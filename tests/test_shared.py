@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from benchmarks.redis_server import RedisServer
 from conftest import REPO, SAMPLE, make_picture
+from engine.images import FileEntry
 from engine.storage import Batch, IndexFileError, open_store
 
 BANDS, ROWS, NUM_PERM = 16, 8, 128
@@ -121,19 +123,41 @@ def test_wrong_password_and_unreachable_server(tmp_path: Path, tiny_folder: Path
     server = RedisServer(password="right")
     try:
         url = server.url.replace(":right@", ":wrong@") + "?name=x"
-        _one_line_error(_lookalike("index", str(tiny_folder), "--store", url), "password")
+        _one_line_error(
+            _lookalike("index", str(tiny_folder), env={"LOOKALIKE_STORE": url}), "password"
+        )
         no_pass = server.url.replace(":right@", "") + "?name=x"
         _one_line_error(_lookalike("index", str(tiny_folder), "--store", no_pass), "password")
         ok = _lookalike("index", str(tiny_folder), "--store", server.url + "?name=x")
         assert ok.returncode == 0 and "wrong" not in ok.stderr and "right" not in ok.stderr
+        # a password on the command line shows in ps: said; the other ways are quiet
+        assert "visible to other users" in ok.stderr
+        by_env = _lookalike(
+            "index", str(tiny_folder), "--store", no_pass, env={"LOOKALIKE_REDIS_PASSWORD": "right"}
+        )
+        assert by_env.returncode == 0 and "visible" not in by_env.stderr, by_env.stderr
+        secret = tmp_path / "secret"
+        secret.write_text("right\n")
+        by_file = _lookalike(
+            "index", str(tiny_folder), "--store", f"{no_pass}&password_file={secret}"
+        )
+        assert by_file.returncode == 0, by_file.stderr
+        _one_line_error(
+            _lookalike(
+                "index", str(tiny_folder), "--store", f"{no_pass}&password_file={tmp_path}/none"
+            ),
+            "cannot read the Redis password file",
+        )
     finally:
         server.stop()
     _one_line_error(
-        _lookalike("index", str(tiny_folder), "--store", server.url + "?name=x"),
+        _lookalike("index", str(tiny_folder), env={"LOOKALIKE_STORE": server.url + "?name=x"}),
         "could not make the connection",
     )
     with pytest.raises(IndexFileError, match="index name"):
         open_store(server.url + "?name=a%20b")
+    with pytest.raises(IndexFileError, match="index name"):
+        open_store(server.url + "?name=")
 
 
 def _picture_folder(root: Path, extra: int) -> Path:
@@ -467,3 +491,22 @@ def test_chunks_go_out_while_the_walk_goes_on(redis_url, tmp_path: Path, monkeyp
         stats = search.index()
     assert stats.indexed == 10 and search.count() == 10
     assert sent == [4, 4, 2] and queued_when_walk_ended == [2]
+
+
+def test_a_worker_says_it_waits_for_an_abandoned_chunk(redis_url, tmp_path: Path):
+    from engine.shared import Job
+
+    root = tmp_path / "pics"
+    for i in range(12):
+        make_picture(root / f"{i:02d}.png", seed=500 + i)
+    # a worker took a chunk and died before committing it (its job is walked)
+    job = Job(open_store(redis_url, root=str(root)))
+    assert job.join(threading.Event())
+    job.enqueue([FileEntry(f"{i:02d}.png", 1, 1) for i in range(12)], 1)
+    job.walked()
+    job.r.xreadgroup(job.group, "dead-worker", {job.stream: ">"}, count=1)
+    run = _lookalike("index", str(root), "--store", redis_url, env={"LOOKALIKE_CLAIM_IDLE": "12"})
+    assert run.returncode == 0, run.stderr
+    waits = [line for line in run.stderr.splitlines() if "waiting for" in line]
+    assert waits and "taken over in" in waits[0], run.stderr
+    assert "12 images in the index" in run.stderr

@@ -278,6 +278,13 @@ class LookalikeApp(App[int]):
         panel.show_done(message.stats)
         if self.search_engine is not None:
             panel.set_info(self.search_engine.describe(), str(self.search_engine.index_path))
+        if message.stats.kept_gone:
+            self.say(
+                f"{message.stats.kept_gone} indexed files are gone from the folder but were"
+                " kept (a disk unmounted?); lookalike index DIR --prune removes them",
+                severity="warning",
+                timeout=15,
+            )
         if self.query_path is not None and message.stats.indexed:
             self.run_search(self.query_path, remember=False)  # results over the complete index
         elif self.query_path is None:
@@ -472,9 +479,20 @@ class LookalikeApp(App[int]):
         if path is None:
             self.notify("nothing highlighted")
             return
-        raw = os.fsencode(path)
-        self.copy_to_clipboard(raw.decode("utf-8", "backslashreplace"))
-        self.say(f"copied {path}")
+        text = os.fsdecode(path)
+        shown = printable(text)
+        if shown == text:
+            self.copy_to_clipboard(text)
+            self.say(f"copied {text}")
+        else:
+            # Control characters or escape sequences pasted into a shell run there, and
+            # bytes that are not UTF-8 cannot travel in OSC 52: the visible escapes go.
+            self.copy_to_clipboard(shown)
+            self.say(
+                f"copied {shown} with its control characters or undecodable bytes escaped:"
+                " the exact name would act on the terminal or shell it is pasted into",
+                severity="warning",
+            )
 
     def _highlighted_path(self) -> Path | None:
         grid = self.query_one(ResultsGrid)

@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     _add_index_options(p)
     p.add_argument("--rebuild", action="store_true", help="forget the index and start again")
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="remove files gone from DIR even when that is more than half of the index, or"
+        " all of it (without it such a run keeps them: a missing mount looks the same)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON summary on stdout")
 
     p = sub.add_parser("search", help="find the lookalikes of images")
@@ -280,7 +286,25 @@ def _settings(args: argparse.Namespace):
         index_path=args.index,
         store=getattr(args, "store", None),
         search_mode="exact" if getattr(args, "exact", False) else getattr(args, "mode", "auto"),
+        prune=getattr(args, "prune", False),
     )
+
+
+def _warn_password_in_argv(args: argparse.Namespace) -> None:
+    """A password written into ``--store`` shows in ``ps`` to every user of the machine."""
+    import urllib.parse
+
+    store = getattr(args, "store", None)
+    if store and store != os.environ.get("LOOKALIKE_STORE"):
+        try:
+            has_password = urllib.parse.urlsplit(store).password is not None
+        except ValueError:
+            return
+        if has_password:
+            _say(
+                "lookalike: the password in --store is visible to other users (ps); set"
+                " LOOKALIKE_STORE, LOOKALIKE_REDIS_PASSWORD or password_file= instead"
+            )
 
 
 def _open_search(args: argparse.Namespace, rebuild: bool = False):
@@ -288,6 +312,7 @@ def _open_search(args: argparse.Namespace, rebuild: bool = False):
 
     if not Path(args.dir).is_dir():
         raise UsageError(f"not a folder: {args.dir}")
+    _warn_password_in_argv(args)
     return ImageSimilaritySearch(args.dir, settings=_settings(args), rebuild=rebuild)
 
 
@@ -295,8 +320,17 @@ def _run_index(search, quiet: bool):
     """Index with a rich progress bar on stderr when it is a terminal."""
     cancel = threading.Event()
     if quiet or not sys.stderr.isatty():
+        said = [0.0]
+
+        def on_progress(p) -> None:  # no bar: only say why a run is waiting, every 10 s
+            import time
+
+            if p.phase == "waiting" and time.monotonic() - said[0] >= 10:
+                said[0] = time.monotonic()
+                _say(f"lookalike: waiting for {p.current}")
+
         try:
-            return search.index(cancel=cancel)
+            return search.index(on_progress=on_progress, cancel=cancel)
         except KeyboardInterrupt:
             cancel.set()
             raise
@@ -352,8 +386,9 @@ def _readonly_note(stats) -> str:
         if stats.pending
         else "; it is up to date"
     )
+    where = "a full disk" if stats.readonly_why == "disk full" else "read-only media"
     return (
-        f"the index {stats.index_path} is on read-only media: it is used as it is"
+        f"the index {stats.index_path} is on {where}: it is used as it is"
         f" ({stats.total} images){pending}"
     )
 
@@ -363,6 +398,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     with search:
         stats = _run_index(search, quiet=args.json)
         note = search.encoder_note()
+    if stats.readonly and stats.readonly_why == "disk full":
+        from engine.storage import DiskFull
+
+        raise Failure(str(DiskFull(stats.index_path)))
     if args.json:
         print(
             _dumps(
@@ -379,6 +418,7 @@ def cmd_index(args: argparse.Namespace) -> int:
                     "encoder": note,
                     "readonly": stats.readonly,
                     "pending": stats.pending,
+                    "kept_gone": stats.kept_gone,
                     "store": stats.store,
                     **json_path(stats.index_path, "index"),
                 }
@@ -401,7 +441,18 @@ def cmd_index(args: argparse.Namespace) -> int:
     if note:
         _say(f"CNN: {note}")
     _say(f"index: {stats.index_path} ({stats.store})")
+    if stats.kept_gone:
+        _say(_kept_note(stats))
     return 0
+
+
+def _kept_note(stats) -> str:
+    why = "no image was found there" if not stats.found else "that is more than half the index"
+    return (
+        f"{stats.kept_gone} indexed files are gone from the folder but were kept ({why}:"
+        " is a disk unmounted or the folder mistyped?); lookalike index DIR --prune removes"
+        " them"
+    )
 
 
 def _check_query(image: str) -> None:
@@ -417,9 +468,9 @@ def _update_before_search(search) -> None:
     written: then search what is committed, and say so on stderr. A shared index is
     searched as it is: it is kept up to date by ``lookalike index`` workers, and a query
     should not turn into one."""
-    from engine.storage import IndexBusy
+    from engine.storage import DiskFull, IndexBusy
 
-    if getattr(search.store, "shared", False):
+    if search.store.shared:
         return
     try:
         stats = _run_index(search, quiet=True)
@@ -429,11 +480,16 @@ def _update_before_search(search) -> None:
             " searching what it has committed so far"
         )
         return
+    except DiskFull as exc:
+        _say(f"{exc}: searching what it held before")
+        return
     if stats.readonly:
         if stats.pending:
             _say(_readonly_note(stats))
     elif stats.indexed:
         _say(f"indexed {stats.indexed} new or changed images first")
+    if stats.kept_gone:
+        _say(_kept_note(stats))
 
 
 def cmd_search(args: argparse.Namespace) -> int:

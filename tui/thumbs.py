@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.images import ImageError, open_image
+from engine.images import ImageError, guarded, open_image
 from tui.render import Choice, choose, picture
 
 
@@ -32,10 +32,10 @@ def render(path: str | os.PathLike[str], cells_w: int, cells_h: int, choice: Cho
         # decode at reduced size where the format allows (JPEG draft): a thumbnail
         # needs a few pixels per cell, not the whole photo
         im = open_image(path, draft_size=6 * max(cells_w, cells_h))
+        w, h = im.info.get("size", im.size)
+        return Thumb(guarded(picture, im, cells_w, cells_h, choice), w, h)
     except ImageError as exc:
         return Thumb(None, 0, 0, str(exc))
-    w, h = im.info.get("size", im.size)
-    return Thumb(picture(im, cells_w, cells_h, choice), w, h)
 
 
 class ThumbCache:

@@ -48,6 +48,17 @@ class OlderIndex(IndexFileError):
     """An index written by an older lookalike, in a layout this one does not read."""
 
 
+class DiskFull(IndexFileError):
+    """The disk holding the index is full: what was committed before is intact."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"disk full: cannot write the index at {location}")
+
+
+class NewerIndex(IndexFileError):
+    """An index written by a newer lookalike: left alone unless asked to rebuild it."""
+
+
 class IndexBusy(IndexFileError):
     """Another process is writing the index (searching still works)."""
 
@@ -165,10 +176,15 @@ class RowFile(Rows):
     of resident memory per query. Runs of consecutive rows are read at once.
     """
 
-    def __init__(self, path: str, dtype: np.dtype, shape: tuple[int, int]) -> None:
+    def __init__(
+        self, path: str, dtype: np.dtype, shape: tuple[int, int], fd: int | None = None
+    ) -> None:
+        """*fd*: the file, already opened (and checked) by the store; this object owns it."""
         self.path, self.dtype, self.shape = path, np.dtype(dtype), shape
         self._row = shape[1] * self.dtype.itemsize
-        self._fd = os.open(path, os.O_RDONLY) if shape[0] and shape[1] else -1
+        if fd is None and shape[0] and shape[1]:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        self._fd = -1 if fd is None else fd
 
     def _read(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), self.shape[1]), self.dtype)
@@ -252,6 +268,8 @@ class Store(Protocol):
 
     location: str  # for messages: a path or a URL without its password
     readonly: bool
+    readonly_why: str  # "read-only media", "disk full"
+    shared: bool  # several machines write it at once (Redis)
 
     def get_meta(self) -> dict: ...
     def set_meta(self, values: dict) -> None: ...
@@ -268,6 +286,7 @@ class Store(Protocol):
     def rewrite_band_keys(self, band_keys: np.ndarray, meta: dict) -> None: ...
     def build_lsh_tables(self) -> None: ...
     def compact(self) -> int: ...
+    def sweep(self) -> None: ...
     def clear(self) -> None: ...
     def close(self) -> None: ...
 

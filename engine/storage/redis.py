@@ -62,6 +62,7 @@ from engine.storage import (
     ImageFacts,
     IndexDamaged,
     IndexFileError,
+    NewerIndex,
     OlderIndex,
     Rows,
     Snapshot,
@@ -77,6 +78,9 @@ SCHEMA_VERSION = 1
 #: One less than a power of two: a full string plus its header then fits a jemalloc size
 #: class exactly (2**14 rows would round up by a quarter).
 CHUNK = (1 << 14) - 1
+#: Slots handed out to batches that never set their bits (killed workers) may reach this
+#: many past the live bitmap before the counter counts as damaged.
+MAX_RESERVED = 1 << 20
 CODE_DTYPE = np.dtype("<f4")
 FEATURE_DTYPE = np.dtype("<f2")
 KEY_DTYPE = np.dtype("<u8")
@@ -161,17 +165,18 @@ def parse_url(url: str) -> tuple[dict, str, str]:
     path = parts.path.strip("/")
     if path and not path.isdigit():
         raise IndexFileError(f"the database in a Redis URL is a number, not {printable(path)!r}")
-    query = urllib.parse.parse_qs(parts.query)
+    query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
     name = (query.get("name") or ["default"])[0]
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
         raise IndexFileError(
             f"index name {printable(name)!r}: use letters, digits, '-', '_' or '.' (64 at most)"
         )
+    password = urllib.parse.unquote(parts.password) if parts.password else None
     kwargs = {
         "host": parts.hostname or "127.0.0.1",
         "port": port,
         "db": int(path or 0),
-        "password": urllib.parse.unquote(parts.password) if parts.password else None,
+        "password": password or _password((query.get("password_file") or [""])[0]),
         "username": urllib.parse.unquote(parts.username) if parts.username else None,
         "ssl": parts.scheme == "rediss",
         "socket_connect_timeout": 5.0,
@@ -183,6 +188,26 @@ def parse_url(url: str) -> tuple[dict, str, str]:
     if not keeps_features(url):
         location += "&features=0"
     return kwargs, name, location
+
+
+def _password(path: str) -> str | None:
+    """The password when the URL holds none: from ``password_file=PATH`` in the URL or
+    ``LOOKALIKE_REDIS_PASSWORD_FILE`` (the file's first line), else
+    ``LOOKALIKE_REDIS_PASSWORD``. A password in the URL itself shows in ``ps`` when the
+    URL is given as ``--store``; these do not."""
+    import os
+
+    path = path or os.environ.get("LOOKALIKE_REDIS_PASSWORD_FILE", "")
+    if path:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as fh:
+                return fh.readline().rstrip("\r\n") or None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise IndexFileError(
+                f"cannot read the Redis password file {printable(path)}: {why}"
+            ) from None
+    return os.environ.get("LOOKALIKE_REDIS_PASSWORD") or None
 
 
 def keeps_features(url: str) -> bool:
@@ -324,6 +349,7 @@ class RedisStore:
 
     shared = True
     readonly = False
+    readonly_why = ""
 
     def __init__(self, url: str, root: str | None = None) -> None:
         import redis
@@ -357,6 +383,8 @@ class RedisStore:
         try:
             yield
         except Exception as exc:
+            if "WRONGTYPE" in str(exc):  # a key lookalike made holds another kind of value
+                raise self.damaged("a key holds the wrong kind of value") from None
             mapped = _translate(self.location, exc)
             if mapped is None:
                 raise
@@ -380,7 +408,7 @@ class RedisStore:
         if not isinstance(version, int) or isinstance(version, bool):
             raise self.damaged("schema version is not a number")
         if version > SCHEMA_VERSION:
-            raise IndexFileError(
+            raise NewerIndex(
                 f"{self.location} was written by a newer lookalike (schema {version});"
                 " upgrade, or rebuild with --rebuild"
             )
@@ -405,6 +433,15 @@ class RedisStore:
                 raise self.damaged(f"metadata {printable(repr(key))} is not valid JSON") from None
         out["slots"] = self._whole_count(slots)
         return out
+
+    def _check_counter(self, slots: int, live_bytes: int) -> None:
+        """The slot counter and the live bitmap agree: bits are set only in slots handed
+        out, and slots are handed out only to batches about to set their bits (those of
+        workers killed meanwhile stay clear, a few batches' worth)."""
+        if live_bytes > (slots + 7) // 8:
+            raise self.damaged("the live bitmap is longer than the slot counter allows")
+        if slots > 8 * live_bytes + MAX_RESERVED:
+            raise self.damaged("the slot counter is far beyond the stored images")
 
     def _whole_count(self, raw) -> int:
         try:
@@ -509,6 +546,7 @@ class RedisStore:
         """Store *batch* at once (see the module's notes); returns the paths refused, with
         why (an id shared with another path)."""
         meta = self.get_meta()
+        self._check_counter(meta["slots"], int(self.r.strlen(self.k("live"))))
         if batch.centre_gen is not None and meta.get("centre_gen") not in (None, batch.centre_gen):
             raise CentreMoved(f"the centre of {self.location} was refitted meanwhile")
         hash_dim, feature_dim, bands = self._dims(meta)
@@ -690,9 +728,13 @@ class RedisStore:
         meta = self._decode_meta(raw_meta, raw_slots)
         slots = meta["slots"]
         hash_dim, feature_dim, bands = self._dims(meta)
-        bits = np.unpackbits(np.frombuffer(live_raw or b"", np.uint8))[:slots].astype(bool)
-        live = np.zeros(slots, bool)
-        live[: len(bits)] = bits
+        live_raw = live_raw or b""
+        self._check_counter(slots, len(live_raw))
+        live = np.unpackbits(np.frombuffer(live_raw, np.uint8))[:slots].astype(bool)
+        # Rows past the last live one are never read (reserved by a batch not committed
+        # yet, or never written): the snapshot ends there.
+        slots = int(np.flatnonzero(live)[-1]) + 1 if live.any() else 0
+        live = live[:slots]
         gen = meta.get("band_gen", 0)
         with self._lock:
             self._refresh_mirror(live, (hash_dim, feature_dim, bands), gen)
@@ -727,6 +769,10 @@ class RedisStore:
             self._have = np.zeros(0, bool)
             self._mirror_dims, self._mirror_gen = dims, gen
         if len(self._have) < slots:
+            # the last live slot's code must be stored before anything is sized by it
+            chunk, off = divmod(slots - 1, CHUNK)
+            if self.r.strlen(self.k(f"codes:{chunk}")) < (off + 1) * hash_dim * 4:
+                raise self.damaged("live slots beyond the stored rows")
             cap = max(slots, 2 * len(self._have))
             for name, arr in self._mirror.items():
                 grown = np.zeros((cap, arr.shape[1]), arr.dtype)
@@ -848,6 +894,9 @@ class RedisStore:
 
     def build_lsh_tables(self) -> None:
         """Nothing to sort: the LSH is kept up to date at every commit."""
+
+    def sweep(self) -> None:
+        """Nothing to sweep: rows are rewritten in place, never as new generations."""
 
     def compact(self) -> int:
         """Not done on a shared index (other machines may be writing into it); the rows of

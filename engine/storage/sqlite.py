@@ -33,8 +33,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import json
+import mmap
 import os
 import sqlite3
+import stat
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -46,10 +48,12 @@ import numpy as np
 from engine.names import printable
 from engine.storage import (
     Batch,
+    DiskFull,
     ImageFacts,
     IndexBusy,
     IndexDamaged,
     IndexFileError,
+    NewerIndex,
     OlderIndex,
     RowFile,
     Snapshot,
@@ -70,6 +74,8 @@ FEATURE_DTYPE = np.dtype("<f2")
 KEY_DTYPE = np.dtype("<u8")
 SLOT_DTYPE = np.dtype("<i4")
 ARRAY_KINDS = ("codes", "features", "bands", "lsh-keys", "lsh-slots", "lsh-fences")
+#: Generations of the array files are whole numbers up to this.
+GEN_MAX = (1 << 31) - 1
 #: Every LSH_STEP-th sorted key of each band is kept in memory (the "fences").
 LSH_STEP = 1024
 
@@ -115,6 +121,14 @@ def _describe(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+def _no_space(path: str) -> bool:
+    """Whether the file system holding *path* has no block left."""
+    try:
+        return os.statvfs(os.path.dirname(os.path.abspath(path)) or ".").f_bavail == 0
+    except OSError:
+        return False
+
+
 def _writable(path: Path) -> bool:
     """Whether this process may write *path* (or create it, when it does not exist)."""
     if path.exists():
@@ -123,6 +137,24 @@ def _writable(path: Path) -> bool:
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     return os.access(parent, os.W_OK)
+
+
+def _write_all(fd: int, data: np.ndarray, offset: int) -> None:
+    raw = memoryview(np.ascontiguousarray(data)).cast("B")
+    done = 0
+    while done < len(raw):
+        done += os.pwrite(fd, raw[done:], offset + done)
+    os.fdatasync(fd)
+
+
+def _write_error(path: str, exc: OSError) -> IndexFileError:
+    if _describe(exc) == "disk full":
+        return DiskFull(path)
+    return IndexFileError(f"cannot write {path}: {_describe(exc)}")
+
+
+def _is_int(v, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
 
 def _whole(meta: dict, key: str, lo: int, hi: int, damaged) -> int:
@@ -146,6 +178,10 @@ class SQLiteStore:
     can change it.
     """
 
+    shared = False
+    #: why the index is read-only, when it is
+    readonly_why = "read-only media"
+
     def __init__(
         self, path: str | os.PathLike[str], create: bool = True, root: str | None = None
     ) -> None:
@@ -158,6 +194,7 @@ class SQLiteStore:
             raise IndexFileError(f"no index at {self.path}")
         self._lock = threading.RLock()
         self._lock_file = None
+        self._check_companions()
         if os.path.exists(self.path) and not _writable(Path(self.path)):
             self._open_readonly()
             return
@@ -167,6 +204,7 @@ class SQLiteStore:
             raise IndexFileError(
                 f"cannot create index folder for {self.path}: {_describe(exc)}"
             ) from None
+        existed = os.path.isfile(self.path) and os.path.getsize(self.path) > 0
         try:
             self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -179,11 +217,33 @@ class SQLiteStore:
             self._check_schema(create_missing=True)
         except sqlite3.DatabaseError as exc:
             reason = _describe(exc)
-            if reason == "disk full":
-                raise IndexFileError(f"disk full: cannot write the index at {self.path}") from None
+            if reason == "disk full" or _no_space(self.path):
+                if not existed:
+                    raise DiskFull(self.path) from None
+                # SQLite cannot even make its shared-memory file: what is committed can
+                # still be searched, read-only
+                with suppress(sqlite3.Error):
+                    self._db.close()
+                self._open_readonly()
+                self.readonly_why = "disk full"
+                return
             raise IndexFileError(f"unreadable index {self.path}: {reason}") from None
 
     # --- opening ----------------------------------------------------------------------
+
+    def _check_companions(self) -> None:
+        """The database and the files SQLite and lookalike keep beside it must be plain
+        files with one name: SQLite follows links, and would write its journal into
+        whatever a crafted index's ``index.sqlite-wal`` points at."""
+        for name in (self.path, *(self.path + s for s in ("-wal", "-shm", "-journal", ".lock"))):
+            try:
+                st = os.lstat(name)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise IndexFileError(f"cannot read {name}: {_describe(exc)}") from None
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                raise self.damaged(f"{os.path.basename(name)} is not a file lookalike wrote")
 
     def _open_readonly(self) -> None:
         self.readonly = True
@@ -227,7 +287,7 @@ class SQLiteStore:
         if not isinstance(version, int) or isinstance(version, bool):
             raise self.damaged("schema version is not a number")
         if version > SCHEMA_VERSION:
-            raise IndexFileError(
+            raise NewerIndex(
                 f"{self.path} was written by a newer lookalike (schema {version});"
                 " upgrade, or rebuild with --rebuild"
             )
@@ -254,9 +314,7 @@ class SQLiteStore:
             except sqlite3.DatabaseError as exc:
                 reason = _describe(exc)
                 if reason == "disk full":
-                    raise IndexFileError(
-                        f"disk full: cannot write the index at {self.path}"
-                    ) from None
+                    raise DiskFull(self.path) from None
                 raise IndexFileError(f"index {self.path}: {reason}") from None
 
     # --- metadata and file states -------------------------------------------------------
@@ -310,66 +368,108 @@ class SQLiteStore:
             raise IndexFileError(
                 f"the index {self.path} is read-only: it can be searched, not updated"
             )
+        fd = self._open_array(self.path + ".lock", os.O_RDWR | os.O_CREAT, "lock")
         try:
-            fh = open(self.path + ".lock", "a+")  # noqa: SIM115 - held for the lock's life
-        except OSError as exc:
-            raise IndexFileError(f"cannot lock the index {self.path}: {_describe(exc)}") from None
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            fh.close()
+            os.close(fd)
             raise IndexBusy(
                 f"another lookalike process is indexing into {self.path}; try again when it ends"
             ) from None
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-            fh.close()
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     # --- arrays ---------------------------------------------------------------------------
 
     def _file(self, kind: str, gen: int) -> str:
-        return f"{self._base}.{kind}.{gen}"
+        return f"{self._base}.{kind}.{int(gen)}"
 
-    @staticmethod
-    def _append(path: str, offset: int, data: np.ndarray) -> None:
-        """Write *data* at byte *offset* of *path* and flush it to disk."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    def _gens(self, meta: dict) -> tuple[int, int, int]:
+        """The generations of the vectors, the band keys and the sorted LSH tables: small
+        whole numbers, as lookalike writes them (anything else names a file it never
+        made, ``x/../../victim`` say, and is damage)."""
+        return (
+            _whole(meta, "vec_gen", 0, GEN_MAX, self.damaged),
+            _whole(meta, "band_gen", 0, GEN_MAX, self.damaged),
+            _whole(meta, "lsh_gen", 0, GEN_MAX, self.damaged),
+        )
+
+    def _open_array(self, path: str, flags: int, what: str) -> int:
+        """Open an array file of this index: a regular file with one name, never through a
+        symbolic link (a crafted index must not make lookalike read or write elsewhere)."""
         try:
-            raw = memoryview(np.ascontiguousarray(data)).cast("B")
-            done = 0
-            while done < len(raw):
-                done += os.pwrite(fd, raw[done:], offset + done)
-            os.fdatasync(fd)
+            fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise self.damaged(f"the {what} file is a symbolic link") from None
+            if exc.errno == errno.ENOENT:
+                raise _Moved(f"the {what}") from None
+            if _describe(exc) == "disk full":
+                raise DiskFull(self.path) from None
+            raise IndexFileError(f"cannot open {path}: {_describe(exc)}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            raise self.damaged(f"the {what} file is not a file lookalike wrote")
+        return fd
+
+    def _append(self, path: str, offset: int, data: np.ndarray, what: str = "array") -> None:
+        """Write *data* at byte *offset* of *path* and flush it to disk. The file must
+        hold every byte before *offset* (the committed rows): a shorter one is damage,
+        never filled with zeros."""
+        fd = self._open_array(path, os.O_RDWR | os.O_CREAT, what)
+        try:
+            if os.fstat(fd).st_size < offset:
+                raise self.damaged(f"the {what} file is shorter than the index says")
+            _write_all(fd, data, offset)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
         finally:
             os.close(fd)
 
     def _write_whole(self, path: str, data: np.ndarray) -> None:
+        """Write a whole array file under a temporary name, then rename it into place."""
         tmp = path + ".part"
-        self._append(tmp, 0, data)
-        os.replace(tmp, path)
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)  # a killed writer's, or a link someone put there
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            try:
+                _write_all(fd, data, 0)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise _write_error(self.path, exc) from None
 
-    def _check_size(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str) -> int:
-        """The bytes *shape* needs; the file must hold them (a missing file means a writer
-        swapped generations under this reader)."""
+    def _open_sized(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str):
+        """The file opened for reading, if *shape* needs any bytes (else None); it must
+        hold them all (a missing file means a writer swapped generations under this
+        reader)."""
         need = int(np.prod(shape)) * dtype.itemsize
         if need == 0:
-            return 0
-        try:
-            have = os.path.getsize(path)
-        except FileNotFoundError:
-            raise _Moved(f"the {what}") from None
-        except OSError as exc:
-            raise IndexFileError(f"cannot read {path}: {_describe(exc)}") from None
-        if have < need:
+            return None
+        fd = self._open_array(path, os.O_RDONLY, what)
+        if os.fstat(fd).st_size < need:
+            os.close(fd)
             raise self.damaged(f"the {what} file is shorter than the index says")
-        return need
+        return fd
 
     def _map(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
-        if not self._check_size(path, dtype, shape, what):
+        fd = self._open_sized(path, dtype, shape, what)
+        if fd is None:
             return np.zeros(shape, dtype)
-        return np.memmap(path, dtype=dtype, mode="r", shape=shape)
+        try:
+            need = int(np.prod(shape)) * dtype.itemsize
+            view = mmap.mmap(fd, need, prot=mmap.PROT_READ)
+        finally:
+            os.close(fd)
+        return np.frombuffer(view, dtype, int(np.prod(shape))).reshape(shape)
 
     def _dims(self, meta: dict) -> tuple[int, int, int]:
         return (
@@ -388,22 +488,17 @@ class SQLiteStore:
             slots = _whole(meta, "slots", 0, 1 << 40, self.damaged)
             hash_dim, feature_dim, bands = self._dims(meta)
             if n_new:
-                vec, band = meta.get("vec_gen", 0), meta.get("band_gen", 0)
+                vec, band, _ = self._gens(meta)
                 codes = np.asarray(batch.codes, CODE_DTYPE).reshape(n_new, hash_dim)
                 keys = np.asarray(batch.band_keys, KEY_DTYPE).reshape(n_new, bands)
-                try:
-                    self._append(self._file("codes", vec), slots * hash_dim * 4, codes)
-                    if feature_dim:
-                        feats = np.asarray(batch.features, FEATURE_DTYPE)
-                        feats = feats.reshape(n_new, feature_dim)
-                        self._append(self._file("features", vec), slots * feature_dim * 2, feats)
-                    self._append(self._file("bands", band), slots * bands * 8, keys)
-                except OSError as exc:
-                    if _describe(exc) == "disk full":
-                        raise IndexFileError(
-                            f"disk full: cannot write the index at {self.path}"
-                        ) from None
-                    raise IndexFileError(f"cannot write {self.path}: {_describe(exc)}") from None
+                self._append(self._file("codes", vec), slots * hash_dim * 4, codes, "codes")
+                if feature_dim:
+                    feats = np.asarray(batch.features, FEATURE_DTYPE)
+                    feats = feats.reshape(n_new, feature_dim)
+                    self._append(
+                        self._file("features", vec), slots * feature_dim * 2, feats, "features"
+                    )
+                self._append(self._file("bands", band), slots * bands * 8, keys, "band keys")
             refused: list[tuple[str, str]] = []
             with self._tx(write=True) as db:
                 gone = [*batch.delete, *batch.paths, *(f[0] for f in batch.failed)]
@@ -476,7 +571,7 @@ class SQLiteStore:
             dead = np.fromiter((r[0] for r in db.execute("SELECT slot FROM dead")), np.int64)
         slots = _whole(meta, "slots", 0, 1 << 40, self.damaged)
         hash_dim, feature_dim, bands = self._dims(meta)
-        vec, band = meta.get("vec_gen", 0), meta.get("band_gen", 0)
+        vec, band, lgen = self._gens(meta)
         codes = self._map(self._file("codes", vec), CODE_DTYPE, (slots, hash_dim), "codes")
         feats = (
             self._rows(self._file("features", vec), FEATURE_DTYPE, (slots, feature_dim), "features")
@@ -490,7 +585,6 @@ class SQLiteStore:
         lsh = None
         if base:
             width = _whole(meta, "lsh_live", 0, base, self.damaged)
-            lgen = meta.get("lsh_gen", 0)
             nfence = -(-width // LSH_STEP)
             lsh = SortedBands(
                 self._rows(self._file("lsh-keys", lgen), KEY_DTYPE, (bands, width), "LSH"),
@@ -507,17 +601,13 @@ class SQLiteStore:
             keys,
             dead,
             meta,
-            generation=hash((vec, band, meta.get("lsh_gen", 0))),
+            generation=hash((vec, band, lgen)),
             lsh_base=base,
             lsh=lsh,
         )
 
     def _rows(self, path: str, dtype: np.dtype, shape: tuple[int, int], what: str) -> RowFile:
-        self._check_size(path, dtype, shape, what)
-        try:
-            return RowFile(path, dtype, shape)
-        except FileNotFoundError:
-            raise _Moved(f"the {what}") from None
+        return RowFile(path, dtype, shape, self._open_sized(path, dtype, shape, what))
 
     def version(self) -> tuple:
         """Changes whenever a commit, rewrite or refit does (cheap: for a reader to ask
@@ -554,24 +644,39 @@ class SQLiteStore:
             ).fetchone()
         if row is None:
             return None
-        return StoredFile(row[0], row[1], row[2] == "ok"), row[3]
+        slot = row[3]
+        if slot is not None and not _is_int(slot, 0, 1 << 40):
+            raise self.damaged(f"slot {printable(repr(slot)[:40])} is out of range")
+        return StoredFile(row[0], row[1], row[2] == "ok"), slot
 
     def image_facts(self) -> ImageFacts:
-        """Path, mtime, difference hash, pixel count and digest of every usable image."""
+        """Path, mtime, difference hash, pixel count and digest of every usable image,
+        each value checked (an index may have been crafted)."""
         with self._tx() as db:
+            slots = _whole(self._meta(db), "slots", 0, 1 << 40, self.damaged)
             rows = db.execute(
                 "SELECT slot, path, mtime_ns, dhash, pixels, digest FROM images"
                 " WHERE status = 'ok' ORDER BY slot"
             ).fetchall()
-        known = np.array([r[3] is not None for r in rows], bool)
+        for slot, _path, mtime, dhash, pixels, digest in rows:
+            if digest is not None and not (isinstance(digest, bytes) and len(digest) == 32):
+                raise self.damaged("a content digest is not 32 bytes")
+            if not _is_int(slot, 0, slots - 1):
+                raise self.damaged(f"slot {printable(repr(slot)[:40])} is out of range")
+            if not _is_int(mtime, -(1 << 63), (1 << 63) - 1):
+                raise self.damaged("a modification time is not a number")
+            if dhash is not None and not _is_int(dhash, -(1 << 63), (1 << 63) - 1):
+                raise self.damaged("a layout hash is not a number")
+            if pixels is not None and not _is_int(pixels, 0, 1 << 48):
+                raise self.damaged("a pixel count is not a number")
         return ImageFacts(
             slots=np.array([r[0] for r in rows], np.int64),
             paths=[_decode_path(r[1]) for r in rows],
             mtimes=np.array([r[2] for r in rows], np.int64),
             dhash=np.array([r[3] or 0 for r in rows], np.int64).view(np.uint64),
-            known=known,
+            known=np.array([r[3] is not None for r in rows], bool),
             pixels=np.array([r[4] or 0 for r in rows], np.int64),
-            digests=[r[5] if isinstance(r[5], bytes) and len(r[5]) == 32 else None for r in rows],
+            digests=[r[5] for r in rows],
         )
 
     # --- whole-array rewrites (writer only) ------------------------------------------------
@@ -580,12 +685,13 @@ class SQLiteStore:
         """Replace every slot's band keys (after the centre moved) and the metadata that
         goes with them, at once."""
         old = self.get_meta()
-        gen = old.get("band_gen", 0) + 1
+        old_band = self._gens(old)[1]
+        gen = old_band + 1
         path = self._file("bands", gen)
         self._write_whole(path, np.asarray(band_keys, KEY_DTYPE))
         with self._tx(write=True) as db:
             self._put_meta(db, {**meta, "band_gen": gen, "lsh_base": 0})
-        self._remove(self._file("bands", old.get("band_gen", 0)))
+        self._remove(self._file("bands", old_band))
         self.build_lsh_tables()
 
     def build_lsh_tables(self) -> None:
@@ -604,7 +710,7 @@ class SQLiteStore:
             order = np.argsort(col, kind="stable")
             keys[b] = col[order]
             order_slots[b] = slots[order]
-        old_gen = meta.get("lsh_gen", 0)
+        old_gen = self._gens(meta)[2]
         gen = old_gen + 1
         self._write_whole(self._file("lsh-keys", gen), keys)
         self._write_whole(self._file("lsh-slots", gen), order_slots)
@@ -622,7 +728,7 @@ class SQLiteStore:
         live = np.ones(snap.slots, bool)
         live[snap.dead] = False
         keep = np.flatnonzero(live)
-        vec, band = meta.get("vec_gen", 0) + 1, meta.get("band_gen", 0) + 1
+        vec, band, _ = (g + 1 for g in self._gens(meta))
         self._write_whole(self._file("codes", vec), np.asarray(snap.codes[keep]))
         if snap.features is not None:
             self._write_whole(self._file("features", vec), np.asarray(snap.features[keep]))
@@ -653,6 +759,23 @@ class SQLiteStore:
         self.build_lsh_tables()
         return int(snap.slots - len(keep))
 
+    def sweep(self) -> None:
+        """Remove array files of generations the index no longer uses, and temporary
+        files, that a killed writer left behind (writer only)."""
+        import glob
+
+        current = {
+            self._file(kind, gen)
+            for kinds, gen in zip(
+                (("codes", "features"), ("bands",), ("lsh-keys", "lsh-slots", "lsh-fences")),
+                self._gens(self.get_meta()),
+            )
+            for kind in kinds
+        }
+        prefix = glob.escape(self._base)
+        found = [p for kind in ARRAY_KINDS for p in glob.glob(f"{prefix}.{kind}.*")]
+        self._remove(*(p for p in found if p not in current))
+
     @staticmethod
     def _remove(*paths: str) -> None:
         for p in paths:
@@ -662,7 +785,7 @@ class SQLiteStore:
     def array_files(self) -> list[str]:
         """The array files of the current generation (for size reports)."""
         meta = self.get_meta()
-        vec, band, lsh = meta.get("vec_gen", 0), meta.get("band_gen", 0), meta.get("lsh_gen", 0)
+        vec, band, lsh = self._gens(meta)
         names = [
             self._file("codes", vec),
             self._file("features", vec),

@@ -76,7 +76,14 @@ class IndexPanel(Vertical):
             bar.update(total=1, progress=1)
             pending = f" · {stats.pending} changes not in it" if stats.pending else ""
             state.update(
-                line(("read-only index", "yellow"), f": {stats.total} images{pending}", failed)
+                line(
+                    (
+                        "disk full" if stats.readonly_why == "disk full" else "read-only index",
+                        "yellow",
+                    ),
+                    f": {stats.total} images{pending}",
+                    failed,
+                )
             )
         else:
             bar.update(total=1, progress=1)
