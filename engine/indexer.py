@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from engine import centre as centres
+from engine.copies import thumbnail
 from engine.images import (
     FileEntry,
     ImageError,
@@ -279,7 +280,13 @@ class Indexer:
     def _prepare(self, entry: FileEntry):
         size = self.engine.input_size
         im, digest = read_image(self.engine.root / entry.relpath, draft_size=size)
-        return square_pixels(im, size), digest, difference_hash(im), im.info.get("pixels")
+        return (
+            square_pixels(im, size),
+            digest,
+            difference_hash(im),
+            im.info.get("pixels"),
+            thumbnail(im).tobytes(),
+        )
 
     def _encode_all(self, todo: list[FileEntry], stats: IndexStats, cancel, emit) -> None:
         enc = self.engine.encoder
@@ -303,7 +310,7 @@ class Indexer:
                     if cancel.is_set():
                         break
                     try:
-                        px, digest, dhash, pixel_count = fut.result()
+                        px, digest, dhash, pixel_count, thumb = fut.result()
                     except ImageError as exc:
                         stats.failed.append(SkippedFile(entry.relpath, str(exc)))
                         batch.failed.append((entry.relpath, entry.size, entry.mtime_ns, str(exc)))
@@ -315,6 +322,7 @@ class Indexer:
                     batch.digests.append(digest)
                     batch.dhashes.append(dhash)
                     batch.pixels.append(pixel_count)
+                    batch.thumbs.append(thumb)
                     emit(done, len(todo), entry.relpath, "encoding")
                 if cancel.is_set():
                     for f in (f for group in pending for f in group):

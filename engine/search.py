@@ -539,6 +539,18 @@ class ImageSimilaritySearch:
             )
         raise AssertionError("unreachable")
 
+    def check_stored_path(self, path: str) -> None:
+        """Refuse a stored *path* that is absolute or climbs out of the root: only a
+        crafted or damaged index holds one (the damaged-index message)."""
+        why = check_relpath(path)
+        if why is not None:
+            raise IndexDamaged(str(self.index_path), f"{why}: {printable(path)}", str(self.root))
+
+    def may_open(self, path: str) -> bool:
+        """Whether a stored, checked *path* may be opened (not through a link that leads out
+        of the root, unless ``follow_links``)."""
+        return self.follow_links or inside(self.root / path, self.root)
+
     def _may_show(self, path: str) -> bool:
         """Whether a stored *path* may be returned, shown and opened.
 
@@ -546,10 +558,8 @@ class ImageSimilaritySearch:
         index: an error. One that resolves out of the root through a symbolic link is
         left out unless ``follow_links`` (the walk would not have indexed it).
         """
-        why = check_relpath(path)
-        if why is not None:
-            raise IndexDamaged(str(self.index_path), f"{why}: {printable(path)}", str(self.root))
-        return self.follow_links or inside(self.root / path, self.root)
+        self.check_stored_path(path)
+        return self.may_open(path)
 
     def find_similar_images(
         self, query: str | os.PathLike[str], num_results: int = 10, exact: bool = False

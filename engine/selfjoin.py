@@ -107,6 +107,7 @@ def self_join(
     cancel: threading.Event | None = None,
     pair_filter: PairFilter | None = None,
     banding_tau: float | None = None,
+    top_k: int = 0,
 ) -> SelfJoin:
     """Every pair of live images with code cosine at least *tau* (and, with
     *pair_filter*, for which ``pair_filter(a, b)`` is true: rows in the order of
@@ -122,8 +123,12 @@ def self_join(
         method = "exact" if n <= EXACT_MAX else "lsh"
     if method == "exact":
         left, right, score, nearest, nearest_at = exact_blocks(
-            units, tau, say, cancel, pair_filter=pair_filter
+            units, tau, say, cancel, pair_filter=pair_filter, top_k=top_k
         )
+        if top_k:  # each pair once, left < right
+            lo, hi = np.minimum(left, right), np.maximum(left, right)
+            packed, first = np.unique(lo * n + hi, return_index=True)
+            left, right, score = packed // n, packed % n, score[first]
         exact = np.ones(n, bool)
         certain = 1.0
         how = "exact blocks"
@@ -164,6 +169,7 @@ def exact_blocks(
     cancel: threading.Event | None = None,
     rows_limit: int | None = None,
     pair_filter: PairFilter | None = None,
+    top_k: int = 0,
 ) -> tuple:
     """The brute force: every row block against every column block, returning pairs
     (left, right, score) at or above *tau* and each row's nearest neighbour (score, row).
@@ -172,7 +178,9 @@ def exact_blocks(
     neighbour then comes from row-wise reductions only (contiguous, fast), where the
     triangle needs column-wise ones (measured slower than the extra products).
     *rows_limit* stops after that many rows (every row costs the same: the benchmark
-    times a share of them).
+    times a share of them). With *top_k*, the pairs are instead each row's *top_k* best
+    columns of every block at or above *tau* (unordered, repeats possible: a superset
+    of every row's *top_k* nearest neighbours).
     """
     say = say or (lambda _phase, _done: None)
     cancel = cancel or threading.Event()
@@ -195,6 +203,15 @@ def exact_blocks(
             better = best > nearest[i : i + len(a)]
             nearest[i : i + len(a)][better] = best[better]
             nearest_at[i : i + len(a)][better] = best_col[better] + j
+            if top_k:  # each row's best columns of this block, either side of the diagonal
+                k = min(top_k, s.shape[1])
+                c = np.argpartition(-s, k - 1, axis=1)[:, :k]
+                v = np.take_along_axis(s, c, axis=1)
+                r, q = np.nonzero(v >= tau)
+                lefts.append(r + i)
+                rights.append(c[r, q] + j)
+                scores.append(v[r, q])
+                continue
             if j + s.shape[1] <= i:
                 continue  # only pairs with left < right are kept: this block holds none
             hot = np.flatnonzero(best >= tau)  # only rows holding a pair are scanned

@@ -1,40 +1,40 @@
-"""Triage a collection: near-duplicate groups, identical copies, outliers, broken files.
+"""Triage a collection: copies, identical files, outliers, broken files.
 
-**Near-duplicates.** Two images are near-duplicates when both of these hold:
+**Copies.** Two pictures are grouped when one is a copy of the other: the same picture
+after everyday edits (resized, cropped, framed, mirrored, turned, tilted, brightened,
+greyed, captioned, re-encoded), never merely the same kind of thing. The decision is made
+per candidate pair by :mod:`engine.copies` on evidence that survives those edits
+(identical bytes, local features verified geometrically, aligned pixels that stand out
+from the picture's other look-alikes), and each member says why it was grouped.
 
-* their *visual similarity* (cosine of the backbone's centred features, the score shown
-  everywhere in lookalike) is at least the threshold (default :data:`DEFAULT_THRESHOLD`);
-* their *layout* matches: the 64-bit difference hashes of their 9 x 8 greyscale
-  thumbnails differ in at most :data:`HASH_BITS` bits.
+*Candidates* are each picture's :data:`engine.copies.CANDIDATES` nearest neighbours by
+code cosine, from the self-join (:mod:`engine.selfjoin`): on held-out edited clip-art
+they hold 95-100 % of the true pairs, so recall is decided by the second stage.
 
-Why both: on a test set of real clip-art with edited copies (downscaled to 50-80 %,
-cropped by 2-5 % per side, JPEG quality 40-70, brightness ±10 %), features alone could not
-separate copies from different pictures of the same subject (precision 0.95 needed a
-threshold that kept only 0.87 of the copies); the layout check alone lets through
-pictures that merely share a silhouette (on Fashion-MNIST, any two plain trousers).
-Together, at 0.80 and 16 bits: pair precision 0.997, recall 0.948 (see
-docs/BENCHMARKS.md). A lower threshold finds more heavily edited copies and, in
-collections of look-alike products, more false pairs. Byte-identical files (same
-SHA-256) are always near-duplicates, marked ``identical``.
+``threshold`` keeps its meaning, the minimum *visual similarity* (cosine of the
+backbone's centred features, the score shown everywhere in lookalike) of a pair that is
+grouped; its default, 0, leaves the decision to the copy rule (heavily edited copies,
+turned or cropped, can score 0.3). Byte-identical files are always grouped. Pairs the
+user marked as not duplicates (``store.reject``) never are.
 
 **Groups without chaining.** Images are taken in the *representative order*: most pixels
 first (the original outranks its downscaled copies), then the oldest modification time,
 then the path. The first image not yet in a group becomes a representative; its group is
-every image not yet grouped that is a near-duplicate *of it*. Every member is thus close
-to its representative, never merely to some other member, and the same collection always
+every image not yet grouped that is a copy *of it*. Every member is thus a copy of its
+representative, never merely of some other member, and the same collection always
 gives the same groups, in the same order (largest first, then by representative path).
 
 **Outliers**: the images whose nearest neighbour is least similar, the lowest
-``outlier_share`` (1 %), each with that neighbour's similarity. **Broken**: every file
-that could not be indexed, with its reason.
-
-Candidates come from the self-join on codes (:mod:`engine.selfjoin`), at a code cosine a
-margin below the threshold (codes approximate features), with the layout check applied
-inside the join so that dense collections stay cheap.
+``outlier_share`` (1 %), each with that neighbour's similarity; never one with a copy.
+**Broken**: every file that could not be indexed, with its reason.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+import os
 import threading
 import time
 from collections import defaultdict
@@ -43,15 +43,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine import copies
 from engine.images import SkippedFile
-from engine.selfjoin import EXACT_MAX, self_join, unit_codes
+from engine.selfjoin import EXACT_MAX, JoinCancelled, self_join, unit_codes
 
-#: Default minimum visual similarity of near-duplicates (chosen by measurement).
-DEFAULT_THRESHOLD = 0.80
-#: At most this many of the 64 difference-hash bits may differ between near-duplicates.
-HASH_BITS = 16
-#: The self-join looks this far below the threshold on codes (they approximate features).
-CODE_MARGIN = 0.10
+#: Default minimum visual similarity of a grouped pair: none, the copy rule decides.
+DEFAULT_THRESHOLD = 0.0
+#: Candidates come from codes at least this similar (their nearest ones are kept).
+CANDIDATE_FLOOR = 0.0
 #: Beyond exact self-joins, LSH bands are made for at least this code cosine.
 BANDED_FLOOR = 0.85
 #: The share of images reported as outliers.
@@ -65,6 +64,7 @@ class Member:
     identical: bool  # byte-identical to the representative
     sha256: str | None
     pixels: int
+    why: str = ""  # the evidence, in words ("mirrored copy · 212 matching points")
 
 
 @dataclass
@@ -94,19 +94,12 @@ class TriageReport:
     #: examined exactly (1.0: every score is exact).
     outliers_certain_below: float = 1.0
     notes: list[str] = field(default_factory=list)
+    candidates: int = 0  # candidate pairs looked at
+    verified: int = 0  # pairs whose local features were compared in this run (not cached)
 
     @property
     def duplicates(self) -> int:
         return sum(len(g.members) for g in self.groups)
-
-
-def popcount64(x: np.ndarray) -> np.ndarray:
-    """Set bits of each uint64 (numpy's ``bitwise_count`` where it has one)."""
-    x = np.asarray(x, np.uint64)
-    if hasattr(np, "bitwise_count"):
-        return np.bitwise_count(x).astype(np.int64)
-    bytes_ = x.view(np.uint8).reshape(*x.shape, 8)
-    return np.unpackbits(bytes_, axis=-1).sum(axis=-1).astype(np.int64)
 
 
 Progress = Callable[[str, float], None]
@@ -122,7 +115,8 @@ def triage(
     """Triage *search*'s index as it is (bring it up to date first)."""
     t0 = time.perf_counter()
     say = on_progress or (lambda _phase, _done: None)
-    if not 0.0 < threshold <= 1.0:
+    cancel = cancel or threading.Event()
+    if not 0.0 <= threshold <= 1.0:
         raise ValueError("the threshold is a similarity between 0 and 1")
     vec = search.vectors()
     facts = search.store.image_facts()
@@ -135,34 +129,38 @@ def triage(
     row_of_fact = np.searchsorted(facts.slots, slots)
     if not np.array_equal(facts.slots[np.minimum(row_of_fact, len(facts.slots) - 1)], slots):
         raise search.store.damaged("image records and vectors disagree")
-    dhash = facts.dhash[row_of_fact]
-    known = facts.known[row_of_fact]
-
-    def same_layout(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return known[a] & known[b] & (popcount64(dhash[a] ^ dhash[b]) <= HASH_BITS)
-
-    code_tau = max(threshold - CODE_MARGIN, -1.0)
+    paths = [facts.paths[i] for i in row_of_fact]
+    for p in paths:
+        search.check_stored_path(p)
     joined = self_join(
         vec,
-        code_tau,
+        CANDIDATE_FLOOR,
         outliers=outlier_share,
         on_progress=say,
         cancel=cancel,
-        pair_filter=same_layout,
         banding_tau=None if n <= EXACT_MAX else BANDED_FLOOR,
+        top_k=copies.CANDIDATES,
     )
-    say("checking", 0.0)
-    # slots back to rows
     rows = {int(s): i for i, s in enumerate(slots)}
     left = np.array([rows[int(s)] for s in joined.left], np.int64)
     right = np.array([rows[int(s)] for s in joined.right], np.int64)
-    feats = _feature_units(vec, slots, np.unique(np.concatenate([left, right])))
-    sim = np.array([feats[a] @ feats[b] for a, b in zip(left, right)], np.float32)
-    keep = sim >= threshold
-    edges: dict[int, dict[int, float]] = defaultdict(dict)
-    for a, b, s in zip(left[keep], right[keep], sim[keep]):
-        edges[int(a)][int(b)] = edges[int(b)][int(a)] = float(s)
+    left, right, rank = _nearest_candidates(left, right, joined.score, n)
     digests = [facts.digests[i] for i in row_of_fact]
+    pairs = copies.Pairs(left, right, rank)
+    pairs.similarity = _similarities(vec, slots, left, right)
+    say("checking", 0.0)
+    stored = [facts.thumbs[i] for i in row_of_fact] if facts.thumbs else [None] * n
+    needed = np.zeros(n, bool)
+    needed[pairs.left] = needed[pairs.right] = True
+    thumbs = _thumbnails(search, paths, stored, needed)
+    copies.pixel_verdicts(pairs, thumbs)
+    sides = np.sqrt(np.maximum(facts.pixels[row_of_fact], 0)).astype(np.int64)
+    verified = _verify_points(search, pairs, paths, digests, sides, say, cancel)
+    edges: dict[int, dict[int, tuple[float, str]]] = defaultdict(dict)
+    for i in np.flatnonzero(pairs.copy):
+        a, b = int(pairs.left[i]), int(pairs.right[i])
+        if pairs.similarity[i] >= threshold:
+            edges[a][b] = edges[b][a] = (float(pairs.similarity[i]), pairs.why[i])
     by_digest: dict[bytes, list[int]] = defaultdict(list)
     for i, d in enumerate(digests):
         if d is not None:
@@ -171,18 +169,21 @@ def triage(
         for a in same:
             for b in same:
                 if a != b:
-                    edges[a][b] = 1.0
-    paths = [facts.paths[i] for i in row_of_fact]
+                    edges[a][b] = (1.0, "identical bytes")
+    rejected = search.store.rejections()
+    for a in list(edges):
+        for b in list(edges[a]):
+            if tuple(sorted((paths[a], paths[b]))) in rejected:
+                del edges[a][b]
     pixels = facts.pixels[row_of_fact]
     mtimes = facts.mtimes[row_of_fact]
     groups = _group(edges, paths, pixels, mtimes, digests)
-    outliers, certain = _outliers(joined, vec, slots, rows, paths, outlier_share, set(edges))
+    outliers, certain = _outliers(
+        joined, vec, slots, rows, paths, outlier_share, {i for i in edges if edges[i]}
+    )
     notes = []
-    if not known.all():
-        notes.append(
-            f"{int((~known).sum())} images have no layout hash (indexed by an older"
-            " lookalike or without pixels): only their identical copies are grouped"
-        )
+    if rejected:
+        notes.append(f"{len(rejected)} pairs marked not duplicates are never grouped")
     return TriageReport(
         threshold,
         groups,
@@ -193,23 +194,151 @@ def triage(
         joined.method,
         certain,
         notes,
+        candidates=len(pairs.left),
+        verified=verified,
     )
 
 
-def _feature_units(vec, slots: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray]:
-    """Centred unit features (or codes, for an index without features) of some rows."""
-    if not len(rows):
-        return {}
-    if vec.snap.features is not None:
-        x = np.asarray(vec.snap.features[slots[rows]], np.float32)
-        if vec.centre is not None and vec.centre.features is not None:
-            x = x - vec.centre.features
-    else:
-        x = np.asarray(vec.snap.codes[slots[rows]], np.float32)
-        if vec.centre is not None:
-            x = x - vec.centre.codes
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return dict(zip(rows.tolist(), x))
+def _nearest_candidates(left, right, score, n: int):
+    """Keep each pair that is among the first CANDIDATES of either picture; its rank is
+    the better of the two (0: each other's nearest)."""
+    if not len(left):
+        return left, right, np.zeros(0, np.int64)
+    a = np.concatenate([left, right])
+    s = np.concatenate([score, score])
+    idx = np.concatenate([np.arange(len(left)), np.arange(len(left))])
+    order = np.lexsort((-s, a))
+    a_sorted = a[order]
+    starts = np.concatenate([[0], np.flatnonzero(a_sorted[1:] != a_sorted[:-1]) + 1])
+    pos = np.arange(len(a_sorted)) - np.repeat(starts, np.diff(np.append(starts, len(a_sorted))))
+    rank = np.full(len(left), np.iinfo(np.int64).max)
+    np.minimum.at(rank, idx[order], pos)
+    keep = rank < copies.CANDIDATES
+    return left[keep], right[keep], rank[keep]
+
+
+def _thumbnails(search, paths: list[str], stored: list[bytes | None], needed) -> np.ndarray:
+    """Every picture's thumbnail: the stored one, or made now from the file (an index of
+    an older lookalike, or a shared one)."""
+    from engine.images import ImageError, guarded, open_image
+
+    out = np.zeros((len(paths), copies.THUMB * copies.THUMB), np.uint8)
+    for i, (p, t) in enumerate(zip(paths, stored)):
+        if t is not None and len(t) == out.shape[1]:
+            out[i] = np.frombuffer(t, np.uint8)
+            continue
+        if not needed[i] or not search.may_open(p):
+            continue
+        with contextlib.suppress(ImageError):  # left blank: never a pixel match
+            out[i] = guarded(
+                lambda p=p: copies.thumbnail(open_image(search.root / p, draft_size=128))
+            )
+    return out
+
+
+def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
+    """Local features for the pairs pixels could not decide (verdicts cached in the index
+    by the files' contents); returns how many pairs were verified now."""
+    from engine.images import ImageError, guarded, open_image
+
+    todo = np.flatnonzero(copies.needs_points(pairs, sides))
+    if not len(todo):
+        return 0
+    keys = [
+        _pair_key(
+            paths[pairs.left[i]],
+            digests[pairs.left[i]],
+            paths[pairs.right[i]],
+            digests[pairs.right[i]],
+        )
+        for i in todo
+    ]
+    cached = search.store.verdicts(keys)
+    described: dict[int, copies.Described | None] = {}
+
+    def described_row(r: int):
+        if r not in described:
+            if not search.may_open(paths[r]):
+                described[r] = None
+                return None
+            try:
+                im = guarded(open_image, search.root / paths[r], copies.DESCRIBE_SIDE * 2)
+                described[r] = guarded(copies.describe, im)
+            except ImageError:
+                described[r] = None
+        return described[r]
+
+    fresh: dict[bytes, str] = {}
+    for done, (i, key) in enumerate(zip(todo, keys)):
+        if cancel.is_set():
+            raise JoinCancelled
+        verdict = cached.get(key)
+        if verdict is None:
+            a, b = described_row(int(pairs.left[i])), described_row(int(pairs.right[i]))
+            if a is None or b is None:
+                continue
+            ok, m, why = copies.point_verdict(a, b)
+            verdict = json.dumps({"copy": ok, "points": m, "why": why})
+            fresh[key] = verdict
+        try:
+            v = json.loads(verdict)
+            pairs.copy[i], pairs.points[i], pairs.why[i] = (
+                bool(v["copy"]),
+                int(v["points"]),
+                str(v["why"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # a cached verdict lookalike never wrote: ignored, redone next time
+        if done % 64 == 0:
+            say("checking", done / len(todo))
+    with contextlib.suppress(Exception):
+        search.store.put_verdicts(fresh)  # a cache: a read-only or full index goes without
+    return len(fresh)
+
+
+def _pair_key(pa: str, da: bytes | None, pb: str, db: bytes | None) -> bytes:
+    """A pair's identity for the verdict cache: both paths and contents, and the rule."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in sorted([(os.fsencode(pa), da or b""), (os.fsencode(pb), db or b"")]):
+        h.update(part[0] + b"\0" + part[1] + b"\0")
+    h.update(copies.RULE.encode())
+    return h.digest()
+
+
+def _similarities(vec, slots: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Visual similarity of each pair of rows: the features of the rows involved are read
+    once, kept as float16 (2.5 KB per picture of EfficientNet-Lite0)."""
+    if not len(left):
+        return np.zeros(0, np.float32)
+    involved = np.unique(np.concatenate([left, right]))
+    feats = _feature_units_rows(vec, slots, involved).astype(np.float16)
+    a, b = np.searchsorted(involved, left), np.searchsorted(involved, right)
+    out = np.empty(len(left), np.float32)
+    step = 1 << 16
+    for lo in range(0, len(left), step):
+        x = feats[a[lo : lo + step]].astype(np.float32)
+        y = feats[b[lo : lo + step]].astype(np.float32)
+        out[lo : lo + step] = np.einsum("ij,ij->i", x, y)
+    return out
+
+
+def _feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Centred unit features (or codes, for an index without features) of some rows,
+    read in blocks."""
+    use_features = vec.snap.features is not None
+    source = vec.snap.features if use_features else vec.snap.codes
+    centre = None
+    if vec.centre is not None:
+        centre = vec.centre.features if use_features else vec.centre.codes
+    out = np.empty((len(rows), source.shape[1]), np.float32)
+    step = 1 << 14
+    for lo in range(0, len(rows), step):
+        x = np.asarray(source[slots[rows[lo : lo + step]]], np.float32)
+        if centre is not None:
+            x = x - centre
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        out[lo : lo + step] = x
+    return out
 
 
 def _group(edges, paths, pixels, mtimes, digests) -> list[Group]:
@@ -227,13 +356,15 @@ def _group(edges, paths, pixels, mtimes, digests) -> list[Group]:
         taken.add(rep)
         taken.update(mine)
 
-        def member(i: int, score: float, rep: int = rep) -> Member:
+        def member(i: int, score: float, why: str, rep: int = rep) -> Member:
             d = digests[i]
             same = d is not None and d == digests[rep] and i != rep
-            return Member(paths[i], score, same, d.hex() if d else None, int(pixels[i]))
+            return Member(paths[i], score, same, d.hex() if d else None, int(pixels[i]), why)
 
-        members = sorted((member(j, edges[rep][j]) for j in mine), key=lambda m: (-m.score, m.path))
-        out.append(Group(0, member(rep, 1.0), members))
+        members = sorted(
+            (member(j, *edges[rep][j]) for j in mine), key=lambda m: (-m.score, m.path)
+        )
+        out.append(Group(0, member(rep, 1.0, ""), members))
     out.sort(key=lambda g: (-len(g.members), g.representative.path))
     for i, g in enumerate(out, 1):
         g.id = i
@@ -252,10 +383,7 @@ def _outliers(joined, vec, slots, rows, paths, share, copied) -> tuple[list[Outl
     order = np.argsort(np.where(live & exact & alone, scores, np.inf), kind="stable")[:want]
     order = [i for i in order if exact[i] and alone[i] and scores[i] < joined.nearest_certain]
     neighbour_rows = [rows[int(joined.nearest_slot[slots[i]])] for i in order]
-    feats = _feature_units(vec, slots, np.unique(np.array(order + neighbour_rows, np.int64)))
-    out = [
-        Outlier(paths[i], float(feats[i] @ feats[j]), paths[j])
-        for i, j in zip(order, neighbour_rows)
-    ]
+    sims = _similarities(vec, slots, np.array(order, np.int64), np.array(neighbour_rows, np.int64))
+    out = [Outlier(paths[i], float(s), paths[j]) for i, j, s in zip(order, neighbour_rows, sims)]
     out.sort(key=lambda o: (o.score, o.path))
     return out, joined.nearest_certain

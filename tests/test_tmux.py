@@ -146,7 +146,7 @@ def test_triage_in_a_real_terminal(tmp_path: Path):
     try:
         _wait_for("index up to date")
         _tmux("send-keys", "-t", "app", "d")
-        screen = _wait_for("groups of near-duplicates")
+        screen = _wait_for("groups of copies")
         _wait_for("keep")
         assert "3 groups" in screen or "3 groups" in _screen()
         _tmux("send-keys", "-t", "app", "Right", "Space")

@@ -53,7 +53,8 @@ def test_groups_identical_outliers_broken(collection: Path):
         assert g.representative.score == 1.0 and not g.representative.identical
         for m in g.members:
             assert m.identical == m.path.endswith("-identical.png")
-            assert m.score == 1.0 if m.identical else 0.8 <= m.score < 1.0
+            assert m.score == 1.0 if m.identical else 0.5 <= m.score < 1.0
+            assert m.why == "identical bytes" if m.identical else m.why
         assert [m.score for m in g.members] == sorted((m.score for m in g.members), reverse=True)
     assert report.broken and report.broken[0].path == "broken.png"
     assert report.outliers  # the lowest 1 % at least one
@@ -71,7 +72,8 @@ def test_same_input_same_groups(collection: Path):
 
 def test_no_chaining_and_the_representative_rule():
     # a-b and b-c are near-duplicates, a-c is not: c must not join a's group
-    edges = {0: {1: 0.9}, 1: {0: 0.9, 2: 0.9}, 2: {1: 0.9}}
+    w = (0.9, "0.95 aligned pixels")
+    edges = {0: {1: w}, 1: {0: w, 2: w}, 2: {1: w}}
     paths = ["a.png", "b.png", "c.png"]
     digests = [b"1" * 32, b"2" * 32, b"3" * 32]
     pixels = np.array([100, 50, 50])
@@ -82,7 +84,7 @@ def test_no_chaining_and_the_representative_rule():
     ]
     # equal pixels: the oldest is kept; equal too: the first path
     groups = _group(
-        {0: {1: 0.9}, 1: {0: 0.9}},
+        {0: {1: w}, 1: {0: w}},
         ["b.png", "a.png"],
         np.array([9, 9]),
         np.array([2, 1]),
@@ -90,7 +92,7 @@ def test_no_chaining_and_the_representative_rule():
     )
     assert groups[0].representative.path == "a.png"
     groups = _group(
-        {0: {1: 0.9}, 1: {0: 0.9}},
+        {0: {1: w}, 1: {0: w}},
         ["b.png", "a.png"],
         np.array([9, 9]),
         np.array([1, 1]),
@@ -102,15 +104,16 @@ def test_no_chaining_and_the_representative_rule():
 def test_json_and_csv(collection: Path, capsys):
     assert main(["triage", str(collection), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert {"threshold", "groups", "outliers", "broken"} <= set(out) and out["threshold"] == 0.8
+    assert {"threshold", "groups", "outliers", "broken"} <= set(out) and out["threshold"] == 0.0
     g = out["groups"][0]
     assert {"id", "representative", "members"} <= set(g)
-    assert all({"path", "score", "identical"} <= set(m) for m in g["members"])
+    assert all({"path", "score", "identical", "why"} <= set(m) for m in g["members"])
+    assert all(m["why"] for m in g["members"])
     assert all({"path", "score"} <= set(o) for o in out["outliers"])
     assert [b["path"] for b in out["broken"]] == ["broken.png"] and out["broken"][0]["reason"]
     assert main(["triage", str(collection), "--csv", "--no-update"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["group_id", "path", "role", "score", "sha256"]
+    assert rows[0] == ["group_id", "path", "role", "score", "sha256", "why"]
     roles = {r[2] for r in rows[1:]}
     assert roles == {"representative", "duplicate", "identical", "outlier", "broken"}
     for r in rows[1:]:

@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--threshold",
         type=_similarity,
         metavar="T",
-        help="minimum visual similarity of near-duplicates, 0-1 (default 0.70; see README)",
+        help="also require this visual similarity of every grouped pair, 0-1 (default: none,"
+        " the copy rule decides; see README)",
     )
     p.add_argument(
         "--outliers",
@@ -213,6 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="move every duplicate (not the representatives) into FOLDER, keeping paths",
     )
     act.add_argument("--undo", action="store_true", help="put back the files of the last move")
+    act.add_argument(
+        "--not-duplicate",
+        nargs=2,
+        metavar=("A", "B"),
+        help="remember that pictures A and B are not copies: never group them again",
+    )
+    act.add_argument(
+        "--forget-rejections",
+        action="store_true",
+        help="forget every pair marked with --not-duplicate (or n in the app)",
+    )
     p.add_argument(
         "--no-update", action="store_true", help="do not bring the index up to date first"
     )
@@ -544,6 +556,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
         return 0 if not done.skipped else 1
     search = _open_search(args)
     with search:
+        if args.not_duplicate or args.forget_rejections:
+            return _rejections(search, args)
         if not args.no_update:
             _update_before_search(search)
         report = triage(search, args.threshold or DEFAULT_THRESHOLD, args.outliers)
@@ -568,12 +582,40 @@ def cmd_triage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rejections(search, args: argparse.Namespace) -> int:
+    """``--not-duplicate A B`` and ``--forget-rejections``: kept in the index."""
+    if args.forget_rejections:
+        n = search.store.forget_rejections()
+        _say(f"forgot {n} pairs marked not duplicates")
+        return 0
+    rel = []
+    for given in args.not_duplicate:
+        path = Path(given)
+        path = path if path.is_absolute() or path.exists() else search.root / path
+        try:
+            rel.append(path.resolve().relative_to(search.root).as_posix())
+        except (ValueError, OSError):
+            raise UsageError(f"not a picture under {search.root}: {given}") from None
+        if not (search.root / rel[-1]).is_file():
+            raise UsageError(f"no such picture: {given}")
+    search.store.reject(*rel)
+    _say(f"{rel[0]} and {rel[1]} will not be grouped again (--forget-rejections undoes it)")
+    return 0
+
+
 def _triage_json(report) -> dict:
     def member(m) -> dict:
-        return {**json_path(m.path), "score": round(m.score, 6), "identical": m.identical}
+        return {
+            **json_path(m.path),
+            "score": round(m.score, 6),
+            "identical": m.identical,
+            "why": m.why,
+        }
 
     return {
         "threshold": report.threshold,
+        "candidates": report.candidates,
+        "verified": report.verified,
         "images": report.images,
         "groups": [
             {
@@ -597,36 +639,36 @@ def _triage_csv(report) -> None:
     import csv
 
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["group_id", "path", "role", "score", "sha256"])
+    out.writerow(["group_id", "path", "role", "score", "sha256", "why"])
 
     def text(path: str) -> str:
         return json_path(path)["path"]
 
     for g in report.groups:
         rep = g.representative
-        out.writerow([g.id, text(rep.path), "representative", "1.000000", rep.sha256 or ""])
+        out.writerow([g.id, text(rep.path), "representative", "1.000000", rep.sha256 or "", ""])
         for m in g.members:
             role = "identical" if m.identical else "duplicate"
-            out.writerow([g.id, text(m.path), role, f"{m.score:.6f}", m.sha256 or ""])
+            out.writerow([g.id, text(m.path), role, f"{m.score:.6f}", m.sha256 or "", m.why])
     for o in report.outliers:
-        out.writerow(["", text(o.path), "outlier", f"{o.score:.6f}", ""])
+        out.writerow(["", text(o.path), "outlier", f"{o.score:.6f}", "", ""])
     for b in report.broken:
-        out.writerow(["", text(b.path), "broken", "", ""])
+        out.writerow(["", text(b.path), "broken", "", "", ""])
 
 
 def _triage_text(report) -> None:
     groups = report.groups
+    floor = f", visual similarity ≥ {report.threshold:.2f}" if report.threshold else ""
     print(
-        f"{len(groups)} groups of near-duplicates: {report.duplicates} images could go"
-        f" (visual similarity ≥ {report.threshold:.2f} and the same layout;"
-        f" {report.images} images, {report.seconds:.1f} s)"
+        f"{len(groups)} groups of copies: {report.duplicates} images could go"
+        f" ({report.images} images{floor}; {report.candidates} candidate pairs,"
+        f" {report.verified} verified by local features; {report.seconds:.1f} s)"
     )
     for g in groups:
         rep = g.representative
         print(f"\ngroup {g.id}: keep {printable(rep.path)}  ({rep.pixels:,} px)")
         for m in g.members:
-            mark = "  identical" if m.identical else ""
-            print(f"  {m.score:6.3f}  {printable(m.path)}{mark}")
+            print(f"  {m.score:6.3f}  {printable(m.path)}  ({m.why})")
     if report.outliers:
         print(f"\n{len(report.outliers)} outliers (least like anything else):")
         for o in report.outliers:

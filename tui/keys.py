@@ -135,6 +135,13 @@ KEYS: tuple[Key, ...] = (
         "move the marked into .lookalike/quarantine (with a manifest)",
     ),
     Key("triage", "u", "undo", "Undo move", "put back the last files set aside"),
+    Key(
+        "triage",
+        "n",
+        "not_duplicate",
+        "Not a copy",
+        "the highlighted picture is not a copy of its group's first: never group them again",
+    ),
     Key("triage", "enter", "search", "Search this", "search with that image"),
     Key("compare", "escape,z", "close", "Back", "back to the results", "escape / z"),
     Key("compare", "left,h,up,k", "move(-1)", "", "previous result", "← / h"),

@@ -892,6 +892,44 @@ class RedisStore:
         if batch:
             self.r.unlink(*batch)
 
+    # --- copy verdicts and rejected pairs (hashes of their own) --------------------------------
+
+    @guarded
+    def verdicts(self, keys: list[bytes]) -> dict[bytes, str]:
+        if not keys:
+            return {}
+        got = self.r.hmget(self.k("verdicts"), keys)
+        return {k: v.decode("utf-8", "replace") for k, v in zip(keys, got) if v is not None}
+
+    @guarded
+    def put_verdicts(self, items: dict[bytes, str]) -> None:
+        if items:
+            self.r.hset(self.k("verdicts"), mapping=items)
+
+    @guarded
+    def rejections(self) -> set[tuple[str, str]]:
+        import os
+
+        out = set()
+        for raw in self.r.smembers(self.k("rejected")):
+            a, sep, b = raw.partition(b"\0")
+            if sep:
+                out.add((os.fsdecode(a), os.fsdecode(b)))
+        return out
+
+    @guarded
+    def reject(self, a: str, b: str) -> None:
+        import os
+
+        a, b = sorted((a, b))
+        self.r.sadd(self.k("rejected"), os.fsencode(a) + b"\0" + os.fsencode(b))
+
+    @guarded
+    def forget_rejections(self) -> int:
+        n = int(self.r.scard(self.k("rejected")))
+        self.r.delete(self.k("rejected"))
+        return n
+
     def build_lsh_tables(self) -> None:
         """Nothing to sort: the LSH is kept up to date at every commit."""
 

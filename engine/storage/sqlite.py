@@ -91,10 +91,13 @@ CREATE TABLE IF NOT EXISTS images (
     slot INTEGER UNIQUE,
     digest BLOB,
     dhash INTEGER,
-    pixels INTEGER
+    pixels INTEGER,
+    thumb BLOB
 );
 CREATE INDEX IF NOT EXISTS images_status ON images (status);
 CREATE TABLE IF NOT EXISTS dead (slot INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS verdicts (pair BLOB PRIMARY KEY, verdict TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rejected (a BLOB NOT NULL, b BLOB NOT NULL, PRIMARY KEY (a, b));
 """
 
 
@@ -179,6 +182,7 @@ class SQLiteStore:
     """
 
     shared = False
+    _has_thumbs = True
     #: why the index is read-only, when it is
     readonly_why = "read-only media"
 
@@ -273,6 +277,12 @@ class SQLiteStore:
             return
         if "dead" not in tables:
             raise self.damaged("a table is missing")
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(images)")}
+        self._has_thumbs = "thumb" in columns
+        if create_missing and not self._has_thumbs:  # an index from before thumbnails
+            with self._db:
+                self._db.execute("ALTER TABLE images ADD COLUMN thumb BLOB")
+            self._has_thumbs = True
 
     def _check_version(self) -> int | None:
         """The stored schema version (None when there is none yet); an older or newer one
@@ -513,21 +523,31 @@ class SQLiteStore:
                 n_ok = len(batch.paths)
                 dhashes = batch.dhashes or [None] * n_ok
                 pixels = batch.pixels or [None] * n_ok
+                thumbs = batch.thumbs or [None] * n_ok
                 rows = [
-                    (p, size, mtime, "ok", None, slots + i, digest, dh, px)
-                    for i, (p, size, mtime, digest, dh, px) in enumerate(
-                        zip(batch.paths, batch.sizes, batch.mtimes, batch.digests, dhashes, pixels)
+                    (p, size, mtime, "ok", None, slots + i, digest, dh, px, th)
+                    for i, (p, size, mtime, digest, dh, px, th) in enumerate(
+                        zip(
+                            batch.paths,
+                            batch.sizes,
+                            batch.mtimes,
+                            batch.digests,
+                            dhashes,
+                            pixels,
+                            thumbs,
+                        )
                     )
                 ]
                 rows += [
-                    (p, size, mtime, "failed", why, None, None, None, None)
+                    (p, size, mtime, "failed", why, None, None, None, None, None)
                     for p, size, mtime, why in batch.failed
                 ]
-                for p, size, mtime, status, why, slot, digest, dh, px in rows:
+                for p, size, mtime, status, why, slot, digest, dh, px, th in rows:
                     try:
                         db.execute(
                             "INSERT INTO images (id, path, size, mtime_ns, status, error, slot,"
-                            " digest, dhash, pixels) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " digest, dhash, pixels, thumb)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 image_id(p),
                                 _encode_path(p),
@@ -539,6 +559,7 @@ class SQLiteStore:
                                 digest,
                                 dh,
                                 px,
+                                th,
                             ),
                         )
                     except sqlite3.IntegrityError:
@@ -655,10 +676,13 @@ class SQLiteStore:
         with self._tx() as db:
             slots = _whole(self._meta(db), "slots", 0, 1 << 40, self.damaged)
             rows = db.execute(
-                "SELECT slot, path, mtime_ns, dhash, pixels, digest FROM images"
+                "SELECT slot, path, mtime_ns, dhash, pixels, digest,"
+                f" {'thumb' if self._has_thumbs else 'NULL'} FROM images"
                 " WHERE status = 'ok' ORDER BY slot"
             ).fetchall()
-        for slot, _path, mtime, dhash, pixels, digest in rows:
+        for slot, _path, mtime, dhash, pixels, digest, thumb in rows:
+            if thumb is not None and not (isinstance(thumb, bytes) and len(thumb) == 256):
+                raise self.damaged("a thumbnail is not 256 bytes")
             if digest is not None and not (isinstance(digest, bytes) and len(digest) == 32):
                 raise self.damaged("a content digest is not 32 bytes")
             if not _is_int(slot, 0, slots - 1):
@@ -677,7 +701,54 @@ class SQLiteStore:
             known=np.array([r[3] is not None for r in rows], bool),
             pixels=np.array([r[4] or 0 for r in rows], np.int64),
             digests=[r[5] for r in rows],
+            thumbs=[r[6] for r in rows],
         )
+
+    # --- copy verdicts and rejected pairs ---------------------------------------------------
+
+    def _tables(self) -> set[str]:
+        with self._tx() as db:
+            return {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+
+    def verdicts(self, keys: list[bytes]) -> dict[bytes, str]:
+        """Cached copy verdicts by pair key (see :mod:`engine.copies`)."""
+        if not keys or "verdicts" not in self._tables():
+            return {}
+        out: dict[bytes, str] = {}
+        with self._tx() as db:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                for k, v in db.execute(
+                    f"SELECT pair, verdict FROM verdicts WHERE pair IN ({marks})", chunk
+                ):
+                    if isinstance(k, bytes) and isinstance(v, str):
+                        out[k] = v
+        return out
+
+    def put_verdicts(self, items: dict[bytes, str]) -> None:
+        if items and not self.readonly:
+            with self._tx(write=True) as db:
+                db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)", items.items())
+
+    def rejections(self) -> set[tuple[str, str]]:
+        """Pairs of paths the user said are not copies (each sorted)."""
+        if "rejected" not in self._tables():
+            return set()
+        with self._tx() as db:
+            rows = db.execute("SELECT a, b FROM rejected").fetchall()
+        return {(_decode_path(a), _decode_path(b)) for a, b in rows}
+
+    def reject(self, a: str, b: str) -> None:
+        a, b = sorted((a, b))
+        with self._tx(write=True) as db:
+            db.execute(
+                "INSERT OR IGNORE INTO rejected VALUES (?, ?)", (_encode_path(a), _encode_path(b))
+            )
+
+    def forget_rejections(self) -> int:
+        with self._tx(write=True) as db:
+            return db.execute("DELETE FROM rejected").rowcount
 
     # --- whole-array rewrites (writer only) ------------------------------------------------
 

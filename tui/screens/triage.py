@@ -1,7 +1,9 @@
-"""The triage screen: near-duplicate groups side by side, outliers, broken files.
+"""The triage screen: groups of copies side by side, outliers, broken files.
 
-Each row is a group: its representative ("keep") first, then its duplicates, most similar
-first, as pixel art with their scores; identical copies are marked ``=``. Below come the
+Each row is a group: its representative ("keep") first, then its copies, most similar
+first, as pixel art with their scores; identical copies are marked ``=``. The line under
+the header says why the highlighted picture was grouped; ``n`` says it is not a copy
+(remembered in the index). Below come the
 outliers and the files that could not be read. Marked duplicates are moved, on ``m``,
 into ``ROOT/.lookalike/quarantine/`` with a manifest; ``u`` puts the last move back.
 Triage, moves and thumbnails run in workers; the screen only lays out what they send.
@@ -44,6 +46,7 @@ class Slot:
     score: float
     identical: bool = False
     marked: bool = False
+    why: str = ""
 
 
 class TriageCard(ResultCard):
@@ -102,6 +105,7 @@ class TriageScreen(Screen[None]):
         with Vertical(id="triage-head"):
             yield Static(line(("finding near-duplicates…", "dim")), id="triage-status")
             yield ProgressBar(total=1.0, show_eta=False, id="triage-bar")
+            yield Static("", id="triage-why")
         rows = VerticalScroll(id="triage-rows")
         rows.can_focus = False  # the arrows move the cursor, not the scroll
         yield rows
@@ -141,11 +145,10 @@ class TriageScreen(Screen[None]):
         self.query_one("#triage-status", Static).update(
             line(
                 (f"{len(report.groups)} groups", "bold"),
-                f" of near-duplicates{shown}: {report.duplicates} images could go · ",
+                f" of copies{shown}: {report.duplicates} images could go · ",
                 (f"{len(report.outliers)} outliers", "bold"),
                 " · ",
                 (f"{len(report.broken)} broken", "bold red" if report.broken else "bold"),
-                f" · similarity ≥ {report.threshold:.2f} and the same layout",
             )
         )
         await self._layout(report)
@@ -159,7 +162,7 @@ class TriageScreen(Screen[None]):
         root = self.search.root
         for g in report.groups[:MAX_GROUPS]:
             slots = [Slot(g.representative.path, "keep", 1.0)]
-            slots += [Slot(m.path, "duplicate", m.score, m.identical) for m in g.members]
+            slots += [Slot(m.path, "duplicate", m.score, m.identical, why=m.why) for m in g.members]
             cards = [TriageCard(s, root, self.tier) for s in slots]
             self.rows.append(cards)
             rows_widgets.append(Static(line((f"group {g.id}", "bold")), classes="triage-label"))
@@ -209,8 +212,16 @@ class TriageScreen(Screen[None]):
         for r, cards in enumerate(self.rows):
             for c, card in enumerate(cards):
                 card.set_class(r == self.row and c == min(self.col, len(cards) - 1), "-cursor")
-        if self.current is not None:
-            self.current.scroll_visible(animate=False)
+        card = self.current
+        if card is not None:
+            card.scroll_visible(animate=False)
+        why = self.query_one("#triage-why", Static)
+        if card is None:
+            why.update("")
+        elif card.slot.kind == "duplicate":
+            why.update(line(plain(card.slot.path), ": ", card.slot.why))
+        else:
+            why.update(line(plain(card.slot.path)))
 
     def action_move(self, dx: int, dy: int) -> None:
         if not self.rows:
@@ -284,6 +295,21 @@ class TriageScreen(Screen[None]):
 
         with contextlib.suppress(IndexBusy):  # the app's own run catches up; triage what is in
             self.search.index()
+        self.app.call_from_thread(self.run_triage)
+
+    def action_not_duplicate(self) -> None:
+        card = self.current
+        if card is None or card.slot.kind != "duplicate":
+            self.app.notify("n applies to a copy (not the first of its group)")
+            return
+        self.reject_worker(self.rows[self.row][0].slot.path, card.slot.path)
+
+    @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
+    def reject_worker(self, keep: str, other: str) -> None:
+        self.search.store.reject(keep, other)
+        self.app.call_from_thread(
+            self.app.say, f"{other} is not a copy of {keep}: never grouped again"
+        )
         self.app.call_from_thread(self.run_triage)
 
     def action_search(self) -> None:

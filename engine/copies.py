@@ -1,0 +1,364 @@
+"""Is this picture a copy of that one? Evidence that survives everyday edits.
+
+A pair of candidates (two pictures whose features are close, from the self-join) is a
+*copy* when the pictures are the same picture after edits people make: resized, cropped,
+framed or letterboxed, mirrored, turned, tilted, brightened, greyed, captioned or
+re-encoded. Look-alike products, and other pictures of the same subject, are not.
+
+Global CNN features cannot tell these apart: they say "the same kind of thing", and two
+plain white shirts are as close as a shirt and its JPEG. So the decision rests on three
+kinds of evidence, each robust to part of the family, and on a relative test:
+
+* **Identical bytes** (same SHA-256): a copy, always.
+* **Local features**, SIFT on a 256 px greyscale copy of each picture (and of its mirror
+  image), matched with Lowe's ratio test and verified by RANSAC under a similarity
+  transform (rotation, uniform scale, shift): many points that agree on one geometric
+  transform mean the same picture, whatever crop, turn, tilt, border or caption. Small
+  and flat pictures have few keypoints, which is why this is not enough alone.
+* **Aligned pixels**: a 16 x 16 greyscale thumbnail of each picture, borders trimmed,
+  compared by normalised cross-correlation under the eight turns and mirrors. Immune to
+  brightness, contrast, greyscale, re-encoding and resizing; weakened by crops.
+* **Standing out**: look-alike products correlate highly with many others; a copy stands
+  out from the picture's other candidates. A pixel match counts only when it beats the
+  picture's next best candidate by a margin.
+
+What is verified per pair is cached in the index by the files' identities, so a second
+triage of an unchanged folder verifies nothing again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+#: Side of the thumbnail compared by correlation.
+THUMB = 16
+#: Side of the greyscale copy SIFT describes.
+DESCRIBE_SIDE = 256
+#: Keypoints kept per picture (strongest first).
+MAX_KEYPOINTS = 400
+#: Lowe's ratio test.
+RATIO = 0.78
+#: RANSAC reprojection error, in pixels of the 256 px copy.
+RANSAC_PX = 6.0
+#: The similarity's scale must lie in [MIN_SCALE, 1 / MIN_SCALE].
+MIN_SCALE = 0.25
+#: Agreeing points must spread over this share of the picture's side, both ways.
+MIN_SPREAD = 0.15
+
+
+# --- thumbnails -------------------------------------------------------------------------
+
+
+def _trim_box(grey: np.ndarray, tol: int = 12, most: float = 0.3) -> tuple[int, int, int, int]:
+    """The box left after removing uniform bands at the edges (a frame, a letterbox, the
+    fill of a tilt): rows and columns whose values all lie within *tol* of the edge's
+    colour, at most *most* of each side."""
+    h, w = grey.shape
+    top, bottom, left, right = 0, h, 0, w
+
+    def flat(line: np.ndarray, ref: float) -> bool:
+        return bool(np.abs(line.astype(np.int16) - ref).max() <= tol)
+
+    ref = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
+    while top < h * most and flat(grey[top, left:right], ref):
+        top += 1
+    while h - bottom < h * most and bottom - 1 > top and flat(grey[bottom - 1, left:right], ref):
+        bottom -= 1
+    while left < w * most and flat(grey[top:bottom, left], ref):
+        left += 1
+    while w - right < w * most and right - 1 > left and flat(grey[top:bottom, right - 1], ref):
+        right -= 1
+    if bottom - top < 4 or right - left < 4:
+        return 0, h, 0, w
+    return top, bottom, left, right
+
+
+def thumbnail(im: Image.Image) -> np.ndarray:
+    """The picture's 16 x 16 greyscale thumbnail, uniform borders trimmed (uint8, 256)."""
+    grey = im.convert("L")
+    if max(grey.size) > 128:
+        grey = grey.resize(
+            (
+                max(1, grey.width * 128 // max(grey.size)),
+                max(1, grey.height * 128 // max(grey.size)),
+            ),
+            Image.BOX,
+        )
+    a = np.asarray(grey)
+    top, bottom, left, right = _trim_box(a)
+    cut = Image.fromarray(a[top:bottom, left:right])
+    return np.asarray(cut.resize((THUMB, THUMB), Image.BOX), np.uint8).reshape(-1)
+
+
+def _dihedral(t: np.ndarray) -> np.ndarray:
+    """The eight turns and mirrors of thumbnails (n, 256): (n, 8, 256)."""
+    sq = t.reshape(-1, THUMB, THUMB)
+    out = []
+    for flip in (False, True):
+        base = sq[:, :, ::-1] if flip else sq
+        for k in range(4):
+            out.append(np.rot90(base, k, axes=(1, 2)).reshape(len(t), -1))
+    return np.stack(out, axis=1)
+
+
+#: How the right picture differs from the left one when transform i of :func:`_dihedral`
+#: (applied to the right one) aligns them: a turn by k quarters undoes a turn by 4 - k.
+TRANSFORMS = (
+    "",
+    "turned 270°",
+    "turned 180°",
+    "turned 90°",
+    "mirrored",
+    "mirrored and turned 90°",
+    "mirrored and turned 180°",
+    "mirrored and turned 270°",
+)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32)
+    x = x - x.mean(axis=-1, keepdims=True)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-6)
+
+
+def pixel_scores(thumbs: np.ndarray, left: np.ndarray, right: np.ndarray):
+    """For pairs (rows of *thumbs*), the best normalised cross-correlation of the left
+    thumbnail with the right one under the eight transforms, and which transform."""
+    if not len(left):
+        return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    units = _unit(thumbs)  # (n, 256)
+    out_s = np.empty(len(left), np.float32)
+    out_t = np.empty(len(left), np.int64)
+    step = 1 << 15
+    for lo in range(0, len(left), step):
+        a = units[left[lo : lo + step]]  # (m, 256)
+        b = _dihedral(thumbs[right[lo : lo + step]])  # (m, 8, 256)
+        s = np.einsum("md,mkd->mk", a, _unit(b))
+        out_t[lo : lo + step] = s.argmax(axis=1)
+        out_s[lo : lo + step] = s.max(axis=1)
+    return out_s, out_t
+
+
+def flatness(thumbs: np.ndarray) -> np.ndarray:
+    """Standard deviation of each thumbnail: near zero for blank pictures, whose
+    correlations mean nothing."""
+    return thumbs.astype(np.float32).std(axis=1)
+
+
+# --- local features ---------------------------------------------------------------------
+
+
+class Described:
+    """SIFT keypoints and descriptors of one picture (and of its mirror image)."""
+
+    __slots__ = ("points", "desc", "mpoints", "mdesc", "side", "grey")
+
+    def __init__(self, points, desc, mpoints, mdesc, side: int, grey: np.ndarray) -> None:
+        self.points, self.desc, self.mpoints, self.mdesc, self.side = (
+            points,
+            desc,
+            mpoints,
+            mdesc,
+            side,
+        )
+        self.grey = grey  # the 256 px greyscale copy, for aligned comparison
+
+    @property
+    def count(self) -> int:
+        return 0 if self.desc is None else len(self.desc)
+
+
+def _sift():
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)
+
+
+def describe(im: Image.Image) -> Described:
+    """Keypoints of a 256 px greyscale copy of *im*, and of its mirror image."""
+    grey = im.convert("L")
+    scale = DESCRIBE_SIDE / max(grey.size)
+    size = (max(8, round(grey.width * scale)), max(8, round(grey.height * scale)))
+    grey = np.ascontiguousarray(np.asarray(grey.resize(size, Image.BILINEAR)))
+    sift = _sift()
+    kp, desc = sift.detectAndCompute(grey, None)
+    mkp, mdesc = sift.detectAndCompute(np.ascontiguousarray(grey[:, ::-1]), None)
+
+    def pts(k):
+        return np.array([p.pt for p in k], np.float32).reshape(-1, 2)
+
+    return Described(pts(kp), desc, pts(mkp), mdesc, max(size), grey)
+
+
+def _inliers(pa, da, pb, db) -> tuple[int, np.ndarray | None]:
+    """Matches that agree on one similarity transform, and the transform (a to b)."""
+    import cv2
+
+    if da is None or db is None or len(da) < 3 or len(db) < 3:
+        return 0, None
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    pairs = matcher.knnMatch(da, db, k=2)
+    good = [m for m, *n in pairs if n and m.distance < RATIO * n[0].distance]
+    # one to one: many points of a simple drawing matched to one point of the other would
+    # fit a transform that shrinks everything to that point
+    best: dict[int, object] = {}
+    for m in good:
+        if m.trainIdx not in best or m.distance < best[m.trainIdx].distance:
+            best[m.trainIdx] = m
+    good = list(best.values())
+    if len(good) < 4:
+        return 0, None
+    src = pa[[m.queryIdx for m in good]]
+    dst = pb[[m.trainIdx for m in good]]
+    model, mask = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=500, confidence=0.99
+    )
+    if model is None or mask is None:
+        return 0, None
+    scale = float(np.hypot(model[0, 0], model[1, 0]))
+    if not MIN_SCALE <= scale <= 1 / MIN_SCALE:  # both copies are 256 px: no real copy
+        return 0, None  # is four times larger than the other after that
+    inl = mask.ravel().astype(bool)
+    # the agreeing points must cover the picture, not sit in one corner
+    spread = np.ptp(src[inl], axis=0) if inl.sum() else np.zeros(2)
+    if float(spread.min()) < MIN_SPREAD * DESCRIBE_SIDE:
+        return 0, None
+    return int(inl.sum()), model
+
+
+def matching_points(a: Described, b: Described) -> tuple[int, bool, np.ndarray | None]:
+    """Keypoints of *a* and *b* that agree on one similarity transform, whether the best
+    agreement was with *b*'s mirror image, and that transform (a to b, or to b's mirror)."""
+    plain, pm = _inliers(a.points, a.desc, b.points, b.desc)
+    mirrored, mm = _inliers(a.points, a.desc, b.mpoints, b.mdesc)
+    return (mirrored, True, mm) if mirrored > plain else (plain, False, pm)
+
+
+def aligned_pixels(a: Described, b: Described, model: np.ndarray, mirrored: bool) -> float:
+    """Normalised cross-correlation of *a* with *b* brought onto it by *model*, over the
+    part they share (0 when they share under half of *a*): the check for pictures with
+    too few keypoints to decide, a few agreeing points giving the alignment."""
+    import cv2
+
+    grey_b = np.ascontiguousarray(b.grey[:, ::-1]) if mirrored else b.grey
+    h, w = a.grey.shape
+    inverse = cv2.invertAffineTransform(model.astype(np.float64))
+    warped = cv2.warpAffine(grey_b, inverse, (w, h), flags=cv2.INTER_AREA, borderValue=0)
+    inside = cv2.warpAffine(
+        np.full(grey_b.shape, 255, np.uint8), inverse, (w, h), flags=cv2.INTER_NEAREST
+    )
+    share = inside > 0
+    if share.mean() < 0.5:
+        return 0.0
+    small = (max(8, w // 4), max(8, h // 4))  # compare at 64 px: blur hides resampling
+    x = cv2.resize(a.grey, small, interpolation=cv2.INTER_AREA).astype(np.float32)
+    y = cv2.resize(warped, small, interpolation=cv2.INTER_AREA).astype(np.float32)
+    m = cv2.resize(share.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
+    x, y = x[m] - x[m].mean(), y[m] - y[m].mean()
+    denom = float(np.linalg.norm(x) * np.linalg.norm(y))
+    return float(x @ y / denom) if denom > 1e-6 else 0.0
+
+
+# --- the decision -------------------------------------------------------------------------
+
+#: Candidates per picture: its nearest neighbours by code cosine.
+CANDIDATES = 10
+#: Local features decide: at least this many agreeing points, and this share of the
+#: smaller picture's keypoints.
+MIN_POINTS = 15
+MIN_POINT_SHARE = 0.2
+#: Aligned pixels decide: correlation at least PIXELS, standing out from the picture's
+#: fifth-best candidate by MARGIN, visual similarity at least PIXEL_SIMILARITY, and
+#: thumbnails that are not blank (standard deviation at least FLAT of 255).
+PIXELS = 0.93
+MARGIN = 0.15
+PIXEL_SIMILARITY = 0.30
+FLAT = 8.0
+#: Which of a picture's candidates count as "typical" for the margin (0: the best).
+TYPICAL_RANK = 4
+#: Local features are computed only for pairs among each other's first few candidates
+#: (SIFT_RANK) with some visual similarity, and pictures at least MIN_SIDE pixels wide:
+#: smaller ones have no keypoints worth matching.
+SIFT_RANK = 2
+#: Too few agreeing points to decide, but at least ALIGN_POINTS: the pictures are aligned
+#: by them and compared pixel by pixel, a copy at ALIGNED or more.
+ALIGN_POINTS = 5
+ALIGNED = 0.90
+SIFT_SIMILARITY = 0.30
+MIN_SIDE = 48
+#: Changes whenever the rule does: cached verdicts of an older rule are not reused.
+RULE = "copies-3"
+
+
+class Pairs:
+    """Candidate pairs (rows ``left < right``) with their evidence, filled in by
+    :func:`decide`: visual similarity, aligned pixels and transform, matching points, the
+    verdict and the reason in words."""
+
+    def __init__(self, left: np.ndarray, right: np.ndarray, rank: np.ndarray) -> None:
+        self.left, self.right, self.rank = left, right, rank
+        n = len(left)
+        self.similarity = np.zeros(n, np.float32)
+        self.pixels = np.zeros(n, np.float32)
+        self.transform = np.zeros(n, np.int64)
+        self.points = np.full(n, -1, np.int64)
+        self.copy = np.zeros(n, bool)
+        self.why = [""] * n
+
+
+def typical(pairs: Pairs, n: int) -> np.ndarray:
+    """Each picture's TYPICAL_RANK-th best pixel correlation among its candidates: how
+    alike its look-alikes are (high in a catalogue of look-alike products)."""
+    lists: list[list[float]] = [[] for _ in range(n)]
+    for a, b, s in zip(pairs.left.tolist(), pairs.right.tolist(), pairs.pixels.tolist()):
+        lists[a].append(s)
+        lists[b].append(s)
+    out = np.zeros(n, np.float32)
+    for i, vals in enumerate(lists):
+        if vals:
+            vals.sort(reverse=True)
+            out[i] = vals[min(TYPICAL_RANK, len(vals) - 1)]
+    return out
+
+
+def pixel_verdicts(pairs: Pairs, thumbs: np.ndarray) -> None:
+    """Fill in aligned-pixel evidence and the verdicts it alone supports."""
+    pairs.pixels, pairs.transform = pixel_scores(thumbs, pairs.left, pairs.right)
+    usual = typical(pairs, len(thumbs))
+    flat = flatness(thumbs)
+    stands_out = pairs.pixels - np.maximum(usual[pairs.left], usual[pairs.right]) >= MARGIN
+    textured = (flat[pairs.left] >= FLAT) & (flat[pairs.right] >= FLAT)
+    ok = (pairs.pixels >= PIXELS) & stands_out & textured & (pairs.similarity >= PIXEL_SIMILARITY)
+    for i in np.flatnonzero(ok):
+        pairs.copy[i] = True
+        how = TRANSFORMS[pairs.transform[i]]
+        pairs.why[i] = (f"{how} copy · " if how else "") + f"{pairs.pixels[i]:.2f} aligned pixels"
+
+
+def needs_points(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
+    """The undecided pairs worth describing: among each other's first candidates, somewhat
+    alike, both pictures large enough to have keypoints."""
+    big = (sides[pairs.left] >= MIN_SIDE) & (sides[pairs.right] >= MIN_SIDE)
+    return (
+        ~pairs.copy
+        & big
+        & (pairs.rank <= SIFT_RANK)
+        & ((pairs.similarity >= SIFT_SIMILARITY) | (pairs.pixels >= 0.6))
+    )
+
+
+def point_verdict(a: Described, b: Described) -> tuple[bool, int, str]:
+    """Whether local features make *b* a copy of *a*, the agreeing points, and why."""
+    m, mirrored, model = matching_points(a, b)
+    share = m / max(1, min(a.count, b.count))
+    how = "mirrored copy · " if mirrored else ""
+    if m >= MIN_POINTS and share >= MIN_POINT_SHARE:
+        return True, m, how + f"{m} matching points"
+    if m >= ALIGN_POINTS and model is not None:
+        agree = aligned_pixels(a, b, model, mirrored)
+        if agree >= ALIGNED:
+            return True, m, how + f"{agree:.2f} aligned pixels after {m} matching points"
+    return False, m, ""

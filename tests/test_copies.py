@@ -1,0 +1,161 @@
+"""Copy detection: every kind of everyday edit found, look-alikes left alone, the reason
+given per pair, "not a duplicate" remembered, verdicts cached, the same answer twice.
+
+Pictures are made here (random shapes on gradients) and taken from the shipped sample
+(Fashion-MNIST: a catalogue of look-alike products, where almost nothing is a copy).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+
+from conftest import SAMPLE, make_picture
+from engine import ImageSimilaritySearch
+from engine.copies import pixel_scores, thumbnail
+from engine.triage import triage
+from tui.cli import main
+
+
+def _jpeg(im: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def _caption(im: Image.Image) -> Image.Image:
+    out = im.copy()
+    bar = im.height // 10
+    ImageDraw.Draw(out).rectangle((0, im.height - bar, im.width, im.height), fill=(20, 20, 20))
+    return out
+
+
+#: One edit of each kind in the family, at middling strength.
+EDITS = {
+    "downscale": lambda im: im.resize((im.width * 2 // 5, im.height * 2 // 5), Image.LANCZOS),
+    "crop": lambda im: im.crop((8, 6, im.width - 8, im.height - 6)),
+    "border": lambda im: ImageOps.expand(im, border=14, fill=(200, 30, 30)),
+    "mirror": ImageOps.mirror,
+    "turn": lambda im: im.rotate(90, expand=True),
+    "tilt": lambda im: im.rotate(5, Image.BICUBIC, expand=True, fillcolor=(255, 255, 255)),
+    "brightness": lambda im: ImageEnhance.Brightness(im).enhance(1.25),
+    "contrast": lambda im: ImageEnhance.Contrast(im).enhance(0.75),
+    "grey": lambda im: ImageOps.grayscale(im).convert("RGB"),
+    "caption": _caption,
+    "jpeg": lambda im: _jpeg(im, 30),
+    "mirror+jpeg": lambda im: _jpeg(ImageOps.mirror(im), 50),
+}
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory) -> Path:
+    """Twenty pictures, twelve of which have one edited copy each (one kind each), and
+    one a byte-identical copy."""
+    root = tmp_path_factory.mktemp("edited")
+    for i in range(20):
+        make_picture(root / f"pic{i:02d}.png", 700 + i, size=(240, 180))
+    (root / "copies").mkdir()
+    for i, (kind, fn) in enumerate(EDITS.items()):
+        with Image.open(root / f"pic{i:02d}.png") as im:
+            fn(im.convert("RGB")).save(root / "copies" / f"{kind}.png")
+    shutil.copy(root / "pic19.png", root / "copies" / "identical.png")
+    return root
+
+
+def _groups(report) -> dict[str, dict[str, str]]:
+    return {g.representative.path: {m.path: m.why for m in g.members} for g in report.groups}
+
+
+def test_every_kind_of_edit_is_found_and_said_why(edited: Path):
+    with ImageSimilaritySearch(edited) as search:
+        search.index()
+        report = triage(search)
+    together = {
+        frozenset((g.representative.path, m.path)): m.why for g in report.groups for m in g.members
+    }
+    for i, kind in enumerate(EDITS):  # (a framed copy has more pixels: it may be the one kept)
+        assert frozenset((f"pic{i:02d}.png", f"copies/{kind}.png")) in together, kind
+    assert together[frozenset(("pic19.png", "copies/identical.png"))] == "identical bytes"
+    assert len(together) == len(EDITS) + 1  # no unedited picture grouped with another
+    why = {p: w for pair, w in together.items() for p in pair if p.startswith("copies/")}
+    assert "mirrored" in why["copies/mirror.png"]
+    assert (
+        why["copies/turn.png"].startswith("turned") or "matching points" in why["copies/turn.png"]
+    )
+    assert all(why.values())
+
+
+def test_a_second_triage_verifies_nothing_again(edited: Path):
+    with ImageSimilaritySearch(edited) as search:
+        search.index()
+        first = triage(search)
+        second = triage(search)
+    assert second.verified == 0
+
+    def shape(r):
+        return [(g.representative.path, [(m.path, m.why) for m in g.members]) for g in r.groups]
+
+    assert shape(first) == shape(second)
+
+
+def test_look_alike_products_are_left_alone(tmp_path: Path):
+    root = tmp_path / "catalogue"
+    shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".lookalike", "*.md"))
+    bag = sorted((root / "bag").glob("*.png"))[3]
+    with Image.open(bag) as im:
+        ImageOps.mirror(im.convert("RGB")).save(root / "bag" / "mirrored-copy.png")
+    with ImageSimilaritySearch(root) as search:
+        search.index()
+        report = triage(search)
+    groups = _groups(report)
+    # 200 look-alike products of ten kinds: the planted copy is found, next to nothing else
+    assert groups.get(f"bag/{bag.name}", {}).keys() == {"bag/mirrored-copy.png"}
+    grouped = sum(len(g.members) + 1 for g in report.groups)
+    assert grouped <= 0.05 * report.images
+    for g in report.groups:  # never across kinds of product
+        assert all(m.path.split("/")[0] == g.representative.path.split("/")[0] for m in g.members)
+
+
+def test_thumbnails_see_through_frames_turns_and_mirrors():
+    rng = np.random.RandomState(3)
+    im = Image.fromarray(rng.randint(0, 256, (12, 16, 3), np.uint8)).resize((160, 120))
+    base = thumbnail(im)
+    for other in (
+        ImageOps.expand(im, border=20, fill=(0, 0, 255)),
+        im.rotate(270, expand=True),
+        ImageOps.mirror(im),
+        ImageOps.grayscale(im),
+    ):
+        s, _t = pixel_scores(np.stack([base, thumbnail(other)]), np.array([0]), np.array([1]))
+        assert s[0] > 0.9
+
+
+def test_not_a_duplicate_is_remembered_across_a_reindex(edited: Path, tmp_path: Path, capsys):
+    root = tmp_path / "mine"
+    shutil.copytree(edited, root, ignore=shutil.ignore_patterns(".lookalike"))
+    assert main(["triage", str(root), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    pairs = {(g["representative"], m["path"]) for g in before["groups"] for m in g["members"]}
+    assert ("pic03.png", "copies/mirror.png") in pairs
+    assert main(["triage", str(root), "--not-duplicate", "copies/mirror.png", "pic03.png"]) == 0
+    # the files change (a re-index encodes them again): the rejection holds
+    for name in ("pic03.png", "copies/mirror.png"):
+        with Image.open(root / name) as im:
+            im.convert("RGB").save(root / name)
+    assert main(["triage", str(root), "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    pairs = {(g["representative"], m["path"]) for g in after["groups"] for m in g["members"]}
+    assert ("pic03.png", "copies/mirror.png") not in pairs
+    assert len(after["groups"]) == len(before["groups"]) - 1
+    assert main(["triage", str(root), "--forget-rejections"]) == 0
+    assert main(["triage", str(root), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out.splitlines()[-1])
+    pairs = {(g["representative"], m["path"]) for g in again["groups"] for m in g["members"]}
+    assert ("pic03.png", "copies/mirror.png") in pairs
+    assert main(["triage", str(root), "--not-duplicate", "nowhere.png", "pic03.png"]) == 2
