@@ -28,6 +28,43 @@ SETS = (
 )
 
 
+_FASTDUP_PAIRS = """
+import json, os, sys, fastdup
+root, work = sys.argv[1], sys.argv[2]
+fd = fastdup.create(work_dir=work, input_dir=root)
+fd.run(verbose=False, overwrite=True)
+sim = fd.similarity()
+print(json.dumps([[os.path.relpath(a, root), os.path.relpath(b, root), float(d)]
+                  for a, b, d in zip(sim["filename_from"], sim["filename_to"], sim["distance"])]))
+"""
+
+
+def _fastdup_quality(root: Path, at: float = 0.9) -> tuple[float, float] | None:
+    """fastdup's pairs at its default near-duplicate similarity (0.9) on a set: pair
+    precision and recall (None without fastdup's environment)."""
+    import subprocess
+
+    from benchmarks.throughput import FASTDUP_VENV
+
+    py = FASTDUP_VENV / "bin" / "python"
+    if not py.exists():
+        return None
+    with tempfile.TemporaryDirectory() as work:
+        run = subprocess.run(
+            [str(py), "-c", _FASTDUP_PAIRS, str(root), work],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    if run.returncode:
+        return None
+    rows = json.loads(run.stdout.strip().splitlines()[-1])
+    got = {tuple(sorted((a, b))) for a, b, d in rows if d >= at}
+    truth = _pairs(json.loads((root / "truth.json").read_text())["groups"])
+    tp = len(got & truth)
+    return tp / max(1, len(got)), tp / max(1, len(truth))
+
+
 def _quality(root: Path):
     """Pair precision and recall of triage on a built set, per edit kind, and the time
     of a first and a second triage."""
@@ -72,20 +109,29 @@ def bench_triage(rep, fashion10k_index: Path, fashion: Path) -> None:
 
     rows, kinds = [], {}
     for label, source, strength, family in SETS:
-        q = _quality(build_copies(source, strength, family))
+        root = build_copies(source, strength, family)
+        q = _quality(root)
+        peer = _fastdup_quality(root)
         rows.append(
             [
                 label,
                 q["images"],
-                f"**{q['precision']:.3f}**",
-                f"**{q['recall']:.3f}**",
+                f"**{q['precision']:.3f} / {q['recall']:.3f}**",
+                f"{peer[0]:.3f} / {peer[1]:.3f}" if peer else "not installed",
                 f"{q['first']:.1f} s ({q['verified']} pairs verified)",
                 f"{q['second']:.1f} s ({q['again_verified']})",
             ]
         )
         kinds[label] = q["per_kind"]
     body = table(
-        ["set", "images", "pair precision", "pair recall", "first triage", "second triage"],
+        [
+            "set",
+            "images",
+            "lookalike: pair precision / recall",
+            "fastdup ≥ 0.9",
+            "first triage",
+            "second triage",
+        ],
         rows,
     )
     every = sorted({k for v in kinds.values() for k in v})

@@ -39,6 +39,10 @@ EXACT_MAX = 120_000
 BLOCK_ROWS, BLOCK_COLS = 2048, 16384
 #: Buckets larger than this are verified as one block product rather than pair by pair.
 SMALL_BUCKET = 24
+#: With top_k: columns sampled to give each row its first top k, and past how many new
+#: entries per row a block is cut to each row's best first.
+TOP_K_SEED = 4096
+TOP_K_DIRECT = 1024
 #: Seed of the self-join's own MinHash permutations (independent of the index's).
 JOIN_SEED = 7
 #: Reference images sampled for the nearest-neighbour lower bounds.
@@ -188,11 +192,24 @@ def exact_blocks(
     nearest = np.full(n, -np.inf, np.float32)
     nearest_at = np.full(n, -1, np.int64)
     lefts, rights, scores = [], [], []
+    if top_k:
+        # a fixed sample of columns gives each row a first top k cheaply; afterwards only
+        # columns beating a row's current k-th best are looked at (few, past the sample)
+        seed = np.sort(np.random.RandomState(JOIN_SEED).permutation(n)[:TOP_K_SEED])
+        seed_units = units[seed]
     for i in range(0, rows_limit if rows_limit is not None else n, BLOCK_ROWS):
         if cancel.is_set():
             raise JoinCancelled
         a = units[i : i + BLOCK_ROWS]
         rows = np.arange(len(a))
+        if top_k:
+            k = min(top_k, n - 1)
+            cur_v = np.full((len(a), k), -np.inf, np.float32)
+            cur_c = np.full((len(a), k), -1, np.int64)
+            s0 = a @ seed_units.T
+            s0[(seed[None, :] == (rows + i)[:, None])] = -np.inf
+            part = np.argpartition(-s0, k - 1, axis=1)[:, :k]
+            cur_v, cur_c = np.take_along_axis(s0, part, axis=1), seed[part]
         for j in range(0, n, BLOCK_COLS):
             s = a @ units[j : j + BLOCK_COLS].T
             own = rows + i - j  # each row's own column, where it falls in this block
@@ -203,14 +220,16 @@ def exact_blocks(
             better = best > nearest[i : i + len(a)]
             nearest[i : i + len(a)][better] = best[better]
             nearest_at[i : i + len(a)][better] = best_col[better] + j
-            if top_k:  # each row's best columns of this block, either side of the diagonal
-                k = min(top_k, s.shape[1])
-                c = np.argpartition(-s, k - 1, axis=1)[:, :k]
-                v = np.take_along_axis(s, c, axis=1)
-                r, q = np.nonzero(v >= tau)
-                lefts.append(r + i)
-                rights.append(c[r, q] + j)
-                scores.append(v[r, q])
+            if top_k:  # each row's best columns, either side of the diagonal
+                inside = seed[(seed >= j) & (seed < j + s.shape[1])] - j
+                s[:, inside] = -np.inf  # already merged from the sample
+                kth = cur_v.min(axis=1)
+                hot = np.flatnonzero(best > kth)  # rows with a column beating their k-th
+                if len(hot):
+                    sub = s[hot]
+                    r, c = np.nonzero(sub > kth[hot, None])
+                    new_v, new_c = _merge_top(cur_v[hot], cur_c[hot], r, c + j, sub[r, c], sub, j)
+                    cur_v[hot], cur_c[hot] = new_v, new_c
                 continue
             if j + s.shape[1] <= i:
                 continue  # only pairs with left < right are kept: this block holds none
@@ -225,8 +244,38 @@ def exact_blocks(
                 lefts.append(hot[r] + i)
                 rights.append(c + j)
                 scores.append(s[hot[r], c])
+        if top_k:
+            r, q = np.nonzero((cur_v >= tau) & (cur_c >= 0))
+            lefts.append(r + i)
+            rights.append(cur_c[r, q])
+            scores.append(cur_v[r, q])
         say("pairs", min(1.0, (i + len(a)) / n))
     return (*_concat(lefts, rights, scores), nearest, nearest_at)
+
+
+def _merge_top(cur_v, cur_c, r, c, v, block, offset) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best ``cur_v.shape[1]`` of its current ones and the new entries (row
+    *r*, column *c*, score *v*, rows in order), laid side by side and partitioned. When
+    some row has many new entries, each row of *block* (columns from *offset*) is cut to
+    its best first."""
+    b, k = cur_v.shape
+    counts = np.bincount(r, minlength=b)
+    m = int(counts.max()) if len(r) else 0
+    if m > TOP_K_DIRECT:
+        kk = min(k, block.shape[1])
+        part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
+        new_v, new_c = np.take_along_axis(block, part, axis=1), part + offset
+        m = kk
+    else:
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        pos = np.arange(len(r)) - starts[r]
+        new_v = np.full((b, m), -np.inf, np.float32)
+        new_c = np.full((b, m), -1, np.int64)
+        new_v[r, pos], new_c[r, pos] = v, c
+    all_v = np.concatenate([cur_v, new_v], axis=1)
+    all_c = np.concatenate([cur_c, new_c], axis=1)
+    pick = np.argpartition(-all_v, k - 1, axis=1)[:, :k]
+    return np.take_along_axis(all_v, pick, axis=1), np.take_along_axis(all_c, pick, axis=1)
 
 
 def _concat(lefts, rights, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,8 +37,9 @@ import json
 import os
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,6 +54,9 @@ DEFAULT_THRESHOLD = 0.0
 CANDIDATE_FLOOR = 0.0
 #: Beyond exact self-joins, LSH bands are made for at least this code cosine.
 BANDED_FLOOR = 0.85
+#: Pairs verified by local features at a time, and pictures' descriptions kept meanwhile.
+VERIFY_CHUNK = 256
+DESCRIBED_KEPT = 2048
 #: The share of images reported as outliers.
 OUTLIER_SHARE = 0.01
 
@@ -254,32 +258,49 @@ def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
         for i in todo
     ]
     cached = search.store.verdicts(keys)
-    described: dict[int, copies.Described | None] = {}
-
-    def described_row(r: int):
-        if r not in described:
-            if not search.may_open(paths[r]):
-                described[r] = None
-                return None
-            try:
-                im = guarded(open_image, search.root / paths[r], copies.DESCRIBE_SIDE * 2)
-                described[r] = guarded(copies.describe, im)
-            except ImageError:
-                described[r] = None
-        return described[r]
-
     fresh: dict[bytes, str] = {}
-    for done, (i, key) in enumerate(zip(todo, keys)):
-        if cancel.is_set():
-            raise JoinCancelled
-        verdict = cached.get(key)
+
+    def describe_row(r: int) -> copies.Described | None:
+        if not search.may_open(paths[r]):
+            return None
+        try:
+            im = guarded(open_image, search.root / paths[r], copies.DESCRIBE_SIDE * 2)
+            return guarded(copies.describe, im)
+        except ImageError:
+            return None
+
+    # Pairs in order of their left picture; descriptions kept for a window of recent
+    # pictures only (a photo's is ~250 KB: all of a large collection would not fit).
+    order = [k for k in np.argsort(pairs.left[todo], kind="stable") if keys[k] not in cached]
+    described: OrderedDict[int, copies.Described | None] = OrderedDict()
+    workers = search.settings.decode_workers
+    with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-describe") as pool:
+        for lo in range(0, len(order), VERIFY_CHUNK):
+            if cancel.is_set():
+                raise JoinCancelled
+            chunk = [int(todo[k]) for k in order[lo : lo + VERIFY_CHUNK]]
+            rows = {int(pairs.left[i]) for i in chunk} | {int(pairs.right[i]) for i in chunk}
+            missing = sorted(r for r in rows if r not in described)
+            for r, d in zip(missing, pool.map(describe_row, missing)):
+                described[r] = d
+            for r in rows:
+                described.move_to_end(r)
+            while len(described) > max(DESCRIBED_KEPT, len(rows)):
+                described.popitem(last=False)
+
+            def verify(i: int, described=described):
+                a, b = described[int(pairs.left[i])], described[int(pairs.right[i])]
+                return None if a is None or b is None else copies.point_verdict(a, b)
+
+            for k, got in zip(order[lo : lo + VERIFY_CHUNK], pool.map(verify, chunk)):
+                if got is not None:
+                    ok, m, why = got
+                    fresh[keys[k]] = json.dumps({"copy": ok, "points": m, "why": why})
+            say("checking", min(1.0, (lo + VERIFY_CHUNK) / max(1, len(order))))
+    for i, key in zip(todo, keys):
+        verdict = fresh.get(key) or cached.get(key)
         if verdict is None:
-            a, b = described_row(int(pairs.left[i])), described_row(int(pairs.right[i]))
-            if a is None or b is None:
-                continue
-            ok, m, why = copies.point_verdict(a, b)
-            verdict = json.dumps({"copy": ok, "points": m, "why": why})
-            fresh[key] = verdict
+            continue
         try:
             v = json.loads(verdict)
             pairs.copy[i], pairs.points[i], pairs.why[i] = (
@@ -289,8 +310,6 @@ def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
             )
         except (ValueError, KeyError, TypeError):
             continue  # a cached verdict lookalike never wrote: ignored, redone next time
-        if done % 64 == 0:
-            say("checking", done / len(todo))
     with contextlib.suppress(Exception):
         search.store.put_verdicts(fresh)  # a cache: a read-only or full index goes without
     return len(fresh)

@@ -122,3 +122,18 @@ def test_nearest_scores_and_certified_outliers(clustered: ImageSimilaritySearch)
     for a in loners[:10]:
         b = exact.nearest_slot[a]
         assert abs(units[row[a]] @ units[row[b]] - exact.nearest[a]) < 1e-5
+
+
+def test_top_k_pairs_are_each_rows_nearest():
+    from engine.selfjoin import exact_blocks
+
+    rng = np.random.RandomState(5)
+    units = rng.randn(6000, 16).astype(np.float32)  # more than the sampled columns
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    left, right, score, _n, _a = exact_blocks(units, -1.0, top_k=4)
+    got = {(int(a), int(b)) for a, b in zip(left, right)}
+    s = units @ units.T
+    np.fill_diagonal(s, -np.inf)
+    want = {(i, int(j)) for i in range(len(units)) for j in np.argsort(-s[i])[:4]}
+    assert got == want
+    assert np.allclose(score, s[left, right], atol=1e-5)
