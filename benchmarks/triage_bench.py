@@ -75,6 +75,7 @@ def _quality(root: Path):
     true_pairs = _pairs(truth["groups"])
     with ImageSimilaritySearch(root) as search:
         search.index()
+        search.store.forget_verdicts()  # a first triage: nothing verified before
         t0 = time.perf_counter()
         report = triage(search)
         first = time.perf_counter() - t0
@@ -154,7 +155,7 @@ def bench_triage(rep, fashion10k_index: Path, fashion: Path) -> None:
         f" copies): **{grouped / report.images:.1%} of images grouped** ({grouped}),"
         f" {len(got)} pairs, **{cross} across classes**; {report.candidates:,} candidate"
         f" pairs, {report.verified} verified by local features (pictures under 48 px have"
-        " no keypoints), {report.seconds:.1f} s."
+        f" no keypoints), {report.seconds:.1f} s."
     )
     body += (
         "\n\nSets built by `benchmarks/copies.py` from Debian's openclipart-png (clip-art"

@@ -299,7 +299,8 @@ def difference_hash(im: Image.Image) -> int:
     """The picture's 64-bit difference hash: greyscale at 9 x 8, one bit per pair of
     neighbouring pixels (left darker than right). Edits that keep the layout (resizing,
     re-encoding, small crops, brightness) change few bits; a different picture of the same
-    subject changes about half. Used to confirm near-duplicates (see :mod:`engine.triage`).
+    subject changes about half. Kept with each image (the thumbnails of :mod:`engine.copies`
+    now decide copies).
     As a signed 64-bit integer, the way SQLite stores it."""
     # reducing_gap: a box reduction first, so a large picture is not resampled with a
     # Lanczos kernel thousands of pixels wide (memory and time grow with the ratio)

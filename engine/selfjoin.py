@@ -138,7 +138,7 @@ def self_join(
         how = "exact blocks"
     else:
         bands, rows = banding_for(max(tau, banding_tau or tau))
-        left, right, score = _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter)
+        left, right, score = _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter, top_k)
         nearest, nearest_at, exact, certain = _nearest(
             units, left, right, score, outliers, say, cancel
         )
@@ -291,7 +291,10 @@ def _concat(lefts, rights, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 # --- LSH banding -----------------------------------------------------------------------------
 
 
-def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None) -> tuple:
+def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None, top_k=0) -> tuple:
+    """Pairs at or above *tau* sharing a band; with *top_k*, a large bucket (a dense
+    cluster) gives each member only its *top_k* best in it, so that memory stays in
+    proportion to the images, not to the clusters' squares."""
     n = len(units)
     keys = np.empty((n, bands), np.uint64)
     step = 1 << 15
@@ -317,6 +320,27 @@ def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None) -> tup
                 left = order[group_starts[:, None] + a].ravel()
                 right = order[group_starts[:, None] + c].ravel()
                 _verify(units, left, right, tau, n, found, scores, pair_filter)
+            elif top_k:
+                for g in group_starts:
+                    members = np.sort(order[g : g + size])
+                    for lo in range(0, size, BLOCK_ROWS):
+                        s = units[members[lo : lo + BLOCK_ROWS]] @ units[members].T
+                        own = np.arange(len(s))
+                        s[own, own + lo] = -np.inf
+                        kk = min(top_k, size - 1)
+                        above = s >= tau
+                        many = np.flatnonzero(above.sum(axis=1) > kk)
+                        above[many] = False  # rows with few: all of theirs
+                        r, c = np.nonzero(above)
+                        v = s[r, c]
+                        if len(many):  # rows with many: their best kk
+                            part = np.argpartition(-s[many], kk - 1, axis=1)[:, :kk]
+                            r = np.concatenate([r, np.repeat(many, kk)])
+                            c = np.concatenate([c, part.ravel()])
+                            v = np.concatenate([v, np.take_along_axis(s[many], part, 1).ravel()])
+                        a, c = members[lo + r], members[c]
+                        found.append(np.minimum(a, c) * n + np.maximum(a, c))
+                        scores.append(v)
             else:
                 for g in group_starts:
                     members = np.sort(order[g : g + size])
@@ -328,6 +352,9 @@ def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None) -> tup
                     if len(r):
                         found.append(members[r] * n + members[c])
                         scores.append(s[r, c])
+        if top_k and len(found) > 1:  # each pair once so far: bands repeat them
+            packed, first = np.unique(np.concatenate(found), return_index=True)
+            found, scores = [packed], [np.concatenate(scores)[first]]
         say("pairs", (b + 1) / bands)
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)

@@ -52,7 +52,8 @@ from engine.selfjoin import EXACT_MAX, JoinCancelled, self_join, unit_codes
 DEFAULT_THRESHOLD = 0.0
 #: Candidates come from codes at least this similar (their nearest ones are kept).
 CANDIDATE_FLOOR = 0.0
-#: Beyond exact self-joins, LSH bands are made for at least this code cosine.
+#: Beyond exact self-joins, candidates are pairs of at least this code cosine, found by
+#: LSH bands strict enough for it (heavily edited copies may be missed there).
 BANDED_FLOOR = 0.85
 #: Pairs verified by local features at a time, and pictures' descriptions kept meanwhile.
 VERIFY_CHUNK = 256
@@ -138,16 +139,15 @@ def triage(
         search.check_stored_path(p)
     joined = self_join(
         vec,
-        CANDIDATE_FLOOR,
+        CANDIDATE_FLOOR if n <= EXACT_MAX else BANDED_FLOOR,
         outliers=outlier_share,
         on_progress=say,
         cancel=cancel,
         banding_tau=None if n <= EXACT_MAX else BANDED_FLOOR,
         top_k=copies.CANDIDATES,
     )
-    rows = {int(s): i for i, s in enumerate(slots)}
-    left = np.array([rows[int(s)] for s in joined.left], np.int64)
-    right = np.array([rows[int(s)] for s in joined.right], np.int64)
+    rows = _RowOf(slots)
+    left, right = rows.of(joined.left), rows.of(joined.right)
     left, right, rank = _nearest_candidates(left, right, joined.score, n)
     digests = [facts.digests[i] for i in row_of_fact]
     pairs = copies.Pairs(left, right, rank)
@@ -330,7 +330,7 @@ def _similarities(vec, slots: np.ndarray, left: np.ndarray, right: np.ndarray) -
     if not len(left):
         return np.zeros(0, np.float32)
     involved = np.unique(np.concatenate([left, right]))
-    feats = _feature_units_rows(vec, slots, involved).astype(np.float16)
+    feats = _feature_units_rows(vec, slots, involved, np.float16)
     a, b = np.searchsorted(involved, left), np.searchsorted(involved, right)
     out = np.empty(len(left), np.float32)
     step = 1 << 16
@@ -341,15 +341,28 @@ def _similarities(vec, slots: np.ndarray, left: np.ndarray, right: np.ndarray) -
     return out
 
 
-def _feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray) -> np.ndarray:
+class _RowOf:
+    """Rows of slots (the live slots, ascending), for arrays and one at a time."""
+
+    def __init__(self, slots: np.ndarray) -> None:
+        self.slots = slots
+
+    def of(self, slots: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.slots, np.asarray(slots, np.int64)).astype(np.int64)
+
+    def __getitem__(self, slot: int) -> int:
+        return int(np.searchsorted(self.slots, slot))
+
+
+def _feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray, dtype=np.float32) -> np.ndarray:
     """Centred unit features (or codes, for an index without features) of some rows,
-    read in blocks."""
+    read in blocks, as *dtype*."""
     use_features = vec.snap.features is not None
     source = vec.snap.features if use_features else vec.snap.codes
     centre = None
     if vec.centre is not None:
         centre = vec.centre.features if use_features else vec.centre.codes
-    out = np.empty((len(rows), source.shape[1]), np.float32)
+    out = np.empty((len(rows), source.shape[1]), dtype)
     step = 1 << 14
     for lo in range(0, len(rows), step):
         x = np.asarray(source[slots[rows[lo : lo + step]]], np.float32)
@@ -362,7 +375,7 @@ def _feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def _group(edges, paths, pixels, mtimes, digests) -> list[Group]:
     """Representatives in order (most pixels, oldest, path), each taking every ungrouped
-    near-duplicate of its own."""
+    copy of its own."""
     involved = sorted(edges, key=lambda i: (-int(pixels[i]), int(mtimes[i]), paths[i]))
     taken: set[int] = set()
     out: list[Group] = []
@@ -392,7 +405,7 @@ def _group(edges, paths, pixels, mtimes, digests) -> list[Group]:
 
 def _outliers(joined, vec, slots, rows, paths, share, copied) -> tuple[list[Outlier], float]:
     """The lowest *share* by nearest-neighbour score, never an image with a copy (*copied*:
-    rows in a near-duplicate or identical pair): it is like something else by definition."""
+    rows in a copy or identical pair): it is like something else by definition."""
     live = ~np.isnan(joined.nearest[slots])
     scores = joined.nearest[slots]
     exact = joined.nearest_exact[slots]

@@ -6,6 +6,7 @@ passes the same tests.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -277,3 +278,19 @@ def test_version_follows_every_change(make_store):
         store.rewrite_band_keys(np.zeros((2, BANDS), np.uint64), {"centre_gen": 5})
         assert store.version() not in seen
     assert store.version() == store.version()
+
+
+def test_verdicts_and_rejections_are_kept(make_store):
+    store = make_store()
+    store.put_verdicts({b"k" * 16: '{"copy": true}', b"j" * 16: '{"copy": false}'})
+    assert store.verdicts([b"k" * 16, b"x" * 16]) == {b"k" * 16: '{"copy": true}'}
+    store.forget_verdicts()
+    assert store.verdicts([b"k" * 16]) == {}
+    odd = os.fsdecode(b"a/\xff.png")
+    store.reject("b.png", odd)
+    store.reject(odd, "b.png")  # either order: one pair
+    assert store.rejections() == {tuple(sorted(("b.png", odd)))}
+    store.close()
+    store = make_store()  # kept across opening again
+    assert store.rejections() == {tuple(sorted(("b.png", odd)))}
+    assert store.forget_rejections() == 1 and store.rejections() == set()

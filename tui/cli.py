@@ -184,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "triage",
-        help="near-duplicate groups, identical copies, outliers and broken files",
-        description="Bring DIR's index up to date, then report near-duplicate groups (each"
+        help="groups of copies (each with the reason), outliers and broken files",
+        description="Bring DIR's index up to date, then report groups of copies (each"
         " member close to its group's representative), byte-identical copies, outliers and"
         " files that could not be read. Nothing is touched unless --move-to is given.",
     )

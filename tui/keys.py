@@ -106,7 +106,7 @@ KEYS: tuple[Key, ...] = (
         "d",
         "triage",
         "Triage",
-        "near-duplicate groups, identical copies, outliers, broken files",
+        "groups of copies (mirrored, cropped, re-encoded...), outliers, broken files",
         "d",
         "Triage",
     ),

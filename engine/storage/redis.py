@@ -907,6 +907,10 @@ class RedisStore:
             self.r.hset(self.k("verdicts"), mapping=items)
 
     @guarded
+    def forget_verdicts(self) -> None:
+        self.r.delete(self.k("verdicts"))
+
+    @guarded
     def rejections(self) -> set[tuple[str, str]]:
         import os
 

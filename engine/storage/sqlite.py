@@ -731,6 +731,12 @@ class SQLiteStore:
             with self._tx(write=True) as db:
                 db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)", items.items())
 
+    def forget_verdicts(self) -> None:
+        """Drop every cached verdict (they are made again as needed)."""
+        if "verdicts" in self._tables():
+            with self._tx(write=True) as db:
+                db.execute("DELETE FROM verdicts")
+
     def rejections(self) -> set[tuple[str, str]]:
         """Pairs of paths the user said are not copies (each sorted)."""
         if "rejected" not in self._tables():

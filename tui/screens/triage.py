@@ -103,7 +103,7 @@ class TriageScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="triage-head"):
-            yield Static(line(("finding near-duplicates…", "dim")), id="triage-status")
+            yield Static(line(("finding copies…", "dim")), id="triage-status")
             yield ProgressBar(total=1.0, show_eta=False, id="triage-bar")
             yield Static("", id="triage-why")
         rows = VerticalScroll(id="triage-rows")
@@ -135,7 +135,7 @@ class TriageScreen(Screen[None]):
     def on_triage_progress(self, message: TriageProgress) -> None:
         self.query_one("#triage-bar", ProgressBar).update(progress=message.done)
         self.query_one("#triage-status", Static).update(
-            line(("finding near-duplicates: ", "dim"), message.phase)
+            line(("finding copies: ", "dim"), message.phase)
         )
 
     async def on_triage_ready(self, message: TriageReady) -> None:
@@ -183,7 +183,7 @@ class TriageScreen(Screen[None]):
             rows_widgets.append(Static(Text("\n").join(text), id="triage-broken"))
         if not rows_widgets:
             rows_widgets.append(
-                Static("no near-duplicates, outliers or broken files", classes="triage-label")
+                Static("no copies, outliers or broken files", classes="triage-label")
             )
         await box.mount_all(rows_widgets)
         self.row = self.col = 0
