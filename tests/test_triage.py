@@ -113,7 +113,7 @@ def test_json_and_csv(collection: Path, capsys):
     assert [b["path"] for b in out["broken"]] == ["broken.png"] and out["broken"][0]["reason"]
     assert main(["triage", str(collection), "--csv", "--no-update"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["group_id", "path", "role", "score", "sha256", "why"]
+    assert rows[0] == ["group_id", "path", "role", "score", "sha256", "why", "path_b64"]
     roles = {r[2] for r in rows[1:]}
     assert roles == {"representative", "duplicate", "identical", "outlier", "broken"}
     for r in rows[1:]:
@@ -220,3 +220,27 @@ async def test_triage_screen(collection: Path):
         await wait_for(pilot, lambda: app.last_result is not None)
         assert not isinstance(app.screen, TriageScreen)
         assert app.query_path == second
+
+
+def test_csv_cells_are_escaped_and_never_formulas(tmp_path: Path, capsys):
+    import base64
+    import shutil
+
+    root = tmp_path / "odd"
+    make_picture(root / "=HYPERLINK(1).png", 1)
+    hostile = os.fsdecode(b"sgr\x1b[31m\xff.png")
+    shutil.copy(root / "=HYPERLINK(1).png", root / hostile)
+    make_picture(root / "+plain.png", 2)
+    (root / "-broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    assert main(["triage", str(root), "--csv"]) == 0
+    text = capsys.readouterr().out
+    assert "\x1b" not in text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    by_role = {r["role"]: r for r in rows}
+    for r in rows:
+        assert r["path"][:1] not in "=+-@", r
+    odd = next(r for r in rows if r["path"].startswith("sgr"))
+    assert odd["path"] == "sgr\\x1b[31m\\xff.png"
+    assert base64.b64decode(odd["path_b64"]) == b"sgr\x1b[31m\xff.png"
+    assert by_role["broken"]["path"] == "'-broken.png" and by_role["broken"]["why"]
+    assert any(r["path"] == "'=HYPERLINK(1).png" and not r["path_b64"] for r in rows)

@@ -635,25 +635,36 @@ def _triage_json(report) -> dict:
     }
 
 
+def csv_cell(text: str) -> str:
+    """A cell that came from the disk, fit for a terminal and a spreadsheet: control
+    characters and undecodable bytes escaped as in plain output, and a leading ``=``,
+    ``+``, ``-``, ``@``, tab or carriage return neutralised with ``'`` (OWASP's advice on
+    CSV injection: such a cell would be a live formula)."""
+    shown = printable(text)
+    return "'" + shown if shown[:1] in ("=", "+", "-", "@", "\t", "\r") else shown
+
+
 def _triage_csv(report) -> None:
+    import base64
     import csv
 
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["group_id", "path", "role", "score", "sha256", "why"])
+    out.writerow(["group_id", "path", "role", "score", "sha256", "why", "path_b64"])
 
-    def text(path: str) -> str:
-        return json_path(path)["path"]
+    def row(group, path: str, role: str, score: str, sha: str, why: str) -> None:
+        exact = "" if printable(path) == path else base64.b64encode(os.fsencode(path)).decode()
+        out.writerow([group, csv_cell(path), role, score, sha, csv_cell(why), exact])
 
     for g in report.groups:
         rep = g.representative
-        out.writerow([g.id, text(rep.path), "representative", "1.000000", rep.sha256 or "", ""])
+        row(g.id, rep.path, "representative", "1.000000", rep.sha256 or "", "")
         for m in g.members:
             role = "identical" if m.identical else "duplicate"
-            out.writerow([g.id, text(m.path), role, f"{m.score:.6f}", m.sha256 or "", m.why])
+            row(g.id, m.path, role, f"{m.score:.6f}", m.sha256 or "", m.why)
     for o in report.outliers:
-        out.writerow(["", text(o.path), "outlier", f"{o.score:.6f}", "", ""])
+        row("", o.path, "outlier", f"{o.score:.6f}", "", "")
     for b in report.broken:
-        out.writerow(["", text(b.path), "broken", "", "", ""])
+        row("", b.path, "broken", "", "", b.reason)
 
 
 def _triage_text(report) -> None:
