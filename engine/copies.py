@@ -153,16 +153,10 @@ def flatness(thumbs: np.ndarray) -> np.ndarray:
 class Described:
     """SIFT keypoints and descriptors of one picture (and of its mirror image)."""
 
-    __slots__ = ("points", "desc", "mpoints", "mdesc", "side", "grey")
+    __slots__ = ("points", "desc", "mpoints", "mdesc", "grey")
 
-    def __init__(self, points, desc, mpoints, mdesc, side: int, grey: np.ndarray) -> None:
-        self.points, self.desc, self.mpoints, self.mdesc, self.side = (
-            points,
-            desc,
-            mpoints,
-            mdesc,
-            side,
-        )
+    def __init__(self, points, desc, mpoints, mdesc, grey: np.ndarray) -> None:
+        self.points, self.desc, self.mpoints, self.mdesc = points, desc, mpoints, mdesc
         self.grey = grey  # the 256 px greyscale copy, for aligned comparison
 
     @property
@@ -190,7 +184,7 @@ def describe(im: Image.Image) -> Described:
     def pts(k):
         return np.array([p.pt for p in k], np.float32).reshape(-1, 2)
 
-    return Described(pts(kp), desc, pts(mkp), mdesc, max(size), grey)
+    return Described(pts(kp), desc, pts(mkp), mdesc, grey)
 
 
 def _inliers(pa, da, pb, db) -> tuple[int, np.ndarray | None]:
@@ -294,9 +288,9 @@ RULE = "copies-3"
 
 
 class Pairs:
-    """Candidate pairs (rows ``left < right``) with their evidence, filled in by
-    :func:`decide`: visual similarity, aligned pixels and transform, matching points, the
-    verdict and the reason in words."""
+    """Candidate pairs (rows ``left < right``) with their evidence, filled in by triage,
+    :func:`pixel_verdicts` and :func:`point_verdict`: visual similarity, aligned pixels
+    and transform, the verdict and the reason in words."""
 
     def __init__(self, left: np.ndarray, right: np.ndarray, rank: np.ndarray) -> None:
         self.left, self.right, self.rank = left, right, rank
@@ -304,7 +298,6 @@ class Pairs:
         self.similarity = np.zeros(n, np.float32)
         self.pixels = np.zeros(n, np.float32)
         self.transform = np.zeros(n, np.int64)
-        self.points = np.full(n, -1, np.int64)
         self.copy = np.zeros(n, bool)
         self.why = [""] * n
 

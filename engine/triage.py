@@ -221,30 +221,38 @@ def _nearest_candidates(left, right, score, n: int):
     return left[keep], right[keep], rank[keep]
 
 
-def _thumbnails(search, paths: list[str], stored: list[bytes | None], needed) -> np.ndarray:
-    """Every picture's thumbnail: the stored one, or made now from the file (an index of
-    an older lookalike, or a shared one)."""
+def _from_picture(search, path: str, side: int, make):
+    """``make(picture)`` for the stored *path*, decoded at about *side* pixels; None when
+    it may not be opened (a link out of the root) or any step fails on it."""
     from engine.images import ImageError, guarded, open_image
 
+    if not search.may_open(path):
+        return None
+    try:
+        return guarded(lambda: make(open_image(search.root / path, draft_size=side)))
+    except ImageError:
+        return None
+
+
+def _thumbnails(search, paths: list[str], stored: list[bytes | None], needed) -> np.ndarray:
+    """Every picture's thumbnail: the stored one, or made now from the file (an index of
+    an older lookalike, or a shared one); blank where neither can be had (a blank
+    thumbnail is never a pixel match)."""
     out = np.zeros((len(paths), copies.THUMB * copies.THUMB), np.uint8)
     for i, (p, t) in enumerate(zip(paths, stored)):
         if t is not None and len(t) == out.shape[1]:
             out[i] = np.frombuffer(t, np.uint8)
             continue
-        if not needed[i] or not search.may_open(p):
-            continue
-        with contextlib.suppress(ImageError):  # left blank: never a pixel match
-            out[i] = guarded(
-                lambda p=p: copies.thumbnail(open_image(search.root / p, draft_size=128))
-            )
+        if needed[i]:
+            made = _from_picture(search, p, 128, copies.thumbnail)
+            if made is not None:
+                out[i] = made
     return out
 
 
 def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
     """Local features for the pairs pixels could not decide (verdicts cached in the index
     by the files' contents); returns how many pairs were verified now."""
-    from engine.images import ImageError, guarded, open_image
-
     todo = np.flatnonzero(copies.needs_points(pairs, sides))
     if not len(todo):
         return 0
@@ -261,13 +269,7 @@ def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
     fresh: dict[bytes, str] = {}
 
     def describe_row(r: int) -> copies.Described | None:
-        if not search.may_open(paths[r]):
-            return None
-        try:
-            im = guarded(open_image, search.root / paths[r], copies.DESCRIBE_SIDE * 2)
-            return guarded(copies.describe, im)
-        except ImageError:
-            return None
+        return _from_picture(search, paths[r], copies.DESCRIBE_SIDE * 2, copies.describe)
 
     # Pairs in order of their left picture; descriptions kept for a window of recent
     # pictures only (a photo's is ~250 KB: all of a large collection would not fit).
@@ -303,11 +305,7 @@ def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
             continue
         try:
             v = json.loads(verdict)
-            pairs.copy[i], pairs.points[i], pairs.why[i] = (
-                bool(v["copy"]),
-                int(v["points"]),
-                str(v["why"]),
-            )
+            pairs.copy[i], pairs.why[i] = bool(v["copy"]), str(v["why"])
         except (ValueError, KeyError, TypeError):
             continue  # a cached verdict lookalike never wrote: ignored, redone next time
     with contextlib.suppress(Exception):

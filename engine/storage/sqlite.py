@@ -156,6 +156,14 @@ def _write_error(path: str, exc: OSError) -> IndexFileError:
     return IndexFileError(f"cannot write {path}: {_describe(exc)}")
 
 
+def _select_in(db: sqlite3.Connection, query: str, values: list) -> Iterator[tuple]:
+    """Rows of ``query IN (values)``, asked 500 values at a time (SQLite's limit on
+    parameters)."""
+    for i in range(0, len(values), 500):
+        chunk = values[i : i + 500]
+        yield from db.execute(f"{query} IN ({','.join('?' * len(chunk))})", chunk)
+
+
 def _is_int(v, lo: int, hi: int) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
 
@@ -645,13 +653,8 @@ class SQLiteStore:
         wanted = [int(s) for s in slots]
         found: dict[int, str] = {}
         with self._tx() as db:
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for slot, path in db.execute(
-                    f"SELECT slot, path FROM images WHERE slot IN ({marks})", chunk
-                ):
-                    found[slot] = _decode_path(path)
+            for slot, path in _select_in(db, "SELECT slot, path FROM images WHERE slot", wanted):
+                found[slot] = _decode_path(path)
         missing = [s for s in wanted if s not in found]
         if missing:
             raise _Moved
@@ -716,14 +719,9 @@ class SQLiteStore:
             return {}
         out: dict[bytes, str] = {}
         with self._tx() as db:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i : i + 500]
-                marks = ",".join("?" * len(chunk))
-                for k, v in db.execute(
-                    f"SELECT pair, verdict FROM verdicts WHERE pair IN ({marks})", chunk
-                ):
-                    if isinstance(k, bytes) and isinstance(v, str):
-                        out[k] = v
+            for k, v in _select_in(db, "SELECT pair, verdict FROM verdicts WHERE pair", keys):
+                if isinstance(k, bytes) and isinstance(v, str):
+                    out[k] = v
         return out
 
     def put_verdicts(self, items: dict[bytes, str]) -> None:
