@@ -25,12 +25,13 @@ Rules, in one place:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import stat
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -140,9 +141,12 @@ def inside(path: str | os.PathLike[str], root: str | os.PathLike[str]) -> bool:
 
 
 def walk_images(
-    root: str | os.PathLike[str], follow_links: bool = False
+    root: str | os.PathLike[str], follow_links: bool = False, leave_out: Iterable[str] = ()
 ) -> Iterator[FileEntry | SkippedFile]:
     """Yield every candidate image under *root* (sorted, deterministic), and skips.
+
+    Folders named in *leave_out* (relative to *root*: where duplicates were moved) are
+    not entered.
 
     Symbolic links are followed while they stay inside *root* (anywhere with
     *follow_links*); each real directory is visited once, so a link loop ends. A
@@ -157,6 +161,10 @@ def walk_images(
     except OSError as exc:
         raise ImageError(f"cannot read folder {root}: {exc.strerror or exc}") from None
     seen_dirs.add((st.st_dev, st.st_ino))
+    for rel in leave_out:  # its folder counts as seen: no link leads into it either
+        with contextlib.suppress(OSError):
+            folder = (root_path / rel).stat()
+            seen_dirs.add((folder.st_dev, folder.st_ino))
     stack: list[tuple[Path, str]] = [(root_path, "")]
     while stack:
         directory, prefix = stack.pop()

@@ -71,7 +71,10 @@ class Indexer:
         old_errors = dict(self.store.failures())
         todo: list[FileEntry] = []
         seen: set[str] = set()
-        for entry in walk_images(self.engine.root, self.engine.follow_links):
+        from engine.quarantine import excluded
+
+        leave_out = excluded(self.store.get_meta())
+        for entry in walk_images(self.engine.root, self.engine.follow_links, leave_out):
             if cancel.is_set():
                 stats.cancelled = True
                 return todo, []

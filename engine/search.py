@@ -47,6 +47,7 @@ from engine.settings import (
     bands_for,
 )
 from engine.storage import (
+    Batch,
     IndexBusy,
     IndexDamaged,
     IndexFileError,
@@ -243,6 +244,38 @@ class ImageSimilaritySearch:
         """The store changed (a batch, a refit, a compaction): searches take a new view."""
         with self._lock:
             self._stale = True
+
+    # --- setting duplicates aside --------------------------------------------------
+
+    def move_aside(self, relpaths: list[str], folder: str | os.PathLike[str]):
+        """Move *relpaths* into *folder* (:func:`engine.quarantine.move_aside`), with the
+        folder recorded in the index first and the moved files forgotten after (a move
+        of many would otherwise look like a missing disk to the next run)."""
+        from engine.quarantine import move_aside
+
+        if self.store.readonly:
+            raise IndexFileError(
+                f"the index at {self.index_path} cannot be written"
+                f" ({self.store.readonly_why}): a move could not be recorded, so none is made"
+            )
+        for p in relpaths:
+            self.check_stored_path(p)
+        report = move_aside(self.root, relpaths, folder, store=self.store)
+        if report.moved:
+            try:
+                with self.store.writer():
+                    self.store.commit(Batch(delete=report.moved))
+                self.committed()
+            except IndexBusy:
+                pass  # the run under way, or the next one, notices they are gone
+        return report
+
+    def undo_move(self):
+        """Put back the newest move (:func:`engine.quarantine.undo`), trusting only the
+        folders recorded in the index."""
+        from engine.quarantine import undo
+
+        return undo(self.root, meta=self.store.get_meta())
 
     # --- encoder --------------------------------------------------------------------
 

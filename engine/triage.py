@@ -17,12 +17,20 @@ grouped; its default, 0, leaves the decision to the copy rule (heavily edited co
 turned or cropped, can score 0.3). Byte-identical files are always grouped. Pairs the
 user marked as not duplicates (``store.reject``) never are.
 
-**Groups without chaining.** Images are taken in the *representative order*: most pixels
-first (the original outranks its downscaled copies), then the oldest modification time,
-then the path. The first image not yet in a group becomes a representative; its group is
-every image not yet grouped that is a copy *of it*. Every member is thus a copy of its
-representative, never merely of some other member, and the same collection always
-gives the same groups, in the same order (largest first, then by representative path).
+**Which copy is kept.** Images are taken in the *keeper order*: first the ones the user
+chose (``prefer``: ``k`` in the app), then those under a kept folder (``keep_in``:
+``--keep-in``, czkawka's reference folders), then files before symbolic links (a link is
+never kept over its target, which would then be moved from under it), then most pixels
+(the original outranks its downscaled copies), the oldest modification time, the
+shortest path, and the path itself. The first image not yet in a group becomes a
+representative; its group is every image not yet grouped that is a copy *of it*. Every
+member is thus a copy of its representative, never merely of some other member, and the
+same collection always gives the same groups, in the same order (largest first, then by
+representative path). Members under a kept folder are marked ``kept``: never moved.
+Byte-identical members come first in their group (score 1.0), one identical set.
+
+:func:`regroup` recomputes the groups of a report for another threshold, kept folders or
+chosen keepers without looking at a single picture again (the app's ``k``, ``+``, ``-``).
 
 **Outliers**: the images whose nearest neighbour is least similar, the lowest
 ``outlier_share`` (1 %), each with that neighbour's similarity; never one with a copy.
@@ -40,7 +48,8 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -70,6 +79,7 @@ class Member:
     sha256: str | None
     pixels: int
     why: str = ""  # the evidence, in words ("mirrored copy · 212 matching points")
+    kept: bool = False  # under a kept folder: never moved
 
 
 @dataclass
@@ -101,10 +111,54 @@ class TriageReport:
     notes: list[str] = field(default_factory=list)
     candidates: int = 0  # candidate pairs looked at
     verified: int = 0  # pairs whose local features were compared in this run (not cached)
+    keep_in: tuple[str, ...] = ()  # kept folders, relative to the root
+    prefer: frozenset[str] = frozenset()  # keepers the user chose
+    graph: Graph | None = field(default=None, repr=False)
 
     @property
     def duplicates(self) -> int:
         return sum(len(g.members) for g in self.groups)
+
+    def movable(self) -> list[str]:
+        """Every member that a move sets aside: not a representative, not kept."""
+        return [m.path for g in self.groups for m in g.members if not m.kept]
+
+    def kept_members(self) -> list[str]:
+        return [m.path for g in self.groups for m in g.members if m.kept]
+
+
+@dataclass
+class Graph:
+    """Every copy pair found (``edges[a][b] = (similarity, why)``, both ways) and the
+    facts the keeper order needs, per row: what :func:`regroup` works from."""
+
+    edges: dict[int, dict[int, tuple[float, str]]]
+    paths: list[str]
+    pixels: np.ndarray
+    mtimes: np.ndarray
+    digests: list[bytes | None]
+    links: set[int]  # rows whose file is a symbolic link
+
+
+def kept_folder(root: Path, given: str | os.PathLike[str]) -> str:
+    """*given* (absolute, relative to the working folder, or to *root*) as a folder
+    relative to *root* (``"."`` for the root itself); ValueError when it is not a folder
+    under *root*."""
+    path = Path(given).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = root / path
+    try:
+        rel = path.resolve().relative_to(root)
+    except (ValueError, OSError):
+        raise ValueError(f"not a folder under {root}: {given}") from None
+    if not path.is_dir():
+        raise ValueError(f"not a folder: {given}")
+    return rel.as_posix()
+
+
+def under(path: str, folders: tuple[str, ...]) -> bool:
+    """Whether relative *path* lies in one of relative *folders*."""
+    return any(f == "." or path.startswith(f.rstrip("/") + "/") for f in folders)
 
 
 Progress = Callable[[str, float], None]
@@ -116,8 +170,11 @@ def triage(
     outlier_share: float = OUTLIER_SHARE,
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    keep_in: tuple[str, ...] = (),
+    prefer: frozenset[str] = frozenset(),
 ) -> TriageReport:
-    """Triage *search*'s index as it is (bring it up to date first)."""
+    """Triage *search*'s index as it is (bring it up to date first). *keep_in*: kept
+    folders relative to the root (:func:`kept_folder`); *prefer*: paths to keep first."""
     t0 = time.perf_counter()
     say = on_progress or (lambda _phase, _done: None)
     cancel = cancel or threading.Event()
@@ -163,8 +220,7 @@ def triage(
     edges: dict[int, dict[int, tuple[float, str]]] = defaultdict(dict)
     for i in np.flatnonzero(pairs.copy):
         a, b = int(pairs.left[i]), int(pairs.right[i])
-        if pairs.similarity[i] >= threshold:
-            edges[a][b] = edges[b][a] = (float(pairs.similarity[i]), pairs.why[i])
+        edges[a][b] = edges[b][a] = (float(pairs.similarity[i]), pairs.why[i])
     by_digest: dict[bytes, list[int]] = defaultdict(list)
     for i, d in enumerate(digests):
         if d is not None:
@@ -179,28 +235,49 @@ def triage(
         for b in list(edges[a]):
             if tuple(sorted((paths[a], paths[b]))) in rejected:
                 del edges[a][b]
-    pixels = facts.pixels[row_of_fact]
-    mtimes = facts.mtimes[row_of_fact]
-    groups = _group(edges, paths, pixels, mtimes, digests)
-    outliers, certain = _outliers(
-        joined, vec, slots, rows, paths, outlier_share, {i for i in edges if edges[i]}
+    edges = {a: near for a, near in edges.items() if near}
+    links = {i for i in edges if os.path.islink(search.root / paths[i])}
+    graph = Graph(
+        edges, paths, facts.pixels[row_of_fact], facts.mtimes[row_of_fact], digests, links
     )
+    outliers, certain = _outliers(joined, vec, slots, rows, paths, outlier_share, set(edges))
     notes = []
     if rejected:
         notes.append(f"{len(rejected)} pairs marked not duplicates are never grouped")
-    return TriageReport(
+    report = TriageReport(
         threshold,
-        groups,
+        [],
         outliers,
         broken,
         n,
-        time.perf_counter() - t0,
+        0.0,
         joined.method,
         certain,
         notes,
         candidates=len(pairs.left),
         verified=verified,
+        graph=graph,
     )
+    report = regroup(report, threshold, tuple(keep_in), frozenset(prefer))
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def regroup(
+    report: TriageReport,
+    threshold: float | None = None,
+    keep_in: tuple[str, ...] | None = None,
+    prefer: frozenset[str] | None = None,
+) -> TriageReport:
+    """*report* with its groups made again for another threshold, kept folders or chosen
+    keepers (``None``: as before), from the pairs it found: no picture is opened."""
+    threshold = report.threshold if threshold is None else threshold
+    keep_in = report.keep_in if keep_in is None else tuple(keep_in)
+    prefer = report.prefer if prefer is None else frozenset(prefer)
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError("the threshold is a similarity between 0 and 1")
+    groups = [] if report.graph is None else _group(report.graph, threshold, keep_in, prefer)
+    return replace(report, threshold=threshold, keep_in=keep_in, prefer=prefer, groups=groups)
 
 
 def _nearest_candidates(left, right, score, n: int):
@@ -371,16 +448,37 @@ def _feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray, dtype=np.float
     return out
 
 
-def _group(edges, paths, pixels, mtimes, digests) -> list[Group]:
-    """Representatives in order (most pixels, oldest, path), each taking every ungrouped
-    copy of its own."""
-    involved = sorted(edges, key=lambda i: (-int(pixels[i]), int(mtimes[i]), paths[i]))
+def _group(graph: Graph, threshold: float, keep_in, prefer) -> list[Group]:
+    """Representatives in the keeper order, each taking every ungrouped copy of its own
+    at least *threshold* similar (identical bytes always)."""
+    paths, pixels, digests = graph.paths, graph.pixels, graph.digests
+    kept = {i for i in graph.edges if under(paths[i], keep_in)}
+
+    def order(i: int):
+        return (
+            paths[i] not in prefer,
+            i not in kept,
+            i in graph.links,
+            -int(pixels[i]),
+            int(graph.mtimes[i]),
+            len(paths[i]),
+            paths[i],
+        )
+
+    def near(i: int) -> dict[int, tuple[float, str]]:
+        return {
+            j: e
+            for j, e in graph.edges[i].items()
+            if e[0] >= threshold or e[1] == "identical bytes"
+        }
+
     taken: set[int] = set()
     out: list[Group] = []
-    for rep in involved:
+    for rep in sorted(graph.edges, key=order):
         if rep in taken:
             continue
-        mine = [j for j in edges[rep] if j not in taken]
+        copies_of = near(rep)
+        mine = [j for j in copies_of if j not in taken]
         if not mine:
             continue
         taken.add(rep)
@@ -389,11 +487,10 @@ def _group(edges, paths, pixels, mtimes, digests) -> list[Group]:
         def member(i: int, score: float, why: str, rep: int = rep) -> Member:
             d = digests[i]
             same = d is not None and d == digests[rep] and i != rep
-            return Member(paths[i], score, same, d.hex() if d else None, int(pixels[i]), why)
+            sha = d.hex() if d else None
+            return Member(paths[i], score, same, sha, int(pixels[i]), why, i in kept)
 
-        members = sorted(
-            (member(j, *edges[rep][j]) for j in mine), key=lambda m: (-m.score, m.path)
-        )
+        members = sorted((member(j, *copies_of[j]) for j in mine), key=lambda m: (-m.score, m.path))
         out.append(Group(0, member(rep, 1.0, ""), members))
     out.sort(key=lambda g: (-len(g.members), g.representative.path))
     for i, g in enumerate(out, 1):

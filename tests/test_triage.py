@@ -15,7 +15,7 @@ import pytest
 from conftest import edited_copy, make_picture
 from engine import ImageSimilaritySearch
 from engine.quarantine import MoveError, move_aside, pending_manifest, undo
-from engine.triage import _group, triage
+from engine.triage import Graph, _group, triage
 from tui.cli import main
 
 EDITS = ("crop", "brighten", "identical")
@@ -70,35 +70,49 @@ def test_same_input_same_groups(collection: Path):
     assert shape(first) == shape(second)
 
 
-def test_no_chaining_and_the_representative_rule():
+def _graph(edges, paths, pixels, mtimes, links=()):
+    digests = [bytes([i + 1]) * 32 for i in range(len(paths))]
+    return Graph(edges, paths, np.array(pixels), np.array(mtimes), digests, set(links))
+
+
+def _shape(groups):
+    return [(g.representative.path, [m.path for m in g.members]) for g in groups]
+
+
+def test_no_chaining_and_the_keeper_order():
     # a-b and b-c are near-duplicates, a-c is not: c must not join a's group
     w = (0.9, "0.95 aligned pixels")
-    edges = {0: {1: w}, 1: {0: w, 2: w}, 2: {1: w}}
-    paths = ["a.png", "b.png", "c.png"]
-    digests = [b"1" * 32, b"2" * 32, b"3" * 32]
-    pixels = np.array([100, 50, 50])
-    mtimes = np.array([5, 1, 1])
-    groups = _group(edges, paths, pixels, mtimes, digests)
-    assert [(g.representative.path, [m.path for m in g.members]) for g in groups] == [
-        ("a.png", ["b.png"])
-    ]
-    # equal pixels: the oldest is kept; equal too: the first path
-    groups = _group(
-        {0: {1: w}, 1: {0: w}},
-        ["b.png", "a.png"],
-        np.array([9, 9]),
-        np.array([2, 1]),
-        digests[:2],
+    chain = {0: {1: w}, 1: {0: w, 2: w}, 2: {1: w}}
+    g = _graph(chain, ["a.png", "b.png", "c.png"], [100, 50, 50], [5, 1, 1])
+    assert _shape(_group(g, 0.0, (), frozenset())) == [("a.png", ["b.png"])]
+    pair = {0: {1: w}, 1: {0: w}}
+    # equal pixels: the oldest is kept; equal too: the shorter path, then the first
+    assert (
+        _group(_graph(pair, ["b.png", "a.png"], [9, 9], [2, 1]), 0, (), frozenset())[
+            0
+        ].representative.path
+        == "a.png"
     )
-    assert groups[0].representative.path == "a.png"
-    groups = _group(
-        {0: {1: w}, 1: {0: w}},
-        ["b.png", "a.png"],
-        np.array([9, 9]),
-        np.array([1, 1]),
-        digests[:2],
+    same = _graph(pair, ["in/copy.png", "a/b/c/orig.png"], [9, 9], [1, 1])
+    assert _group(same, 0, (), frozenset())[0].representative.path == "in/copy.png"
+    # a kept folder outranks pixels and age; its members are marked kept
+    big = _graph(pair, ["incoming/x.png", "originals/x.png"], [900, 9], [1, 5])
+    (grp,) = _group(big, 0, ("originals",), frozenset())
+    assert grp.representative.path == "originals/x.png" and not grp.members[0].kept
+    (grp,) = _group(big, 0, ("incoming", "originals"), frozenset())
+    assert grp.members[0].kept
+    # a chosen keeper outranks everything; a link never outranks its target
+    assert (
+        _group(big, 0, ("originals",), frozenset({"incoming/x.png"}))[0].representative.path
+        == "incoming/x.png"
     )
-    assert groups[0].representative.path == "a.png"
+    linked = _graph(pair, ["a.png", "z-target.png"], [9, 9], [1, 1], links=[0])
+    assert _group(linked, 0, (), frozenset())[0].representative.path == "z-target.png"
+    # the threshold leaves out weaker pairs, never identical bytes
+    ident = {0: {1: (0.2, "identical bytes"), 2: (0.5, "x")}, 1: {0: (0.2, "identical bytes")}}
+    ident[2] = {0: (0.5, "x")}
+    three = _graph(ident, ["a.png", "b.png", "c.png"], [9, 9, 9], [1, 2, 3])
+    assert _shape(_group(three, 0.6, (), frozenset())) == [("a.png", ["b.png"])]
 
 
 def test_json_and_csv(collection: Path, capsys):
@@ -162,7 +176,7 @@ def test_a_crash_mid_move_can_be_undone(collection: Path, tmp_path: Path, monkey
     monkeypatch.setattr(q, "_move", real)
     assert pending_manifest(collection) is not None
     assert sum((tmp_path / "aside" / r).exists() for r in rels) == 2
-    done = undo(collection)
+    done = undo(collection, folders={str(tmp_path / "aside")})
     assert len(done.moved) == 2 and not done.skipped
     assert all((collection / r).exists() for r in rels)
 

@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("dir", metavar="DIR")
     p.add_argument(
+        "--keep-in",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder of DIR whose files are never moved and are kept first in their"
+        " group (repeatable)",
+    )
+    p.add_argument(
         "--threshold",
         type=_similarity,
         metavar="T",
@@ -214,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="move every duplicate (not the representatives) into FOLDER, keeping paths",
     )
     act.add_argument("--undo", action="store_true", help="put back the files of the last move")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --move-to: print what would move (and from which folders), move nothing",
+    )
     act.add_argument(
         "--not-duplicate",
         nargs=2,
@@ -540,46 +553,88 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from engine.quarantine import MoveError, move_aside, undo
-    from engine.triage import DEFAULT_THRESHOLD, triage
+    from engine.triage import DEFAULT_THRESHOLD, kept_folder, triage
 
-    if args.undo:
-        if not Path(args.dir).is_dir():
-            raise UsageError(f"not a folder: {args.dir}")
-        try:
-            done = undo(args.dir)
-        except MoveError as exc:
-            raise Failure(str(exc)) from None
-        for path, why in done.skipped:
-            _say(f"not put back {path}: {why}")
-        _say(f"put back {len(done.moved)} files from {done.folder}")
-        return 0 if not done.skipped else 1
+    if args.dry_run and not args.move_to:
+        raise UsageError("--dry-run shows what --move-to FOLDER would move: give both")
     search = _open_search(args)
     with search:
+        if args.undo:
+            return _undo(search)
         if args.not_duplicate or args.forget_rejections:
             return _rejections(search, args)
+        try:
+            keep_in = tuple(kept_folder(search.root, f) for f in args.keep_in)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         if not args.no_update:
             _update_before_search(search)
-        report = triage(search, args.threshold or DEFAULT_THRESHOLD, args.outliers)
+        report = triage(search, args.threshold or DEFAULT_THRESHOLD, args.outliers, keep_in=keep_in)
         if args.json:
             print(_dumps(_triage_json(report)))
         elif args.csv:
             _triage_csv(report)
-        else:
+        elif not args.dry_run:
             _triage_text(report)
         if args.move_to:
-            dupes = [m.path for g in report.groups for m in g.members]
-            try:
-                moved = move_aside(search.root, dupes, args.move_to)
-            except MoveError as exc:
-                raise Failure(str(exc)) from None
-            for path, why in moved.skipped:
-                _say(f"not moved {path}: {why}")
-            _say(
-                f"moved {len(moved.moved)} duplicates into {moved.folder}"
-                " (lookalike triage DIR --undo puts them back)"
-            )
+            return _move(search, report, args)
     return 0
+
+
+def _move(search, report, args: argparse.Namespace) -> int:
+    """``--move-to`` (and ``--dry-run``): every movable duplicate, or the plan of it."""
+    from engine.quarantine import MoveError, plan
+
+    planned = plan(report.movable(), args.move_to, report.kept_members())
+    if args.dry_run:
+        print(_plan_text(planned, search.root), file=sys.stderr if args.json or args.csv else None)
+        return 0
+    try:
+        moved = search.move_aside(planned.paths, planned.folder)
+    except MoveError as exc:
+        raise Failure(str(exc)) from None
+    for path, why in moved.skipped:
+        _say(f"not moved {path}: {why}")
+    _say(
+        f"moved {len(moved.moved)} duplicates into {moved.folder}"
+        + (f", {len(moved.skipped)} could not be moved" if moved.skipped else "")
+        + " (lookalike triage DIR --undo puts them back)"
+    )
+    return 1 if moved.skipped else 0
+
+
+def plan_lines(planned, root) -> list[str]:
+    """A move plan in words (escaped): the count, where to, how many leave each
+    top-level folder, and how many copies stay because they are under a kept folder."""
+    lines = [
+        f"{len(planned.paths)} files would move from {root} into {planned.folder}"
+        + (f"; {len(planned.kept)} copies stay (under a kept folder)" if planned.kept else "")
+    ]
+    lines += [f"  {n:6d} from {top}" for top, n in planned.by_top()]
+    return [printable(x) for x in lines]
+
+
+def _plan_text(planned, root) -> str:
+    lines = plan_lines(planned, root)
+    lines += ["", *(printable(p) for p in planned.paths)] if planned.paths else []
+    return "\n".join(lines)
+
+
+def _undo(search) -> int:
+    from engine.quarantine import MoveError
+
+    try:
+        done = search.undo_move()
+    except MoveError as exc:
+        raise Failure(str(exc)) from None
+    for path, why in done.skipped:
+        _say(f"not put back {path}: {why}")
+    if done.cleaned:
+        _say(f"removed {len(done.cleaned)} copies left by an interrupted move (same bytes)")
+    if done.lost:
+        _say(f"{len(done.lost)} files of that move are in neither place: " + ", ".join(done.lost))
+    _say(f"put back {len(done.moved)} files from {done.folder}")
+    return 0 if not done.skipped else 1
 
 
 def _rejections(search, args: argparse.Namespace) -> int:
@@ -609,11 +664,13 @@ def _triage_json(report) -> dict:
             **json_path(m.path),
             "score": round(m.score, 6),
             "identical": m.identical,
+            "kept": m.kept,
             "why": m.why,
         }
 
     return {
         "threshold": report.threshold,
+        "keep_in": list(report.keep_in),
         "candidates": report.candidates,
         "verified": report.verified,
         "images": report.images,
@@ -659,7 +716,7 @@ def _triage_csv(report) -> None:
         rep = g.representative
         row(g.id, rep.path, "representative", "1.000000", rep.sha256 or "", "")
         for m in g.members:
-            role = "identical" if m.identical else "duplicate"
+            role = "kept" if m.kept else "identical" if m.identical else "duplicate"
             row(g.id, m.path, role, f"{m.score:.6f}", m.sha256 or "", m.why)
     for o in report.outliers:
         row("", o.path, "outlier", f"{o.score:.6f}", "", "")
@@ -679,7 +736,8 @@ def _triage_text(report) -> None:
         rep = g.representative
         print(f"\ngroup {g.id}: keep {printable(rep.path)}  ({rep.pixels:,} px)")
         for m in g.members:
-            print(f"  {m.score:6.3f}  {printable(m.path)}  ({m.why})")
+            mark = "kept " if m.kept else "=    " if m.identical else "     "
+            print(f"  {mark}{m.score:6.3f}  {printable(m.path)}  ({m.why})")
     if report.outliers:
         print(f"\n{len(report.outliers)} outliers (least like anything else):")
         for o in report.outliers:
