@@ -338,7 +338,7 @@ def needs_points(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
     return (
         ~pairs.copy
         & big
-        & (pairs.rank <= SIFT_RANK)
+        & ((pairs.rank <= SIFT_RANK) | (pairs.pixels >= PIXELS))
         & ((pairs.similarity >= SIFT_SIMILARITY) | (pairs.pixels >= 0.6))
     )
 

@@ -49,7 +49,7 @@ from pathlib import Path
 
 from engine.errors import LookalikeError
 from engine.images import inside
-from engine.names import check_relpath
+from engine.names import check_relpath, printable
 from engine.paths import INDEX_DIRNAME
 
 #: Where the app sets files aside: hidden, so the walk never indexes them again.
@@ -89,6 +89,14 @@ class MovePlan:
         most first."""
         tops = Counter(p.split("/", 1)[0] + "/" if "/" in p else "./" for p in self.paths)
         return sorted(tops.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    def summary(self, root: str | os.PathLike[str]) -> list[str]:
+        """The plan in words, escaped for a terminal: how many files, from where to
+        where, how many leave each top-level folder, and how many copies stay."""
+        stay = f"; {len(self.kept)} copies stay (under a kept folder)" if self.kept else ""
+        lines = [f"{len(self.paths)} files would move from {root} into {self.folder}{stay}"]
+        lines += [f"  {n:6d} from {top}" for top, n in self.by_top()]
+        return [printable(x) for x in lines]
 
 
 def _b64(path: str) -> str:

@@ -196,11 +196,25 @@ def test_moves_stay_inside_the_rules(collection: Path, tmp_path: Path):
         move_aside(collection, ["orig0.png"], collection)
 
 
+def _seen(app, card) -> bool:
+    """Whether *card* is drawn where it is: the widget at its centre is it or inside it."""
+    region = card.region
+    if not region.width or not region.height:
+        return False
+    x, y = region.x + region.width // 2, region.y + region.height // 2
+    try:
+        widget, _ = app.screen.get_widget_at(x, y)
+    except Exception:
+        return False
+    return widget is card or card in widget.ancestors
+
+
 async def test_triage_screen(collection: Path):
     from test_app import SIZE, ready, wait_for
 
     from tui.app import create_app
-    from tui.screens.triage import TriageScreen
+    from tui.screens.compare import CompareScreen
+    from tui.screens.triage import ConfirmMove, TriageScreen
 
     app = create_app(collection)
     async with app.run_test(size=SIZE) as pilot:
@@ -209,31 +223,114 @@ async def test_triage_screen(collection: Path):
         screen = app.screen
         assert isinstance(screen, TriageScreen)
         await wait_for(pilot, lambda: screen.report is not None)
-        assert len(screen.rows) == 8 + 1  # eight groups, then the outliers
+        assert len(screen.rows) == 8 + 2  # eight groups, the outliers, the broken files
         assert screen.rows[0][0].slot.kind == "keep"
         status = str(screen.query_one("#triage-status").render())
         assert "8 groups" in status and "1 broken" in status
-        await pilot.press("space")  # the representative cannot be set aside
-        assert not screen.marked()
+        marks = lambda: str(screen.query_one("#triage-marks").render())  # noqa: E731
+        assert marks().startswith("0 marked")
+        await pilot.press("space")  # the keeper cannot be set aside
+        assert not app.triage_state.marks
         await pilot.press("right", "space")
-        marked = screen.marked()
-        assert len(marked) == 1 and marked[0].startswith("copies/")
+        marked = sorted(app.triage_state.marks)
+        assert len(marked) == 1 and marked[0].startswith("copies/") and "1 marked" in marks()
+        # the broken file is reachable, and says why
+        for _ in range(12):
+            await pilot.press("down")
+        assert screen.current.slot.kind == "broken" and _seen(app, screen.current)
+        assert "broken.png" in str(screen.query_one("#triage-why").render())
+        # marks survive a trip to compare and to search
+        await pilot.press("up", "up", "right", "z")
+        assert isinstance(app.screen, CompareScreen) and app.screen.left == "keep"
+        await pilot.press("escape")
+        assert app.screen is screen and sorted(app.triage_state.marks) == marked
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.last_result is not None)
+        assert not isinstance(app.screen, TriageScreen)
+        await pilot.press("d")
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.report is not None)
+        assert [c.slot.path for r in screen.rows for c in r if c.slot.marked] == marked
+        assert (screen.row, screen.col) == (7, 1)  # where the cursor was
+        # m shows the plan and asks once; escape moves nothing
         await pilot.press("m")
+        assert isinstance(app.screen, ConfirmMove)
+        assert "1 files would move" in str(app.screen.query_one("#confirm-plan").render())
+        await pilot.press("escape")
+        assert (collection / marked[0]).exists()
+        await pilot.press("m", "enter")
         await wait_for(pilot, lambda: (collection / ".lookalike/quarantine" / marked[0]).exists())
         assert not (collection / marked[0]).exists()
         await wait_for(pilot, lambda: screen.report is not None)
-        assert screen.report.duplicates == 14
+        assert screen.report.duplicates == 14 and not app.triage_state.marks
+        assert (screen.row, screen.col) == (7, 1)  # after m the cursor stays
         await pilot.press("u")
         await wait_for(pilot, lambda: (collection / marked[0]).exists())
         await wait_for(pilot, lambda: screen.report is not None)
         assert screen.report.duplicates == 15
+        # a toggles a group, A every group; the threshold changes from the screen
+        await pilot.press("home")
+        screen.row, screen.col = 0, 0
+        await pilot.press("a")
+        assert len(app.triage_state.marks) == len(screen.rows[0]) - 1
+        await pilot.press("a")
+        assert not app.triage_state.marks
+        await pilot.press("A")
+        assert len(app.triage_state.marks) == 15
+        await pilot.press("A")
+        assert not app.triage_state.marks
+        await pilot.press("plus")
+        await wait_for(pilot, lambda: screen.report and screen.report.threshold == 0.05)
+        assert "threshold 0.05" in marks()
+        await pilot.press("minus")
+        await wait_for(pilot, lambda: screen.report and screen.report.threshold == 0.0)
+        # k keeps the highlighted copy instead: its group is made again around it
+        screen.row, screen.col = 0, 0
+        await pilot.press("right")
+        chosen = screen.current.slot.path
+        await pilot.press("k")
+        await wait_for(pilot, lambda: screen.report and screen.report.prefer == frozenset({chosen}))
+        rep_row = screen.rows[screen.row]
+        assert rep_row[0].slot.path == chosen and rep_row[0].slot.kind == "keep"
         await pilot.press("down")
         second = screen.current.data.path
-        assert screen.current is screen.rows[1][0]
-        await pilot.press("enter")  # search with the second group's representative
-        await wait_for(pilot, lambda: app.last_result is not None)
+        await pilot.press("enter")  # search with the next group's keeper
+        await wait_for(pilot, lambda: app.query_path == second)
         assert not isinstance(app.screen, TriageScreen)
-        assert app.query_path == second
+
+
+async def test_every_card_of_a_wide_group_can_be_seen(tmp_path: Path):
+    import shutil
+
+    from test_app import SIZE, ready, wait_for
+
+    from tui.app import create_app
+    from tui.screens.triage import TriageScreen
+
+    root = tmp_path / "wide"
+    src = make_picture(root / "a.png", 1)
+    for i in range(14):
+        shutil.copy(src, root / f"copy{i:02d}.png")
+    for i in range(5):
+        make_picture(root / "o" / f"{i}.png", 50 + i)
+    app = create_app(root)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("d")
+        screen = app.screen
+        assert isinstance(screen, TriageScreen)
+        await wait_for(pilot, lambda: screen.report is not None)
+        row = screen.rows[0]
+        assert len(row) == 15
+        assert not _seen(app, row[-1])  # wider than the screen
+        for i in range(1, 15):
+            await pilot.press("right")
+            await pilot.pause()
+            assert screen.current is row[i] and _seen(app, row[i]), i
+        for _ in range(14):
+            await pilot.press("left")
+        await pilot.pause()
+        assert _seen(app, row[0])
 
 
 def test_csv_cells_are_escaped_and_never_formulas(tmp_path: Path, capsys):
@@ -258,3 +355,21 @@ def test_csv_cells_are_escaped_and_never_formulas(tmp_path: Path, capsys):
     assert base64.b64decode(odd["path_b64"]) == b"sgr\x1b[31m\xff.png"
     assert by_role["broken"]["path"] == "'-broken.png" and by_role["broken"]["why"]
     assert any(r["path"] == "'=HYPERLINK(1).png" and not r["path_b64"] for r in rows)
+
+
+def test_many_resized_copies_of_one_picture_make_one_group(tmp_path: Path):
+    """Look-alikes so many that aligned pixels cannot stand out from them: each pair is
+    still checked by local features, and one picture keeps them all."""
+    from PIL import Image
+
+    root = tmp_path / "burst"
+    src = make_picture(root / "original.png", 11, size=(480, 360))
+    im = Image.open(src)
+    for k in range(7):
+        w = 330 + 20 * k
+        im.resize((w, w * 3 // 4), Image.LANCZOS).save(root / f"small_{k}.jpg", quality=80 + k)
+    for i in range(8):
+        make_picture(root / "other" / f"{i}.png", 500 + i, size=(480, 360))
+    (group,) = _report(root).groups
+    assert group.representative.path == "original.png"
+    assert sorted(m.path for m in group.members) == [f"small_{k}.jpg" for k in range(7)]

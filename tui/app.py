@@ -93,6 +93,7 @@ class LookalikeApp(App[int]):
         show_timings: bool = True,
         pixels: str | None = None,
         colours: str | None = None,
+        keep_in: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.pixels, self.colours = pixels, colours
@@ -116,6 +117,8 @@ class LookalikeApp(App[int]):
         self._indexing = False
         self._failures: list = []
         self._sent: set[int] = set()  # pictures whose pixels the terminal has
+        self.keep_in = tuple(keep_in)  # kept folders for triage, relative to the folder
+        self.triage_state: Any = None  # marks, keepers, the last report: kept between visits
 
     # --- layout -------------------------------------------------------------------
 
@@ -274,6 +277,8 @@ class LookalikeApp(App[int]):
     def on_index_finished(self, message: IndexFinished) -> None:
         self._indexing = False
         self._failures = message.stats.failed
+        if self.triage_state is not None and (message.stats.indexed or message.stats.removed):
+            self.triage_state.report = None  # the folder changed: triage again next time
         panel = self.query_one(IndexPanel)
         panel.show_done(message.stats)
         if self.search_engine is not None:
@@ -303,9 +308,13 @@ class LookalikeApp(App[int]):
         if self.search_engine is None:
             self.notify("the engine is still loading")
             return
-        from tui.screens.triage import TriageScreen
+        from tui.screens.triage import TriageScreen, TriageState
 
-        self.push_screen(TriageScreen(self.search_engine, tier=self.tier))
+        if isinstance(self.screen, TriageScreen):
+            return
+        if self.triage_state is None:
+            self.triage_state = TriageState(keep_in=self.keep_in)
+        self.push_screen(TriageScreen(self.search_engine, self.triage_state, tier=self.tier))
 
     def action_compare(self) -> None:
         grid = self.query_one(ResultsGrid)
@@ -569,6 +578,7 @@ def create_app(
     show_timings: bool = True,
     pixels: str | None = None,
     colours: str | None = None,
+    keep_in: tuple[str, ...] = (),
     **overrides: Any,
 ) -> LookalikeApp:
     """The app, for the command line and the tests alike. *settings* (with keyword
@@ -585,4 +595,5 @@ def create_app(
         show_timings=show_timings,
         pixels=pixels,
         colours=colours,
+        keep_in=keep_in,
     )

@@ -190,14 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         " files that could not be read. Nothing is touched unless --move-to is given.",
     )
     p.add_argument("dir", metavar="DIR")
-    p.add_argument(
-        "--keep-in",
-        action="append",
-        default=[],
-        metavar="FOLDER",
-        help="a folder of DIR whose files are never moved and are kept first in their"
-        " group (repeatable)",
-    )
+    _add_keep_in(p)
     p.add_argument(
         "--threshold",
         type=_similarity,
@@ -260,6 +253,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_keep_in(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--keep-in",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder of DIR whose files triage never moves and keeps first in their"
+        " group (repeatable)",
+    )
+
+
+def _kept_folders(root, given: list[str]) -> tuple[str, ...]:
+    """``--keep-in`` folders relative to *root*, or a usage error."""
+    from engine.triage import kept_folder
+
+    try:
+        return tuple(kept_folder(Path(root).resolve(), f) for f in given)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def build_app_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lookalike",
@@ -274,6 +288,7 @@ def build_app_parser() -> argparse.ArgumentParser:
         help="image folder (default ./fashion-dataset if it exists, else .)",
     )
     parser.add_argument("--query", metavar="IMAGE", help="open with this image's lookalikes")
+    _add_keep_in(parser)
     parser.add_argument(
         "--pixels",
         choices=("auto", "halfblock", "quadrant", "sextant", "kitty"),
@@ -553,7 +568,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from engine.triage import DEFAULT_THRESHOLD, kept_folder, triage
+    from engine.triage import DEFAULT_THRESHOLD, triage
 
     if args.dry_run and not args.move_to:
         raise UsageError("--dry-run shows what --move-to FOLDER would move: give both")
@@ -563,10 +578,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
             return _undo(search)
         if args.not_duplicate or args.forget_rejections:
             return _rejections(search, args)
-        try:
-            keep_in = tuple(kept_folder(search.root, f) for f in args.keep_in)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        keep_in = _kept_folders(search.root, args.keep_in)
         if not args.no_update:
             _update_before_search(search)
         report = triage(search, args.threshold or DEFAULT_THRESHOLD, args.outliers, keep_in=keep_in)
@@ -603,19 +615,8 @@ def _move(search, report, args: argparse.Namespace) -> int:
     return 1 if moved.skipped else 0
 
 
-def plan_lines(planned, root) -> list[str]:
-    """A move plan in words (escaped): the count, where to, how many leave each
-    top-level folder, and how many copies stay because they are under a kept folder."""
-    lines = [
-        f"{len(planned.paths)} files would move from {root} into {planned.folder}"
-        + (f"; {len(planned.kept)} copies stay (under a kept folder)" if planned.kept else "")
-    ]
-    lines += [f"  {n:6d} from {top}" for top, n in planned.by_top()]
-    return [printable(x) for x in lines]
-
-
 def _plan_text(planned, root) -> str:
-    lines = plan_lines(planned, root)
+    lines = planned.summary(root)
     lines += ["", *(printable(p) for p in planned.paths)] if planned.paths else []
     return "\n".join(lines)
 
@@ -803,6 +804,7 @@ def cmd_app(argv: list[str]) -> int:
         raise UsageError(f"not a folder: {folder}")
     if args.query:
         _check_query(args.query)
+    keep_in = _kept_folders(folder, args.keep_in)
     from tui.app import create_app
 
     if (args.colors or os.environ.get("LOOKALIKE_COLORS")) == "truecolor":
@@ -815,6 +817,7 @@ def cmd_app(argv: list[str]) -> int:
         settings=_settings(args),
         pixels=args.pixels,
         colours=args.colors,
+        keep_in=keep_in,
     )
     app.run()
     if app.return_code == 143:

@@ -15,7 +15,7 @@ from textual.binding import Binding
 
 @dataclass(frozen=True)
 class Key:
-    place: str  # "app", "tree", "results", "triage", "modal"
+    place: str  # "app", "tree", "results", "triage", "compare", "confirm"
     keys: str  # Textual key names, comma-separated
     action: str
     label: str  # the footer's word ("" keeps it out of the footer)
@@ -121,18 +121,27 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("app", "ctrl+p", "", "", "command palette: every action by name", "ctrl+p"),
     Key("triage", "escape", "close", "Back", "back to searching"),
-    Key("triage", "up,k", "move(0, -1)", "", "previous group", "↑ / k"),
+    Key("triage", "up", "move(0, -1)", "", "previous group", "↑"),
     Key("triage", "down,j", "move(0, 1)", "", "next group", "↓ / j"),
-    Key("triage", "left,h", "move(-1, 0)", "", "previous image of the group", "← / h"),
-    Key("triage", "right,l", "move(1, 0)", "", "next image of the group", "→ / l"),
-    Key("triage", "space", "mark", "Mark", "mark or unmark a duplicate to set aside"),
-    Key("triage", "a", "mark_all", "Mark all", "mark every duplicate"),
+    Key("triage", "left,h", "move(-1, 0)", "", "previous picture of the row", "← / h"),
+    Key("triage", "right,l", "move(1, 0)", "", "next picture of the row (rows scroll)", "→ / l"),
+    Key("triage", "space", "mark", "Mark", "mark or unmark a copy to set aside"),
+    Key("triage", "a", "mark_group", "Mark group", "mark or unmark every copy of the group"),
+    Key("triage", "A", "mark_all", "", "mark or unmark every copy of every group", "shift+a"),
+    Key(
+        "triage",
+        "k",
+        "keep",
+        "Keep this",
+        "keep the highlighted picture instead: its group is made again around it",
+    ),
+    Key("triage", "z", "compare", "Compare", "the highlighted copy beside its keeper, large"),
     Key(
         "triage",
         "m",
         "move_marked",
         "Set aside",
-        "move the marked into .lookalike/quarantine (with a manifest)",
+        "show the plan, then move the marked into .lookalike/quarantine (with a record)",
     ),
     Key("triage", "u", "undo", "Undo move", "put back the last files set aside"),
     Key(
@@ -142,7 +151,13 @@ KEYS: tuple[Key, ...] = (
         "Not a copy",
         "the highlighted picture is not a copy of its group's first: never group them again",
     ),
+    Key("triage", "plus", "threshold(1)", "", "raise the threshold by 0.05 and regroup", "+"),
+    Key("triage", "minus", "threshold(-1)", "", "lower the threshold by 0.05 and regroup", "-"),
     Key("triage", "enter", "search", "Search this", "search with that image"),
+    Key(
+        "confirm", "enter,y", "answer(True)", "Move", "yes: move the files as planned", "enter / y"
+    ),
+    Key("confirm", "escape,n", "answer(False)", "Cancel", "no: move nothing", "escape / n"),
     Key("compare", "escape,z", "close", "Back", "back to the results", "escape / z"),
     Key("compare", "left,h,up,k", "move(-1)", "", "previous result", "← / h"),
     Key("compare", "right,l,down,j", "move(1)", "", "next result", "→ / l"),
@@ -156,6 +171,7 @@ PLACES = {
     "results": "the results",
     "triage": "triage (d)",
     "compare": "compare (z)",
+    "confirm": "a move's plan (m in triage)",
 }
 
 

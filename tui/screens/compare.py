@@ -44,12 +44,22 @@ class ComparePane(Vertical):
 
 
 class CompareScreen(Screen[None]):
-    """Query on the left, result *index* of *cards* on the right."""
+    """Query on the left, result *index* of *cards* on the right. *left* names the left
+    picture (``keep`` when triage compares copies with their keeper)."""
 
     BINDINGS = keys.bindings("compare")
 
-    def __init__(self, query: Path, query_rel: str, cards: list[CardData], index: int) -> None:
+    def __init__(
+        self,
+        query: Path,
+        query_rel: str,
+        cards: list[CardData],
+        index: int,
+        left: str = "query",
+        right: str = "result",
+    ) -> None:
         super().__init__()
+        self.left, self.right = left, right
         self.query_path, self.query_rel = query, query_rel
         self.cards = cards
         self.index = index
@@ -61,7 +71,7 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#compare-query").border_title = "query"
+        self.query_one("#compare-query").border_title = self.left
         self._show()
 
     def on_resize(self) -> None:
@@ -87,11 +97,11 @@ class CompareScreen(Screen[None]):
         thumbs = self.app.thumbs
         q = self.query_one("#compare-query", ComparePane)
         r = self.query_one("#compare-result", ComparePane)
-        r.border_title = f"result #{card.rank}"
+        r.border_title = f"{self.right} #{card.rank}"
         cached_q, cached_r = thumbs.peek(self.query_path, *box), thumbs.peek(card.path, *box)
         self.app.present(cached_q)
         self.app.present(cached_r)
-        q.show(line(("query", "bold")), self.query_path, self.query_rel, cached_q)
+        q.show(line((self.left, "bold")), self.query_path, self.query_rel, cached_q)
         r.show(self._title(card), card.path, card.name, cached_r)
         self.load(self.index, box)
 
@@ -108,7 +118,7 @@ class CompareScreen(Screen[None]):
             return  # stepped on or resized meanwhile: a newer load follows
         card = self.cards[index]
         self.query_one("#compare-query", ComparePane).show(
-            line(("query", "bold")), self.query_path, self.query_rel, q
+            line((self.left, "bold")), self.query_path, self.query_rel, q
         )
         self.query_one("#compare-result", ComparePane).show(
             self._title(card), card.path, card.name, r
@@ -125,5 +135,6 @@ class CompareScreen(Screen[None]):
 
     def action_search(self) -> None:
         path = self.cards[self.index].path
-        self.app.pop_screen()
+        while len(self.app.screen_stack) > 1:  # back to the main screen (from triage too)
+            self.app.pop_screen()
         self.app.run_search(path)

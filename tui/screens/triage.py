@@ -1,40 +1,63 @@
 """The triage screen: groups of copies side by side, outliers, broken files.
 
-Each row is a group: its representative ("keep") first, then its copies, most similar
-first, as pixel art with their scores; identical copies are marked ``=``. The line under
-the header says why the highlighted picture was grouped; ``n`` says it is not a copy
-(remembered in the index). Below come the
-outliers and the files that could not be read. Marked duplicates are moved, on ``m``,
-into ``ROOT/.lookalike/quarantine/`` with a manifest; ``u`` puts the last move back.
-Triage, moves and thumbnails run in workers; the screen only lays out what they send.
+Each row is a group: its keeper first, then its copies, most similar first, as pixel
+art with their scores; identical copies are marked ``=``, copies under a kept folder
+``kept``. Rows scroll sideways, so every card of a wide group can be reached and is in
+view when highlighted. Below come the outliers and the files that could not be read,
+reachable the same way. The line under the header says why the highlighted picture was
+grouped, and the next one how many files are marked and the threshold.
+
+``space`` marks a copy, ``a`` a whole group, ``A`` every group; ``k`` keeps the
+highlighted picture instead (the group is made again around it); ``+``/``-`` change the
+threshold and regroup; ``z`` compares a copy with its keeper; ``m`` shows the plan (how
+many files leave each folder) and moves them, once confirmed, into
+``ROOT/.lookalike/quarantine/`` with a record; ``u`` puts the last move back. Marks,
+keepers, the threshold and the last report live in :class:`TriageState`, which the app
+keeps, so a trip to search or compare and back loses nothing. Triage, regrouping, moves
+and thumbnails run in workers; the screen only lays out what they send.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, ProgressBar, Static
 
 from tui import keys
 from tui.layout import COMPACT, Tier
-from tui.text import line, plain
+from tui.text import NEWLINE, line, plain
 from tui.widgets.results import CardData, ResultCard
 
 if TYPE_CHECKING:
+    from engine.quarantine import MovePlan
     from engine.triage import TriageReport
 
 #: Groups drawn at most (the command line lists them all).
 MAX_GROUPS = 100
+#: How far ``+`` and ``-`` move the threshold.
+THRESHOLD_STEP = 0.05
+
+
+@dataclass
+class TriageState:
+    """What the user decided on the triage screen, kept by the app between visits."""
+
+    keep_in: tuple[str, ...] = ()
+    threshold: float = 0.0
+    marks: set[str] = field(default_factory=set)
+    prefer: set[str] = field(default_factory=set)  # keepers chosen with k
+    report: TriageReport | None = None  # None: triage again on the next visit
+    cursor: tuple[int, int] = (0, 0)
 
 
 @dataclass
@@ -42,11 +65,16 @@ class Slot:
     """One card on the screen and what it stands for."""
 
     path: str  # relative to the root
-    kind: str  # "keep", "duplicate", "outlier"
+    kind: str  # "keep", "duplicate", "outlier", "broken"
     score: float
     identical: bool = False
     marked: bool = False
     why: str = ""
+    kept: bool = False  # under a kept folder: never moved
+
+    @property
+    def movable(self) -> bool:
+        return self.kind == "duplicate" and not self.kept
 
 
 class TriageCard(ResultCard):
@@ -57,6 +85,9 @@ class TriageCard(ResultCard):
     def set_data(self, data: CardData) -> None:
         super().set_data(data)
         self.refresh_label()
+        if self.slot.kind == "broken":
+            self._thumb.update(line(("cannot read", "red"), NEWLINE, plain(self.slot.why)))
+            self._thumb.add_class("-broken")
 
     def refresh_label(self) -> None:
         s = self.slot
@@ -64,10 +95,13 @@ class TriageCard(ResultCard):
             head = line(("keep", "bold green"))
         elif s.kind == "outlier":
             head = line(("nearest ", "dim"), f"{s.score:.3f}")
+        elif s.kind == "broken":
+            head = line(("broken", "bold red"))
         else:
             head = line(
                 f"{s.score:.3f}",
                 (" =identical", "bold") if s.identical else "",
+                (" kept", "bold green") if s.kept else "",
                 ("  ✓ set aside", "bold yellow") if s.marked else "",
             )
         self._score.update(head)
@@ -75,9 +109,10 @@ class TriageCard(ResultCard):
 
 
 class TriageReady(Message):
-    def __init__(self, report: TriageReport) -> None:
+    def __init__(self, report: TriageReport, cursor: tuple[int, int] | str | None = None) -> None:
         super().__init__()
         self.report = report
+        self.cursor = cursor  # where to put the cursor: a place, a path, or where it was
 
 
 class TriageProgress(Message):
@@ -86,17 +121,45 @@ class TriageProgress(Message):
         self.phase, self.done = phase, done
 
 
+class ConfirmMove(ModalScreen[bool]):
+    """The plan of a move, asked once: enter or y moves, escape or n does not."""
+
+    BINDINGS = keys.bindings("confirm")
+
+    def __init__(self, plan: MovePlan, root: Path) -> None:
+        super().__init__()
+        self.plan, self.root = plan, root
+
+    def compose(self) -> ComposeResult:
+        shown = self.plan.summary(self.root)
+        names = [plain(p) for p in self.plan.paths[:8]]
+        more = len(self.plan.paths) - len(names)
+        body = [line((shown[0], "bold")), *(line(x) for x in shown[1:]), Text("")]
+        body += [line("  ", n) for n in names]
+        body += [line((f"  … and {more} more", "dim"))] if more > 0 else []
+        body += [
+            Text(""),
+            line(("enter / y", "bold"), " moves them · ", ("esc / n", "bold"), " does not"),
+        ]
+        with Vertical(id="confirm"):
+            yield Static(Text("\n").join(body), id="confirm-plan")
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+
 class TriageScreen(Screen[None]):
     """Near-duplicates, outliers and broken files of the app's folder."""
 
     BINDINGS = keys.bindings("triage")
 
-    def __init__(self, search, threshold: float | None = None, tier: Tier = COMPACT) -> None:
+    def __init__(self, search, state: TriageState | None = None, tier: Tier = COMPACT) -> None:
         super().__init__()
         self.search = search
-        self.threshold = threshold
+        self.state = state or TriageState()
         self.tier = tier
         self.rows: list[list[TriageCard]] = []
+        self.group_of_row: list[int | None] = []  # the group's index, None for other rows
         self.row, self.col = 0, 0
         self.report: TriageReport | None = None
         self._cancel = threading.Event()
@@ -106,6 +169,7 @@ class TriageScreen(Screen[None]):
             yield Static(line(("finding copies…", "dim")), id="triage-status")
             yield ProgressBar(total=1.0, show_eta=False, id="triage-bar")
             yield Static("", id="triage-why")
+            yield Static("", id="triage-marks")
         rows = VerticalScroll(id="triage-rows")
         rows.can_focus = False  # the arrows move the cursor, not the scroll
         yield rows
@@ -113,24 +177,41 @@ class TriageScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one("#triage-rows").border_title = "triage"
-        self.run_triage()
+        self._show_marks()
+        if self.state.report is not None:
+            self.post_message(TriageReady(self.state.report, self.state.cursor))
+        else:
+            self.run_triage()
 
     def on_unmount(self) -> None:
         self._cancel.set()
+        self.state.cursor = (self.row, self.col)
 
     # --- work ---------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
-    def run_triage(self) -> None:
-        from engine.triage import DEFAULT_THRESHOLD, triage
+    def run_triage(self, cursor: tuple[int, int] | str | None = None) -> None:
+        from engine.triage import triage
 
         report = triage(
             self.search,
-            self.threshold or DEFAULT_THRESHOLD,
+            self.state.threshold,
             on_progress=lambda phase, done: self.post_message(TriageProgress(phase, done)),
             cancel=self._cancel,
+            keep_in=self.state.keep_in,
+            prefer=frozenset(self.state.prefer),
         )
-        self.post_message(TriageReady(report))
+        self.post_message(TriageReady(report, cursor))
+
+    @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
+    def regroup(self, cursor: tuple[int, int] | str | None = None) -> None:
+        from engine.triage import regroup
+
+        report = self.report or self.state.report
+        if report is None:
+            return
+        new = regroup(report, self.state.threshold, prefer=frozenset(self.state.prefer))
+        self.post_message(TriageReady(new, cursor))
 
     def on_triage_progress(self, message: TriageProgress) -> None:
         self.query_one("#triage-bar", ProgressBar).update(progress=message.done)
@@ -140,6 +221,7 @@ class TriageScreen(Screen[None]):
 
     async def on_triage_ready(self, message: TriageReady) -> None:
         report = message.report
+        self.state.report = report
         self.query_one("#triage-bar", ProgressBar).update(progress=1.0)
         shown = f" (the first {MAX_GROUPS} shown)" if len(report.groups) > MAX_GROUPS else ""
         self.query_one("#triage-status", Static).update(
@@ -151,44 +233,70 @@ class TriageScreen(Screen[None]):
                 (f"{len(report.broken)} broken", "bold red" if report.broken else "bold"),
             )
         )
-        await self._layout(report)
+        cursor = message.cursor if message.cursor is not None else (self.row, self.col)
+        await self._layout(report, cursor)
         self.report = report  # last: the rows on screen are this report's
+        self._show_marks()
 
-    async def _layout(self, report: TriageReport) -> None:
+    async def _layout(self, report: TriageReport, cursor: tuple[int, int] | str) -> None:
         box = self.query_one("#triage-rows", VerticalScroll)
         await box.remove_children()
-        self.rows = []
-        rows_widgets = []
+        self.rows, self.group_of_row = [], []
+        widgets = []
         root = self.search.root
-        for g in report.groups[:MAX_GROUPS]:
-            slots = [Slot(g.representative.path, "keep", 1.0)]
-            slots += [Slot(m.path, "duplicate", m.score, m.identical, why=m.why) for m in g.members]
+        marks = self.state.marks
+
+        def add_row(label: Text, slots: list[Slot], group: int | None) -> None:
             cards = [TriageCard(s, root, self.tier) for s in slots]
             self.rows.append(cards)
-            rows_widgets.append(Static(line((f"group {g.id}", "bold")), classes="triage-label"))
-            rows_widgets.append(Horizontal(*cards, classes="triage-row"))
+            self.group_of_row.append(group)
+            widgets.append(Static(label, classes="triage-label"))
+            row = HorizontalScroll(*cards, classes="triage-row")
+            row.can_focus = False
+            widgets.append(row)
+
+        for i, g in enumerate(report.groups[:MAX_GROUPS]):
+            slots = [Slot(g.representative.path, "keep", 1.0)]
+            for m in g.members:
+                movable = not m.kept
+                slots.append(
+                    Slot(
+                        m.path,
+                        "duplicate",
+                        m.score,
+                        m.identical,
+                        marked=movable and m.path in marks,
+                        why=m.why,
+                        kept=m.kept,
+                    )
+                )
+            wide = f" · {len(slots)} pictures, ←/→ to see all" if len(slots) > 4 else ""
+            add_row(line((f"group {g.id}", "bold"), (wide, "dim")), slots, i)
         if report.outliers:
-            cards = [
-                TriageCard(Slot(o.path, "outlier", o.score), root, self.tier)
-                for o in report.outliers
-            ]
-            self.rows.append(cards)
-            rows_widgets.append(
-                Static(line(("outliers: least like anything else", "bold")), classes="triage-label")
-            )
-            rows_widgets.append(Horizontal(*cards, classes="triage-row"))
+            slots = [Slot(o.path, "outlier", o.score, why=o.neighbour) for o in report.outliers]
+            add_row(line(("outliers: least like anything else", "bold")), slots, None)
         if report.broken:
-            text = [line((f"{len(report.broken)} broken files", "bold red"))]
-            text += [line("  ", plain(b.path), ": ", (b.reason, "dim")) for b in report.broken]
-            rows_widgets.append(Static(Text("\n").join(text), id="triage-broken"))
-        if not rows_widgets:
-            rows_widgets.append(
-                Static("no copies, outliers or broken files", classes="triage-label")
-            )
-        await box.mount_all(rows_widgets)
-        self.row = self.col = 0
+            slots = [Slot(b.path, "broken", 0.0, why=b.reason) for b in report.broken]
+            add_row(line((f"{len(slots)} broken files", "bold red")), slots, None)
+        if not widgets:
+            widgets.append(Static("no copies, outliers or broken files", classes="triage-label"))
+        await box.mount_all(widgets)
+        self.row, self.col = self._place(cursor)
         self._paint()
-        self.load_thumbs([c for row in self.rows for c in row])
+        self.load_thumbs([c for row in self.rows for c in row if c.slot.kind != "broken"])
+
+    def _place(self, cursor: tuple[int, int] | str) -> tuple[int, int]:
+        """The cursor's row and column: the card of a path, or a place kept in range."""
+        if isinstance(cursor, str):
+            for r, cards in enumerate(self.rows):
+                for c, card in enumerate(cards):
+                    if card.slot.path == cursor:
+                        return r, c
+            cursor = (self.row, self.col)
+        if not self.rows:
+            return 0, 0
+        r = min(max(cursor[0], 0), len(self.rows) - 1)
+        return r, min(max(cursor[1], 0), len(self.rows[r]) - 1)
 
     @work(thread=True, exclusive=True, group="triage-thumbs", exit_on_error=False)
     def load_thumbs(self, cards: list[TriageCard]) -> None:
@@ -214,14 +322,29 @@ class TriageScreen(Screen[None]):
                 card.set_class(r == self.row and c == min(self.col, len(cards) - 1), "-cursor")
         card = self.current
         if card is not None:
-            card.scroll_visible(animate=False)
+            card.scroll_visible(animate=False, immediate=True)
         why = self.query_one("#triage-why", Static)
         if card is None:
             why.update("")
         elif card.slot.kind == "duplicate":
-            why.update(line(plain(card.slot.path), ": ", card.slot.why))
+            kept = " · under a kept folder: never moved" if card.slot.kept else ""
+            why.update(line(plain(card.slot.path), ": ", card.slot.why, (kept, "green")))
+        elif card.slot.kind == "outlier":
+            why.update(line(plain(card.slot.path), (" · nearest: ", "dim"), plain(card.slot.why)))
+        elif card.slot.kind == "broken":
+            why.update(line(plain(card.slot.path), ": ", (card.slot.why, "red")))
         else:
-            why.update(line(plain(card.slot.path)))
+            why.update(line(plain(card.slot.path), (" · kept in this group", "dim")))
+
+    def _show_marks(self) -> None:
+        n = len(self.state.marks)
+        self.query_one("#triage-marks", Static).update(
+            line(
+                (f"{n} marked", "bold yellow" if n else "bold"),
+                (" · m moves them" if n else " · space marks, a a group, A all", "dim"),
+                (f" · threshold {self.state.threshold:.2f} (+/-)", "dim"),
+            )
+        )
 
     def action_move(self, dx: int, dy: int) -> None:
         if not self.rows:
@@ -230,40 +353,113 @@ class TriageScreen(Screen[None]):
         self.col = 0 if dy else min(max(self.col + dx, 0), len(self.rows[self.row]) - 1)
         self._paint()
 
-    def action_mark(self) -> None:
-        card = self.current
-        if card is None or card.slot.kind != "duplicate":
-            self.app.notify("only duplicates can be set aside (the first of a group is kept)")
-            return
-        card.slot.marked = not card.slot.marked
+    # --- marking ------------------------------------------------------------------------
+
+    def _set_mark(self, card: TriageCard, on: bool) -> None:
+        card.slot.marked = on
+        (self.state.marks.add if on else self.state.marks.discard)(card.slot.path)
         card.refresh_label()
 
-    def action_mark_all(self) -> None:
-        for cards in self.rows:
-            for card in cards:
-                if card.slot.kind == "duplicate":
-                    card.slot.marked = True
-                    card.refresh_label()
+    def action_mark(self) -> None:
+        card = self.current
+        if card is None or not card.slot.movable:
+            why = "it is under a kept folder" if card and card.slot.kept else "only copies can"
+            self.app.notify(f"not marked: {why} (the first of a group is kept)")
+            return
+        self._set_mark(card, not card.slot.marked)
+        self._show_marks()
 
-    def marked(self) -> list[str]:
-        return [c.slot.path for cards in self.rows for c in cards if c.slot.marked]
+    def _toggle(self, rows: list[list[TriageCard]]) -> None:
+        cards = [c for cards in rows for c in cards if c.slot.movable]
+        on = not all(c.slot.marked for c in cards)
+        for card in cards:
+            self._set_mark(card, on)
+        self._show_marks()
+
+    def action_mark_group(self) -> None:
+        if self.current is not None and self.group_of_row[self.row] is not None:
+            self._toggle([self.rows[self.row]])
+
+    def action_mark_all(self) -> None:
+        self._toggle([r for r, g in zip(self.rows, self.group_of_row) if g is not None])
+
+    # --- deciding -----------------------------------------------------------------------
+
+    def _group_card(self, what: str) -> TriageCard | None:
+        card = self.current
+        if card is None or card.slot.kind not in ("keep", "duplicate"):
+            self.app.notify(f"{what} applies to a picture of a group")
+            return None
+        return card
+
+    def action_keep(self) -> None:
+        card = self._group_card("k")
+        if card is None or card.slot.kind == "keep" or self.report is None:
+            return
+        group = self.rows[self.row]
+        for other in group:
+            self.state.prefer.discard(other.slot.path)
+        self.state.prefer.add(card.slot.path)
+        self.state.marks.discard(card.slot.path)
+        self.regroup(card.slot.path)
+
+    def action_threshold(self, step: float) -> None:
+        new = round(min(max(self.state.threshold + step * THRESHOLD_STEP, 0.0), 1.0), 2)
+        if new == self.state.threshold or self.report is None:
+            return
+        self.state.threshold = new
+        self._show_marks()
+        card = self.current
+        self.regroup(card.slot.path if card is not None else None)
+
+    def action_compare(self) -> None:
+        card = self._group_card("z")
+        if card is None:
+            return
+        from tui.screens.compare import CompareScreen
+
+        keeper = self.rows[self.row][0]
+        others = self.rows[self.row][1:]
+        index = max(0, others.index(card)) if card in others else 0
+        cards = [
+            CardData(i + 1, c.slot.score, c.data.path, c.slot.path) for i, c in enumerate(others)
+        ]
+        self.app.push_screen(
+            CompareScreen(keeper.data.path, keeper.slot.path, cards, index, "keep", "copy")
+        )
 
     def action_move_marked(self) -> None:
-        marked = self.marked()
+        marked = sorted(self.state.marks)
         if not marked:
-            self.app.notify("nothing marked: space marks a duplicate, a marks them all")
+            self.app.notify("nothing marked: space marks a copy, a its group, A every group")
             return
-        self.move_worker(marked)
+        from engine.quarantine import QUARANTINE, plan
+
+        planned = plan(marked, self.search.root / QUARANTINE)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.move_worker(planned.paths)
+
+        self.app.push_screen(ConfirmMove(planned, self.search.root), answered)
 
     @work(thread=True, exclusive=True, group="triage-move", exit_on_error=False)
     def move_worker(self, marked: list[str]) -> None:
-        from engine.quarantine import QUARANTINE, move_aside
+        from engine.errors import LookalikeError
+        from engine.quarantine import QUARANTINE
 
-        report = move_aside(self.search.root, marked, self.search.root / QUARANTINE)
-        skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+        try:
+            report = self.search.move_aside(marked, self.search.root / QUARANTINE)
+        except LookalikeError as exc:
+            self.app.call_from_thread(self.app.say, str(exc), severity="error")
+            return
+        self.state.marks.difference_update(report.moved)
+        skipped = f"; {len(report.skipped)} not moved" if report.skipped else ""
+        first = f" ({report.skipped[0][0]}: {report.skipped[0][1]})" if report.skipped else ""
         self.app.call_from_thread(
             self.app.say,
-            f"set {len(report.moved)} files aside in {QUARANTINE}{skipped} · u puts them back",
+            f"set {len(report.moved)} files aside in {QUARANTINE}{skipped}{first} · u puts them back",
+            severity="error" if report.skipped else "information",
         )
         self.app.call_from_thread(self._refresh_after_move)
 
@@ -272,11 +468,11 @@ class TriageScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="triage-move", exit_on_error=False)
     def undo_worker(self) -> None:
-        from engine.quarantine import MoveError, undo
+        from engine.errors import LookalikeError
 
         try:
-            report = undo(self.search.root)
-        except MoveError as exc:
+            report = self.search.undo_move()
+        except LookalikeError as exc:
             self.app.call_from_thread(self.app.say, str(exc))
             return
         skipped = f", {len(report.skipped)} not put back" if report.skipped else ""
@@ -284,18 +480,21 @@ class TriageScreen(Screen[None]):
         self.app.call_from_thread(self._refresh_after_move)
 
     def _refresh_after_move(self) -> None:
-        """The folder changed: bring the index up to date, then triage again."""
+        """The folder changed: bring the index up to date, then triage again (the cursor
+        stays where it was)."""
         self.report = None
+        self.state.report = None
+        self._show_marks()
         self.query_one("#triage-status", Static).update(line(("updating the index…", "dim")))
-        self.reindex_then_triage()
+        self.reindex_then_triage((self.row, self.col))
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
-    def reindex_then_triage(self) -> None:
+    def reindex_then_triage(self, cursor: tuple[int, int]) -> None:
         from engine.storage import IndexBusy
 
         with contextlib.suppress(IndexBusy):  # the app's own run catches up; triage what is in
             self.search.index()
-        self.app.call_from_thread(self.run_triage)
+        self.app.call_from_thread(self.run_triage, cursor)
 
     def action_not_duplicate(self) -> None:
         card = self.current
@@ -307,14 +506,15 @@ class TriageScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
     def reject_worker(self, keep: str, other: str) -> None:
         self.search.store.reject(keep, other)
+        self.state.marks.discard(other)
         self.app.call_from_thread(
             self.app.say, f"{other} is not a copy of {keep}: never grouped again"
         )
-        self.app.call_from_thread(self.run_triage)
+        self.app.call_from_thread(self.run_triage, (self.row, self.col))
 
     def action_search(self) -> None:
         card = self.current
-        if card is None:
+        if card is None or card.slot.kind == "broken":
             return
         path = card.data.path
         self.dismiss(None)
