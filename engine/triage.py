@@ -185,6 +185,8 @@ def triage(
     units, slots = unit_codes(vec)
     n = len(slots)
     broken = search.failures()
+    for b in broken:
+        search.check_stored_path(b.path)
     if n < 2:
         return TriageReport(threshold, [], [], broken, n, time.perf_counter() - t0, "none")
     # facts and units are both in slot order; align them row for row

@@ -417,3 +417,44 @@ async def test_app_reports_a_crafted_index_and_stays_up(tiny_folder: Path):
             pilot, lambda: "is damaged" in str(app.query_one("#results-status").render())
         )
         assert app.last_result is None and app.is_running
+
+
+@pytest.mark.parametrize(
+    ("sql", "why"),
+    [
+        (f"UPDATE images SET path = '/etc/passwd' {SECOND}", "absolute path"),
+        (f"UPDATE images SET path = '../../x.png' {SECOND}", "leaves the folder"),
+        (
+            "INSERT INTO images (path, size, mtime_ns, status, error)"
+            " VALUES ('../../../etc/shadow', 1, 1, 'failed', 'x')",
+            "leaves the folder",
+        ),
+    ],
+)
+@pytest.mark.parametrize("out", [[], ["--json"], ["--csv"], ["--move-to", "AWAY"]])
+def test_triage_refuses_a_crafted_stored_path(tiny_folder: Path, tmp_path, capsys, sql, why, out):
+    _crafted(tiny_folder, sql)
+    capsys.readouterr()
+    before = sorted(p for p in tiny_folder.rglob("*") if ".lookalike" not in p.parts)
+    out = [str(tmp_path / "away") if o == "AWAY" else o for o in out]
+    assert main(["triage", str(tiny_folder), "--no-update", *out]) == 1
+    std, err = capsys.readouterr()
+    assert std == "" and "is damaged" in err and why in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p for p in tiny_folder.rglob("*") if ".lookalike" not in p.parts) == before
+    assert not (tmp_path / "away").exists()
+
+
+async def test_app_triage_reports_a_crafted_index(tiny_folder: Path):
+    from test_app import SIZE, ready, wait_for
+
+    from tui.app import create_app
+
+    _crafted(tiny_folder, f"UPDATE images SET path = '../../x.png' {SECOND}")
+    app = create_app(tiny_folder, auto_index=False)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("d")
+        status = lambda: str(app.screen.query_one("#triage-status").render())  # noqa: E731
+        await wait_for(pilot, lambda: "is damaged" in status())
+        assert "triage failed" in status() and app.is_running

@@ -32,6 +32,7 @@ from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, ProgressBar, Static
+from textual.worker import Worker, WorkerState
 
 from tui import keys
 from tui.layout import COMPACT, Tier
@@ -212,6 +213,15 @@ class TriageScreen(Screen[None]):
             return
         new = regroup(report, self.state.threshold, prefer=frozenset(self.state.prefer))
         self.post_message(TriageReady(new, cursor))
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A triage that failed (a damaged index, say) says so where the groups would be;
+        the app also shows it as a notification."""
+        if event.state == WorkerState.ERROR and event.worker.group == "triage":
+            error = event.worker.error
+            self.query_one("#triage-status", Static).update(
+                line(("triage failed", "bold red"), ": ", str(error) or type(error).__name__)
+            )
 
     def on_triage_progress(self, message: TriageProgress) -> None:
         self.query_one("#triage-bar", ProgressBar).update(progress=message.done)
