@@ -28,6 +28,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 from engine import centre as centres
+from engine import quality
 from engine.copies import thumbnail
 from engine.images import (
     FileEntry,
@@ -289,6 +290,7 @@ class Indexer:
             difference_hash(im),
             im.info.get("pixels"),
             thumbnail(im).tobytes(),
+            quality.measure(im),
         )
 
     def _encode_all(self, todo: list[FileEntry], stats: IndexStats, cancel, emit) -> None:
@@ -313,7 +315,7 @@ class Indexer:
                     if cancel.is_set():
                         break
                     try:
-                        px, digest, dhash, pixel_count, thumb = fut.result()
+                        px, digest, dhash, pixel_count, thumb, measured = fut.result()
                     except ImageError as exc:
                         stats.failed.append(SkippedFile(entry.relpath, str(exc)))
                         batch.failed.append((entry.relpath, entry.size, entry.mtime_ns, str(exc)))
@@ -326,6 +328,7 @@ class Indexer:
                     batch.dhashes.append(dhash)
                     batch.pixels.append(pixel_count)
                     batch.thumbs.append(thumb)
+                    batch.quality.append(measured)
                     emit(done, len(todo), entry.relpath, "encoding")
                 if cancel.is_set():
                     for f in (f for group in pending for f in group):

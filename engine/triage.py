@@ -54,7 +54,9 @@ from pathlib import Path
 import numpy as np
 
 from engine import copies
+from engine.dataset import Mislabel, Unusable, mislabeled, unusable
 from engine.images import SkippedFile
+from engine.leaks import Leak
 from engine.selfjoin import EXACT_MAX, JoinCancelled, self_join, unit_codes
 
 #: Default minimum visual similarity of a grouped pair: none, the copy rule decides.
@@ -114,6 +116,10 @@ class TriageReport:
     keep_in: tuple[str, ...] = ()  # kept folders, relative to the root
     prefer: frozenset[str] = frozenset()  # keepers the user chose
     graph: Graph | None = field(default=None, repr=False)
+    #: data-set triage (engine.dataset, engine.leaks)
+    mislabeled: list[Mislabel] = field(default_factory=list)
+    unusable: list[Unusable] = field(default_factory=list)
+    leaks: list[Leak] = field(default_factory=list)
 
     @property
     def duplicates(self) -> int:
@@ -181,7 +187,6 @@ def triage(
     if not 0.0 <= threshold <= 1.0:
         raise ValueError("the threshold is a similarity between 0 and 1")
     vec = search.vectors()
-    facts = search.store.image_facts()
     units, slots = unit_codes(vec)
     n = len(slots)
     broken = search.failures()
@@ -189,13 +194,7 @@ def triage(
         search.check_stored_path(b.path)
     if n < 2:
         return TriageReport(threshold, [], [], broken, n, time.perf_counter() - t0, "none")
-    # facts and units are both in slot order; align them row for row
-    row_of_fact = np.searchsorted(facts.slots, slots)
-    if not np.array_equal(facts.slots[np.minimum(row_of_fact, len(facts.slots) - 1)], slots):
-        raise search.store.damaged("image records and vectors disagree")
-    paths = [facts.paths[i] for i in row_of_fact]
-    for p in paths:
-        search.check_stored_path(p)
+    facts, row_of_fact, paths = aligned_facts(search, slots)
     joined = self_join(
         vec,
         CANDIDATE_FLOOR if n <= EXACT_MAX else BANDED_FLOOR,
@@ -215,10 +214,22 @@ def triage(
     stored = [facts.thumbs[i] for i in row_of_fact] if facts.thumbs else [None] * n
     needed = np.zeros(n, bool)
     needed[pairs.left] = needed[pairs.right] = True
-    thumbs = _thumbnails(search, paths, stored, needed)
-    copies.pixel_verdicts(pairs, thumbs)
+    thumbs = thumbnails(search, paths, stored, needed)
     sides = np.sqrt(np.maximum(facts.pixels[row_of_fact], 0)).astype(np.int64)
-    verified = _verify_points(search, pairs, paths, digests, sides, say, cancel)
+    copies.pixel_verdicts(pairs, thumbs, sides)
+    opener = lambda r, side, make: _from_picture(search, paths[r], side, make)  # noqa: E731
+    verify_fine(search.settings.decode_workers, opener, pairs, sides, cancel)
+    verified = verify_points(
+        search.store,
+        search.settings.decode_workers,
+        opener,
+        pairs,
+        paths,
+        digests,
+        sides,
+        say,
+        cancel,
+    )
     edges: dict[int, dict[int, tuple[float, str]]] = defaultdict(dict)
     for i in np.flatnonzero(pairs.copy):
         a, b = int(pairs.left[i]), int(pairs.right[i])
@@ -238,12 +249,15 @@ def triage(
             if tuple(sorted((paths[a], paths[b]))) in rejected:
                 del edges[a][b]
     edges = {a: near for a, near in edges.items() if near}
+    measured = [facts.quality[i] for i in row_of_fact] if facts.quality else [None] * n
+    flagged, quality_note = unusable(paths, measured, search.store.damaged)
+    suspects, labels_note = mislabeled(paths, pairs.left, pairs.right, pairs.similarity)
     links = {i for i in edges if os.path.islink(search.root / paths[i])}
     graph = Graph(
         edges, paths, facts.pixels[row_of_fact], facts.mtimes[row_of_fact], digests, links
     )
     outliers, certain = _outliers(joined, vec, slots, rows, paths, outlier_share, set(edges))
-    notes = []
+    notes = [x for x in (quality_note, labels_note) if x]
     if rejected:
         notes.append(f"{len(rejected)} pairs marked not duplicates are never grouped")
     report = TriageReport(
@@ -259,6 +273,8 @@ def triage(
         candidates=len(pairs.left),
         verified=verified,
         graph=graph,
+        mislabeled=suspects,
+        unusable=flagged,
     )
     report = regroup(report, threshold, tuple(keep_in), frozenset(prefer))
     report.seconds = time.perf_counter() - t0
@@ -280,6 +296,22 @@ def regroup(
         raise ValueError("the threshold is a similarity between 0 and 1")
     groups = [] if report.graph is None else _group(report.graph, threshold, keep_in, prefer)
     return replace(report, threshold=threshold, keep_in=keep_in, prefer=prefer, groups=groups)
+
+
+def aligned_facts(search, slots: np.ndarray):
+    """The index's image facts, the fact row of each live slot (both in slot order),
+    and their paths, every one checked (a crafted path is the damaged-index error)."""
+    facts = search.store.image_facts()
+    row_of_fact = np.searchsorted(facts.slots, slots)
+    if len(slots) and (
+        not len(facts.slots)
+        or not np.array_equal(facts.slots[np.minimum(row_of_fact, len(facts.slots) - 1)], slots)
+    ):
+        raise search.store.damaged("image records and vectors disagree")
+    paths = [facts.paths[i] for i in row_of_fact]
+    for p in paths:
+        search.check_stored_path(p)
+    return facts, row_of_fact, paths
 
 
 def _nearest_candidates(left, right, score, n: int):
@@ -313,7 +345,7 @@ def _from_picture(search, path: str, side: int, make):
         return None
 
 
-def _thumbnails(search, paths: list[str], stored: list[bytes | None], needed) -> np.ndarray:
+def thumbnails(search, paths: list[str], stored: list[bytes | None], needed) -> np.ndarray:
     """Every picture's thumbnail: the stored one, or made now from the file (an index of
     an older lookalike, or a shared one); blank where neither can be had (a blank
     thumbnail is never a pixel match)."""
@@ -329,9 +361,33 @@ def _thumbnails(search, paths: list[str], stored: list[bytes | None], needed) ->
     return out
 
 
-def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
-    """Local features for the pairs pixels could not decide (verdicts cached in the index
-    by the files' contents); returns how many pairs were verified now."""
+def verify_fine(workers: int, opener, pairs, sides, cancel) -> None:
+    """Pairs with a picture too small for keypoints, compared pixel by pixel at full
+    size (:func:`engine.copies.fine_score`); each picture decoded once."""
+    todo = np.flatnonzero(copies.needs_fine(pairs, sides))
+    if not len(todo):
+        return
+    rows = np.unique(np.concatenate([pairs.left[todo], pairs.right[todo]]))
+    side = copies.FINE_SIDE * 2
+    with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-fine") as pool:
+        made = list(pool.map(lambda r: opener(int(r), side, copies.fine_picture), rows))
+    if cancel.is_set():
+        raise JoinCancelled
+    fine = dict(zip(rows.tolist(), made))
+    for i in todo:
+        a, b = fine[int(pairs.left[i])], fine[int(pairs.right[i])]
+        if a is None or b is None:
+            continue
+        score = copies.fine_score(a, b, pairs.transform[i])
+        if score >= copies.FINE:
+            pairs.copy[i] = True
+            pairs.why[i] = f"{score:.3f} pixels alike at full size"
+
+
+def verify_points(store, workers, opener, pairs, paths, digests, sides, say, cancel) -> int:
+    """Local features for the pairs pixels could not decide (verdicts cached in *store*
+    by the files' names and contents); ``opener(row, side, make)`` gives ``make`` of
+    row's picture, or None. Returns how many pairs were verified now."""
     todo = np.flatnonzero(copies.needs_points(pairs, sides))
     if not len(todo):
         return 0
@@ -344,17 +400,16 @@ def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
         )
         for i in todo
     ]
-    cached = search.store.verdicts(keys)
+    cached = store.verdicts(keys)
     fresh: dict[bytes, str] = {}
 
     def describe_row(r: int) -> copies.Described | None:
-        return _from_picture(search, paths[r], copies.DESCRIBE_SIDE * 2, copies.describe)
+        return opener(r, copies.DESCRIBE_SIDE * 2, copies.describe)
 
     # Pairs in order of their left picture; descriptions kept for a window of recent
     # pictures only (a photo's is ~250 KB: all of a large collection would not fit).
     order = [k for k in np.argsort(pairs.left[todo], kind="stable") if keys[k] not in cached]
     described: OrderedDict[int, copies.Described | None] = OrderedDict()
-    workers = search.settings.decode_workers
     with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-describe") as pool:
         for lo in range(0, len(order), VERIFY_CHUNK):
             if cancel.is_set():
@@ -388,7 +443,7 @@ def _verify_points(search, pairs, paths, digests, sides, say, cancel) -> int:
         except (ValueError, KeyError, TypeError):
             continue  # a cached verdict lookalike never wrote: ignored, redone next time
     with contextlib.suppress(Exception):
-        search.store.put_verdicts(fresh)  # a cache: a read-only or full index goes without
+        store.put_verdicts(fresh)  # a cache: a read-only or full index goes without
     return len(fresh)
 
 

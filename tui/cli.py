@@ -192,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", metavar="DIR")
     _add_keep_in(p)
     p.add_argument(
+        "--against",
+        metavar="TEST",
+        help="also report every picture of TEST (another folder, indexed too) that is a copy"
+        " of one in DIR: a leak between training and test data",
+    )
+    p.add_argument(
+        "--against-store",
+        metavar="URL",
+        help="where TEST's index lives (sqlite:PATH or redis://...; default TEST/.lookalike)",
+    )
+    p.add_argument(
         "--threshold",
         type=_similarity,
         metavar="T",
@@ -207,7 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    out.add_argument("--csv", action="store_true", help="CSV rows: group_id,path,role,score,sha256")
+    out.add_argument(
+        "--csv",
+        action="store_true",
+        help="CSV rows: group_id,path,role,score,sha256,why,path_b64,other,other_b64",
+    )
     act = p.add_mutually_exclusive_group()
     act.add_argument(
         "--move-to",
@@ -582,6 +597,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
         if not args.no_update:
             _update_before_search(search)
         report = triage(search, args.threshold or DEFAULT_THRESHOLD, args.outliers, keep_in=keep_in)
+        if args.against:
+            report.leaks = _leaks(search, args)
         if args.json:
             print(_dumps(_triage_json(report)))
         elif args.csv:
@@ -591,6 +608,37 @@ def cmd_triage(args: argparse.Namespace) -> int:
         if args.move_to:
             return _move(search, report, args)
     return 0
+
+
+def _leaks(search, args: argparse.Namespace) -> list:
+    """``--against TEST``: TEST's index (made with DIR's backbone and code settings, and
+    brought up to date), and the pictures of it that copy one of DIR's."""
+    from engine.leaks import find_leaks
+    from engine.search import ImageSimilaritySearch
+
+    if not Path(args.against).is_dir():
+        raise UsageError(f"not a folder: {args.against}")
+    if Path(args.against).resolve() == search.root:
+        raise UsageError("--against needs another folder than DIR")
+    same = {
+        "backbone": search.backbone,
+        "hash_dim": search.hash_dim,
+        "num_perm": search.num_perm,
+        "seed": search.seed,
+        "input_size": search.input_size,
+        "store": args.against_store,
+        "index_path": None,
+    }
+    if search.precision not in (None, "auto"):
+        same["precision"] = search.precision
+    test = ImageSimilaritySearch(args.against, settings=_settings(args).with_(**same))
+    with test:
+        if not args.no_update:
+            _update_before_search(test)
+        try:
+            return find_leaks(search, test)
+        except ValueError as exc:
+            raise Failure(f"cannot compare {args.dir} with {args.against}: {exc}") from None
 
 
 def _move(search, report, args: argparse.Namespace) -> int:
@@ -688,6 +736,30 @@ def _triage_json(report) -> dict:
             for o in report.outliers
         ],
         "broken": [{**json_path(b.path), "reason": b.reason} for b in report.broken],
+        "leaks": [
+            {
+                **json_path(x.path),
+                **json_path(x.other, "other"),
+                "score": round(x.score, 6),
+                "identical": x.identical,
+                "why": x.why,
+            }
+            for x in report.leaks
+        ],
+        "mislabeled": [
+            {
+                **json_path(m.path),
+                **json_path(m.folder, "folder"),
+                **json_path(m.suggested, "suggested"),
+                "confidence": m.confidence,
+            }
+            for m in report.mislabeled
+        ],
+        "quality": [
+            {**json_path(u.path), "flags": list(u.flags), "values": u.values}
+            for u in report.unusable
+        ],
+        "notes": report.notes,
         "method": report.method,
         "seconds": round(report.seconds, 3),
     }
@@ -707,11 +779,16 @@ def _triage_csv(report) -> None:
     import csv
 
     out = csv.writer(sys.stdout, lineterminator="\n")
-    out.writerow(["group_id", "path", "role", "score", "sha256", "why", "path_b64"])
+    out.writerow(
+        ["group_id", "path", "role", "score", "sha256", "why", "path_b64", "other", "other_b64"]
+    )
 
-    def row(group, path: str, role: str, score: str, sha: str, why: str) -> None:
-        exact = "" if printable(path) == path else base64.b64encode(os.fsencode(path)).decode()
-        out.writerow([group, csv_cell(path), role, score, sha, csv_cell(why), exact])
+    def exact(path: str) -> str:
+        return "" if printable(path) == path else base64.b64encode(os.fsencode(path)).decode()
+
+    def row(group, path: str, role: str, score: str, sha: str, why: str, other: str = "") -> None:
+        cells = [group, csv_cell(path), role, score, sha, csv_cell(why), exact(path)]
+        out.writerow(cells + [csv_cell(other), exact(other)])
 
     for g in report.groups:
         rep = g.representative
@@ -720,9 +797,15 @@ def _triage_csv(report) -> None:
             role = "kept" if m.kept else "identical" if m.identical else "duplicate"
             row(g.id, m.path, role, f"{m.score:.6f}", m.sha256 or "", m.why)
     for o in report.outliers:
-        row("", o.path, "outlier", f"{o.score:.6f}", "", "")
+        row("", o.path, "outlier", f"{o.score:.6f}", "", "", o.neighbour)
     for b in report.broken:
         row("", b.path, "broken", "", "", b.reason)
+    for x in report.leaks:
+        row("", x.path, "leak", f"{x.score:.6f}", "", x.why, x.other)
+    for m in report.mislabeled:
+        row("", m.path, "mislabeled", f"{m.confidence:.6f}", "", m.folder, m.suggested)
+    for u in report.unusable:
+        row("", u.path, "quality", "", "", " ".join(u.flags))
 
 
 def _triage_text(report) -> None:
@@ -747,6 +830,21 @@ def _triage_text(report) -> None:
         print(f"\n{len(report.broken)} broken files:")
         for b in report.broken:
             print(f"  {printable(b.path)}: {printable(b.reason)}")
+    if report.leaks:
+        print(f"\n{len(report.leaks)} leaks (pictures of the other folder that copy one here):")
+        for x in report.leaks:
+            print(f"  {x.score:6.3f}  {printable(x.other)}  copies  {printable(x.path)}  ({x.why})")
+    if report.mislabeled:
+        print(f"\n{len(report.mislabeled)} suspected wrong labels (confidence, now → suggested):")
+        for m in report.mislabeled:
+            print(
+                f"  {m.confidence:5.2f}  {printable(m.path)}"
+                f"  {printable(m.folder)} → {printable(m.suggested)}"
+            )
+    if report.unusable:
+        print(f"\n{len(report.unusable)} pictures hard to learn from:")
+        for u in report.unusable:
+            print(f"  {' '.join(u.flags):20s}  {printable(u.path)}")
     for note in report.notes:
         _say(note)
 

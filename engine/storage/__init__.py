@@ -109,6 +109,8 @@ class Batch:
     pixels: list[int | None] = field(default_factory=list)
     #: 16 x 16 greyscale thumbnails (256 bytes, :func:`engine.copies.thumbnail`)
     thumbs: list[bytes | None] = field(default_factory=list)
+    #: the picture's measurements for data-set triage (28 bytes, :mod:`engine.quality`)
+    quality: list[bytes | None] = field(default_factory=list)
     codes: np.ndarray | None = None
     features: np.ndarray | None = None
     band_keys: np.ndarray | None = None
@@ -132,6 +134,8 @@ class ImageFacts:
     digests: list[bytes | None]
     #: each image's thumbnail for copy detection (None: not stored; made from the file)
     thumbs: list[bytes | None] = field(default_factory=list)
+    #: each image's quality measurements (None: indexed before they were taken)
+    quality: list[bytes | None] = field(default_factory=list)
 
 
 def row_runs(rows: np.ndarray, chunk: int | None = None):

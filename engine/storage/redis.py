@@ -87,7 +87,9 @@ KEY_DTYPE = np.dtype("<u8")
 ID_DTYPE = np.dtype("<i8")
 #: size, mtime, slot, pixels, dhash, flags, digest length, path length
 _HEAD = struct.Struct("<qqqqQBBH")
-_OK, _DHASH, _PIXELS = 1, 2, 4
+_OK, _DHASH, _PIXELS, _QUALITY = 1, 2, 4, 8
+#: the quality measurements an ok record carries after its path (engine.quality.SIZE)
+QUALITY_SIZE = 28
 DEFAULT_PORT = 6379
 
 # Swap image records and flip live bits at once. ARGV: triples of id, record (empty:
@@ -275,14 +277,27 @@ def guarded(method):
 
 
 def _record(
-    path: str, size: int, mtime: int, slot: int, ok: bool, digest, dhash, pixels, error: str = ""
+    path: str,
+    size: int,
+    mtime: int,
+    slot: int,
+    ok: bool,
+    digest,
+    dhash,
+    pixels,
+    error: str = "",
+    quality: bytes | None = None,
 ) -> bytes:
+    """An image's record: a fixed head, the digest, the path, then the error of a failed
+    file or the quality measurements of a usable one."""
     import os
 
     raw = os.fsencode(path)
     digest = digest if isinstance(digest, bytes) and len(digest) == 32 else b""
+    measured = quality if ok and isinstance(quality, bytes) and len(quality) == 28 else None
     flags = (_OK if ok else 0) | (_DHASH if dhash is not None else 0)
     flags |= _PIXELS if pixels is not None else 0
+    flags |= _QUALITY if measured is not None else 0
     head = _HEAD.pack(
         int(size),
         int(mtime),
@@ -293,11 +308,22 @@ def _record(
         len(digest),
         len(raw),
     )
-    return head + digest + raw + error.encode("utf-8", "replace")
+    return head + digest + raw + (measured or error.encode("utf-8", "replace"))
 
 
 class _Record:
-    __slots__ = ("path", "size", "mtime", "slot", "ok", "digest", "dhash", "pixels", "error")
+    __slots__ = (
+        "path",
+        "size",
+        "mtime",
+        "slot",
+        "ok",
+        "digest",
+        "dhash",
+        "pixels",
+        "error",
+        "quality",
+    )
 
     def __init__(self, raw: bytes, damaged) -> None:
         import os
@@ -310,7 +336,13 @@ class _Record:
         at = _HEAD.size
         self.digest = raw[at : at + dlen] or None
         self.path = os.fsdecode(raw[at + dlen : at + dlen + plen])
-        self.error = raw[at + dlen + plen :].decode("utf-8", "replace")
+        tail = raw[at + dlen + plen :]
+        self.quality = None
+        if flags & _QUALITY:
+            if len(tail) != QUALITY_SIZE:
+                raise damaged("a quality record is not 28 bytes")
+            self.quality, tail = tail, b""
+        self.error = tail.decode("utf-8", "replace")
         self.size, self.mtime, self.slot = size, mtime, slot
         self.ok = bool(flags & _OK)
         self.dhash = dhash if flags & _DHASH else None
@@ -590,6 +622,7 @@ class RedisStore:
             self._lsh_insert(meta, [start + i for i in ok_rows], keys[ok_rows])
             dhashes = batch.dhashes or [None] * n
             pixels = batch.pixels or [None] * n
+            measured = batch.quality or [None] * n
             for i in ok_rows:
                 p = batch.paths[i]
                 rec = _record(
@@ -601,6 +634,7 @@ class RedisStore:
                     batch.digests[i] if batch.digests else None,
                     dhashes[i],
                     pixels[i],
+                    quality=measured[i],
                 )
                 args += [_id_bytes(p), rec, start + i]
         clashed = {r[0] for r in refused}
@@ -857,6 +891,7 @@ class RedisStore:
             known=np.array([r.dhash is not None for r in recs], bool),
             pixels=np.array([r.pixels or 0 for r in recs], np.int64),
             digests=[r.digest for r in recs],
+            quality=[r.quality for r in recs],
         )
 
     # --- whole rewrites ----------------------------------------------------------------------

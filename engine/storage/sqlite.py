@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS images (
     digest BLOB,
     dhash INTEGER,
     pixels INTEGER,
-    thumb BLOB
+    thumb BLOB,
+    quality BLOB
 );
 CREATE INDEX IF NOT EXISTS images_status ON images (status);
 CREATE TABLE IF NOT EXISTS dead (slot INTEGER PRIMARY KEY);
@@ -191,6 +192,7 @@ class SQLiteStore:
 
     shared = False
     _has_thumbs = True
+    _has_quality = True
     #: why the index is read-only, when it is
     readonly_why = "read-only media"
 
@@ -287,10 +289,15 @@ class SQLiteStore:
             raise self.damaged("a table is missing")
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(images)")}
         self._has_thumbs = "thumb" in columns
+        self._has_quality = "quality" in columns
         if create_missing and not self._has_thumbs:  # an index from before thumbnails
             with self._db:
                 self._db.execute("ALTER TABLE images ADD COLUMN thumb BLOB")
             self._has_thumbs = True
+        if create_missing and not self._has_quality:  # from before quality measurements
+            with self._db:
+                self._db.execute("ALTER TABLE images ADD COLUMN quality BLOB")
+            self._has_quality = True
 
     def _check_version(self) -> int | None:
         """The stored schema version (None when there is none yet); an older or newer one
@@ -532,9 +539,10 @@ class SQLiteStore:
                 dhashes = batch.dhashes or [None] * n_ok
                 pixels = batch.pixels or [None] * n_ok
                 thumbs = batch.thumbs or [None] * n_ok
+                measured = batch.quality or [None] * n_ok
                 rows = [
-                    (p, size, mtime, "ok", None, slots + i, digest, dh, px, th)
-                    for i, (p, size, mtime, digest, dh, px, th) in enumerate(
+                    (p, size, mtime, "ok", None, slots + i, digest, dh, px, th, q)
+                    for i, (p, size, mtime, digest, dh, px, th, q) in enumerate(
                         zip(
                             batch.paths,
                             batch.sizes,
@@ -543,19 +551,20 @@ class SQLiteStore:
                             dhashes,
                             pixels,
                             thumbs,
+                            measured,
                         )
                     )
                 ]
                 rows += [
-                    (p, size, mtime, "failed", why, None, None, None, None, None)
+                    (p, size, mtime, "failed", why, None, None, None, None, None, None)
                     for p, size, mtime, why in batch.failed
                 ]
-                for p, size, mtime, status, why, slot, digest, dh, px, th in rows:
+                for p, size, mtime, status, why, slot, digest, dh, px, th, q in rows:
                     try:
                         db.execute(
                             "INSERT INTO images (id, path, size, mtime_ns, status, error, slot,"
-                            " digest, dhash, pixels, thumb)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " digest, dhash, pixels, thumb, quality)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (
                                 image_id(p),
                                 _encode_path(p),
@@ -568,6 +577,7 @@ class SQLiteStore:
                                 dh,
                                 px,
                                 th,
+                                q,
                             ),
                         )
                     except sqlite3.IntegrityError:
@@ -680,10 +690,13 @@ class SQLiteStore:
             slots = _whole(self._meta(db), "slots", 0, 1 << 40, self.damaged)
             rows = db.execute(
                 "SELECT slot, path, mtime_ns, dhash, pixels, digest,"
-                f" {'thumb' if self._has_thumbs else 'NULL'} FROM images"
+                f" {'thumb' if self._has_thumbs else 'NULL'},"
+                f" {'quality' if self._has_quality else 'NULL'} FROM images"
                 " WHERE status = 'ok' ORDER BY slot"
             ).fetchall()
-        for slot, _path, mtime, dhash, pixels, digest, thumb in rows:
+        for slot, _path, mtime, dhash, pixels, digest, thumb, measured in rows:
+            if measured is not None and not (isinstance(measured, bytes) and len(measured) == 28):
+                raise self.damaged("a quality record is not 28 bytes")
             if thumb is not None and not (isinstance(thumb, bytes) and len(thumb) == 256):
                 raise self.damaged("a thumbnail is not 256 bytes")
             if digest is not None and not (isinstance(digest, bytes) and len(digest) == 32):
@@ -705,6 +718,7 @@ class SQLiteStore:
             pixels=np.array([r[4] or 0 for r in rows], np.int64),
             digests=[r[5] for r in rows],
             thumbs=[r[6] for r in rows],
+            quality=[r[7] for r in rows],
         )
 
     # --- copy verdicts and rejected pairs ---------------------------------------------------

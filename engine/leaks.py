@@ -1,0 +1,155 @@
+"""Leaks between two splits: pictures of TEST that are copies of pictures of TRAIN.
+
+Each folder has its own index, made with the same backbone and code settings (the
+second is opened with the first's). Candidates are each TEST picture's
+:data:`engine.copies.CANDIDATES` nearest TRAIN pictures by code cosine, scored exactly
+in blocks (TEST rows against every TRAIN row), and byte-identical files are matched by
+their digests whatever the codes say. Each candidate pair is then decided by the same
+copy rule as duplicate triage (:mod:`engine.copies`: aligned pixels, local features),
+with verdicts cached in TRAIN's index. Every leaked TEST picture is reported once, with
+its best TRAIN match (identical bytes first, then the most similar).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine import copies
+from engine.selfjoin import JoinCancelled, unit_codes
+
+#: TEST rows scored against every TRAIN row at a time (a 512 x 60,000 block is 120 MB).
+BLOCK = 512
+#: How TEST paths are told apart from TRAIN ones in the verdict cache's keys.
+TEST_MARK = "\0test\0"
+
+
+@dataclass(frozen=True)
+class Leak:
+    path: str  # in TRAIN
+    other: str  # in TEST
+    score: float  # visual similarity (1.0 when identical)
+    identical: bool
+    why: str
+
+
+def find_leaks(
+    train,
+    test,
+    on_progress: Callable[[str, float], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> list[Leak]:
+    """Every picture of *test* that is a copy of one in *train* (both indexes up to date)."""
+    from engine.triage import (
+        _from_picture,
+        aligned_facts,
+        thumbnails,
+        verify_fine,
+        verify_points,
+    )
+
+    say = on_progress or (lambda _phase, _done: None)
+    cancel = cancel or threading.Event()
+    va, vb = train.vectors(), test.vectors()
+    ua, sa = unit_codes(va)
+    ub, sb = unit_codes(vb)
+    if not len(ua) or not len(ub):
+        return []
+    if ua.shape[1] != ub.shape[1]:
+        raise ValueError("the two indexes hold codes of different sizes")
+    fa, rows_a, paths_a = aligned_facts(train, sa)
+    fb, rows_b, paths_b = aligned_facts(test, sb)
+    na, nb = len(sa), len(sb)
+    k = min(copies.CANDIDATES, na)
+    left, right, rank = [], [], []
+    for lo in range(0, nb, BLOCK):
+        if cancel.is_set():
+            raise JoinCancelled
+        scores = ub[lo : lo + BLOCK] @ ua.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        picked = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-picked, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        left.append(top.reshape(-1))
+        right.append(np.repeat(np.arange(lo, lo + len(top)), k) + na)
+        rank.append(np.tile(np.arange(k), len(top)))
+        say("leaks: candidates", min(1.0, (lo + BLOCK) / nb))
+    digests = [fa.digests[i] for i in rows_a] + [fb.digests[i] for i in rows_b]
+    by_digest: dict[bytes, int] = {}
+    for i in range(na):
+        d = digests[i]
+        if d is not None and (d not in by_digest or paths_a[i] < paths_a[by_digest[d]]):
+            by_digest[d] = i
+    same = {j: by_digest[digests[na + j]] for j in range(nb) if digests[na + j] in by_digest}
+    pairs = copies.Pairs(
+        np.concatenate(left).astype(np.int64),
+        np.concatenate(right).astype(np.int64),
+        np.concatenate(rank).astype(np.int64),
+    )
+    pairs.similarity = _cross_similarity(va, sa, vb, sb, pairs.left, pairs.right - na)
+    stored = [fa.thumbs[i] if fa.thumbs else None for i in rows_a]
+    stored += [fb.thumbs[i] if fb.thumbs else None for i in rows_b]
+    needed = np.zeros(na + nb, bool)
+    needed[pairs.left] = needed[pairs.right] = True
+    thumbs = np.concatenate(
+        [
+            thumbnails(train, paths_a, stored[:na], needed[:na]),
+            thumbnails(test, paths_b, stored[na:], needed[na:]),
+        ]
+    )
+    pixels = np.concatenate([fa.pixels[rows_a], fb.pixels[rows_b]])
+    sides = np.sqrt(np.maximum(pixels, 0)).astype(np.int64)
+    copies.pixel_verdicts(pairs, thumbs, sides, one_sided=na)
+
+    def opener(r: int, side: int, make):
+        if r < na:
+            return _from_picture(train, paths_a[r], side, make)
+        return _from_picture(test, paths_b[r - na], side, make)
+
+    verify_fine(train.settings.decode_workers, opener, pairs, sides, cancel)
+    keyed = paths_a + [TEST_MARK + p for p in paths_b]
+    verify_points(
+        train.store,
+        train.settings.decode_workers,
+        opener,
+        pairs,
+        keyed,
+        digests,
+        sides,
+        lambda _phase, done: say("leaks: checking", done),
+        cancel,
+    )
+    best: dict[int, Leak] = {}
+    for j, i in same.items():
+        best[j] = Leak(paths_a[i], paths_b[j], 1.0, True, "identical bytes")
+    for p in np.flatnonzero(pairs.copy):
+        i, j = int(pairs.left[p]), int(pairs.right[p]) - na
+        leak = Leak(paths_a[i], paths_b[j], float(pairs.similarity[p]), False, pairs.why[p])
+        if j not in best or (not best[j].identical and leak.score > best[j].score):
+            best[j] = leak
+    return sorted(best.values(), key=lambda x: (x.other, x.path))
+
+
+def _cross_similarity(va, sa, vb, sb, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
+    """Visual similarity of TRAIN row *rows_a[i]* and TEST row *rows_b[i]*: each side's
+    centred unit features, read once per picture involved."""
+    from engine.triage import _feature_units_rows
+
+    if not len(rows_a):
+        return np.zeros(0, np.float32)
+    ia, ib = np.unique(rows_a), np.unique(rows_b)
+    fa = _feature_units_rows(va, sa, ia, np.float16)
+    fb = _feature_units_rows(vb, sb, ib, np.float16)
+    if fa.shape[1] != fb.shape[1]:
+        raise ValueError("the two indexes hold features of different sizes")
+    a, b = np.searchsorted(ia, rows_a), np.searchsorted(ib, rows_b)
+    out = np.empty(len(a), np.float32)
+    step = 1 << 14
+    for lo in range(0, len(a), step):
+        x = fa[a[lo : lo + step]].astype(np.float32)
+        y = fb[b[lo : lo + step]].astype(np.float32)
+        out[lo : lo + step] = np.einsum("ij,ij->i", x, y)
+    return out

@@ -1,0 +1,131 @@
+"""Pictures nobody can learn from: blank, dark, bright, blurry, tiny, odd aspect.
+
+Measured once, at indexing, from the picture already decoded for the CNN (no second
+decode), and stored with it as seven numbers (:data:`FIELDS`, 28 bytes):
+
+* ``width``, ``height``: the file's pixel size (as shown, EXIF orientation applied);
+* ``mean``, ``std``: luminance (0-1) of a greyscale copy at most :data:`SIDE` pixels on
+  its long side (never enlarged);
+* ``low``, ``high``: its 1st and 99th luminance percentiles;
+* ``sharpness``: the variance of its Laplacian over the variance of its luminance. The
+  ratio is about how much of the picture's contrast sits in fine detail, whatever the
+  contrast; a blur moves contrast out of fine detail, so it falls. Measured at a fixed
+  scale (the long side at :data:`SIDE`, or the file's own when smaller).
+
+:func:`flags` turns them into words with the thresholds below, chosen by measurement on
+ordinary pictures (Fashion-MNIST, clip-art, photographs) against planted faults
+(``python -m benchmarks.run --only dataset``, docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+FIELDS = ("width", "height", "mean", "std", "low", "high", "sharpness")
+SIZE = 4 * len(FIELDS)
+#: The long side the luminance is measured at (pictures are never enlarged).
+SIDE = 128
+
+#: ``blank``: almost no variation at all (a standard deviation under 2/255).
+BLANK_STD = 2 / 255
+#: ``dark``: 99 % of the picture under this luminance (near-black).
+DARK_HIGH = 0.12
+#: ``bright``: 99 % of the picture over this luminance (washed out).
+BRIGHT_LOW = 0.88
+#: ``blurry``: fine detail under this share of the contrast (see the module's docstring),
+#: or under BLURRY_SHARE of the collection's median: small pictures (Fashion-MNIST's
+#: 28 px) are measured at their own size, where every edge is sharper.
+BLURRY = 0.02
+BLURRY_SHARE = 0.1
+#: ``tiny``: under this many pixels, unless such pictures are ordinary in the
+#: collection (a quarter of it or more, as in Fashion-MNIST): then under a quarter of
+#: the collection's median pixel count.
+TINY_PIXELS = 64 * 64
+TINY_SHARE = 0.25
+#: ``odd-aspect``: one side more than this many times the other.
+ODD_ASPECT = 4.0
+
+
+def measure(im: Image.Image) -> bytes:
+    """The seven measurements of a decoded picture (RGB), packed little-endian float32."""
+    w, h = im.info.get("size") or im.size
+    if (w > h) != (im.width > im.height):
+        w, h = h, w  # the file's size was read before the EXIF turn
+    grey = im.convert("L")
+    long_side = max(grey.size)
+    if long_side > SIDE:
+        scale = SIDE / long_side
+        grey = grey.resize(
+            (max(1, round(grey.width * scale)), max(1, round(grey.height * scale))), Image.BOX
+        )
+    a = np.asarray(grey, np.float32) / 255.0
+    low, high = np.percentile(a, [1, 99])
+    std = float(a.std())
+    if min(a.shape) >= 3:
+        lap = np.asarray(grey.filter(LAPLACIAN), np.float32)[1:-1, 1:-1] / 255.0
+        sharp = float(lap.var()) / max(std * std, 1e-6)
+    else:
+        sharp = 0.0
+    values = [w, h, float(a.mean()), std, float(low), float(high), min(sharp, 1e6)]
+    return np.asarray(values, "<f4").tobytes()
+
+
+#: A Laplacian kernel centred on 128 (Pillow's filters work on bytes).
+LAPLACIAN = ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], scale=1, offset=128)
+
+
+def values(blob: bytes | None) -> np.ndarray | None:
+    """Stored measurements back as an array, None when absent; ValueError when they
+    cannot be lookalike's (a crafted index)."""
+    if blob is None:
+        return None
+    if not isinstance(blob, bytes) or len(blob) != SIZE:
+        raise ValueError("a quality record is not 28 bytes")
+    v = np.frombuffer(blob, "<f4").astype(np.float64)
+    if not np.all(np.isfinite(v)) or v[0] < 1 or v[1] < 1 or v[0] > 1 << 24 or v[1] > 1 << 24:
+        raise ValueError("a quality record holds impossible values")
+    if np.any(v[2:6] < 0) or np.any(v[2:6] > 1) or v[6] < 0:
+        raise ValueError("a quality record holds impossible values")
+    return v
+
+
+@dataclass(frozen=True)
+class Floors:
+    """What counts as ``tiny`` and ``blurry`` in one collection."""
+
+    tiny: float  # pixels
+    blurry: float  # sharpness
+
+
+def floors(measured: np.ndarray) -> Floors:
+    """The floors of a collection from its measurements (rows of :data:`FIELDS`)."""
+    if not len(measured):
+        return Floors(TINY_PIXELS, BLURRY)
+    pixels = measured[:, 0] * measured[:, 1]
+    tiny = TINY_PIXELS
+    if np.mean(pixels < TINY_PIXELS) >= TINY_SHARE:
+        tiny = TINY_SHARE * float(np.median(pixels))
+    return Floors(tiny, max(BLURRY, BLURRY_SHARE * float(np.median(measured[:, 6]))))
+
+
+def flags(v: np.ndarray, floor: Floors) -> list[str]:
+    """The words that apply to one picture's measurements."""
+    w, h, _mean, std, low, high, sharp = v
+    out = []
+    if std < BLANK_STD:
+        out.append("blank")
+    else:
+        if high < DARK_HIGH:
+            out.append("dark")
+        if low > BRIGHT_LOW:
+            out.append("bright")
+        if sharp < floor.blurry:
+            out.append("blurry")
+    if w * h < floor.tiny:
+        out.append("tiny")
+    if max(w, h) > ODD_ASPECT * min(w, h):
+        out.append("odd-aspect")
+    return out
