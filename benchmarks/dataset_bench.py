@@ -233,9 +233,7 @@ def bench_dataset(rep) -> None:
         ],
         rows,
     )
-    body += "\n\nPlanted unusable pictures flagged, per kind:\n\n" + table(
-        ["set", *FAULTS], kinds
-    )
+    body += "\n\nPlanted unusable pictures flagged, per kind:\n\n" + table(["set", *FAULTS], kinds)
     body += (
         "\n\nSets built by `benchmarks/dataset_bench.py`: 2 % of the training pictures moved"
         " to another class's folder, 2 % made unusable (blurred, near-black, washed out or"

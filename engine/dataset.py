@@ -34,8 +34,9 @@ import numpy as np
 
 from engine import quality
 
-#: Neighbours that vote on a picture's label.
+#: Neighbours that vote on a picture's label, and how many of them a report names.
 VOTERS = 10
+SHOWN = 4
 #: Suspected when the best other label beats the own one by this share of the votes.
 MIN_CONFIDENCE = 0.5
 #: Folders count as classes when neighbours share theirs at least this often on average.
@@ -49,7 +50,8 @@ class Mislabel:
     path: str
     folder: str  # its label now
     suggested: str  # the label its neighbours give it
-    confidence: float  # share(suggested) - share(folder), in [0, 1]
+    confidence: float  # see the module's docstring, in [0, 1]
+    neighbours: tuple[str, ...] = ()  # its most similar voters, most similar first
 
 
 @dataclass(frozen=True)
@@ -128,10 +130,13 @@ def mislabeled(
     own_gap = own - usual[lab, lab]
     conf = np.clip((gap - own_gap) / 2, 0.0, 1.0)
     conf[best <= own] = 0.0
-    out = [
-        Mislabel(paths[i], names[lab[i]], names[best_lab[i]], round(float(conf[i]), 6))
-        for i in np.flatnonzero(voted & (best_lab >= 0) & (conf >= MIN_CONFIDENCE))
-    ]
+    out = []
+    for i in np.flatnonzero(voted & (best_lab >= 0) & (conf >= MIN_CONFIDENCE)):
+        lo, hi = np.searchsorted(a, i), np.searchsorted(a, i, side="right")
+        near = tuple(paths[j] for j in b[lo:hi][:SHOWN])
+        out.append(
+            Mislabel(paths[i], names[lab[i]], names[best_lab[i]], round(float(conf[i]), 6), near)
+        )
     out.sort(key=lambda m: (-m.confidence, m.path))
     return out, ""
 

@@ -36,6 +36,25 @@ class Leak:
     why: str
 
 
+def open_against(train, folder, store: str | None = None):
+    """The other folder's search, with *train*'s backbone and code settings (its own
+    index: TEST/.lookalike, or *store*). An existing index made otherwise is refused."""
+    from engine.search import ImageSimilaritySearch
+
+    same = {
+        "backbone": train.backbone,
+        "hash_dim": train.hash_dim,
+        "num_perm": train.num_perm,
+        "seed": train.seed,
+        "input_size": train.input_size,
+        "store": store,
+        "index_path": None,
+    }
+    if train.precision not in (None, "auto"):
+        same["precision"] = train.precision
+    return ImageSimilaritySearch(folder, settings=train.settings.with_(**same))
+
+
 def find_leaks(
     train,
     test,

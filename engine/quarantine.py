@@ -316,6 +316,40 @@ def move_aside(
     return report
 
 
+def move_within(root: str | os.PathLike[str], moves: list[tuple[str, str]]) -> MoveReport:
+    """Move files to other paths inside *root* (a picture to the folder of the label its
+    neighbours give it), with a record :func:`undo` reads like any other."""
+    root = Path(os.path.realpath(root))
+    report = MoveReport(folder=str(root))
+    mdir = moves_dir(root)
+    mdir.mkdir(parents=True, exist_ok=True)
+    manifest = mdir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.time_ns()}.jsonl"
+    report.manifest = str(manifest)
+    with open(manifest, "a") as fh:
+        _write(fh, {"root": _b64(str(root)), "folder": _b64(str(root)), "started": time.time()})
+        for rel, to in moves:
+            why = check_relpath(rel) or check_relpath(to)
+            src, target = root / rel, root / to
+            if why is None and not (inside(src, root) and _lands_inside(target, root)):
+                why = "leads out of the folder"
+            if why is None and not src.is_file():
+                why = "not there any more"
+            if why is None and (target.exists() or target.is_symlink()):
+                why = f"{to} already exists"
+            if why is not None:
+                report.skipped.append((rel, why))
+                continue
+            _write(fh, {"planned": _b64(rel), "to": _b64(to)})
+            try:
+                _move(src, target)
+            except OSError as exc:
+                report.skipped.append((rel, exc.strerror or str(exc)))
+                continue
+            _write(fh, {"moved": _b64(rel)})
+            report.moved.append(rel)
+    return report
+
+
 # --- undoing ----------------------------------------------------------------------------
 
 
@@ -325,9 +359,12 @@ def pending_manifest(root: str | os.PathLike[str]) -> Path | None:
     return found[-1] if found else None
 
 
-def _read_record(manifest: Path, root: Path, folders: set[str]) -> tuple[Path, list[str]]:
-    """The destination and planned paths of *manifest*, or MoveError when it was not
-    written for *root*, or names a folder no move went to."""
+def _read_record(
+    manifest: Path, root: Path, folders: set[str]
+) -> tuple[Path, list[tuple[str, str]]]:
+    """The destination of *manifest* and its planned moves (path in ROOT, path in the
+    destination), or MoveError when it was not written for *root*, or names a folder no
+    move went to."""
     try:
         st = os.lstat(manifest)
         if not stat.S_ISREG(st.st_mode):
@@ -336,7 +373,11 @@ def _read_record(manifest: Path, root: Path, folders: set[str]) -> tuple[Path, l
         head = lines[0]
         written_for = _unb64(head["root"])
         folder = _unb64(head["folder"])
-        planned = [_unb64(r["planned"]) for r in lines[1:] if "planned" in r]
+        planned = [
+            (_unb64(r["planned"]), _unb64(r.get("to", r["planned"])))
+            for r in lines[1:]
+            if "planned" in r
+        ]
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise MoveError(f"the move record {manifest} cannot be read: {exc}") from None
     if written_for != str(root):
@@ -359,7 +400,8 @@ def undo(
     manifest = pending_manifest(root)
     if manifest is None:
         raise MoveError(f"nothing to undo: no moves recorded under {moves_dir(root)}")
-    allowed = {str(root / QUARANTINE)} | set(folders or ()) | recorded_folders(meta or {})
+    allowed = {str(root / QUARANTINE), str(root)} | set(folders or ())
+    allowed |= recorded_folders(meta or {})
     try:
         folder, planned = _read_record(manifest, root, allowed)
     except MoveError as exc:
@@ -369,8 +411,8 @@ def undo(
         raise MoveError(f"{exc}: refused, kept as {refused.name}") from None
     report = MoveReport(manifest=str(manifest), folder=str(folder))
     real_folder = os.path.realpath(folder)
-    for rel in reversed(planned):
-        why = _put_back(root, folder, real_folder, rel, report)
+    for rel, to in reversed(planned):
+        why = _put_back(root, folder, real_folder, rel, to, report)
         if why is not None:
             report.skipped.append((rel, why))
     if not report.skipped:
@@ -389,12 +431,14 @@ def _lands_inside(path: Path, root: Path) -> bool:
     return inside(parent, root)
 
 
-def _put_back(root: Path, folder: Path, real_folder: str, rel: str, report: MoveReport):
-    """Bring *rel* back from *folder*; the reason when it cannot be, None when done (or
-    nothing was to be done)."""
-    if check_relpath(rel) is not None:
+def _put_back(root: Path, folder: Path, real_folder: str, rel: str, to: str, report: MoveReport):
+    """Bring *rel* back from *folder*/*to*; the reason when it cannot be, None when done
+    (or nothing was to be done)."""
+    if check_relpath(rel) is not None or check_relpath(to) is not None:
         return "not a path inside the folder"
-    src, target = root / rel, folder / rel
+    src, target = root / rel, folder / to
+    if os.path.abspath(src) == os.path.abspath(target):
+        return None  # a record moving a file onto itself: nothing to put back
     if not _lands_inside(src, root):
         return "leads out of the folder"
     part = _part(target)

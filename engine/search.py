@@ -261,14 +261,30 @@ class ImageSimilaritySearch:
         for p in relpaths:
             self.check_stored_path(p)
         report = move_aside(self.root, relpaths, folder, store=self.store)
-        if report.moved:
+        self._forget(report.moved)
+        return report
+
+    def relabel(self, relpath: str, label: str):
+        """Move *relpath* into the class folder *label* (``DIR/label/NAME``), undoable;
+        the old path is forgotten, the next run indexes the new one."""
+        from engine.quarantine import move_within
+
+        self.check_stored_path(relpath)
+        if "/" in label or check_relpath(label) is not None:
+            raise SearchError(f"not a class folder: {printable(label)}")
+        to = f"{label}/{relpath.rsplit('/', 1)[-1]}"
+        report = move_within(self.root, [(relpath, to)])
+        self._forget(report.moved)
+        return report
+
+    def _forget(self, relpaths: list[str]) -> None:
+        if relpaths:
             try:
                 with self.store.writer():
-                    self.store.commit(Batch(delete=report.moved))
+                    self.store.commit(Batch(delete=relpaths))
                 self.committed()
             except IndexBusy:
                 pass  # the run under way, or the next one, notices they are gone
-        return report
 
     def undo_move(self):
         """Put back the newest move (:func:`engine.quarantine.undo`), trusting only the

@@ -127,7 +127,17 @@ def test_json_and_csv(collection: Path, capsys):
     assert [b["path"] for b in out["broken"]] == ["broken.png"] and out["broken"][0]["reason"]
     assert main(["triage", str(collection), "--csv", "--no-update"]) == 0
     rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == ["group_id", "path", "role", "score", "sha256", "why", "path_b64"]
+    assert rows[0] == [
+        "group_id",
+        "path",
+        "role",
+        "score",
+        "sha256",
+        "why",
+        "path_b64",
+        "other",
+        "other_b64",
+    ]
     roles = {r[2] for r in rows[1:]}
     assert roles == {"representative", "duplicate", "identical", "outlier", "broken"}
     for r in rows[1:]:

@@ -94,6 +94,7 @@ class LookalikeApp(App[int]):
         pixels: str | None = None,
         colours: str | None = None,
         keep_in: tuple[str, ...] = (),
+        against: str | None = None,
     ) -> None:
         super().__init__()
         self.pixels, self.colours = pixels, colours
@@ -118,6 +119,7 @@ class LookalikeApp(App[int]):
         self._failures: list = []
         self._sent: set[int] = set()  # pictures whose pixels the terminal has
         self.keep_in = tuple(keep_in)  # kept folders for triage, relative to the folder
+        self.against = against  # another folder whose copies of this one are leaks
         self.triage_state: Any = None  # marks, keepers, the last report: kept between visits
 
     # --- layout -------------------------------------------------------------------
@@ -313,7 +315,7 @@ class LookalikeApp(App[int]):
         if isinstance(self.screen, TriageScreen):
             return
         if self.triage_state is None:
-            self.triage_state = TriageState(keep_in=self.keep_in)
+            self.triage_state = TriageState(keep_in=self.keep_in, against=self.against)
         self.push_screen(TriageScreen(self.search_engine, self.triage_state, tier=self.tier))
 
     def action_compare(self) -> None:
@@ -579,6 +581,7 @@ def create_app(
     pixels: str | None = None,
     colours: str | None = None,
     keep_in: tuple[str, ...] = (),
+    against: str | None = None,
     **overrides: Any,
 ) -> LookalikeApp:
     """The app, for the command line and the tests alike. *settings* (with keyword
@@ -596,4 +599,5 @@ def create_app(
         pixels=pixels,
         colours=colours,
         keep_in=keep_in,
+        against=against,
     )

@@ -305,6 +305,11 @@ def build_app_parser() -> argparse.ArgumentParser:
     parser.add_argument("--query", metavar="IMAGE", help="open with this image's lookalikes")
     _add_keep_in(parser)
     parser.add_argument(
+        "--against",
+        metavar="TEST",
+        help="triage also shows the pictures of TEST that copy one of DIR (leaks)",
+    )
+    parser.add_argument(
         "--pixels",
         choices=("auto", "halfblock", "quadrant", "sextant", "kitty"),
         default=None,
@@ -613,25 +618,13 @@ def cmd_triage(args: argparse.Namespace) -> int:
 def _leaks(search, args: argparse.Namespace) -> list:
     """``--against TEST``: TEST's index (made with DIR's backbone and code settings, and
     brought up to date), and the pictures of it that copy one of DIR's."""
-    from engine.leaks import find_leaks
-    from engine.search import ImageSimilaritySearch
+    from engine.leaks import find_leaks, open_against
 
     if not Path(args.against).is_dir():
         raise UsageError(f"not a folder: {args.against}")
     if Path(args.against).resolve() == search.root:
         raise UsageError("--against needs another folder than DIR")
-    same = {
-        "backbone": search.backbone,
-        "hash_dim": search.hash_dim,
-        "num_perm": search.num_perm,
-        "seed": search.seed,
-        "input_size": search.input_size,
-        "store": args.against_store,
-        "index_path": None,
-    }
-    if search.precision not in (None, "auto"):
-        same["precision"] = search.precision
-    test = ImageSimilaritySearch(args.against, settings=_settings(args).with_(**same))
+    test = open_against(search, args.against, args.against_store)
     with test:
         if not args.no_update:
             _update_before_search(test)
@@ -752,6 +745,7 @@ def _triage_json(report) -> dict:
                 **json_path(m.folder, "folder"),
                 **json_path(m.suggested, "suggested"),
                 "confidence": m.confidence,
+                "neighbours": [json_path(x)["path"] for x in m.neighbours],
             }
             for m in report.mislabeled
         ],
@@ -903,6 +897,8 @@ def cmd_app(argv: list[str]) -> int:
     if args.query:
         _check_query(args.query)
     keep_in = _kept_folders(folder, args.keep_in)
+    if args.against and not Path(args.against).is_dir():
+        raise UsageError(f"not a folder: {args.against}")
     from tui.app import create_app
 
     if (args.colors or os.environ.get("LOOKALIKE_COLORS")) == "truecolor":
@@ -916,6 +912,7 @@ def cmd_app(argv: list[str]) -> int:
         pixels=args.pixels,
         colours=args.colors,
         keep_in=keep_in,
+        against=args.against,
     )
     app.run()
     if app.return_code == 143:

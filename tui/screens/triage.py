@@ -54,6 +54,7 @@ class TriageState:
     """What the user decided on the triage screen, kept by the app between visits."""
 
     keep_in: tuple[str, ...] = ()
+    against: str | None = None  # a test folder: its copies of this one are leaks
     threshold: float = 0.0
     marks: set[str] = field(default_factory=set)
     prefer: set[str] = field(default_factory=set)  # keepers chosen with k
@@ -65,23 +66,35 @@ class TriageState:
 class Slot:
     """One card on the screen and what it stands for."""
 
-    path: str  # relative to the root
-    kind: str  # "keep", "duplicate", "outlier", "broken"
+    path: str  # relative to the root (or to ``base``)
+    #: "keep", "duplicate", "outlier", "broken", "leak" (a TEST picture), "source" (its
+    #: TRAIN original), "mislabeled", "neighbour" (one of its voters), "unusable"
+    kind: str
     score: float
     identical: bool = False
     marked: bool = False
-    why: str = ""
+    why: str = ""  # the evidence; a mislabeled picture's suggested folder; flags
     kept: bool = False  # under a kept folder: never moved
+    base: Path | None = None  # the folder *path* is in, when not the root (a leak)
 
     @property
     def movable(self) -> bool:
-        return self.kind == "duplicate" and not self.kept
+        """Whether ``m`` may set it aside: copies not kept, suspected wrong labels and
+        unusable pictures of this folder (a leak's TEST picture is in another one)."""
+        if self.kind == "duplicate":
+            return not self.kept
+        return self.kind in ("mislabeled", "unusable")
+
+
+#: Rows whose first card is compared with the others by ``z``.
+COMPARED = ("keep", "leak", "mislabeled")
 
 
 class TriageCard(ResultCard):
     def __init__(self, slot: Slot, root: Path, tier: Tier) -> None:
         self.slot = slot
-        super().__init__(CardData(0, slot.score, root / slot.path, slot.path), tier)
+        where = (slot.base or root) / slot.path
+        super().__init__(CardData(0, slot.score, where, slot.path), tier)
 
     def set_data(self, data: CardData) -> None:
         super().set_data(data)
@@ -92,12 +105,21 @@ class TriageCard(ResultCard):
 
     def refresh_label(self) -> None:
         s = self.slot
+        mark = ("  ✓", "bold yellow") if s.marked else ""
         if s.kind == "keep":
             head = line(("keep", "bold green"))
         elif s.kind == "outlier":
             head = line(("nearest ", "dim"), f"{s.score:.3f}")
         elif s.kind == "broken":
             head = line(("broken", "bold red"))
+        elif s.kind == "leak":
+            head = line(("leak ", "bold red"), f"{s.score:.3f}")
+        elif s.kind in ("source", "neighbour"):
+            head = line((s.kind, "dim"))
+        elif s.kind == "mislabeled":
+            head = line(("→ ", "bold"), (s.why, "bold"), f" {s.score:.2f}", mark)
+        elif s.kind == "unusable":
+            head = line((s.why, "bold red"), mark)
         else:
             head = line(
                 f"{s.score:.3f}",
@@ -202,6 +224,14 @@ class TriageScreen(Screen[None]):
             keep_in=self.state.keep_in,
             prefer=frozenset(self.state.prefer),
         )
+        if self.state.against:
+            from engine.leaks import find_leaks, open_against
+            from engine.storage import IndexBusy
+
+            with open_against(self.search, self.state.against) as test:
+                with contextlib.suppress(IndexBusy):
+                    test.index(cancel=self._cancel)
+                report.leaks = find_leaks(self.search, test, cancel=self._cancel)
         self.post_message(TriageReady(report, cursor))
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
@@ -234,15 +264,21 @@ class TriageScreen(Screen[None]):
         self.state.report = report
         self.query_one("#triage-bar", ProgressBar).update(progress=1.0)
         shown = f" (the first {MAX_GROUPS} shown)" if len(report.groups) > MAX_GROUPS else ""
-        self.query_one("#triage-status", Static).update(
-            line(
-                (f"{len(report.groups)} groups", "bold"),
-                f" of copies{shown}: {report.duplicates} images could go · ",
-                (f"{len(report.outliers)} outliers", "bold"),
-                " · ",
-                (f"{len(report.broken)} broken", "bold red" if report.broken else "bold"),
-            )
-        )
+        parts: list = [
+            (f"{len(report.groups)} groups", "bold"),
+            f" of copies{shown}: {report.duplicates} images could go · ",
+            (f"{len(report.outliers)} outliers", "bold"),
+            " · ",
+            (f"{len(report.broken)} broken", "bold red" if report.broken else "bold"),
+        ]
+        for n, what in (
+            (len(report.leaks), "leaks"),
+            (len(report.mislabeled), "wrong labels?"),
+            (len(report.unusable), "unusable"),
+        ):
+            if n:
+                parts += [" · ", (f"{n} {what}", "bold")]
+        self.query_one("#triage-status", Static).update(line(*parts))
         cursor = message.cursor if message.cursor is not None else (self.row, self.col)
         await self._layout(report, cursor)
         self.report = report  # last: the rows on screen are this report's
@@ -288,6 +324,31 @@ class TriageScreen(Screen[None]):
         if report.broken:
             slots = [Slot(b.path, "broken", 0.0, why=b.reason) for b in report.broken]
             add_row(line((f"{len(slots)} broken files", "bold red")), slots, None)
+        test = Path(self.state.against).resolve() if self.state.against else None
+        for x in report.leaks[:MAX_GROUPS]:
+            slots = [
+                Slot(x.other, "leak", x.score, x.identical, why=x.why, base=test),
+                Slot(x.path, "source", x.score),
+            ]
+            add_row(
+                line(("leak: ", "bold red"), plain(x.other), " copies ", plain(x.path)), slots, None
+            )
+        for m in report.mislabeled[:MAX_GROUPS]:
+            slots = [
+                Slot(m.path, "mislabeled", m.confidence, marked=m.path in marks, why=m.suggested)
+            ]
+            slots += [Slot(n, "neighbour", 0.0) for n in m.neighbours]
+            label = line(
+                ("filed under ", "dim"), plain(m.folder), ("; its neighbours say ", "dim"),
+                plain(m.suggested), (" · l moves it there", "dim"),
+            )  # fmt: skip
+            add_row(label, slots, None)
+        if report.unusable:
+            slots = [
+                Slot(u.path, "unusable", 0.0, marked=u.path in marks, why=" ".join(u.flags))
+                for u in report.unusable
+            ]
+            add_row(line((f"{len(slots)} pictures hard to learn from", "bold")), slots, None)
         if not widgets:
             widgets.append(Static("no copies, outliers or broken files", classes="triage-label"))
         await box.mount_all(widgets)
@@ -343,6 +404,15 @@ class TriageScreen(Screen[None]):
             why.update(line(plain(card.slot.path), (" · nearest: ", "dim"), plain(card.slot.why)))
         elif card.slot.kind == "broken":
             why.update(line(plain(card.slot.path), ": ", (card.slot.why, "red")))
+        elif card.slot.kind == "leak":
+            why.update(line(plain(card.data.path), ": ", card.slot.why))
+        elif card.slot.kind == "mislabeled":
+            why.update(
+                line(plain(card.slot.path), ": its neighbours say ", plain(card.slot.why),
+                     f" (confidence {card.slot.score:.2f}) · l moves it there")
+            )  # fmt: skip
+        elif card.slot.kind == "unusable":
+            why.update(line(plain(card.slot.path), ": ", (card.slot.why, "red")))
         else:
             why.update(line(plain(card.slot.path), (" · kept in this group", "dim")))
 
@@ -373,8 +443,12 @@ class TriageScreen(Screen[None]):
     def action_mark(self) -> None:
         card = self.current
         if card is None or not card.slot.movable:
-            why = "it is under a kept folder" if card and card.slot.kept else "only copies can"
-            self.app.notify(f"not marked: {why} (the first of a group is kept)")
+            why = (
+                "it is under a kept folder"
+                if card and card.slot.kept
+                else "only copies, wrong labels and unusable pictures of this folder can be"
+            )
+            self.app.notify(f"not marked: {why}")
             return
         self._set_mark(card, not card.slot.marked)
         self._show_marks()
@@ -395,9 +469,9 @@ class TriageScreen(Screen[None]):
 
     # --- deciding -----------------------------------------------------------------------
 
-    def _group_card(self, what: str) -> TriageCard | None:
+    def _group_card(self, what: str, kinds=("keep", "duplicate")) -> TriageCard | None:
         card = self.current
-        if card is None or card.slot.kind not in ("keep", "duplicate"):
+        if card is None or card.slot.kind not in kinds:
             self.app.notify(f"{what} applies to a picture of a group")
             return None
         return card
@@ -423,8 +497,10 @@ class TriageScreen(Screen[None]):
         self.regroup(card.slot.path if card is not None else None)
 
     def action_compare(self) -> None:
-        card = self._group_card("z")
-        if card is None:
+        card = self.current
+        row = self.rows[self.row] if card is not None else []
+        if card is None or row[0].slot.kind not in COMPARED or len(row) < 2:
+            self.app.notify("z compares a copy with its keeper, a leak or a wrong label")
             return
         from tui.screens.compare import CompareScreen
 
@@ -506,6 +582,31 @@ class TriageScreen(Screen[None]):
             self.search.index()
         self.app.call_from_thread(self.run_triage, cursor)
 
+    def action_relabel(self) -> None:
+        card = self.current
+        if card is None or card.slot.kind != "mislabeled":
+            self.app.notify("l moves a suspected wrong label to the folder its neighbours say")
+            return
+        self.relabel_worker(card.slot.path, card.slot.why)
+
+    @work(thread=True, exclusive=True, group="triage-move", exit_on_error=False)
+    def relabel_worker(self, path: str, label: str) -> None:
+        from engine.errors import LookalikeError
+
+        try:
+            report = self.search.relabel(path, label)
+        except LookalikeError as exc:
+            self.app.call_from_thread(self.app.say, str(exc), severity="error")
+            return
+        self.state.marks.discard(path)
+        if report.skipped:
+            self.app.call_from_thread(
+                self.app.say, f"not moved {path}: {report.skipped[0][1]}", severity="error"
+            )
+            return
+        self.app.call_from_thread(self.app.say, f"moved {path} into {label}/ · u puts it back")
+        self.app.call_from_thread(self._refresh_after_move)
+
     def action_not_duplicate(self) -> None:
         card = self.current
         if card is None or card.slot.kind != "duplicate":
@@ -524,7 +625,7 @@ class TriageScreen(Screen[None]):
 
     def action_search(self) -> None:
         card = self.current
-        if card is None or card.slot.kind == "broken":
+        if card is None or card.slot.kind in ("broken", "leak"):
             return
         path = card.data.path
         self.dismiss(None)

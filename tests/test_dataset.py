@@ -1,0 +1,226 @@
+"""Data-set triage: unusable pictures, suspected wrong labels and leaks between two
+folders, on small generated class folders; the JSON and CSV schemas; moving a picture to
+its suggested folder and back; the triage screen's sections."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+
+from conftest import make_picture
+from engine import ImageSimilaritySearch, quality
+from engine.triage import triage
+from tui.cli import main
+
+
+def _stripes(rng, size=(160, 120)) -> Image.Image:
+    im = Image.new("RGB", size)
+    d = ImageDraw.Draw(im)
+    y = 0
+    while y < size[1]:
+        h = int(rng.integers(4, 14))
+        d.rectangle((0, y, size[0], y + h), fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+        y += h
+    return im
+
+
+def _dots(rng, size=(160, 120)) -> Image.Image:
+    im = Image.new("RGB", size, tuple(int(c) for c in rng.integers(180, 256, 3)))
+    d = ImageDraw.Draw(im)
+    for _ in range(14):
+        x, y, r = (
+            int(rng.integers(0, size[0])),
+            int(rng.integers(0, size[1])),
+            int(rng.integers(5, 14)),
+        )
+        d.ellipse((x - r, y - r, x + r, y + r), fill=tuple(int(c) for c in rng.integers(0, 120, 3)))
+    return im
+
+
+def _checks(rng, size=(160, 120)) -> Image.Image:
+    cell = int(rng.integers(10, 24))
+    a, b = (tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(2))
+    im = Image.new("RGB", size, a)
+    d = ImageDraw.Draw(im)
+    for y in range(0, size[1], cell):
+        for x in range(0, size[0], cell):
+            if (x // cell + y // cell) % 2:
+                d.rectangle((x, y, x + cell - 1, y + cell - 1), fill=b)
+    return im
+
+
+KINDS = {"stripes": _stripes, "dots": _dots, "checks": _checks}
+
+
+@pytest.fixture(scope="module")
+def training(tmp_path_factory) -> Path:
+    """Three class folders of ten pictures; one dots picture filed under stripes; and
+    unusable pictures among the checks."""
+    root = tmp_path_factory.mktemp("data") / "train"
+    rng = np.random.default_rng(3)
+    for label, make in KINDS.items():
+        (root / label).mkdir(parents=True)
+        for i in range(10):
+            make(rng).save(root / label / f"{i:02d}.png")
+    _dots(rng).save(root / "stripes" / "flipped.png")
+    checks = root / "checks"
+    Image.new("RGB", (160, 120), (90, 140, 60)).save(checks / "blank.png")
+    ImageEnhance.Brightness(_checks(rng)).enhance(0.05).save(checks / "dark.png")
+    Image.blend(_checks(rng), Image.new("RGB", (160, 120), "white"), 0.95).save(
+        checks / "washed.png"
+    )
+    _checks(rng).filter(ImageFilter.GaussianBlur(10)).save(checks / "blurred.png")
+    _stripes(rng, (12, 12)).save(checks / "tiny.png")
+    _checks(rng, (600, 60)).save(checks / "long.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(training: Path):
+    with ImageSimilaritySearch(training) as search:
+        search.index()
+        return triage(search)
+
+
+def test_unusable_pictures_are_flagged_and_ordinary_ones_are_not(report):
+    flagged = {u.path: set(u.flags) for u in report.unusable}
+    planted = {
+        "checks/blank.png": "blank",
+        "checks/dark.png": "dark",  # near-black has little variation left: blank too
+        "checks/washed.png": "bright",
+        "checks/blurred.png": "blurry",
+        "checks/tiny.png": "tiny",
+        "checks/long.png": "odd-aspect",
+    }
+    assert set(flagged) == set(planted)  # and no ordinary picture
+    for path, word in planted.items():
+        assert word in flagged[path] and flagged[path] <= {word, "blank"}, (path, flagged[path])
+    values = next(u.values for u in report.unusable if u.path == "checks/long.png")
+    assert set(values) == set(quality.FIELDS) and (values["width"], values["height"]) == (600, 60)
+
+
+def test_a_picture_in_the_wrong_class_folder_is_suspected(report):
+    assert report.mislabeled, report.notes
+    top = report.mislabeled[0]
+    assert (top.path, top.folder, top.suggested) == ("stripes/flipped.png", "stripes", "dots")
+    assert 0.5 <= top.confidence <= 1.0
+    assert top.neighbours and all(n.startswith("dots/") for n in top.neighbours[:2])
+    confidences = [m.confidence for m in report.mislabeled]
+    assert confidences == sorted(confidences, reverse=True)
+
+
+def test_no_wrong_labels_without_class_folders(tmp_path: Path):
+    root = tmp_path / "flat"
+    for i in range(8):
+        make_picture(root / f"{i}.png", i)
+    with ImageSimilaritySearch(root) as search:
+        search.index()
+        got = triage(search)
+    assert not got.mislabeled and any("no class folders" in n for n in got.notes)
+
+
+def test_crafted_quality_records_are_the_damaged_message(training: Path, tmp_path, capsys):
+    import sqlite3
+
+    root = tmp_path / "copy"
+    shutil.copytree(training, root)
+    assert main(["index", str(root)]) == 0
+    con = sqlite3.connect(root / ".lookalike" / "index.sqlite")
+    with con:
+        bad = np.array([1, 1, 2.0, 0, 0, 0, 0], "<f4").tobytes()  # a mean of 2
+        con.execute("UPDATE images SET quality = ? WHERE slot = 0", (bad,))
+    con.close()
+    capsys.readouterr()
+    assert main(["triage", str(root), "--no-update"]) == 1
+    err = capsys.readouterr().err
+    assert "is damaged" in err and "quality" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def test_split(training: Path) -> Path:
+    """Copies of two training pictures (one byte-identical, one re-encoded), and pictures
+    of another kind."""
+    root = training.parent / "test"
+    (root / "dots").mkdir(parents=True)
+    shutil.copy(training / "dots" / "03.png", root / "dots" / "same.png")
+    Image.open(training / "stripes" / "04.png").save(root / "reencoded.jpg", quality=70)
+    for i in range(6):
+        make_picture(root / "other" / f"{i}.png", 900 + i)
+    return root
+
+
+def test_leaks_json_csv_and_text(training: Path, test_split: Path, capsys):
+    assert main(["triage", str(training), "--against", str(test_split), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    leaks = {(x["other"], x["path"]): x for x in out["leaks"]}
+    assert set(leaks) == {
+        ("dots/same.png", "dots/03.png"),
+        ("reencoded.jpg", "stripes/04.png"),
+    }
+    assert leaks[("dots/same.png", "dots/03.png")]["identical"]
+    assert all({"score", "identical", "why"} <= set(x) for x in out["leaks"])
+    assert {"path", "folder", "suggested", "confidence", "neighbours"} <= set(out["mislabeled"][0])
+    assert {"path", "flags", "values"} <= set(out["quality"][0])
+    assert main(["triage", str(training), "--against", str(test_split), "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    roles = {r["role"] for r in rows}
+    assert {"leak", "mislabeled", "quality"} <= roles
+    leak = next(r for r in rows if r["role"] == "leak" and r["other"] == "reencoded.jpg")
+    assert leak["path"] == "stripes/04.png" and leak["why"]
+    wrong = next(r for r in rows if r["role"] == "mislabeled")
+    assert (wrong["why"], wrong["other"]) == ("stripes", "dots")
+    assert main(["triage", str(training), "--against", str(test_split)]) == 0
+    text = capsys.readouterr().out
+    assert "2 leaks" in text and "suspected wrong labels" in text and "hard to learn from" in text
+    assert main(["triage", str(training), "--against", str(training / "nope")]) == 2
+
+
+async def test_triage_screen_sections_and_moving_to_the_suggested_folder(
+    training: Path, test_split: Path, tmp_path: Path
+):
+    from test_app import SIZE, ready, wait_for
+
+    from tui.app import create_app
+    from tui.screens.triage import TriageScreen
+
+    root = tmp_path / "train"
+    shutil.copytree(training, root, ignore=shutil.ignore_patterns(".lookalike"))
+    app = create_app(root, against=str(test_split))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("d")
+        screen = app.screen
+        assert isinstance(screen, TriageScreen)
+        await wait_for(pilot, lambda: screen.report is not None)
+        kinds = [row[0].slot.kind for row in screen.rows]
+        assert "leak" in kinds and "mislabeled" in kinds and "unusable" in kinds
+        row = kinds.index("mislabeled")
+        while screen.row < row:
+            await pilot.press("down")
+        card = screen.current
+        assert card.slot.path == "stripes/flipped.png" and card.slot.why == "dots"
+        assert [c.slot.kind for c in screen.rows[row][1:]] == ["neighbour"] * (
+            len(screen.rows[row]) - 1
+        )
+        await pilot.press("l")
+        await wait_for(pilot, lambda: (root / "dots" / "flipped.png").exists())
+        assert not (root / "stripes" / "flipped.png").exists()
+        await wait_for(pilot, lambda: screen.report is not None)
+        assert not any(m.path.endswith("flipped.png") for m in screen.report.mislabeled)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: (root / "stripes" / "flipped.png").exists())
+        assert not (root / "dots" / "flipped.png").exists()
+        # an unusable picture can be marked and set aside like a copy
+        row = next(i for i, r in enumerate(screen.rows) if r[0].slot.kind == "unusable")
+        await wait_for(pilot, lambda: screen.report is not None)
+        row = next(i for i, r in enumerate(screen.rows) if r[0].slot.kind == "unusable")
+        screen.row, screen.col = row, 0
+        await pilot.press("space")
+        assert app.triage_state.marks == {screen.rows[row][0].slot.path}
