@@ -44,6 +44,7 @@ SECTIONS = (
     "scale",
     "selfjoin",
     "triage",
+    "dataset",
     "disk",
     "app",
     "shared",
@@ -472,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.triage_bench import bench_triage
 
         bench_triage(rep, index, root)
+    if "dataset" in only:
+        from benchmarks.dataset_bench import bench_dataset
+
+        bench_dataset(rep)
     if "disk" in only:
         search_bench.bench_disk(rep, index)
     if "app" in only:

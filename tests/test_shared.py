@@ -5,6 +5,7 @@ Every test runs against a real redis-server (see ``redis_base`` in conftest).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -510,3 +511,30 @@ def test_a_worker_says_it_waits_for_an_abandoned_chunk(redis_url, tmp_path: Path
     waits = [line for line in run.stderr.splitlines() if "waiting for" in line]
     assert waits and "taken over in" in waits[0], run.stderr
     assert "12 images in the index" in run.stderr
+
+
+def test_leaks_and_quality_from_a_shared_index(redis_url, tmp_path: Path, capsys):
+    """TRAIN in Redis, TEST in another Redis index: leaks found, quality measurements
+    kept in the shared records."""
+    from tui.cli import main
+
+    train, test = tmp_path / "train", tmp_path / "test"
+    for i in range(6):
+        make_picture(train / "a" / f"{i}.png", 40 + i)
+    test.mkdir()
+    shutil.copy(train / "a" / "2.png", test / "leak.png")
+    make_picture(test / "new.png", 99)
+    from PIL import Image
+
+    Image.new("RGB", (90, 60), (10, 10, 10)).save(train / "a" / "black.png")
+    other = redis_url.replace("?name=", "?name=test-")
+    assert main(["index", str(train), "--store", redis_url]) == 0
+    assert main(["index", str(test), "--store", other]) == 0
+    args = ["triage", str(train), "--store", redis_url, "--json"]
+    assert main([*args, "--against", str(test), "--against-store", other]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(x["path"], x["other"], x["identical"]) for x in out["leaks"]] == [
+        ("a/2.png", "leak.png", True)
+    ]
+    flagged = {q["path"]: q["flags"] for q in out["quality"]}
+    assert "blank" in flagged.get("a/black.png", []) and "dark" in flagged["a/black.png"]

@@ -294,3 +294,16 @@ def test_verdicts_and_rejections_are_kept(make_store):
     store = make_store()  # kept across opening again
     assert store.rejections() == {tuple(sorted(("b.png", odd)))}
     assert store.forget_rejections() == 1 and store.rejections() == set()
+
+
+def test_quality_measurements_are_kept_with_each_image(make_store):
+    store = make_store()
+    b = batch(["a.png", "b.png"])
+    b.quality = [np.arange(7, dtype="<f4").tobytes(), None]
+    b.failed = [("bad.png", 5, 6, "cannot decode")]
+    with store.writer():
+        store.commit(b)
+    facts = store.image_facts()
+    got = dict(zip(facts.paths, facts.quality))
+    assert got == {"a.png": np.arange(7, dtype="<f4").tobytes(), "b.png": None}
+    assert dict(store.failures()) == {"bad.png": "cannot decode"}  # failures keep reasons
