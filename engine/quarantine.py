@@ -443,8 +443,10 @@ def _put_back(root: Path, folder: Path, real_folder: str, rel: str, to: str, rep
         return "leads out of the folder"
     part = _part(target)
     if src.exists():
-        # never moved, or moved back already, or a copy across file systems cut short
-        for leftover in (part, target):
+        # never moved, or moved back already, or a copy across file systems cut short;
+        # inside ROOT a move is a rename, so only a part file can be lookalike's there
+        within = os.path.realpath(folder) == str(root)
+        for leftover in (part,) if within else (part, target):
             if not (leftover.exists() or leftover.is_symlink()):
                 continue
             if _is_copy_of(leftover, src):

@@ -258,3 +258,17 @@ def test_undo_finishes_a_copy_made_but_not_yet_removed(dump: Path, tmp_path: Pat
     assert "removed 1 copies" in capsys.readouterr().err
     assert not [p for p in aside.rglob("*") if p.is_file()]
     assert len(_tree(dump / "incoming")) == 5
+
+
+def test_a_crafted_record_inside_the_folder_never_removes_a_file(dump: Path, capsys):
+    """A record 'moving' originals/photo_1.png to its identical copy in incoming/ (as if
+    cut short) must not take the copy for a leftover: inside DIR a move is a rename."""
+    assert main(["index", str(dump)]) == 0
+    before = _tree(dump)
+    _record(dump, dump, [], "99999999-000003-1-1.jsonl")
+    rec = dump / ".lookalike" / "moves" / "99999999-000003-1-1.jsonl"
+    b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+    entry = {"planned": b64("originals/photo_1.png"), "to": b64("incoming/c1.png")}
+    rec.write_text(rec.read_text() + json.dumps(entry) + "\n")
+    assert main(["triage", str(dump), "--undo"]) == 0
+    assert _tree(dump) == before
