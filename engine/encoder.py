@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine import onnx_runtime
+from engine import onnx_runtime, openvino_runtime
 from engine import runtime as runtime_paths
 from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public names)
     BACKBONES,
@@ -160,8 +160,9 @@ class DeepImageEncoder(nn.Module):
         weights: a state-dict file for the backbone (ResNet-50 only needs this when
             torchvision's cache has none). Loaded with ``weights_only=True``.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
-        precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
-        runtime: ``"auto"``, ``"torch"`` or ``"onnx"`` (:mod:`engine.onnx_runtime`).
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` (OpenVINO only).
+        runtime: ``"auto"``, ``"torch"``, ``"onnx"`` (:mod:`engine.onnx_runtime`) or
+            ``"openvino"`` (:mod:`engine.openvino_runtime`).
 
     With ``auto``, the fastest path on this machine is used, measured once and
     remembered (see :mod:`engine.runtime`); ``LOOKALIKE_PRECISION`` and
@@ -195,7 +196,11 @@ class DeepImageEncoder(nn.Module):
             )
             runtime = runtime_paths.from_env(runtime, "LOOKALIKE_RUNTIME", runtime_paths.RUNTIMES)
             paths = runtime_paths.candidates(
-                self.device.type, runtime, precision, onnx_runtime.available()
+                self.device.type,
+                runtime,
+                precision,
+                onnx_runtime.available(),
+                openvino_runtime.available(),
             )
         except runtime_paths.RuntimeChoiceError as exc:
             raise EncoderError(str(exc)) from None
@@ -229,16 +234,33 @@ class DeepImageEncoder(nn.Module):
         self.to(self.device)
         self.features.to(memory_format=torch.channels_last)
         self._onnx = None
+        self._openvino: dict[str, openvino_runtime.OpenVinoFeatures] = {}
         self.choice = self._choose(paths, asked=runtime != "auto" or precision != "auto")
         self.runtime, self.precision = self.choice.path.runtime, self.choice.path.precision
         if self.runtime == "onnx" and self._onnx is None:
             self._onnx = self._onnx_session()
+        if self.runtime == "openvino":
+            self._openvino_session(self.precision)
 
     def _onnx_session(self):
         try:
             return onnx_runtime.OnnxFeatures(onnx_runtime.export_encoder(self))
         except Exception as exc:  # export or load failed
             raise EncoderError(f"cannot run with ONNX Runtime: {exc}") from None
+
+    def _openvino_session(self, precision: str):
+        """OpenVINO on the exported model (int8: on the model quantised from it)."""
+        if precision not in self._openvino:
+            try:
+                model = onnx_runtime.export_encoder(self)
+                if precision == "int8":
+                    model = openvino_runtime.int8_model(model, self.backbone_name, self.input_size)
+                self._openvino[precision] = openvino_runtime.OpenVinoFeatures(
+                    model, precision, self.input_size
+                )
+            except Exception as exc:
+                raise EncoderError(f"cannot run with OpenVINO {precision}: {exc}") from None
+        return self._openvino[precision]
 
     def _choose(self, paths: list, asked: bool):
         """The fastest of *paths* here, measured on a small batch unless remembered."""
@@ -250,6 +272,8 @@ class DeepImageEncoder(nn.Module):
             if path.runtime == "onnx":
                 self._onnx = self._onnx or self._onnx_session()
                 run = self._onnx
+            elif path.runtime == "openvino":
+                run = self._openvino_session(path.precision)
             else:
                 run = lambda batch: self._encode_torch(batch, path.precision)  # noqa: E731
             return runtime_paths.time_batches(lambda: run(probe), len(probe))
@@ -264,7 +288,7 @@ class DeepImageEncoder(nn.Module):
         return encoder_identity(self)
 
     def describe(self) -> str:
-        runtime = "onnxruntime" if self.runtime == "onnx" else "torch"
+        runtime = "onnxruntime" if self.runtime == "onnx" else self.runtime
         return f"{self.backbone_name} ({self.device.type}, {self.precision}, {runtime})"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -306,6 +330,8 @@ class DeepImageEncoder(nn.Module):
     def _features(self, batch: np.ndarray) -> np.ndarray:
         if self.runtime == "onnx":
             return self._onnx(batch)
+        if self.runtime == "openvino":
+            return self._openvino[self.precision](batch)
         return self._encode_torch(batch, self.precision)
 
     @torch.inference_mode()

@@ -131,12 +131,10 @@ def project(features: np.ndarray, projection: np.ndarray) -> np.ndarray:
 
 
 class OnnxEncoder:
-    """The CNN through ONNX Runtime alone, with the same interface and the same codes as
-    :class:`engine.encoder.DeepImageEncoder` on its ONNX Runtime path, without torch."""
+    """The CNN through ONNX Runtime or OpenVINO alone, with the same interface and the
+    same codes as :class:`engine.encoder.DeepImageEncoder` on that path, without torch."""
 
     device_type = "cpu"
-    precision = "fp32"
-    runtime = "onnx"
 
     def __init__(
         self,
@@ -154,14 +152,21 @@ class OnnxEncoder:
         self.input_size = input_size
         self.projection = orthogonal_projection(self.feature_dim, hash_dim)
         self.choice = choice
-        self._onnx = OnnxFeatures(path)
+        self.runtime, self.precision = choice.path.runtime, choice.path.precision
+        if self.runtime == "openvino":
+            from engine.openvino_runtime import OpenVinoFeatures
+
+            self._onnx = OpenVinoFeatures(path, self.precision, input_size)
+        else:
+            self._onnx = OnnxFeatures(path)
 
     @property
     def identity(self) -> dict[str, str | int]:
         return encoder_identity(self)
 
     def describe(self) -> str:
-        return f"{self.backbone_name} (cpu, fp32, onnxruntime)"
+        runtime = "onnxruntime" if self.runtime == "onnx" else self.runtime
+        return f"{self.backbone_name} (cpu, {self.precision}, {runtime})"
 
     def encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         step = runtime_paths.CPU_MICRO_BATCH
@@ -183,8 +188,9 @@ def light_encoder(
     input_size: int = INPUT_SIZE,
 ) -> OnnxEncoder | None:
     """An :class:`OnnxEncoder` when that is what :class:`engine.encoder.DeepImageEncoder`
-    would run here anyway (the CPU; fp32; ONNX Runtime measured fastest on this machine,
-    or asked for; the model already exported), else None: then build the full encoder."""
+    would run here anyway (the CPU; ONNX Runtime or OpenVINO measured fastest on this
+    machine for this precision, or asked for; the models already made), else None: then
+    build the full encoder."""
     try:
         precision = runtime_paths.from_env(
             precision, "LOOKALIKE_PRECISION", runtime_paths.PRECISIONS
@@ -192,12 +198,14 @@ def light_encoder(
         runtime = runtime_paths.from_env(runtime, "LOOKALIKE_RUNTIME", runtime_paths.RUNTIMES)
     except runtime_paths.RuntimeChoiceError:
         return None
-    if device not in ("auto", "cpu") or precision not in ("auto", "fp32") or runtime == "torch":
+    if device not in ("auto", "cpu") or runtime == "torch":
         return None
     if device == "auto" and runtime_paths.may_have_gpu():
         return None
     if not available():
         return None
+    from engine import openvino_runtime
+
     try:
         path = weights_for(backbone, weights)
         weights_id = file_digest(path)
@@ -206,12 +214,20 @@ def light_encoder(
     model = model_path(backbone, weights_id, input_size)
     if not model.is_file():
         return None
-    if runtime == "onnx":
-        choice = runtime_paths.PathChoice(runtime_paths.EncoderPath("onnx", "fp32"), "asked for")
-    else:
-        choice = runtime_paths.remembered_best(
-            backbone, input_size, runtime_paths.candidates("cpu", "auto", precision, True)
+    try:
+        paths = runtime_paths.candidates(
+            "cpu", runtime, precision, True, openvino_runtime.available()
         )
-        if choice is None or choice.path != runtime_paths.EncoderPath("onnx", "fp32"):
+    except runtime_paths.RuntimeChoiceError:
+        return None
+    if len(paths) == 1 and runtime != "auto":
+        choice = runtime_paths.PathChoice(paths[0], "asked for")
+    else:
+        choice = runtime_paths.remembered_best(backbone, input_size, paths)
+    if choice is None or choice.path.runtime == "torch":
+        return None
+    if choice.path.precision == "int8":
+        model = openvino_runtime.int8_path(model)
+        if not model.is_file():
             return None
     return OnnxEncoder(hash_dim, backbone, weights_id, model, choice, input_size)

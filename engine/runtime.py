@@ -33,10 +33,10 @@ from functools import lru_cache
 from engine.errors import LookalikeError
 from engine.paths import runtime_cache_file
 
-RUNTIMES = ("auto", "onnx", "torch")
-PRECISIONS = ("auto", "fp32", "bf16")
+RUNTIMES = ("auto", "onnx", "torch", "openvino")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
 #: Bump when the measurement changes: older cached choices are then measured again.
-MEASURE_VERSION = 2
+MEASURE_VERSION = 3
 
 #: Images per CNN call on the CPU. Small batches keep a layer's activations in the
 #: cores' caches: measured on 2 Zen 5 cores, ONNX Runtime ran EfficientNet-Lite0 at
@@ -51,14 +51,15 @@ class RuntimeChoiceError(LookalikeError):
 
 @dataclass(frozen=True)
 class EncoderPath:
-    """One way of running the CNN: ``onnx`` or ``torch``, in ``fp32`` or ``bf16``."""
+    """One way of running the CNN: ``onnx``, ``torch`` or ``openvino``, in ``fp32``,
+    ``bf16`` or (OpenVINO only) ``int8``."""
 
     runtime: str
     precision: str
 
     @property
     def name(self) -> str:
-        return f"{'onnxruntime' if self.runtime == 'onnx' else 'torch'} {self.precision}"
+        return f"{'onnxruntime' if self.runtime == 'onnx' else self.runtime} {self.precision}"
 
 
 @dataclass(frozen=True)
@@ -107,24 +108,48 @@ def from_env(value: str, variable: str, allowed: tuple[str, ...]) -> str:
 
 
 def candidates(
-    device: str, runtime: str, precision: str, onnx_available: bool
+    device: str,
+    runtime: str,
+    precision: str,
+    onnx_available: bool,
+    openvino_available: bool = False,
 ) -> list[EncoderPath]:
-    """The paths worth trying for these settings, fastest-to-set-up first."""
-    if runtime == "onnx" and precision == "bf16":
-        raise RuntimeChoiceError("the onnx runtime runs in fp32 only: use --runtime torch for bf16")
+    """The paths worth trying for these settings, fastest-to-set-up first.
+
+    int8 runs on OpenVINO only, with a model made and checked here (see
+    :mod:`engine.openvino_runtime`); bf16 is a candidate where the CPU has bf16 units."""
+    if runtime == "onnx" and precision in ("bf16", "int8"):
+        raise RuntimeChoiceError(
+            f"the onnx runtime runs in fp32 only: use --runtime {'torch' if precision == 'bf16' else 'openvino'}"
+            f" for {precision}"
+        )
+    if runtime == "torch" and precision == "int8":
+        raise RuntimeChoiceError("int8 runs with OpenVINO only: use --runtime openvino")
     if device == "cuda":
-        if runtime == "onnx":
-            raise RuntimeChoiceError("the onnx runtime runs on the CPU only: use --device cpu")
+        if runtime in ("onnx", "openvino") or precision == "int8":
+            raise RuntimeChoiceError(
+                "on a GPU lookalike runs PyTorch in fp32 or bf16: use --device cpu"
+            )
         return [EncoderPath("torch", "fp32" if precision == "fp32" else "bf16")]
     if runtime == "onnx" and not onnx_available:
         raise RuntimeChoiceError("onnxruntime is not installed: pip install onnxruntime")
+    if (runtime == "openvino" or precision == "int8") and not openvino_available:
+        raise RuntimeChoiceError("openvino is not installed: pip install openvino nncf")
+    bf16 = precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
     out = []
     if runtime in ("auto", "onnx") and precision in ("auto", "fp32") and onnx_available:
         out.append(EncoderPath("onnx", "fp32"))
+    if runtime in ("auto", "openvino") and openvino_available:
+        if precision in ("auto", "fp32"):
+            out.append(EncoderPath("openvino", "fp32"))
+        if bf16:
+            out.append(EncoderPath("openvino", "bf16"))
+        if precision in ("auto", "int8"):
+            out.append(EncoderPath("openvino", "int8"))
     if runtime in ("auto", "torch"):
         if precision in ("auto", "fp32"):
             out.append(EncoderPath("torch", "fp32"))
-        if precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16()):
+        if bf16:
             out.append(EncoderPath("torch", "bf16"))
     return out
 
@@ -184,15 +209,22 @@ def cache_key(backbone: str, input_size: int) -> str:
     return (
         f"v{MEASURE_VERSION}|{backbone}@{input_size}|{model}|{' '.join(wanted)}"
         f"|threads={threads()}|torch={_version('torch')}|ort={_version('onnxruntime')}"
+        f"|ov={_version('openvino')}"
     )
 
 
 def remembered_best(backbone: str, input_size: int, paths: list[EncoderPath]) -> PathChoice | None:
     """The fastest of *paths* as measured here before, if every one of them was."""
-    rates = _cached_rates(cache_key(backbone, input_size))
-    if len(paths) < 2 or not all(p.name in rates for p in paths):
+    key = cache_key(backbone, input_size)
+    rates = _cached_rates(key)
+    entry = _read_cache().get(key)
+    failed = entry.get("failed") if isinstance(entry, dict) else None
+    failed = failed if isinstance(failed, dict) else {}
+    if len(paths) < 2 or not all(p.name in rates or p.name in failed for p in paths):
         return None
-    mine = {p.name: rates[p.name] for p in paths}
+    mine = {p.name: rates[p.name] for p in paths if p.name in rates}
+    if not mine:
+        return None
     best = max(mine, key=mine.get)
     return PathChoice(next(p for p in paths if p.name == best), _why(best, mine), mine)
 
@@ -247,16 +279,18 @@ def choose(
             errors.append(f"{path.name}: {text}")
     if not rates:
         raise RuntimeChoiceError("no way to run the CNN here: " + "; ".join(errors))
+    skipped = "; skipped " + "; ".join(errors) if errors else ""
     if measured:
         data = _read_cache()
         data[key] = {
             "rates": {**known, **rates},
+            "failed": {e.split(": ", 1)[0]: e.split(": ", 1)[-1] for e in errors},
             "measured": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         _write_cache(data)
     best = max(rates, key=rates.get)
     by_name = {p.name: p for p in paths}
-    return PathChoice(by_name[best], _why(best, rates), rates)
+    return PathChoice(by_name[best], _why(best, rates) + skipped, rates)
 
 
 def time_batches(run: Callable[[], object], images: int, repeats: int = 3) -> float:

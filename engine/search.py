@@ -668,7 +668,7 @@ def _checked_meta_values(store, meta: dict) -> dict:
         )
     if "centre_count" in meta:
         whole("centre_count", 0, 2**62)
-    if meta.get("precision") not in ("fp32", "bf16"):
+    if meta.get("precision") not in ("fp32", "bf16", "int8"):
         raise store.damaged(f"unknown precision {printable(repr(meta.get('precision'))[:40])}")
     if not isinstance(meta.get("weights_id"), (str, type(None))):
         raise store.damaged("weights_id is not text")

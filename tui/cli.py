@@ -118,15 +118,16 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument(
         "--runtime",
-        choices=("auto", "onnx", "torch"),
+        choices=("auto", "onnx", "openvino", "torch"),
         default="auto",
         help="how the CNN runs (default auto: the fastest measured on this machine)",
     )
     p.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16"),
+        choices=("auto", "fp32", "bf16", "int8"),
         default="auto",
-        help="CNN precision for a new index (default auto: the fastest measured here)",
+        help="CNN precision for a new index (default auto: the fastest measured here; int8"
+        " only where its features pass the quality guard)",
     )
     p.add_argument(
         "--input-size",
@@ -258,8 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
         " each is fastest on this machine (measured once, then remembered).",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--runtime", choices=("auto", "onnx", "torch"), default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    p.add_argument("--runtime", choices=("auto", "onnx", "openvino", "torch"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto")
 
     p = sub.add_parser("fashion-mnist", help="write Fashion-MNIST as PNG files into DEST")
     p.add_argument("dest", metavar="DEST")
