@@ -37,6 +37,7 @@ SECTIONS = (
     "throughput",
     "compare",
     "encoder",
+    "paths",
     "quality",
     "latency",
     "lsh",
@@ -254,6 +255,9 @@ def bench_encoder(rep: Report, repeats: int) -> None:
     }
     names = {
         ("onnx", "fp32"): "ONNX Runtime fp32",
+        ("openvino", "fp32"): "OpenVINO fp32",
+        ("openvino", "bf16"): "OpenVINO bf16",
+        ("openvino", "int8"): "OpenVINO int8",
         ("torch", "fp32"): "PyTorch fp32",
         ("torch", "bf16"): "PyTorch bf16 autocast",
     }
@@ -272,9 +276,9 @@ def bench_encoder(rep: Report, repeats: int) -> None:
             for (runtime, precision), name in names.items():
                 rates[name].append(probe(backbone, weights, runtime, precision)["rate"])
         auto = probe(backbone, weights, "auto", "auto")["path"]
-        auto_name = {"onnxruntime fp32": "ONNX Runtime fp32", "torch fp32": "PyTorch fp32"}.get(
-            auto, "PyTorch bf16 autocast"
-        )
+        auto_name = {
+            f"{'onnxruntime' if r == 'onnx' else r} {p}": n for (r, p), n in names.items()
+        }[auto]
         med = {n: statistics.median(v) for n, v in rates.items()}
         best = max(med.values())
         for name, rate in med.items():
@@ -457,6 +461,10 @@ def main(argv: list[str] | None = None) -> int:
         bench_compare(rep, root, n_eff=400, n_r50=120, rounds=2)
     if "encoder" in only:
         bench_encoder(rep, repeats=3)
+    if "paths" in only:
+        from benchmarks.paths_bench import bench_paths
+
+        bench_paths(rep)
     if "quality" in only:
         search_bench.bench_quality(rep, index, root)
     if "latency" in only:

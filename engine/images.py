@@ -303,20 +303,6 @@ def guarded(work, *args):
         raise ImageError(f"cannot process: {text}") from None
 
 
-def difference_hash(im: Image.Image) -> int:
-    """The picture's 64-bit difference hash: greyscale at 9 x 8, one bit per pair of
-    neighbouring pixels (left darker than right). Edits that keep the layout (resizing,
-    re-encoding, small crops, brightness) change few bits; a different picture of the same
-    subject changes about half. Kept with each image (the thumbnails of :mod:`engine.copies`
-    now decide copies).
-    As a signed 64-bit integer, the way SQLite stores it."""
-    # reducing_gap: a box reduction first, so a large picture is not resampled with a
-    # Lanczos kernel thousands of pixels wide (memory and time grow with the ratio)
-    grey = np.asarray(im.convert("L").resize((9, 8), Image.LANCZOS, reducing_gap=3.0), np.int16)
-    bits = np.packbits(grey[:, 1:] > grey[:, :-1])
-    return int.from_bytes(bits.tobytes(), "big", signed=True)
-
-
 def square_pixels(im: Image.Image, size: int) -> np.ndarray:
     """Fit *im* in a white ``size`` square (aspect kept), as uint8 (size, size, 3).
 

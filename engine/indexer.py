@@ -34,7 +34,6 @@ from engine.images import (
     FileEntry,
     ImageError,
     SkippedFile,
-    difference_hash,
     guarded,
     read_image,
     square_pixels,
@@ -277,8 +276,9 @@ class Indexer:
     # --- batches ----------------------------------------------------------------------
 
     def _load(self, entry: FileEntry):
-        """Decode + resize one image for the CNN; its SHA-256, difference hash and pixel
-        count (runs in the decode threads). Any failure is this file's skip."""
+        """Decode + resize one image for the CNN; its SHA-256, pixel count, thumbnail and
+        quality measurements (runs in the decode threads). Any failure is this file's
+        skip."""
         return guarded(self._prepare, entry)
 
     def _prepare(self, entry: FileEntry):
@@ -287,7 +287,6 @@ class Indexer:
         return (
             square_pixels(im, size),
             digest,
-            difference_hash(im),
             im.info.get("pixels"),
             thumbnail(im).tobytes(),
             quality.measure(im),
@@ -315,7 +314,7 @@ class Indexer:
                     if cancel.is_set():
                         break
                     try:
-                        px, digest, dhash, pixel_count, thumb, measured = fut.result()
+                        px, digest, pixel_count, thumb, measured = fut.result()
                     except ImageError as exc:
                         stats.failed.append(SkippedFile(entry.relpath, str(exc)))
                         batch.failed.append((entry.relpath, entry.size, entry.mtime_ns, str(exc)))
@@ -325,7 +324,6 @@ class Indexer:
                     batch.sizes.append(entry.size)
                     batch.mtimes.append(entry.mtime_ns)
                     batch.digests.append(digest)
-                    batch.dhashes.append(dhash)
                     batch.pixels.append(pixel_count)
                     batch.thumbs.append(thumb)
                     batch.quality.append(measured)

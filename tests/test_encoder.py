@@ -129,7 +129,8 @@ def test_fastest_path_is_chosen_by_measurement_and_remembered(tmp_path: Path, mo
     first = rt.choose(paths, rate_of, "key")
     assert first.path == rt.EncoderPath("torch", "fp32") and "300 images/s" in first.why
     again = rt.choose(paths, rate_of, "key")  # remembered: nothing measured again
-    assert again.path == first.path and measured == ["onnxruntime fp32", "torch fp32"]
+    assert again.path == first.path
+    assert measured == ["onnxruntime fp32", "torch fp32"] * rt.ROUNDS  # rounds alternate
 
     def broken(path):
         if path.runtime == "torch":

@@ -158,9 +158,9 @@ def test_a_thin_giant_picture_is_one_skip(tiny_folder: Path, capsys):
 
 
 def test_any_failure_on_one_file_is_that_files_skip(tiny_folder: Path, monkeypatch):
-    from engine import images
+    from engine import copies
 
-    real = images.difference_hash
+    real = copies.thumbnail
 
     def choking(im):
         if im.size == (40, 32) and im.getpixel((0, 0)) == (0, 0, 0):
@@ -168,7 +168,7 @@ def test_any_failure_on_one_file_is_that_files_skip(tiny_folder: Path, monkeypat
         return real(im)
 
     Image.new("RGB", (40, 32)).save(tiny_folder / "black.png")
-    monkeypatch.setattr("engine.indexer.difference_hash", choking)
+    monkeypatch.setattr("engine.indexer.thumbnail", choking)
     with ImageSimilaritySearch(tiny_folder) as search:
         stats = search.index()
     assert stats.total == 6
