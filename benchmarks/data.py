@@ -71,8 +71,11 @@ def _usable(path: Path) -> bool:
 
     from engine.images import MAX_PIXELS
 
-    with Image.open(path) as im:
-        return im.size[0] * im.size[1] <= MAX_PIXELS
+    try:
+        with Image.open(path) as im:
+            return im.size[0] * im.size[1] <= MAX_PIXELS
+    except (OSError, Image.DecompressionBombError):
+        return False
 
 
 def label_of(relpath: str) -> str:

@@ -106,7 +106,7 @@ def bench_throughput(rep, root: Path, rounds: int = 2) -> None:
 def bench_stages(rep, root: Path, count: int = 2000) -> None:
     """Where an image's time goes in ``lookalike index``, stage by stage, one thread."""
     from engine import ImageSimilaritySearch, quality
-    from engine.copies import thumbnail
+    from engine.copies import grey_copy, thumbnail
     from engine.images import read_image, square_pixels
     from engine.storage import Batch
 
@@ -126,8 +126,9 @@ def bench_stages(rep, root: Path, count: int = 2000) -> None:
     for p in paths:
         im, digest = clock("read, hash bytes, decode", read_image, p, 224)
         pixels.append(clock("fit to 224 px", square_pixels, im, 224))
-        clock("thumbnail for copies", thumbnail, im)
-        clock("quality measurements", quality.measure, im)
+        grey = clock("greyscale copy at 128 px", grey_copy, im)
+        clock("thumbnail for copies", thumbnail, im, grey)
+        clock("quality measurements", quality.measure, im, grey)
         digests.append(digest)
     batch = np.stack(pixels)
     codes, feats = [], []

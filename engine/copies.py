@@ -74,18 +74,26 @@ def _trim_box(grey: np.ndarray, tol: int = 12, most: float = 0.3) -> tuple[int, 
     return top, bottom, left, right
 
 
-def thumbnail(im: Image.Image) -> np.ndarray:
-    """The picture's 16 x 16 greyscale thumbnail, uniform borders trimmed (uint8, 256)."""
+def grey_copy(im: Image.Image, side: int = 128) -> Image.Image:
+    """The picture in greyscale, at most *side* pixels on its long side (box-filtered;
+    never enlarged): what the thumbnail and the quality measurements start from, made
+    once per picture at indexing."""
     grey = im.convert("L")
-    if max(grey.size) > 128:
+    if max(grey.size) > side:
         grey = grey.resize(
             (
-                max(1, grey.width * 128 // max(grey.size)),
-                max(1, grey.height * 128 // max(grey.size)),
+                max(1, grey.width * side // max(grey.size)),
+                max(1, grey.height * side // max(grey.size)),
             ),
             Image.BOX,
         )
-    a = np.asarray(grey)
+    return grey
+
+
+def thumbnail(im: Image.Image, grey: Image.Image | None = None) -> np.ndarray:
+    """The picture's 16 x 16 greyscale thumbnail, uniform borders trimmed (uint8, 256).
+    *grey*: its :func:`grey_copy`, when already made."""
+    a = np.asarray(grey if grey is not None else grey_copy(im))
     top, bottom, left, right = _trim_box(a)
     cut = Image.fromarray(a[top:bottom, left:right])
     return np.asarray(cut.resize((THUMB, THUMB), Image.BOX), np.uint8).reshape(-1)

@@ -29,7 +29,7 @@ import numpy as np
 
 from engine import centre as centres
 from engine import quality
-from engine.copies import thumbnail
+from engine.copies import grey_copy, thumbnail
 from engine.images import (
     FileEntry,
     ImageError,
@@ -284,12 +284,13 @@ class Indexer:
     def _prepare(self, entry: FileEntry):
         size = self.engine.input_size
         im, digest = read_image(self.engine.root / entry.relpath, draft_size=size)
+        grey = grey_copy(im, quality.SIDE)  # one reduction for the thumbnail and quality
         return (
             square_pixels(im, size),
             digest,
             im.info.get("pixels"),
-            thumbnail(im).tobytes(),
-            quality.measure(im),
+            thumbnail(im, grey).tobytes(),
+            quality.measure(im, grey),
         )
 
     def _encode_all(self, todo: list[FileEntry], stats: IndexStats, cancel, emit) -> None:

@@ -26,7 +26,8 @@ from PIL import Image
 
 FIELDS = ("width", "height", "mean", "std", "low", "high", "sharpness")
 SIZE = 4 * len(FIELDS)
-#: The long side the luminance is measured at (pictures are never enlarged).
+#: The long side the luminance is measured at (pictures are never enlarged): the same
+#: greyscale copy the thumbnail of :mod:`engine.copies` is made from.
 SIDE = 128
 
 #: ``blank``: almost no variation at all (a standard deviation under 2/255).
@@ -49,19 +50,15 @@ TINY_SHARE = 0.25
 ODD_ASPECT = 4.0
 
 
-def measure(im: Image.Image) -> bytes:
-    """The seven measurements of a decoded picture (RGB), packed little-endian float32."""
+def measure(im: Image.Image, grey: Image.Image | None = None) -> bytes:
+    """The seven measurements of a decoded picture (RGB), packed little-endian float32.
+    *grey*: its :func:`engine.copies.grey_copy` at :data:`SIDE`, when already made."""
+    from engine.copies import grey_copy
+
     w, h = im.info.get("size") or im.size
     if (w > h) != (im.width > im.height):
         w, h = h, w  # the file's size was read before the EXIF turn
-    grey = im.convert("L")
-    long_side = max(grey.size)
-    if long_side > SIDE:
-        scale = SIDE / long_side
-        grey = grey.resize(
-            (max(1, round(grey.width * scale)), max(1, round(grey.height * scale))), Image.BOX
-        )
-    a = np.asarray(grey, np.float32) / 255.0
+    a = np.asarray(grey if grey is not None else grey_copy(im, SIDE), np.float32) / 255.0
     low, high = np.percentile(a, [1, 99])
     std = float(a.std())
     if min(a.shape) >= 3:

@@ -162,10 +162,10 @@ def test_any_failure_on_one_file_is_that_files_skip(tiny_folder: Path, monkeypat
 
     real = copies.thumbnail
 
-    def choking(im):
+    def choking(im, *rest):
         if im.size == (40, 32) and im.getpixel((0, 0)) == (0, 0, 0):
             raise MemoryError
-        return real(im)
+        return real(im, *rest)
 
     Image.new("RGB", (40, 32)).save(tiny_folder / "black.png")
     monkeypatch.setattr("engine.indexer.thumbnail", choking)
