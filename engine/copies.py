@@ -403,6 +403,34 @@ def fine_score(a: np.ndarray, b: np.ndarray, transform: int) -> float:
     return best
 
 
+def fine_scores(a: np.ndarray, b: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+    """:func:`fine_score` for many pairs of pictures of one shape at once: *a* and *b*
+    (n, h, w) float32, *transforms* (n,). The same numbers, without a Python loop per
+    pair (Fashion-MNIST's 70,000 pictures make some 200,000 such pairs)."""
+
+    def corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x = x.reshape(len(x), -1)
+        y = y.reshape(len(y), -1)
+        x = x - x.mean(axis=1, keepdims=True)
+        y = y - y.mean(axis=1, keepdims=True)
+        denom = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
+        out = np.full(len(x), -1.0)
+        ok = denom > 1e-6
+        out[ok] = (x[ok] * y[ok]).sum(axis=1) / denom[ok]
+        return out
+
+    best = corr(a, b)
+    for t in np.unique(transforms):
+        if t == 0:
+            continue
+        rows = np.flatnonzero(transforms == t)
+        y = b[rows][:, :, ::-1] if t >= 4 else b[rows]
+        y = np.rot90(y, int(t) % 4, axes=(1, 2))
+        if y.shape[1:] == a.shape[1:]:
+            best[rows] = np.maximum(best[rows], corr(a[rows], y))
+    return best
+
+
 def point_verdict(a: Described, b: Described) -> tuple[bool, int, str]:
     """Whether local features make *b* a copy of *a*, the agreeing points, and why."""
     m, mirrored, model = matching_points(a, b)

@@ -128,7 +128,7 @@ def find_leaks(
             return _from_picture(train, paths_a[r], side, make)
         return _from_picture(test, paths_b[r - na], side, make)
 
-    verify_fine(train.settings.decode_workers, opener, pairs, sides, cancel)
+    verify_fine(opener, pairs, sides, cancel)
     keyed = paths_a + [TEST_MARK + p for p in paths_b]
     verify_points(
         train.store,

@@ -228,10 +228,20 @@ class TriageScreen(Screen[None]):
             from engine.leaks import find_leaks, open_against
             from engine.storage import IndexBusy
 
+            def indexing(p) -> None:
+                self.post_message(
+                    TriageProgress("indexing the other folder", p.done / max(1, p.total))
+                )
+
             with open_against(self.search, self.state.against) as test:
                 with contextlib.suppress(IndexBusy):
-                    test.index(cancel=self._cancel)
-                report.leaks = find_leaks(self.search, test, cancel=self._cancel)
+                    test.index(on_progress=indexing, cancel=self._cancel)
+                report.leaks = find_leaks(
+                    self.search,
+                    test,
+                    on_progress=lambda phase, done: self.post_message(TriageProgress(phase, done)),
+                    cancel=self._cancel,
+                )
         self.post_message(TriageReady(report, cursor))
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
@@ -352,6 +362,9 @@ class TriageScreen(Screen[None]):
         if not widgets:
             widgets.append(Static("no copies, outliers or broken files", classes="triage-label"))
         await box.mount_all(widgets)
+        # a mark holds only while its picture may still be set aside (not a keeper now)
+        movable = {c.slot.path for row in self.rows for c in row if c.slot.movable}
+        self.state.marks &= movable
         self.row, self.col = self._place(cursor)
         self._paint()
         self.load_thumbs([c for row in self.rows for c in row if c.slot.kind != "broken"])
