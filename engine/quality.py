@@ -36,11 +36,13 @@ BLANK_STD = 2 / 255
 DARK_HIGH = 0.12
 #: ``bright``: 99 % of the picture over this luminance (washed out).
 BRIGHT_LOW = 0.88
-#: ``blurry``: fine detail under this share of the contrast (see the module's docstring),
-#: or under BLURRY_SHARE of the collection's median: small pictures (Fashion-MNIST's
-#: 28 px) are measured at their own size, where every edge is sharper.
+#: ``blurry``: fine detail under this share of the contrast (see the module's docstring)
+#: for a picture measured at SIDE pixels. A smaller picture is measured at its own size,
+#: where every edge spans fewer pixels and the share is higher: the floor rises as
+#: (SIDE / side) ** BLURRY_POWER (Fashion-MNIST's 28 px: 0.12; its clean pictures measure
+#: 0.27 and up, blurred ones 0.07 and under).
 BLURRY = 0.02
-BLURRY_SHARE = 0.1
+BLURRY_POWER = 1.18
 #: ``tiny``: under this many pixels, unless such pictures are ordinary in the
 #: collection (a quarter of it or more, as in Fashion-MNIST): then under a quarter of
 #: the collection's median pixel count.
@@ -93,21 +95,26 @@ def values(blob: bytes | None) -> np.ndarray | None:
 
 @dataclass(frozen=True)
 class Floors:
-    """What counts as ``tiny`` and ``blurry`` in one collection."""
+    """What counts as ``tiny`` in one collection."""
 
     tiny: float  # pixels
-    blurry: float  # sharpness
 
 
 def floors(measured: np.ndarray) -> Floors:
     """The floors of a collection from its measurements (rows of :data:`FIELDS`)."""
     if not len(measured):
-        return Floors(TINY_PIXELS, BLURRY)
+        return Floors(TINY_PIXELS)
     pixels = measured[:, 0] * measured[:, 1]
     tiny = TINY_PIXELS
     if np.mean(pixels < TINY_PIXELS) >= TINY_SHARE:
         tiny = TINY_SHARE * float(np.median(pixels))
-    return Floors(tiny, max(BLURRY, BLURRY_SHARE * float(np.median(measured[:, 6]))))
+    return Floors(tiny)
+
+
+def blurry_below(width: float, height: float) -> float:
+    """The sharpness under which a picture of this size is ``blurry``."""
+    side = min(max(width, height), SIDE)
+    return BLURRY * (SIDE / max(side, 3)) ** BLURRY_POWER
 
 
 def flags(v: np.ndarray, floor: Floors) -> list[str]:
@@ -116,7 +123,7 @@ def flags(v: np.ndarray, floor: Floors) -> list[str]:
     out = []
     if std < BLANK_STD:
         out.append("blank")  # and nothing about its detail, which it has none of
-    elif sharp < floor.blurry:
+    elif sharp < blurry_below(w, h):
         out.append("blurry")
     if high < DARK_HIGH:
         out.append("dark")
