@@ -265,3 +265,26 @@ def test_input_size_is_part_of_the_index(tiny_folder: Path):
         ImageSimilaritySearch(tiny_folder, input_size=224)
     with ImageSimilaritySearch(tiny_folder) as search:  # no setting: the index's own
         assert search.input_size == 160
+
+
+def test_a_reader_that_goes_away_ends_the_output_quietly(sample_copy: Path):
+    """`lookalike search ... | head -1`: no "Broken pipe" message, SIGPIPE's status."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from tui.cli import main
+
+    assert main(["index", str(sample_copy)]) == 0
+    queries = [str(p) for p in sorted(sample_copy.rglob("*.png"))]
+    cmd = [sys.executable, "-m", "tui", "search", *queries, "--in", str(sample_copy)]
+    proc = subprocess.Popen(
+        [*cmd, "-k", "60", "--no-update"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+    )
+    assert proc.stdout.readline()  # 200 × 61 lines: far more than a pipe holds
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err

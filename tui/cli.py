@@ -9,7 +9,8 @@
 
 Exit status: 0 success, 1 a failure the message explains (unreadable or damaged index,
 missing weights, mismatched settings, disk full), 2 a usage error (bad option, missing
-folder or file), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Errors are one
+folder or file), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), 141 when the reader
+of the output went away (``| head``), quietly. Errors are one
 line on stderr, never a traceback. Interrupted or terminated, an index keeps every
 batch committed before the signal.
 
@@ -25,6 +26,7 @@ that need them, so ``lookalike --help`` and the app's first frame are quick.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -956,6 +958,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         _say(f"lookalike: {exc}")
         return 2
+    except BrokenPipeError:
+        # the reader went away (`lookalike search ... | head`): stop quietly, as Unix tools
+        # do, with the status of a process ended by SIGPIPE; nothing more goes to stdout
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # one line, never a traceback
         from engine.errors import LookalikeError
 
