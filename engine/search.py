@@ -175,7 +175,8 @@ class ImageSimilaritySearch:
                 raise IndexMismatch(
                     f"the index at {self.index_path} was built with "
                     + ", ".join(clashes)
-                    + ": use --rebuild to re-index with the new settings"
+                    + f": run lookalike index {self.root} --rebuild to re-index with the new"
+                    " settings"
                 )
             self.backbone = meta["backbone"]
             self.hash_dim, self.num_perm, self.seed = (
@@ -336,13 +337,14 @@ class ImageSimilaritySearch:
         ):
             raise IndexMismatch(
                 f"the index at {self.index_path} was built with other {self.backbone}"
-                " weights: use --rebuild to re-index with these"
+                f" weights: run lookalike index {self.root} --rebuild to re-index with these"
             )
         for key in ("backbone", "hash_dim", "precision"):
             if key in meta and meta[key] != ident[key]:
                 raise IndexMismatch(
                     f"the index at {self.index_path} was built with {key} {meta[key]}"
-                    f" (this encoder: {ident[key]}): use --rebuild to re-index"
+                    f" (this encoder: {ident[key]}): run lookalike index {self.root} --rebuild"
+                    " to re-index"
                 )
         self._identity_checked = True
 

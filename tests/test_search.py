@@ -288,3 +288,19 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(sample_copy: Path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and err == "", err
+
+
+def test_a_typo_gets_the_closest_name(sample_copy: Path, capsys):
+    from tui.cli import main
+
+    typo = str(sample_copy) + "x"
+    assert main(["index", typo]) == 2
+    assert f"not a folder: {typo} (did you mean {sample_copy}?)" in capsys.readouterr().err
+    query = sample_copy / "bag" / "test-00018.pgn"
+    assert main(["search", str(query), "--in", str(sample_copy), "--no-update"]) == 2
+    assert "(did you mean " + str(query.with_suffix(".png")) in capsys.readouterr().err
+    assert main(["index", str(sample_copy)]) == 0
+    capsys.readouterr()
+    assert main(["search", str(query.with_suffix(".png")), "--in", str(sample_copy),
+                 "--hash-dim", "64"]) == 1  # fmt: skip
+    assert f"run lookalike index {sample_copy} --rebuild" in capsys.readouterr().err

@@ -374,7 +374,7 @@ def _open_search(args: argparse.Namespace, rebuild: bool = False):
     from engine.search import ImageSimilaritySearch
 
     if not Path(args.dir).is_dir():
-        raise UsageError(f"not a folder: {args.dir}")
+        raise UsageError(_not_found("not a folder", args.dir))
     _warn_password_in_argv(args)
     return ImageSimilaritySearch(args.dir, settings=_settings(args), rebuild=rebuild)
 
@@ -435,6 +435,21 @@ def _run_index(search, quiet: bool):
 def _dumps(obj: object) -> str:
     """JSON for scripts: strict (no NaN or Infinity), ASCII-safe."""
     return json.dumps(obj, allow_nan=False)
+
+
+def _not_found(what: str, given: str) -> str:
+    """*what*: *given*, with the closest name beside it when there is one (a typo)."""
+    import difflib
+
+    path = Path(given)
+    parent = path.parent
+    try:
+        names = [e.name for e in os.scandir(parent)] if parent.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {parent / close[0]}?)" if close else ""
+    return f"{what}: {given}{hint}"
 
 
 def _say(text: str) -> None:
@@ -523,7 +538,7 @@ def _check_query(image: str) -> None:
     if path.is_dir():
         raise UsageError(f"the query is a folder, not an image: {image}")
     if not path.is_file():
-        raise UsageError(f"query image not found: {image}")
+        raise UsageError(_not_found("query image not found", image))
 
 
 def _update_before_search(search) -> None:
@@ -624,7 +639,7 @@ def _leaks(search, args: argparse.Namespace) -> list:
     from engine.leaks import find_leaks, open_against
 
     if not Path(args.against).is_dir():
-        raise UsageError(f"not a folder: {args.against}")
+        raise UsageError(_not_found("not a folder", args.against))
     if Path(args.against).resolve() == search.root:
         raise UsageError("--against needs another folder than DIR")
     test = open_against(search, args.against, args.against_store)
@@ -896,12 +911,12 @@ def cmd_app(argv: list[str]) -> int:
     if folder is None:
         folder = "fashion-dataset" if Path("fashion-dataset").is_dir() else "."
     if not Path(folder).is_dir():
-        raise UsageError(f"not a folder: {folder}")
+        raise UsageError(_not_found("not a folder", folder))
     if args.query:
         _check_query(args.query)
     keep_in = _kept_folders(folder, args.keep_in)
     if args.against and not Path(args.against).is_dir():
-        raise UsageError(f"not a folder: {args.against}")
+        raise UsageError(_not_found("not a folder", args.against))
     from tui.app import create_app
 
     if (args.colors or os.environ.get("LOOKALIKE_COLORS")) == "truecolor":
