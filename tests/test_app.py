@@ -130,11 +130,13 @@ async def test_filter_help_failures_and_copy(sample_copy: Path, tmp_path: Path):
         await pilot.press("f")  # no failures in the sample: a notification, no screen
         assert not isinstance(app.screen, FailuresScreen)
 
-        copied = []
+        copied, said = [], []
         app.copy_to_clipboard = copied.append
         await search_first_bag(pilot)
+        app.say = lambda text, **_kw: said.append(str(text))
         await pilot.press("c")
         assert copied == [str(app.highlighted)]
+        assert "through the terminal (OSC 52)" in said[-1] and "copied" not in said[-1]
 
 
 async def test_broken_image_gets_a_placeholder_and_is_listed(tmp_path: Path):

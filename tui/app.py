@@ -492,16 +492,24 @@ class LookalikeApp(App[int]):
             return
         text = os.fsdecode(path)
         shown = printable(text)
+        # OSC 52 asks the terminal to fill the clipboard; nothing says whether it did, so
+        # say where the path went, and what commonly refuses it
+        refused = (
+            "under tmux it arrives only with set-clipboard on"
+            if os.environ.get("TMUX")
+            else "a terminal may refuse it"
+        )
         if shown == text:
             self.copy_to_clipboard(text)
-            self.say(f"copied {text}")
+            self.say(f"sent {text} to the clipboard through the terminal (OSC 52); {refused}")
         else:
             # Control characters or escape sequences pasted into a shell run there, and
             # bytes that are not UTF-8 cannot travel in OSC 52: the visible escapes go.
             self.copy_to_clipboard(shown)
             self.say(
-                f"copied {shown} with its control characters or undecodable bytes escaped:"
-                " the exact name would act on the terminal or shell it is pasted into",
+                f"sent {shown} to the clipboard through the terminal (OSC 52), its control"
+                " characters or undecodable bytes escaped: the exact name would act on the"
+                f" terminal or shell it is pasted into; {refused}",
                 severity="warning",
             )
 
