@@ -27,7 +27,6 @@ indexing.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -172,7 +171,3 @@ def unusable(paths: list[str], blobs: list[bytes | None], damaged) -> tuple[list
             out.append(Unusable(paths[i], tuple(words), values))
     out.sort(key=lambda u: u.path)
     return out, note
-
-
-def flag_counts(found: list[Unusable]) -> Counter:
-    return Counter(f for u in found for f in u.flags)

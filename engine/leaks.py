@@ -155,7 +155,7 @@ def find_leaks(
 def _cross_similarity(va, sa, vb, sb, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
     """Visual similarity of TRAIN row *rows_a[i]* and TEST row *rows_b[i]*: each side's
     centred unit features, read once per picture involved."""
-    from engine.triage import _feature_units_rows
+    from engine.triage import _feature_units_rows, row_dots
 
     if not len(rows_a):
         return np.zeros(0, np.float32)
@@ -164,11 +164,4 @@ def _cross_similarity(va, sa, vb, sb, rows_a: np.ndarray, rows_b: np.ndarray) ->
     fb = _feature_units_rows(vb, sb, ib, np.float16)
     if fa.shape[1] != fb.shape[1]:
         raise ValueError("the two indexes hold features of different sizes")
-    a, b = np.searchsorted(ia, rows_a), np.searchsorted(ib, rows_b)
-    out = np.empty(len(a), np.float32)
-    step = 1 << 14
-    for lo in range(0, len(a), step):
-        x = fa[a[lo : lo + step]].astype(np.float32)
-        y = fb[b[lo : lo + step]].astype(np.float32)
-        out[lo : lo + step] = np.einsum("ij,ij->i", x, y)
-    return out
+    return row_dots(fa, np.searchsorted(ia, rows_a), fb, np.searchsorted(ib, rows_b))

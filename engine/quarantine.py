@@ -283,6 +283,34 @@ def move_aside(
         raise MoveError("the folder to move files into cannot be the indexed folder or above it")
     if store is not None:
         record(store, root, dest)
+
+    def leaves(src: Path, target: Path) -> str | None:
+        if not inside(src, root):
+            return "leads out of the folder"
+        if inside(src, str(real_dest)):
+            return "already in the folder it would move into"
+        return None
+
+    return _moves(root, dest, [(rel, rel) for rel in relpaths], leaves)
+
+
+def move_within(root: str | os.PathLike[str], moves: list[tuple[str, str]]) -> MoveReport:
+    """Move files to other paths inside *root* (a picture to the folder of the label its
+    neighbours give it), with a record :func:`undo` reads like any other."""
+    root = Path(os.path.realpath(root))
+
+    def leaves(src: Path, target: Path) -> str | None:
+        if not (inside(src, root) and _lands_inside(target, root)):
+            return "leads out of the folder"
+        return None
+
+    return _moves(root, root, moves, leaves)
+
+
+def _moves(root: Path, dest: Path, moves: list[tuple[str, str]], leaves) -> MoveReport:
+    """Move each ``(rel, to)``: ``root/rel`` to ``dest/to``, every one written to a new
+    record before (flushed) and after it happens. ``leaves(src, target)`` gives the
+    reason a move would lead somewhere it must not, or None."""
     report = MoveReport(folder=str(dest))
     mdir = moves_dir(root)
     mdir.mkdir(parents=True, exist_ok=True)
@@ -290,14 +318,9 @@ def move_aside(
     report.manifest = str(manifest)
     with open(manifest, "a") as fh:
         _write(fh, {"root": _b64(str(root)), "folder": _b64(str(dest)), "started": time.time()})
-        for rel in relpaths:
-            why = check_relpath(rel)
-            src = root / rel
-            target = dest / rel
-            if why is None and not inside(src, root):
-                why = "leads out of the folder"
-            if why is None and inside(src, str(real_dest)):
-                why = "already in the folder it would move into"
+        for rel, to in moves:
+            src, target = root / rel, dest / to
+            why = check_relpath(rel) or check_relpath(to) or leaves(src, target)
             if why is None and not src.is_file():
                 why = "not there any more"
             if why is None and (target.exists() or target.is_symlink()):
@@ -305,41 +328,8 @@ def move_aside(
             if why is not None:
                 report.skipped.append((rel, why))
                 continue
-            _write(fh, {"planned": _b64(rel)})
-            try:
-                _move(src, target)
-            except OSError as exc:
-                report.skipped.append((rel, exc.strerror or str(exc)))
-                continue
-            _write(fh, {"moved": _b64(rel)})
-            report.moved.append(rel)
-    return report
-
-
-def move_within(root: str | os.PathLike[str], moves: list[tuple[str, str]]) -> MoveReport:
-    """Move files to other paths inside *root* (a picture to the folder of the label its
-    neighbours give it), with a record :func:`undo` reads like any other."""
-    root = Path(os.path.realpath(root))
-    report = MoveReport(folder=str(root))
-    mdir = moves_dir(root)
-    mdir.mkdir(parents=True, exist_ok=True)
-    manifest = mdir / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.time_ns()}.jsonl"
-    report.manifest = str(manifest)
-    with open(manifest, "a") as fh:
-        _write(fh, {"root": _b64(str(root)), "folder": _b64(str(root)), "started": time.time()})
-        for rel, to in moves:
-            why = check_relpath(rel) or check_relpath(to)
-            src, target = root / rel, root / to
-            if why is None and not (inside(src, root) and _lands_inside(target, root)):
-                why = "leads out of the folder"
-            if why is None and not src.is_file():
-                why = "not there any more"
-            if why is None and (target.exists() or target.is_symlink()):
-                why = f"{to} already exists"
-            if why is not None:
-                report.skipped.append((rel, why))
-                continue
-            _write(fh, {"planned": _b64(rel), "to": _b64(to)})
+            planned = {"planned": _b64(rel)} | ({"to": _b64(to)} if to != rel else {})
+            _write(fh, planned)
             try:
                 _move(src, target)
             except OSError as exc:

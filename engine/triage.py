@@ -480,11 +480,17 @@ def _similarities(vec, slots: np.ndarray, left: np.ndarray, right: np.ndarray) -
     involved = np.unique(np.concatenate([left, right]))
     feats = _feature_units_rows(vec, slots, involved, np.float16)
     a, b = np.searchsorted(involved, left), np.searchsorted(involved, right)
-    out = np.empty(len(left), np.float32)
+    return row_dots(feats, a, feats, b)
+
+
+def row_dots(fa: np.ndarray, a: np.ndarray, fb: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``fa[a[i]] · fb[b[i]]`` for every i, in float32, a block of pairs at a time (the
+    rows are float16: converted per block, never all at once)."""
+    out = np.empty(len(a), np.float32)
     step = 1 << 16
-    for lo in range(0, len(left), step):
-        x = feats[a[lo : lo + step]].astype(np.float32)
-        y = feats[b[lo : lo + step]].astype(np.float32)
+    for lo in range(0, len(a), step):
+        x = fa[a[lo : lo + step]].astype(np.float32)
+        y = fb[b[lo : lo + step]].astype(np.float32)
         out[lo : lo + step] = np.einsum("ij,ij->i", x, y)
     return out
 

@@ -185,20 +185,16 @@ def test_leaks_json_csv_and_text(training: Path, test_split: Path, capsys):
 async def test_triage_screen_sections_and_moving_to_the_suggested_folder(
     training: Path, test_split: Path, tmp_path: Path
 ):
-    from test_app import SIZE, ready, wait_for
+    from test_app import SIZE, wait_for
+    from test_triage import open_triage
 
     from tui.app import create_app
-    from tui.screens.triage import TriageScreen
 
     root = tmp_path / "train"
     shutil.copytree(training, root, ignore=shutil.ignore_patterns(".lookalike"))
     app = create_app(root, against=str(test_split))
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot)
-        await pilot.press("d")
-        screen = app.screen
-        assert isinstance(screen, TriageScreen)
-        await wait_for(pilot, lambda: screen.report is not None)
+        screen = await open_triage(pilot)
         kinds = [row[0].slot.kind for row in screen.rows]
         assert "leak" in kinds and "mislabeled" in kinds and "unusable" in kinds
         row = kinds.index("mislabeled")

@@ -219,8 +219,22 @@ def _seen(app, card) -> bool:
     return widget is card or card in widget.ancestors
 
 
+async def open_triage(pilot):
+    """Wait for the app's first index run, press ``d``, and wait for the triage report."""
+    from test_app import ready, wait_for
+
+    from tui.screens.triage import TriageScreen
+
+    await ready(pilot)
+    await pilot.press("d")
+    screen = pilot.app.screen
+    assert isinstance(screen, TriageScreen)
+    await wait_for(pilot, lambda: screen.report is not None)
+    return screen
+
+
 async def test_triage_screen(collection: Path):
-    from test_app import SIZE, ready, wait_for
+    from test_app import SIZE, wait_for
 
     from tui.app import create_app
     from tui.screens.compare import CompareScreen
@@ -228,11 +242,7 @@ async def test_triage_screen(collection: Path):
 
     app = create_app(collection)
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot)
-        await pilot.press("d")
-        screen = app.screen
-        assert isinstance(screen, TriageScreen)
-        await wait_for(pilot, lambda: screen.report is not None)
+        screen = await open_triage(pilot)
         assert len(screen.rows) == 8 + 2  # eight groups, the outliers, the broken files
         assert screen.rows[0][0].slot.kind == "keep"
         status = str(screen.query_one("#triage-status").render())
@@ -312,10 +322,9 @@ async def test_triage_screen(collection: Path):
 async def test_every_card_of_a_wide_group_can_be_seen(tmp_path: Path):
     import shutil
 
-    from test_app import SIZE, ready, wait_for
+    from test_app import SIZE
 
     from tui.app import create_app
-    from tui.screens.triage import TriageScreen
 
     root = tmp_path / "wide"
     src = make_picture(root / "a.png", 1)
@@ -325,11 +334,7 @@ async def test_every_card_of_a_wide_group_can_be_seen(tmp_path: Path):
         make_picture(root / "o" / f"{i}.png", 50 + i)
     app = create_app(root)
     async with app.run_test(size=SIZE) as pilot:
-        await ready(pilot)
-        await pilot.press("d")
-        screen = app.screen
-        assert isinstance(screen, TriageScreen)
-        await wait_for(pilot, lambda: screen.report is not None)
+        screen = await open_triage(pilot)
         row = screen.rows[0]
         assert len(row) == 15
         assert not _seen(app, row[-1])  # wider than the screen
