@@ -2,7 +2,7 @@
 on several sources, with a truth file. Built on first use under bench-data/.
 
 Each set holds distinct pictures (pictures the source already holds twice are left out,
-see :func:`benchmarks.dupes._distinct`); every third gets one to three copies, each with
+see :func:`benchmarks.dupes.distinct`); every third gets one to three copies, each with
 one or two edits drawn from :data:`KINDS`, and one in ten a byte-identical copy. Every
 other picture is a negative: it must not be grouped with anything.
 
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from benchmarks.data import DATA
-from benchmarks.dupes import _distinct
+from benchmarks.dupes import distinct
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
 #: Clip-art categories tuned on (the benchmark's varied set) and held out.
@@ -175,7 +175,7 @@ def edit(im: Image.Image, kind: str, span: dict, rng: np.random.RandomState):
     raise ValueError(kind)
 
 
-def _flat(src: Path, max_side: int = 640) -> Image.Image:
+def flat(src: Path, max_side: int = 640) -> Image.Image:
     with Image.open(src) as opened:
         opened.draft("RGB", (max_side, max_side))
         base = opened.convert("RGBA")
@@ -211,7 +211,7 @@ def sources(which: str, per_class: int = 30) -> list[tuple[str, Path]]:
             out += [(cls.replace("/", "-"), f) for f in files[: 3 * per_class]]
         # pictures the library holds twice, also across categories, are left out, and so
         # are its variants of one drawing (a "_bw" or numbered version of the same name)
-        kept = set(_distinct(_one_per_name([f for _c, f in out])))
+        kept = set(distinct(_one_per_name([f for _c, f in out])))
         seen: dict[str, int] = {}
         picked = []
         for cls, f in out:
@@ -229,7 +229,7 @@ def sources(which: str, per_class: int = 30) -> list[tuple[str, Path]]:
                 if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
             }
         )
-        out = [("photos", f) for f in _distinct(files)]
+        out = [("photos", f) for f in distinct(files)]
     return out
 
 
@@ -245,7 +245,7 @@ def build(which: str, strength: str, kinds=KINDS, every: int = 3, seed: int = 0)
     shutil.rmtree(dest, ignore_errors=True)
     groups, edits = [], {}
     for i, (cls, src) in enumerate(sources(which)):
-        base = _flat(src)
+        base = flat(src)
         folder = dest / cls
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{i:04d}-{src.stem}"  # wallpapers of several themes share names

@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from benchmarks.copies import _flat, sources
+from benchmarks.copies import flat, sources
 from benchmarks.data import DATA
-from benchmarks.search_bench import table
+from benchmarks.report import table
 
 #: Strengths of the planted faults: blur sigma as a share of the long side, brightness
 #: factor of near-black pictures, white blended into washed-out ones, noise of blank ones.
@@ -45,9 +45,9 @@ def _fashion(split: str, per_class: int, offset: int = 0) -> list[tuple[str, Ima
 
 
 def _varied(per_class: int) -> list[tuple[str, Image.Image]]:
-    out = [(c, _flat(f, 320)) for c, f in sources("clipart-held", per_class)]
+    out = [(c, flat(f, 320)) for c, f in sources("clipart-held", per_class)]
     photos = sources("photos")
-    out += [("photos", _flat(f, 320)) for _c, f in photos[: per_class * 2]]
+    out += [("photos", flat(f, 320)) for _c, f in photos[: per_class * 2]]
     return out
 
 
@@ -145,7 +145,7 @@ def measure(root: Path) -> dict:
         train.index()
         report = triage(train)
         with ImageSimilaritySearch(
-            root / "test", backbone=train.backbone, input_size=train.input_size
+            root / "test", backbone=train.identity.backbone, input_size=train.identity.input_size
         ) as test:
             test.index()
             leaks = find_leaks(train, test)
@@ -278,7 +278,7 @@ def bench_dataset(rep) -> None:
 
 
 def main() -> None:
-    from benchmarks.run import Report
+    from benchmarks.report import Report
 
     rep = Report()
     bench_dataset(rep)

@@ -68,7 +68,7 @@ def _hash(path: Path) -> np.ndarray:
     return (g[:, 1:] > g[:, :-1]).ravel()
 
 
-def _distinct(paths: list[Path], min_bits: int = 16) -> list[Path]:
+def distinct(paths: list[Path], min_bits: int = 16) -> list[Path]:
     """Leave out pictures the library already holds in another version (a colour variant,
     the same drawing filed twice): they would be near-duplicates nobody planted."""
     kept, hashes = [], []
@@ -88,7 +88,7 @@ def build(dest: Path = DUPES, every: int = 3, seed: int = 0) -> Path:
     rng = np.random.RandomState(seed)
     shutil.rmtree(dest, ignore_errors=True)
     groups = []
-    for i, src in enumerate(_distinct(sorted(CLIPART.glob("*/*.png")))):
+    for i, src in enumerate(distinct(sorted(CLIPART.glob("*/*.png")))):
         rel = src.relative_to(CLIPART)
         (dest / rel.parent).mkdir(parents=True, exist_ok=True)
         shutil.copy(src, dest / rel)

@@ -25,7 +25,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
 
-    from engine.encoder import DeepImageEncoder
+    from engine.encoding.torch_cnn import DeepImageEncoder
 
     enc = DeepImageEncoder(
         128, args.backbone, args.weights, "cpu", precision=args.precision, runtime=args.runtime

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import DATA, ensure_clipart
-from benchmarks.search_bench import table
+from benchmarks.report import table
 
 PER_CLASS_FASHION = 300
 
@@ -47,18 +47,18 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def bench_paths(rep) -> None:
-    from engine import onnx_runtime, openvino_runtime
-    from engine.encoder import DeepImageEncoder
-    from engine.runtime import cpu_has_fast_bf16
+    from engine.encoding import onnx_cnn, openvino_cnn
+    from engine.encoding.chooser import cpu_has_fast_bf16
+    from engine.encoding.torch_cnn import DeepImageEncoder
 
     enc = DeepImageEncoder(hash_dim=128, backbone="efficientnet-lite0", device="cpu")
-    onnx = onnx_runtime.export_encoder(enc)
-    runs = {"ONNX Runtime fp32": onnx_runtime.OnnxFeatures(onnx)}
-    runs["OpenVINO fp32"] = openvino_runtime.OpenVinoFeatures(onnx, "fp32", 224)
+    onnx = onnx_cnn.export_encoder(enc)
+    runs = {"ONNX Runtime fp32": onnx_cnn.OnnxFeatures(onnx)}
+    runs["OpenVINO fp32"] = openvino_cnn.OpenVinoFeatures(onnx, "fp32", 224)
     if cpu_has_fast_bf16():
-        runs["OpenVINO bf16"] = openvino_runtime.OpenVinoFeatures(onnx, "bf16", 224)
-    int8 = openvino_runtime.int8_model(onnx, "efficientnet-lite0", 224)
-    runs["OpenVINO int8"] = openvino_runtime.OpenVinoFeatures(int8, "int8", 224)
+        runs["OpenVINO bf16"] = openvino_cnn.OpenVinoFeatures(onnx, "bf16", 224)
+    int8 = openvino_cnn.int8_model(onnx, "efficientnet-lite0", 224)
+    runs["OpenVINO int8"] = openvino_cnn.OpenVinoFeatures(int8, "int8", 224)
     sets = {
         "Fashion-MNIST": _pictures(DATA / "fashion-test", PER_CLASS_FASHION),
         "clip-art": _pictures(ensure_clipart(), None),

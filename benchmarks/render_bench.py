@@ -105,7 +105,7 @@ def bench_pictures(rep) -> None:
         w, h = fit(im.width, im.height, *BOX)
         console.print(Pixels.from_image(im.resize((w, 2 * h), Image.LANCZOS)))
         old.append(time.perf_counter() - t0)
-    from benchmarks.run import table
+    from benchmarks.report import table
 
     body = (
         f"{len(images)} images (32 clip-art, 16 Fashion-MNIST), each drawn in a 40×20-cell"

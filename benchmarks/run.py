@@ -31,6 +31,7 @@ import numpy as np
 
 from benchmarks import search_bench
 from benchmarks.data import DATA, REPO, ensure_fashion
+from benchmarks.report import Report, table
 
 SECTIONS = (
     "index",
@@ -51,23 +52,6 @@ SECTIONS = (
     "shared",
     "pictures",
 )
-
-
-class Report:
-    """Collects markdown sections; each figure with the command that produced it."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def section(self, title: str, body: str, command: str) -> None:
-        self.parts.append(f"## {title}\n\n{body.strip()}\n\nCommand: `{command}`\n")
-        print(f"\n## {title}\n{body.strip()}\n", flush=True)
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def rss_mb() -> float:
@@ -229,7 +213,7 @@ def bench_compare(rep: Report, root: Path, n_eff: int, n_r50: int, rounds: int) 
 
 def cpu_kind() -> str:
     """The CPU's model and the flags that decide which inference path is fastest."""
-    from engine.runtime import cpu_description
+    from engine.encoding.chooser import cpu_description
 
     model, flags = cpu_description()
     wanted = ("avx512_bf16", "amx_bf16", "avx512_vnni", "avx512f", "avx2")
@@ -244,7 +228,7 @@ def bench_encoder(rep: Report, repeats: int) -> None:
     import torch
     from torchvision.models import resnet50
 
-    from engine.encoder import CPU_MICRO_BATCH
+    from engine.encoding.torch_cnn import CPU_MICRO_BATCH
 
     tmp = Path(tempfile.mkdtemp(prefix="lookalike-enc-"))
     torch.manual_seed(0)

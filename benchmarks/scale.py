@@ -45,7 +45,7 @@ def build(n: int, dest: Path, seed: int = 0, chunk: int = 50_000) -> dict:
     """Write an index of *n* images at *dest* (``.../index.sqlite``); returns what was
     planted: ``{"pairs": (copy_slot, source_slot) array}``."""
     from engine import ImageSimilaritySearch, open_store
-    from engine.encoder import orthogonal_projection
+    from engine.encoding.torch_cnn import orthogonal_projection
     from engine.storage import Batch, remove_index
 
     ensure_source()

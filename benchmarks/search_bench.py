@@ -17,13 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import CLIPART, REPO, ensure_clipart, label_of
+from benchmarks.report import table
 from benchmarks.scale import SOURCE, ensure, ensure_source
-
-
-def table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def ms(xs: list[float], q: float) -> float:
@@ -93,7 +88,7 @@ def bench_quality(rep, index10k: Path, fashion: Path) -> None:
     """precision@10 by class and the default answer's recall against exact, on
     Fashion-MNIST 10k and on the varied clip-art set; plus the vectors trade-off."""
     from engine import ImageSimilaritySearch
-    from engine.encoder import orthogonal_projection
+    from engine.encoding.torch_cnn import orthogonal_projection
 
     ensure_clipart()
     sets = [("Fashion-MNIST 10k", fashion, index10k, 10), ("varied clip-art", CLIPART, None, 1)]
@@ -401,11 +396,11 @@ def bench_lsh_where(rep) -> None:
                         paths=[f"c/{i:07d}" for i in range(lo, lo + len(block))],
                         sizes=[0] * len(block), mtimes=[0] * len(block),
                         digests=[None] * len(block), codes=block,
-                        band_keys=search.band_keys(block),
+                        band_keys=search.view.band_keys(block),
                     )
                 )  # fmt: skip
             store.build_lsh_tables()
-        search.committed()
+        search.view.committed()
         rng = np.random.RandomState(1)
         for sim in sims:
             pool = np.flatnonzero(sim_of[members] == sim)

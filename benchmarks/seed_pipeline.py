@@ -16,7 +16,7 @@ import torch
 from datasketch import MinHashLSH
 from PIL import Image
 
-from engine.encoder import DeepImageEncoder
+from engine.encoding.torch_cnn import DeepImageEncoder
 from engine.minhash import minhash_reference
 
 

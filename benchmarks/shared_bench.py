@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import DATA, REPO
-from benchmarks.redis_server import RedisServer
+from tests.support import RedisServer
 
 SCALE_N = 100_000
 QUERIES = 200
@@ -49,7 +49,7 @@ def _copy(
     return time.perf_counter() - started
 
 
-def _copy_worker(url: str, src: str, lo: int, hi: int) -> None:
+def copy_worker(url: str, src: str, lo: int, hi: int) -> None:
     """One process's share of a two-worker insert (run with ``-c``)."""
     from engine import open_store
 
@@ -127,8 +127,8 @@ def bench_store(rep) -> None:
         two.set_meta(meta)
         half = n // 2
         code = (
-            "import sys; from benchmarks.shared_bench import _copy_worker;"
-            " _copy_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))"
+            "import sys; from benchmarks.shared_bench import copy_worker;"
+            " copy_worker(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))"
         )
         t0 = time.perf_counter()
         procs = [
@@ -185,7 +185,7 @@ def bench_store(rep) -> None:
         ]
         for (label, mode), (lat, first) in results.items()
     ]
-    from benchmarks.run import table
+    from benchmarks.report import table
 
     per = used / n
     lines.append(

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.data import DATA, REPO
-from benchmarks.search_bench import table
+from benchmarks.report import table
 
 FASTDUP_VENV = DATA / "fastdup-venv"
 _FASTDUP_RUN = """
@@ -138,11 +138,13 @@ def bench_stages(rep, root: Path, count: int = 2000) -> None:
         feats.append(f)
     codes, feats = np.concatenate(codes), np.concatenate(feats)
     from engine.centre import fit
+    from engine.encoding import feature_dim
+    from engine.identity import record
 
-    search.write_identity()
-    search.set_centre(fit(codes[:64], feats[:64], enc.projection, 1))
-    search.store.set_meta(search.centre.to_meta())
-    keys = clock("MinHash band keys", search.band_keys, codes)
+    record(search.store, search.identity, enc, feature_dim(enc), search.root)
+    search.view.set_centre(fit(codes[:64], feats[:64], enc.projection, 1))
+    search.store.set_meta(search.view.centre.to_meta())
+    keys = clock("MinHash band keys", search.view.band_keys, codes)
     with search.store.writer():
         for i in range(0, len(paths), 64):
             sl = slice(i, i + 64)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from benchmarks.copies import KINDS, MILD
 from benchmarks.copies import build as build_copies
+from benchmarks.report import table
 from benchmarks.scale import SOURCE, ensure, ensure_source
-from benchmarks.search_bench import table
 
 
 def _pairs(groups: list[list[str]]) -> set[tuple[str, str]]:

@@ -4,6 +4,21 @@ Importing ``engine`` is cheap: torch and the CNN load only when first used, so a
 import it to draw its first frame at once. The names the original script's users know
 are kept: :class:`DeepImageEncoder`, :func:`create_minhash`,
 :class:`ImageSimilaritySearch` and its ``find_similar_images``.
+
+Where each job lives:
+
+* ``search`` — the façade: open a folder's index, index it, answer queries;
+* ``settings``, ``identity`` — every knob; the settings an index's codes were made with;
+* ``encoding/`` — the CNN (``torch_cnn``), its ONNX and OpenVINO runs, the chooser;
+* ``images``, ``names``, ``paths`` — walking, decoding, checking paths and names;
+* ``indexer`` — walk, decode, encode, commit; ``centre`` — the mean subtracted first;
+* ``minhash``, ``lsh`` — signatures and band keys; ``vectors``, ``live`` — scoring, the
+  planner, and the view searches read while indexing goes on;
+* ``storage/`` — the ``Store`` protocol, ``open_index``; ``sqlite``; ``redis/`` (URL,
+  records, scripts, datasketch's LSH, the Streams workers);
+* ``triage``, ``selfjoin``, ``copies``, ``quarantine`` — duplicates, found and moved;
+  ``quality``, ``dataset``, ``leaks`` — data-set triage; ``errors``, ``results`` — what
+  comes back.
 """
 
 from __future__ import annotations
@@ -14,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "DeepImageEncoder": "engine.encoder",
-    "EncoderError": "engine.encoder",
-    "backbone_info": "engine.encoder",
+    "DeepImageEncoder": "engine.encoding.torch_cnn",
+    "EncoderError": "engine.encoding.backbones",
+    "backbone_info": "engine.encoding.backbones",
     "create_minhash": "engine.minhash",
     "ImageSimilaritySearch": "engine.search",
-    "IndexMismatch": "engine.search",
-    "SearchError": "engine.search",
+    "IndexMismatch": "engine.errors",
+    "SearchError": "engine.errors",
     "IndexStats": "engine.results",
     "Match": "engine.results",
     "Progress": "engine.results",
@@ -38,11 +53,13 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from engine.encoder import DeepImageEncoder, EncoderError, backbone_info
+    from engine.encoding.backbones import EncoderError, backbone_info
+    from engine.encoding.torch_cnn import DeepImageEncoder
+    from engine.errors import IndexMismatch, SearchError
     from engine.images import ImageError, SkippedFile, looks_like_image_name
     from engine.minhash import create_minhash
     from engine.results import IndexStats, Match, Progress, SearchResult
-    from engine.search import ImageSimilaritySearch, IndexMismatch, SearchError
+    from engine.search import ImageSimilaritySearch
     from engine.settings import Settings
     from engine.storage import IndexBusy, IndexDamaged, IndexFileError, open_store
 

@@ -15,7 +15,7 @@ by several machines included, ends a run with the centre of the same images (and
 refit costs one pass over the codes where refitting at every doubling cost many).
 
 A shared store (``store.shared``) is indexed by several workers at once: the run is
-split through :mod:`engine.shared`, and each chunk goes through the same batches.
+split through :mod:`engine.storage.redis.streams`, and each chunk goes through the same batches.
 """
 
 from __future__ import annotations
@@ -24,12 +24,18 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from engine import centre as centres
+from engine import identity as identities
 from engine import quality
 from engine.copies import grey_copy, thumbnail
+from engine.encoding import encode_batch, feature_dim
+from engine.identity import Identity
 from engine.images import (
     FileEntry,
     ImageError,
@@ -39,8 +45,9 @@ from engine.images import (
     square_pixels,
     walk_images,
 )
-from engine.lsh import band_keys
+from engine.live import LiveView
 from engine.results import IndexStats, Progress
+from engine.settings import Settings
 from engine.storage import Batch, CentreMoved, IndexFileError, Store
 
 #: Compact the arrays when this share of their rows belongs to no image.
@@ -53,16 +60,32 @@ RESORT_SHARE = 0.10
 ProgressCallback = Callable[[Progress], None]
 
 
+@dataclass(frozen=True)
+class IndexContext:
+    """What a run needs from the engine that starts it, and no more."""
+
+    root: Path
+    settings: Settings
+    identity: Identity
+    #: the centre and the searchable view, told after every commit so searches see it
+    view: LiveView
+    #: the encoder, built (and checked against the index) on first call
+    encoder: Callable[[], Any]
+
+
 class Indexer:
-    """One index run over *root* into *store*, driven by :class:`engine.search.ImageSimilaritySearch`.
+    """One index run over the context's folder into its store."""
 
-    *engine* gives the encoder, the settings and the centre, and is told after every
-    commit (``committed()``) so searches see the new images.
-    """
+    def __init__(self, ctx: IndexContext) -> None:
+        self.ctx = ctx
+        self.view = ctx.view
+        self.store: Store = ctx.view.store
 
-    def __init__(self, engine, store: Store) -> None:
-        self.engine = engine
-        self.store = store
+    def _claim_identity(self) -> None:
+        """Record the encoder and LSH settings in a new index (fails early, before any
+        decoding, when the weights are missing)."""
+        enc = self.ctx.encoder()
+        identities.record(self.store, self.ctx.identity, enc, feature_dim(enc), self.ctx.root)
 
     def diff(self, stats: IndexStats, known: dict, cancel: threading.Event, on_entry=None):
         """Walk the folder against the stored file states: the entries to encode (new or
@@ -74,7 +97,7 @@ class Indexer:
         from engine.quarantine import excluded
 
         leave_out = excluded(self.store.get_meta())
-        for entry in walk_images(self.engine.root, self.engine.follow_links, leave_out):
+        for entry in walk_images(self.ctx.root, self.ctx.settings.follow_links, leave_out):
             if cancel.is_set():
                 stats.cancelled = True
                 return todo, []
@@ -134,12 +157,12 @@ class Indexer:
         interval: float,
     ) -> IndexStats:
         emit = self._emitter(stats, on_progress, interval)
-        if getattr(self.store, "shared", False):
+        if self.store.shared:
             return self._run_shared(stats, cancel, emit)
         emit(0, 0, "", "scanning", force=True)
         todo, gone = self._walk(stats, cancel, emit)
         if todo and not stats.cancelled:
-            self.engine.write_identity()
+            self._claim_identity()
             self._encode_all(todo, stats, cancel, emit)
         stats.cancelled = stats.cancelled or cancel.is_set()
         if not stats.cancelled and (todo or gone or self.store.get_meta().get("upkeep")):
@@ -162,7 +185,7 @@ class Indexer:
         if gone:
             self.store.commit(Batch(delete=gone))
             stats.removed += len(gone)
-            self.engine.committed()
+            self.view.committed()
         return todo, gone
 
     def _guard_removal(self, stats: IndexStats, known: dict, gone: list[str]) -> list[str]:
@@ -171,14 +194,14 @@ class Indexer:
         machine's path than a real deletion: without ``prune`` nothing is removed, and
         the stats say how much was kept. A shared index, which other machines search,
         is not touched at all by a worker whose folder holds none of its files."""
-        if not gone or self.engine.settings.prune:
+        if not gone or self.ctx.settings.prune:
             return gone
         if self.store.shared and len(gone) == len(known):
             built = self.store.get_meta().get("folder")
             where = f" (built from {built})" if isinstance(built, str) else ""
             raise IndexFileError(
                 f"none of the {len(known)} files of {self.store.location}{where} is under"
-                f" {self.engine.root}: give every worker the same collection, or pass --prune"
+                f" {self.ctx.root}: give every worker the same collection, or pass --prune"
                 " to remove them from the index"
             )
         if stats.found == 0 or len(gone) > PRUNE_SHARE * len(known):
@@ -189,15 +212,15 @@ class Indexer:
     # --- a shared store: several workers ---------------------------------------------------
 
     def _run_shared(self, stats: IndexStats, cancel: threading.Event, emit) -> IndexStats:
-        from engine.shared import Job
+        from engine.storage.redis.streams import Job
 
         job = Job(self.store)
         emit(0, 0, "", "scanning", force=True)
-        self.engine.write_identity()  # fails early (weights, a clashing identity)
+        self._claim_identity()  # fails early (weights, a clashing identity)
         if job.join(cancel):
             self._queue(job, stats, cancel, emit)
-        self.engine.reload_centre()  # the last job may have refitted it
-        bs = self.engine.settings.batch_size
+        self.view.reload_centre()  # the last job may have refitted it
+        bs = self.ctx.settings.batch_size
         done = 0
 
         def waiting(left: float | None) -> None:
@@ -221,13 +244,13 @@ class Indexer:
                 for e, st in zip(entries, states)
                 if st is None or (st.size, st.mtime_ns) != (e.size, e.mtime_ns)
             ]
-            if todo and not any((self.engine.root / e.relpath).exists() for e in todo):
+            if todo and not any((self.ctx.root / e.relpath).exists() for e in todo):
                 # None of the chunk's files is here: this machine was given another folder
                 # than the one the job walked. Leave the chunk to the workers that see it
                 # (it is taken over once idle) rather than record its files as failed.
                 raise IndexFileError(
                     f"none of the files queued for {self.store.location} is under"
-                    f" {self.engine.root}: give every worker the same collection"
+                    f" {self.ctx.root}: give every worker the same collection"
                     " (mounted at any path)"
                 )
             total = max(job.queued() * bs, done + len(todo))
@@ -251,7 +274,7 @@ class Indexer:
         """The walker's part: diff, drop what is gone, queue the rest in chunks. Chunks go
         out as the walk finds them, so at millions of files the other workers start on
         the first ones while the walk goes on."""
-        bs = self.engine.settings.batch_size
+        bs = self.ctx.settings.batch_size
         chunk: list[FileEntry] = []
         counts = {"todo": 0, "queued": 0}
 
@@ -282,8 +305,8 @@ class Indexer:
         return guarded(self._prepare, entry)
 
     def _prepare(self, entry: FileEntry):
-        size = self.engine.input_size
-        im, digest = read_image(self.engine.root / entry.relpath, draft_size=size)
+        size = self.ctx.identity.input_size
+        im, digest = read_image(self.ctx.root / entry.relpath, draft_size=size)
         grey = grey_copy(im, quality.SIDE)  # one reduction for the thumbnail and quality
         return (
             square_pixels(im, size),
@@ -294,11 +317,11 @@ class Indexer:
         )
 
     def _encode_all(self, todo: list[FileEntry], stats: IndexStats, cancel, emit) -> None:
-        enc = self.engine.encoder
-        bs = self.engine.settings.batch_size
+        enc = self.ctx.encoder()
+        bs = self.ctx.settings.batch_size
         chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
         done = 0
-        workers = self.engine.settings.decode_workers
+        workers = self.ctx.settings.decode_workers
         with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-decode") as pool:
 
             def submit(chunk: list[FileEntry]) -> list[Future]:
@@ -334,7 +357,7 @@ class Indexer:
                         f.cancel()
                     break
                 if batch.paths:
-                    codes, feats = _encode(enc, np.stack(pixels))
+                    codes, feats = encode_batch(enc, np.stack(pixels))
                     self._commit(batch, codes, feats, stats)
                 elif batch.failed:
                     self.store.commit(batch)
@@ -343,35 +366,36 @@ class Indexer:
                 emit(done, len(todo), chunk[-1].relpath, "encoding")
 
     def _commit(self, batch: Batch, codes: np.ndarray, feats, stats: IndexStats) -> None:
-        eng = self.engine
-        if eng.centre is None:
-            first = centres.fit(codes, feats, getattr(eng.encoder, "projection", None), 1)
-            if hasattr(self.store, "claim_meta"):  # shared: the first worker's centre wins
-                eng.set_centre(centres.from_meta(self.store.claim_meta(first.to_meta())))
-            else:
-                eng.set_centre(first)
+        view = self.view
+        if view.centre is None:  # the first batch: on a shared store, the first worker's wins
+            proj = getattr(self.ctx.encoder(), "projection", None)
+            first = centres.fit(codes, feats, proj, 1)
+            held = centres.from_meta(self.store.claim_meta(first.to_meta()))
+            if held is None:  # a crafted null centre: replaced
                 self.store.set_meta(first.to_meta())
+            view.set_centre(held or first)
         batch.codes = codes
-        batch.features = None if feats is None or not eng.feature_dim else feats.astype(np.float16)
-        batch.band_keys = eng.band_keys(codes)
-        batch.centre_gen = eng.centre.generation
+        keep = feats is not None and self.store.get_meta().get("feature_dim")
+        batch.features = feats.astype(np.float16) if keep else None
+        batch.band_keys = view.band_keys(codes)
+        batch.centre_gen = view.centre.generation
         try:
             refused = self.store.commit(batch)
         except CentreMoved:  # a shared index was refitted meanwhile: re-sign, once
-            eng.reload_centre()
-            batch.band_keys = eng.band_keys(codes)
-            batch.centre_gen = eng.centre.generation
+            view.reload_centre()
+            batch.band_keys = view.band_keys(codes)
+            batch.centre_gen = view.centre.generation
             refused = self.store.commit(batch)
         for path, why in refused:
             stats.failed.append(SkippedFile(path, why))
             stats.indexed -= 1
-        eng.committed()
+        view.committed()
 
     # --- upkeep -------------------------------------------------------------------------
 
     def _refit(self) -> None:
         """A new centre from every stored image, and every band key recomputed for it."""
-        eng = self.engine
+        view = self.view
         snap = self.store.snapshot()
         live = np.ones(snap.slots, bool)
         live[snap.dead] = False
@@ -380,8 +404,8 @@ class Indexer:
         if snap.features is not None:
             feats = _mean_rows(snap.features, idx)
         codes_mean = _mean_rows(snap.codes, idx)
-        proj = getattr(eng.encoder, "projection", None)
-        gen = eng.centre.generation + 1
+        proj = getattr(self.ctx.encoder(), "projection", None)
+        gen = view.centre.generation + 1
         if feats is not None and proj is not None:
             new = centres.Centre(
                 (proj.astype(np.float64) @ feats).astype(np.float32),
@@ -395,10 +419,10 @@ class Indexer:
         step = 1 << 15
         for lo in range(0, snap.slots, step):
             block = np.asarray(snap.codes[lo : lo + step], np.float32)
-            keys[lo : lo + step] = eng.band_keys(block, new)
+            keys[lo : lo + step] = view.band_keys(block, new)
         self.store.rewrite_band_keys(keys, new.to_meta())
-        eng.set_centre(new)
-        eng.committed()
+        view.set_centre(new)
+        view.committed()
 
     def _upkeep(self) -> None:
         """Refit, compact or re-sort as due. Marked in the index before it starts and
@@ -411,8 +435,8 @@ class Indexer:
         self.store.set_meta({"upkeep": 0})
 
     def _maintain(self) -> None:
-        self.engine.reload_centre()
-        centre = self.engine.centre
+        self.view.reload_centre()
+        centre = self.view.centre
         if centre is not None and centre.due(self.store.count()):
             self._refit()
         snap = self.store.snapshot()
@@ -421,15 +445,7 @@ class Indexer:
             self.store.compact()
         elif snap.slots - snap.lsh_base >= max(1, RESORT_SHARE * snap.meta.get("lsh_live", 0)):
             self.store.build_lsh_tables()
-        self.engine.committed()
-
-
-def _encode(encoder, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """Codes and features from any encoder: ``encode`` when it has one, else codes only."""
-    if hasattr(encoder, "encode"):
-        codes, feats = encoder.encode(pixels)
-        return np.asarray(codes, np.float32), feats
-    return np.asarray(encoder.encode_pixels(pixels), np.float32), None
+        self.view.committed()
 
 
 def _mean_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -439,14 +455,3 @@ def _mean_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
     for lo in range(0, len(rows), step):
         total += np.asarray(array[rows[lo : lo + step]], np.float64).sum(axis=0)
     return total / max(len(rows), 1)
-
-
-def minhash_band_keys(
-    codes: np.ndarray, centre_codes: np.ndarray, num_perm: int, seed: int, bands: int, rows: int
-) -> np.ndarray:
-    """Band keys of centred codes' sign-token MinHashes (see :mod:`engine.minhash`;
-    imported here, not at the top: datasketch costs 0.3 s to import, which a search that
-    never tries LSH should not pay)."""
-    from engine.minhash import signatures
-
-    return band_keys(signatures(codes - centre_codes, num_perm, seed), bands, rows)

@@ -42,16 +42,16 @@ def open_against(train, folder, store: str | None = None):
     from engine.search import ImageSimilaritySearch
 
     same = {
-        "backbone": train.backbone,
-        "hash_dim": train.hash_dim,
-        "num_perm": train.num_perm,
-        "seed": train.seed,
-        "input_size": train.input_size,
+        "backbone": train.identity.backbone,
+        "hash_dim": train.identity.hash_dim,
+        "num_perm": train.identity.num_perm,
+        "seed": train.identity.seed,
+        "input_size": train.identity.input_size,
         "store": store,
         "index_path": None,
     }
-    if train.precision not in (None, "auto"):
-        same["precision"] = train.precision
+    if train.identity.precision not in (None, "auto"):
+        same["precision"] = train.identity.precision
     return ImageSimilaritySearch(folder, settings=train.settings.with_(**same))
 
 
@@ -155,13 +155,13 @@ def find_leaks(
 def _cross_similarity(va, sa, vb, sb, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
     """Visual similarity of TRAIN row *rows_a[i]* and TEST row *rows_b[i]*: each side's
     centred unit features, read once per picture involved."""
-    from engine.triage import _feature_units_rows, row_dots
+    from engine.triage import feature_units_rows, row_dots
 
     if not len(rows_a):
         return np.zeros(0, np.float32)
     ia, ib = np.unique(rows_a), np.unique(rows_b)
-    fa = _feature_units_rows(va, sa, ia, np.float16)
-    fb = _feature_units_rows(vb, sb, ib, np.float16)
+    fa = feature_units_rows(va, sa, ia, np.float16)
+    fb = feature_units_rows(vb, sb, ib, np.float16)
     if fa.shape[1] != fb.shape[1]:
         raise ValueError("the two indexes hold features of different sizes")
     return row_dots(fa, np.searchsorted(ia, rows_a), fb, np.searchsorted(ib, rows_b))

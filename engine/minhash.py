@@ -95,3 +95,15 @@ def minhash_reference(vector: np.ndarray, num_perm: int = 128, seed: int = 1) ->
     for token in tokens_for(vector):
         m.update(token_bytes(token))
     return m
+
+
+def band_keys(
+    codes: np.ndarray, centre_codes: np.ndarray, num_perm: int, seed: int, bands: int, rows: int
+) -> np.ndarray:
+    """LSH band keys of *codes* around *centre_codes*: the sign-token MinHash of each
+    centred code, cut into *bands* bands of *rows* values, each band hashed to 64 bits
+    (:func:`engine.lsh.band_keys`). What the index stores per image, and what a query
+    looks up."""
+    from engine.lsh import band_keys as keys_of
+
+    return keys_of(signatures(codes - centre_codes, num_perm, seed), bands, rows)

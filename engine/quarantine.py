@@ -223,7 +223,7 @@ def _copy(src: Path, part: Path) -> None:
         os.close(fd_in)
 
 
-def _move(src: Path, dst: Path) -> None:
+def move_file(src: Path, dst: Path) -> None:
     """Rename *src* to *dst*; across file systems, copy into a hidden part file, check
     it, rename it into place, then remove *src*. A kill at any point leaves *src* whole
     or *dst* whole (and perhaps a part file or a full copy, which :func:`undo` removes)."""
@@ -331,7 +331,7 @@ def _moves(root: Path, dest: Path, moves: list[tuple[str, str]], leaves) -> Move
             planned = {"planned": _b64(rel)} | ({"to": _b64(to)} if to != rel else {})
             _write(fh, planned)
             try:
-                _move(src, target)
+                move_file(src, target)
             except OSError as exc:
                 report.skipped.append((rel, exc.strerror or str(exc)))
                 continue
@@ -456,8 +456,60 @@ def _put_back(root: Path, folder: Path, real_folder: str, rel: str, to: str, rep
     if not kind_ok or not inside(target.parent, real_folder):
         return f"not a file inside {folder}"
     try:
-        _move(target, src)
+        move_file(target, src)
     except OSError as exc:
         return exc.strerror or str(exc)
     report.moved.append(rel)
     return None
+
+
+# --- moves through an index ----------------------------------------------------------------
+
+
+def set_aside(search, relpaths: list[str], folder: str | os.PathLike[str]) -> MoveReport:
+    """Move stored *relpaths* of *search*'s folder into *folder* (:func:`move_aside`), with
+    the folder recorded in the index first and the moved files forgotten after (a move of
+    many would otherwise look like a missing disk to the next run)."""
+    from engine.storage import IndexFileError
+
+    if search.store.readonly:
+        raise IndexFileError(
+            f"the index at {search.index_path} cannot be written"
+            f" ({search.store.readonly_why}): a move could not be recorded, so none is made"
+        )
+    for p in relpaths:
+        search.check_stored_path(p)
+    report = move_aside(search.root, relpaths, folder, store=search.store)
+    _forget(search, report.moved)
+    return report
+
+
+def relabel(search, relpath: str, label: str) -> MoveReport:
+    """Move stored *relpath* into the class folder *label* (``DIR/label/NAME``), undoable;
+    the old path is forgotten, the next run indexes the new one."""
+    from engine.errors import SearchError
+
+    search.check_stored_path(relpath)
+    if "/" in label or check_relpath(label) is not None:
+        raise SearchError(f"not a class folder: {printable(label)}")
+    report = move_within(search.root, [(relpath, f"{label}/{relpath.rsplit('/', 1)[-1]}")])
+    _forget(search, report.moved)
+    return report
+
+
+def undo_latest(search) -> MoveReport:
+    """Put back the newest move of *search*'s folder (:func:`undo`), trusting only the
+    folders recorded in its index."""
+    return undo(search.root, meta=search.store.get_meta())
+
+
+def _forget(search, relpaths: list[str]) -> None:
+    from engine.storage import Batch, IndexBusy
+
+    if relpaths:
+        try:
+            with search.store.writer():
+                search.store.commit(Batch(delete=relpaths))
+            search.view.committed()
+        except IndexBusy:
+            pass  # the run under way, or the next one, notices they are gone

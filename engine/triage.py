@@ -294,7 +294,7 @@ def regroup(
     prefer = report.prefer if prefer is None else frozenset(prefer)
     if not 0.0 <= threshold <= 1.0:
         raise ValueError("the threshold is a similarity between 0 and 1")
-    groups = [] if report.graph is None else _group(report.graph, threshold, keep_in, prefer)
+    groups = [] if report.graph is None else group_pairs(report.graph, threshold, keep_in, prefer)
     return replace(report, threshold=threshold, keep_in=keep_in, prefer=prefer, groups=groups)
 
 
@@ -478,7 +478,7 @@ def _similarities(vec, slots: np.ndarray, left: np.ndarray, right: np.ndarray) -
     if not len(left):
         return np.zeros(0, np.float32)
     involved = np.unique(np.concatenate([left, right]))
-    feats = _feature_units_rows(vec, slots, involved, np.float16)
+    feats = feature_units_rows(vec, slots, involved, np.float16)
     a, b = np.searchsorted(involved, left), np.searchsorted(involved, right)
     return row_dots(feats, a, feats, b)
 
@@ -508,7 +508,7 @@ class _RowOf:
         return int(np.searchsorted(self.slots, slot))
 
 
-def _feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray, dtype=np.float32) -> np.ndarray:
+def feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray, dtype=np.float32) -> np.ndarray:
     """Centred unit features (or codes, for an index without features) of some rows,
     read in blocks, as *dtype*."""
     use_features = vec.snap.features is not None
@@ -527,7 +527,7 @@ def _feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray, dtype=np.float
     return out
 
 
-def _group(graph: Graph, threshold: float, keep_in, prefer) -> list[Group]:
+def group_pairs(graph: Graph, threshold: float, keep_in, prefer) -> list[Group]:
     """Representatives in the keeper order, each taking every ungrouped copy of its own
     at least *threshold* similar (identical bytes always)."""
     paths, pixels, digests = graph.paths, graph.pixels, graph.digests

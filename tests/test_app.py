@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_image
+from support import make_image
 from tui.app import LookalikeApp, create_app
 from tui.screens.failures import FailuresScreen
 from tui.screens.help import HelpScreen
@@ -27,7 +27,7 @@ async def wait_for(pilot, condition, timeout: float = 60.0) -> None:
 async def ready(pilot) -> LookalikeApp:
     """Wait until the engine is open and the first index run has finished."""
     app = pilot.app
-    await wait_for(pilot, lambda: app.search_engine is not None and not app._indexing)
+    await wait_for(pilot, lambda: app.search_engine is not None and not app.indexing)
     return app
 
 
@@ -36,7 +36,7 @@ async def search_first_bag(pilot) -> None:
     await pilot.press("j", "j", "enter")  # ankle-boot, bag; enter opens the folder
     await wait_for(pilot, lambda: len(pilot.app.query_one(ImageTree).cursor_node.children) > 0)
     await pilot.press("j", "enter")
-    await wait_for(pilot, lambda: pilot.app.last_result is not None)
+    await wait_for(pilot, lambda: pilot.app.search_view.last_result is not None)
 
 
 async def test_enter_searches_and_shows_scores(sample_copy: Path):
@@ -45,7 +45,7 @@ async def test_enter_searches_and_shows_scores(sample_copy: Path):
         await ready(pilot)
         await search_first_bag(pilot)
         grid = app.query_one(ResultsGrid)
-        assert app.query_path.parent.name == "bag"
+        assert app.search_view.query_path.parent.name == "bag"
         assert len(grid.cards) == 12
         scores = [c.data.score for c in grid.cards]
         assert scores == sorted(scores, reverse=True)
@@ -66,39 +66,41 @@ async def test_walk_back_fewer_more_exact(sample_copy: Path):
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         await search_first_bag(pilot)
-        first_query = app.query_path
+        first_query = app.search_view.query_path
         await pilot.press("tab")
         assert isinstance(app.focused, ResultsGrid)
         await pilot.press("right")
         grid = app.query_one(ResultsGrid)
         assert grid.cursor == 1
         second = grid.current.path
-        before = app.last_result
+        before = app.search_view.last_result
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.last_result is not before)
-        assert app.query_path == second and app.history == [first_query]
+        await wait_for(pilot, lambda: app.search_view.last_result is not before)
+        assert app.search_view.query_path == second and app.search_view.history == [first_query]
         assert second not in [c.data.path for c in grid.cards]  # never matches itself
 
-        before = app.last_result
+        before = app.search_view.last_result
         await pilot.press("backspace")
-        await wait_for(pilot, lambda: app.last_result is not before)
-        assert app.query_path == first_query and app.history == []
+        await wait_for(pilot, lambda: app.search_view.last_result is not before)
+        assert app.search_view.query_path == first_query and app.search_view.history == []
 
-        before = app.last_result
+        before = app.search_view.last_result
         await pilot.press("left_square_bracket")
-        await wait_for(pilot, lambda: app.last_result is not before)
+        await wait_for(pilot, lambda: app.search_view.last_result is not before)
         assert len(grid.cards) == 11
-        before = app.last_result
+        before = app.search_view.last_result
         await pilot.press("right_square_bracket", "right_square_bracket")
-        await wait_for(pilot, lambda: app.num_results == 13 and len(grid.cards) == 13)
+        await wait_for(pilot, lambda: app.search_view.num_results == 13 and len(grid.cards) == 13)
 
-        assert app.last_result.mode == "exact" and not app.exact  # auto chose exact here
-        before = app.last_result
+        assert (
+            app.search_view.last_result.mode == "exact" and not app.search_view.exact
+        )  # auto chose exact here
+        before = app.search_view.last_result
         await pilot.press("x")
-        await wait_for(pilot, lambda: app.last_result is not before)
-        assert app.exact and app.last_result.mode == "exact"
+        await wait_for(pilot, lambda: app.search_view.last_result is not before)
+        assert app.search_view.exact and app.search_view.last_result.mode == "exact"
         assert "exact" in str(app.query_one("#results-status").render())
-        assert app.last_result.candidates == 199
+        assert app.search_view.last_result.candidates == 199
 
 
 async def test_filter_help_failures_and_copy(sample_copy: Path, tmp_path: Path):
@@ -135,7 +137,7 @@ async def test_filter_help_failures_and_copy(sample_copy: Path, tmp_path: Path):
         await search_first_bag(pilot)
         app.say = lambda text, **_kw: said.append(str(text))
         await pilot.press("c")
-        assert copied == [str(app.highlighted)]
+        assert copied == [str(app.search_view.highlighted)]
         assert "through the terminal (OSC 52)" in said[-1] and "copied" not in said[-1]
 
 
@@ -164,7 +166,7 @@ async def test_cancel_indexing_then_resume(tmp_path: Path):
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "indexing" in str(app.query_one("#index-state").render()))
         await pilot.press("ctrl+x")
-        await wait_for(pilot, lambda: not app._indexing)
+        await wait_for(pilot, lambda: not app.indexing)
         state = str(app.query_one("#index-state").render())
         assert "cancelled" in state
         done = app.search_engine.count()
@@ -193,8 +195,8 @@ async def test_query_option_and_quit(sample_copy: Path):
     query = sorted((sample_copy / "sneaker").glob("*.png"))[0]
     app = create_app(sample_copy, query=query)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.last_result is not None)
-        assert app.query_path == query.resolve()
+        await wait_for(pilot, lambda: app.search_view.last_result is not None)
+        assert app.search_view.query_path == query.resolve()
         await pilot.press("q")
     assert app.return_code == 0
 
@@ -227,17 +229,25 @@ async def test_tree_shows_what_the_engine_indexes(tmp_path: Path):
 def test_one_key_table_feeds_bindings_palette_and_help():
     from tui import keys
     from tui.app import LookalikeApp
+    from tui.screens.search import SearchScreen
     from tui.screens.triage import TriageScreen
     from tui.widgets.results import ResultsGrid
 
-    for place, owner in (("app", LookalikeApp), ("results", ResultsGrid), ("triage", TriageScreen)):
+    places = (
+        ("app", LookalikeApp),
+        ("search", SearchScreen),
+        ("results", ResultsGrid),
+        ("triage", TriageScreen),
+    )
+    for place, owner in places:
         bound = {(b.key, b.action) for b in owner.BINDINGS}
         wanted = {(k.keys, k.action) for k in keys.KEYS if k.place == place and k.action}
         assert bound == wanted
         for _key, action in wanted:
             assert hasattr(owner, f"action_{action.split('(')[0]}"), action
     for key in keys.palette():
-        assert hasattr(LookalikeApp, f"action_{key.action}")
+        owner = LookalikeApp if key.place == "app" else SearchScreen
+        assert hasattr(owner, f"action_{key.action}")
     helped = {what for _place, _shown, what in keys.help_rows()}
     assert {k.help for k in keys.KEYS} == helped
 
@@ -269,7 +279,7 @@ async def test_compare_view_steps_through_results(sample_copy: Path):
         assert not isinstance(app.screen, CompareScreen)
         await pilot.press("z", "enter")  # enter searches with the result shown
         await wait_for(pilot, lambda: not isinstance(app.screen, CompareScreen))
-        await wait_for(pilot, lambda: len(app.history) == 1)
+        await wait_for(pilot, lambda: len(app.search_view.history) == 1)
 
 
 async def test_256_colour_terminals_get_dithered_pictures(sample_copy: Path, monkeypatch):
@@ -277,10 +287,13 @@ async def test_256_colour_terminals_get_dithered_pictures(sample_copy: Path, mon
     the palette and a notice says why."""
     monkeypatch.delenv("LOOKALIKE_COLORS")
     app = create_app(sample_copy)
+    notes: list[str] = []
+    notify = app.notify
+    app.notify = lambda message, **kw: (notes.append(str(message)), notify(message, **kw))[1]
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         assert app.thumbs.choice.key == ("halfblock", "256")
-        assert any("256 colours" in n.message for n in app._notifications)
+        assert any("256 colours" in n for n in notes)
         await search_first_bag(pilot)
         grid = app.query_one(ResultsGrid)
         await wait_for(
@@ -304,7 +317,7 @@ async def test_copy_escapes_a_name_that_would_act_on_a_terminal(tmp_path: Path):
         copied: list[str] = []
         app.copy_to_clipboard = copied.append
         await pilot.press("j")  # the odd name sorts first
-        await wait_for(pilot, lambda: app.highlighted is not None)
+        await wait_for(pilot, lambda: app.search_view.highlighted is not None)
         await pilot.press("c")
         assert copied == [str(root).replace("\n", "\\n") + "/osc\\x1b]52;c;aGk=\\x07\\nline.png"]
         assert not any(ch in copied[0] for ch in "\x1b\x07\n")

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from conftest import SAMPLE, make_picture
 from engine import ImageSimilaritySearch
 from engine.copies import pixel_scores, thumbnail
 from engine.triage import triage
+from support import SAMPLE, make_picture
 from tui.cli import main
 
 

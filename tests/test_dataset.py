@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
-from conftest import make_picture
 from engine import ImageSimilaritySearch, quality
 from engine.triage import triage
+from support import make_picture
 from tui.cli import main
 
 

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from engine.backbones import torch_cache_dir
-from engine.encoder import DeepImageEncoder, EncoderError, load_state_dict, resolve_backbone
+from engine.encoding.backbones import torch_cache_dir
+from engine.encoding.torch_cnn import (
+    DeepImageEncoder,
+    EncoderError,
+    load_state_dict,
+    resolve_backbone,
+)
 
 
 def _pixels(n: int, seed: int = 0) -> np.ndarray:
@@ -115,7 +120,7 @@ def test_onnx_runtime_gives_the_same_codes(tmp_path: Path, monkeypatch):
 
 
 def test_fastest_path_is_chosen_by_measurement_and_remembered(tmp_path: Path, monkeypatch):
-    from engine import runtime as rt
+    from engine.encoding import chooser as rt
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     paths = [rt.EncoderPath("onnx", "fp32"), rt.EncoderPath("torch", "fp32")]
@@ -142,7 +147,7 @@ def test_fastest_path_is_chosen_by_measurement_and_remembered(tmp_path: Path, mo
 
 
 def test_bf16_is_a_candidate_only_where_the_cpu_has_it(monkeypatch):
-    from engine import runtime as rt
+    from engine.encoding import chooser as rt
 
     monkeypatch.setattr(rt, "cpu_description", lambda: ("some cpu", frozenset({"avx2"})))
     names = [p.name for p in rt.candidates("cpu", "auto", "auto", True)]
@@ -175,8 +180,8 @@ def test_an_index_keeps_its_precision(tmp_path: Path):
     import sys
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from conftest import make_image
     from engine import ImageSimilaritySearch, IndexMismatch
+    from support import make_image
 
     root = tmp_path / "imgs"
     for i in range(3):
@@ -189,7 +194,7 @@ def test_an_index_keeps_its_precision(tmp_path: Path):
 
 
 def test_the_light_onnx_encoder_gives_the_same_codes(monkeypatch):
-    from engine.onnx_runtime import light_encoder
+    from engine.encoding.onnx_cnn import light_encoder
 
     full = DeepImageEncoder(
         hash_dim=32, backbone="efficientnet-lite0", device="cpu", runtime="onnx"
@@ -207,7 +212,7 @@ def test_the_light_onnx_encoder_gives_the_same_codes(monkeypatch):
 
 
 def test_openvino_paths_are_candidates_only_where_it_is_installed(monkeypatch):
-    from engine import runtime as rt
+    from engine.encoding import chooser as rt
 
     monkeypatch.setattr(rt, "cpu_description", lambda: ("some cpu", frozenset({"avx2"})))
     names = [p.name for p in rt.candidates("cpu", "auto", "auto", True, True)]
@@ -225,7 +230,7 @@ def test_openvino_paths_are_candidates_only_where_it_is_installed(monkeypatch):
 
 
 def test_the_chooser_says_why_it_skipped_a_path():
-    from engine import runtime as rt
+    from engine.encoding import chooser as rt
 
     paths = [rt.EncoderPath("onnx", "fp32"), rt.EncoderPath("openvino", "int8")]
 
@@ -244,14 +249,14 @@ def exported(tmp_path_factory):
     """The exported ONNX model of EfficientNet-Lite0 at 224 px, in a cache of its own."""
     import os
 
-    from engine import onnx_runtime
+    from engine.encoding import onnx_cnn
 
     cache = tmp_path_factory.mktemp("cache")
     old = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(cache)
     try:
         enc = DeepImageEncoder(hash_dim=16, backbone="efficientnet-lite0", device="cpu")
-        yield onnx_runtime.export_encoder(enc)
+        yield onnx_cnn.export_encoder(enc)
     finally:
         if old is None:
             os.environ.pop("XDG_CACHE_HOME", None)
@@ -260,22 +265,20 @@ def exported(tmp_path_factory):
 
 
 def test_an_int8_model_quantised_everywhere_is_refused(exported, tmp_path: Path):
-    from engine import openvino_runtime as ov
+    from engine.encoding import openvino_cnn as ov
 
     bad = tmp_path / "everywhere.xml"
     with pytest.raises(RuntimeError, match="mean cosine 0.9[0-8]"):
-        ov._make_int8(
-            exported, "efficientnet-lite0", 224, keep_float=[], per_tensor=False, path=bad
-        )
+        ov.make_int8(exported, "efficientnet-lite0", 224, keep_float=[], per_tensor=False, path=bad)
     assert bad.with_suffix(".refused").is_file() and not bad.exists()
 
 
 def test_int8_is_a_precision_of_the_index(exported, tmp_path: Path, monkeypatch):
     """An int8 index: made with the model quantised here, its precision recorded, its
     queries run in int8 too, and an fp32 run on it refused."""
-    from conftest import make_image
     from engine import ImageSimilaritySearch, IndexMismatch
-    from engine import openvino_runtime as ov
+    from engine.encoding import openvino_cnn as ov
+    from support import make_image
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(exported.parent.parent.parent))
     root = tmp_path / "imgs"

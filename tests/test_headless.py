@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from conftest import REPO
+from support import REPO
 
 
 def _modules_after(code: str) -> set[str]:
@@ -19,7 +19,7 @@ def _modules_after(code: str) -> set[str]:
 
 def test_engine_imports_no_ui():
     mods = _modules_after(
-        "import engine, engine.search, engine.encoder, engine.storage.sqlite, engine.images,"
+        "import engine, engine.search, engine.encoding.torch_cnn, engine.storage.sqlite, engine.images,"
         " engine.minhash, engine.fashion"
     )
     assert "torch" in mods  # the check itself is live: the heavy modules did load
@@ -49,7 +49,7 @@ def test_a_new_image_needs_no_torch_once_exported(sample_copy, tmp_path):
     import os
     import shutil
 
-    from engine.encoder import DeepImageEncoder
+    from engine.encoding.torch_cnn import DeepImageEncoder
 
     DeepImageEncoder(backbone="efficientnet-lite0", device="cpu", runtime="onnx")  # exports
     outside = tmp_path / "new.png"

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SAMPLE, make_image, start_indexing
 from engine import ImageSimilaritySearch, SearchError
 from engine.names import check_relpath, json_path, printable
 from engine.storage import IndexDamaged
 from engine.storage.sqlite import SQLiteStore
+from support import REPO, SAMPLE, make_image, start_indexing
 from tui.cli import main
 
 #: File names (as bytes) that once broke something: not UTF-8, Rich markup, escape
@@ -233,12 +233,12 @@ def test_link_out_of_the_folder_in_a_crafted_index_is_never_returned(tiny_folder
 
 
 def test_read_only_index_is_searched_and_not_written(tiny_folder: Path, monkeypatch, capsys):
-    import engine.storage.sqlite as store
+    import engine.storage.sqlite.store as store
 
     assert main(["index", str(tiny_folder), "--json"]) == 0
     capsys.readouterr()
     make_image(tiny_folder / "late.png", 55)  # a change the read-only index cannot take
-    monkeypatch.setattr(store, "_writable", lambda _p: False)
+    monkeypatch.setattr(store, "writable", lambda _p: False)
     q = tiny_folder / "a" / "img0.png"
     assert main(["search", str(q), "--in", str(tiny_folder), "-k", "3"]) == 0
     out, err = capsys.readouterr()
@@ -293,7 +293,7 @@ def test_disk_full_is_said_in_those_words(tmp_path: Path):
     # A small file system: ten images, then a filler that takes every byte left.
     script = (
         f"mount -t tmpfs -o size=512k tmpfs {small} &&"
-        f' {py} -c \'import sys; sys.path.insert(0, "tests"); from conftest import make_image;'
+        f' {py} -c \'import sys; sys.path.insert(0, "tests"); from support import make_image;'
         f' from pathlib import Path; [make_image(Path("{small}") / f"{{i}}.png", i)'
         f" for i in range(10)]' &&"
         f" mkdir {small}/.lookalike &&"
@@ -387,8 +387,8 @@ async def test_app_shows_odd_names_as_plain_text(hostile: Path):
         assert "\\xff\\xfe.png" in labels and "new\\nline.png" in labels and "[red]a.png" in labels
         assert not {"secret.png", "elsewhere", "up"} & set(labels)  # links out: not listed
         assert all(not any(ch in label for ch in CONTROL) for label in labels)
-        app.run_search(_fs(hostile, b"x[/i]y.png"))
-        await wait_for(pilot, lambda: app.last_result is not None)
+        app.search_view.run_search(_fs(hostile, b"x[/i]y.png"))
+        await wait_for(pilot, lambda: app.search_view.last_result is not None)
         status = str(app.query_one("#results-status").render())
         assert "lookalikes of x[/i]y.png" in status
         grid = app.query_one(ResultsGrid)
@@ -412,11 +412,11 @@ async def test_app_reports_a_crafted_index_and_stays_up(tiny_folder: Path):
     app = create_app(tiny_folder, auto_index=False)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
-        app.run_search(tiny_folder / "a" / "img0.png")
+        app.search_view.run_search(tiny_folder / "a" / "img0.png")
         await wait_for(
             pilot, lambda: "is damaged" in str(app.query_one("#results-status").render())
         )
-        assert app.last_result is None and app.is_running
+        assert app.search_view.last_result is None and app.is_running
 
 
 @pytest.mark.parametrize(

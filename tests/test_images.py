@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_image
 from engine.images import FileEntry, ImageError, SkippedFile, open_image, walk_images
+from support import make_image
 
 
 def _png_claiming(width: int, height: int) -> bytes:

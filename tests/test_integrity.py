@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, make_image
 from engine import ImageSimilaritySearch
+from support import REPO, make_image
 from tui.cli import main
 
 DAMAGED = "is damaged"
@@ -235,7 +235,8 @@ def test_a_kill_inside_the_refit_is_finished_by_the_next_run(tiny_folder: Path, 
 
     def killed(self):  # the new band keys are written, then the process dies
         snap = self.store.snapshot()
-        self.store._write_whole(self.store._file("bands", 99), np.asarray(snap.band_keys))
+        base = self.store.location.removesuffix(".sqlite")
+        Path(f"{base}.bands.99").write_bytes(np.asarray(snap.band_keys).tobytes())
         raise KeyboardInterrupt
 
     monkeypatch.setattr(Indexer, "_refit", killed)
@@ -369,7 +370,7 @@ def test_search_and_triage_answer_from_a_full_disk(tiny_folder: Path, tmp_path: 
     script = (
         f"mount -t tmpfs -o size=1m tmpfs {disk} &&"
         f" {lk} index {tiny_folder} --index {index} 2>/dev/null &&"
-        f' {py} -c \'import sys; sys.path.insert(0, "tests"); from conftest import make_image;'
+        f' {py} -c \'import sys; sys.path.insert(0, "tests"); from support import make_image;'
         f' from pathlib import Path; make_image(Path("{tiny_folder}") / "late.png", 90)\' &&'
         f" (dd if=/dev/zero of={disk}/filler bs=4k 2>/dev/null; true) &&"
         f" echo SEARCH && {lk} search {q} --in {tiny_folder} --index {index} -k 3 --json &&"

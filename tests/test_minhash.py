@@ -47,7 +47,7 @@ def test_jaccard_tracks_cosine():
 
 
 def test_the_index_records_datasketchs_scheme():
+    from engine.identity import MINHASH_SCHEME
     from engine.minhash import SCHEME
-    from engine.search import MINHASH_SCHEME
 
     assert MINHASH_SCHEME == SCHEME

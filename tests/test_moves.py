@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import edited_copy, make_picture
+from support import edited_copy, make_picture
 from tui.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

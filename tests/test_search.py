@@ -4,15 +4,16 @@ import os
 import pickle
 import shutil
 import signal
+import sqlite3
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import SAMPLE, make_image, start_indexing
 from engine import ImageSimilaritySearch, IndexBusy, IndexMismatch
 from engine.storage.sqlite import SQLiteStore
+from support import SAMPLE, make_image, start_indexing
 
 
 def _class_precision(search: ImageSimilaritySearch, root: Path, exact: bool) -> float:
@@ -26,7 +27,7 @@ def _class_precision(search: ImageSimilaritySearch, root: Path, exact: bool) -> 
 
 def test_sample_results_are_dominated_by_the_query_class(sample_copy: Path):
     with ImageSimilaritySearch(sample_copy) as search:
-        assert search.backbone == "efficientnet-lite0"
+        assert search.identity.backbone == "efficientnet-lite0"
         exact = _class_precision(search, sample_copy, exact=True)
         lsh = _class_precision(search, sample_copy, exact=False)
     # ten classes: chance is 0.1; measured about 0.6 on this 200-image sample
@@ -121,9 +122,9 @@ def test_settings_mismatch_and_rebuild(tiny_folder: Path):
     with pytest.raises(IndexMismatch, match="hash_dim 32 .asked 64.*--rebuild"):
         ImageSimilaritySearch(tiny_folder, hash_dim=64)
     with ImageSimilaritySearch(tiny_folder) as search:  # no settings: keeps the index's own
-        assert search.hash_dim == 32
+        assert search.identity.hash_dim == 32
     with ImageSimilaritySearch(tiny_folder, hash_dim=64, rebuild=True) as search:
-        assert search.index().indexed == 6 and search.hash_dim == 64
+        assert search.index().indexed == 6 and search.identity.hash_dim == 64
 
 
 def test_index_never_unpickles(tiny_folder: Path, monkeypatch):
@@ -178,7 +179,8 @@ def test_kill_9_mid_run_leaves_a_usable_index(tmp_path: Path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     store = SQLiteStore(db)
-    assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with sqlite3.connect(store.location) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     kept = len(store.file_states())
     store.close()
     assert kept >= committed
@@ -264,7 +266,7 @@ def test_input_size_is_part_of_the_index(tiny_folder: Path):
     with pytest.raises(IndexMismatch, match="input_size 160 .asked 224"):
         ImageSimilaritySearch(tiny_folder, input_size=224)
     with ImageSimilaritySearch(tiny_folder) as search:  # no setting: the index's own
-        assert search.input_size == 160
+        assert search.identity.input_size == 160
 
 
 def test_a_reader_that_goes_away_ends_the_output_quietly(sample_copy: Path):
@@ -272,7 +274,7 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(sample_copy: Path):
     import subprocess
     import sys
 
-    from conftest import REPO
+    from support import REPO
     from tui.cli import main
 
     assert main(["index", str(sample_copy)]) == 0

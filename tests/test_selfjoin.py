@@ -45,12 +45,12 @@ def _index_of_codes(codes: np.ndarray, where: Path) -> ImageSimilaritySearch:
                 mtimes=[0] * len(codes),
                 digests=[None] * len(codes),
                 codes=codes,
-                band_keys=search.band_keys(codes),
+                band_keys=search.view.band_keys(codes),
             )
         )
         store.commit(Batch(delete=["c/00007.png"]))  # a dead slot, to be skipped
     store.close()
-    search.committed()
+    search.view.committed()
     return search
 
 

@@ -18,17 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.redis_server import RedisServer
-from conftest import REPO, SAMPLE, make_picture
 from engine.images import FileEntry
 from engine.storage import Batch, IndexFileError, open_store
+from support import REPO, SAMPLE, RedisServer, make_picture
 
 BANDS, ROWS, NUM_PERM = 16, 8, 128
 
 
 def _store_with_codes(url: str, n: int, seed: int = 0):
     """A store holding *n* random codes, hashed the way the engine hashes them."""
-    from engine.indexer import minhash_band_keys
+    from engine.minhash import band_keys
 
     store = open_store(url)
     store.set_meta(
@@ -44,7 +43,7 @@ def _store_with_codes(url: str, n: int, seed: int = 0):
     rng = np.random.RandomState(seed)
     base = rng.standard_normal((n // 4, 32)).astype(np.float32)
     codes = np.repeat(base, 4, axis=0) + 0.15 * rng.standard_normal((n, 32)).astype(np.float32)
-    keys = minhash_band_keys(codes, np.zeros(32, np.float32), NUM_PERM, 1, BANDS, ROWS)
+    keys = band_keys(codes, np.zeros(32, np.float32), NUM_PERM, 1, BANDS, ROWS)
     store.commit(
         Batch(
             paths=[f"{i}.png" for i in range(n)],
@@ -72,7 +71,7 @@ def test_lsh_buckets_are_datasketchs(redis_url):
     sigs = signatures(codes, NUM_PERM, 1)
     for i, sig in enumerate(sigs):
         reference.insert(i, as_minhash(sig, 1))
-    lsh = store._lsh(snap.meta)
+    lsh = store.lsh.minhash_lsh(snap.meta)
     for i in range(0, 120, 7):
         ours = set(np.concatenate(snap.lsh.lookup_all(snap.band_keys[i])).tolist())
         theirs = {int(k) for k in lsh.query(as_minhash(sigs[i], 1))}
@@ -83,10 +82,10 @@ def test_lsh_buckets_are_datasketchs(redis_url):
 def test_removal_leaves_nothing_behind(redis_url):
     """datasketch's deletion_session leaves bucket fields behind; ours does not."""
     store, _ = _store_with_codes(redis_url, 40)
-    assert not store._lsh(store.get_meta()).is_empty()
+    assert not store.lsh.minhash_lsh(store.get_meta()).is_empty()
     store.commit(Batch(delete=[f"{i}.png" for i in range(40)]))
     assert store.count() == 0
-    assert store._lsh(store.get_meta()).is_empty()
+    assert store.lsh.minhash_lsh(store.get_meta()).is_empty()
     assert list(store.r.scan_iter(match=store.prefix + b"lsh*")) == []
 
 
@@ -240,9 +239,9 @@ def test_two_workers_a_killed_one_and_a_searcher(tmp_path: Path, redis_url):
 
     queries = [root / files[i] for i in range(0, len(files), 45)]
     with ImageSimilaritySearch(root, store=redis_url) as shared:
-        assert shared.store_kind == "Redis, shared"
+        assert shared.store.kind == "Redis, shared"
         from_redis = _top(shared, queries)
-        assert shared.centre.count == len(files)  # refitted once, on every image
+        assert shared.view.centre.count == len(files)  # refitted once, on every image
     with ImageSimilaritySearch(root) as local:
         local.index()
         _same_answers(from_redis, _top(local, queries))
@@ -314,7 +313,9 @@ def test_an_index_without_features(redis_url, tiny_folder: Path):
     url = redis_url + "&features=0"
     with ImageSimilaritySearch(tiny_folder, store=url) as search:
         search.index()
-        assert search.feature_dim == 0 and "features=0" in str(search.index_path)
+        assert search.store.get_meta()["feature_dim"] == 0 and "features=0" in str(
+            search.index_path
+        )
         result = search.search(tiny_folder / "a" / "img0.png", 3)
         assert len(result.matches) == 3 and result.reranked == 0
         assert list(search.store.r.scan_iter(match=search.store.prefix + b"feats*")) == []
@@ -326,7 +327,7 @@ def test_job_handover(redis_url):
     import threading
 
     from engine.images import FileEntry
-    from engine.shared import Job, pack_entries, unpack_entries
+    from engine.storage.redis.streams import Job, pack_entries, unpack_entries
 
     entries = [FileEntry("a/\udcff.png", 3, 4), FileEntry("b.png", 5, 6)]
     assert unpack_entries(pack_entries(entries)) == entries
@@ -367,10 +368,10 @@ async def test_the_app_on_a_shared_index_searches_without_indexing(redis_url, sa
         await wait_for(pilot, lambda: app.search_engine is not None)
         state = lambda: str(app.query_one("#index-state").render())  # noqa: E731
         await wait_for(pilot, lambda: "shared index" in state())
-        assert "200 images" in state() and not app._indexing
+        assert "200 images" in state() and not app.indexing
         assert "redis://" in str(app.query_one("#index-info").render())
         await search_first_bag(pilot)
-        assert len(app.last_result.matches) == 12
+        assert len(app.search_view.last_result.matches) == 12
         await pilot.press("i")
         await wait_for(pilot, lambda: "up to date" in state())
 
@@ -420,7 +421,7 @@ def test_a_worker_given_another_folder_leaves_the_job_alone(redis_url, tmp_path:
     import threading
 
     from engine.images import FileEntry
-    from engine.shared import Job
+    from engine.storage.redis.streams import Job
 
     store = open_store(redis_url)
     job = Job(store)
@@ -439,11 +440,11 @@ def test_a_worker_given_another_folder_leaves_the_job_alone(redis_url, tmp_path:
 def test_a_searcher_sees_what_other_processes_commit(kind, request, tmp_path, monkeypatch):
     """A long-lived searcher (the app) answers over images another process indexed after
     it opened the index, on either store."""
-    import engine.search
-    from conftest import make_image
+    import engine.live
     from engine import ImageSimilaritySearch
+    from support import make_image
 
-    monkeypatch.setattr(engine.search, "RECHECK", 0.0)
+    monkeypatch.setattr(engine.live, "RECHECK", 0.0)
     root = tmp_path / "pics"
     for i in range(4):
         make_image(root / f"{i}.png", seed=i)
@@ -466,9 +467,9 @@ def test_chunks_go_out_while_the_walk_goes_on(redis_url, tmp_path: Path, monkeyp
     """The walker queues each chunk as soon as the walk has found it: other workers need
     not wait for a walk of millions of files to end."""
     import engine.indexer
-    from conftest import make_image
     from engine import ImageSimilaritySearch
-    from engine.shared import Job
+    from engine.storage.redis.streams import Job
+    from support import make_image
 
     root = tmp_path / "pics"
     for i in range(10):
@@ -495,7 +496,7 @@ def test_chunks_go_out_while_the_walk_goes_on(redis_url, tmp_path: Path, monkeyp
 
 
 def test_a_worker_says_it_waits_for_an_abandoned_chunk(redis_url, tmp_path: Path):
-    from engine.shared import Job
+    from engine.storage.redis.streams import Job
 
     root = tmp_path / "pics"
     for i in range(12):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from test_app import ready, search_first_bag, wait_for
 
-from conftest import SAMPLE, FixedCodes
 from engine.search import ImageSimilaritySearch, Progress
+from support import SAMPLE, FixedCodes
 from tui.app import IndexProgress, create_app
 from tui.widgets.results import ResultsGrid
 
@@ -60,7 +60,7 @@ def test_indexing_in_progress(snap_compare, snap_sample: Path, codes: FixedCodes
 
     async def run_before(pilot):
         await wait_for(pilot, lambda: app.search_engine is not None)
-        app._indexing = True
+        app.indexing = True
         app.post_message(
             IndexProgress(Progress(73, 200, 2, 85.4, "bag/test-00030.png", "encoding"))
         )
@@ -78,7 +78,7 @@ def test_results_shown(snap_compare, snap_sample: Path, codes: FixedCodes):
         await search_first_bag(pilot)
         # The recorded codes fix the scores up to the order of a dot product's sums
         # (about 1e-7): far from where 3 decimals round and from each other.
-        scores = [m.score for m in app.last_result.matches]
+        scores = [m.score for m in app.search_view.last_result.matches]
         assert all(abs(s * 1000 - round(s * 1000) - 0.5 * np.sign(s)) > 0.01 for s in scores)
         assert all(a - b > 1e-5 for a, b in zip(scores, scores[1:]))
         grid = app.query_one(ResultsGrid)

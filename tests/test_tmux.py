@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from support import REPO
 
 pytestmark = [
     pytest.mark.tmux,
@@ -102,7 +102,7 @@ def test_hostile_names_never_reach_the_terminal(tmp_path: Path):
     and SIGTERM ends the app with status 143."""
     import os
 
-    from conftest import make_image
+    from support import make_image
 
     root = tmp_path / "odd"
     for i, raw in enumerate(
@@ -135,7 +135,7 @@ def test_hostile_names_never_reach_the_terminal(tmp_path: Path):
 
 
 def test_triage_in_a_real_terminal(tmp_path: Path):
-    from conftest import edited_copy, make_picture
+    from support import edited_copy, make_picture
 
     root = tmp_path / "pics"
     for i in range(3):

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import edited_copy, make_picture
 from engine import ImageSimilaritySearch
 from engine.quarantine import MoveError, move_aside, pending_manifest, undo
-from engine.triage import Graph, _group, triage
+from engine.triage import Graph, group_pairs, triage
+from support import edited_copy, make_picture
 from tui.cli import main
 
 EDITS = ("crop", "brighten", "identical")
@@ -84,35 +84,35 @@ def test_no_chaining_and_the_keeper_order():
     w = (0.9, "0.95 aligned pixels")
     chain = {0: {1: w}, 1: {0: w, 2: w}, 2: {1: w}}
     g = _graph(chain, ["a.png", "b.png", "c.png"], [100, 50, 50], [5, 1, 1])
-    assert _shape(_group(g, 0.0, (), frozenset())) == [("a.png", ["b.png"])]
+    assert _shape(group_pairs(g, 0.0, (), frozenset())) == [("a.png", ["b.png"])]
     pair = {0: {1: w}, 1: {0: w}}
     # equal pixels: the oldest is kept; equal too: the shorter path, then the first
     assert (
-        _group(_graph(pair, ["b.png", "a.png"], [9, 9], [2, 1]), 0, (), frozenset())[
+        group_pairs(_graph(pair, ["b.png", "a.png"], [9, 9], [2, 1]), 0, (), frozenset())[
             0
         ].representative.path
         == "a.png"
     )
     same = _graph(pair, ["in/copy.png", "a/b/c/orig.png"], [9, 9], [1, 1])
-    assert _group(same, 0, (), frozenset())[0].representative.path == "in/copy.png"
+    assert group_pairs(same, 0, (), frozenset())[0].representative.path == "in/copy.png"
     # a kept folder outranks pixels and age; its members are marked kept
     big = _graph(pair, ["incoming/x.png", "originals/x.png"], [900, 9], [1, 5])
-    (grp,) = _group(big, 0, ("originals",), frozenset())
+    (grp,) = group_pairs(big, 0, ("originals",), frozenset())
     assert grp.representative.path == "originals/x.png" and not grp.members[0].kept
-    (grp,) = _group(big, 0, ("incoming", "originals"), frozenset())
+    (grp,) = group_pairs(big, 0, ("incoming", "originals"), frozenset())
     assert grp.members[0].kept
     # a chosen keeper outranks everything; a link never outranks its target
     assert (
-        _group(big, 0, ("originals",), frozenset({"incoming/x.png"}))[0].representative.path
+        group_pairs(big, 0, ("originals",), frozenset({"incoming/x.png"}))[0].representative.path
         == "incoming/x.png"
     )
     linked = _graph(pair, ["a.png", "z-target.png"], [9, 9], [1, 1], links=[0])
-    assert _group(linked, 0, (), frozenset())[0].representative.path == "z-target.png"
+    assert group_pairs(linked, 0, (), frozenset())[0].representative.path == "z-target.png"
     # the threshold leaves out weaker pairs, never identical bytes
     ident = {0: {1: (0.2, "identical bytes"), 2: (0.5, "x")}, 1: {0: (0.2, "identical bytes")}}
     ident[2] = {0: (0.5, "x")}
     three = _graph(ident, ["a.png", "b.png", "c.png"], [9, 9, 9], [1, 2, 3])
-    assert _shape(_group(three, 0.6, (), frozenset())) == [("a.png", ["b.png"])]
+    assert _shape(group_pairs(three, 0.6, (), frozenset())) == [("a.png", ["b.png"])]
 
 
 def test_json_and_csv(collection: Path, capsys):
@@ -170,7 +170,7 @@ def test_move_aside_and_undo(collection: Path, tmp_path: Path, capsys):
 def test_a_crash_mid_move_can_be_undone(collection: Path, tmp_path: Path, monkeypatch):
     import engine.quarantine as q
 
-    real = q._move
+    real = q.move_file
     calls = []
 
     def dies_on_the_third(src, dst):
@@ -179,11 +179,11 @@ def test_a_crash_mid_move_can_be_undone(collection: Path, tmp_path: Path, monkey
             raise KeyboardInterrupt  # killed between writing the plan and moving
         real(src, dst)
 
-    monkeypatch.setattr(q, "_move", dies_on_the_third)
+    monkeypatch.setattr(q, "move_file", dies_on_the_third)
     rels = [f"copies/orig{i}-crop.png" for i in range(8)]
     with pytest.raises(KeyboardInterrupt):
         move_aside(collection, rels, tmp_path / "aside")
-    monkeypatch.setattr(q, "_move", real)
+    monkeypatch.setattr(q, "move_file", real)
     assert pending_manifest(collection) is not None
     assert sum((tmp_path / "aside" / r).exists() for r in rels) == 2
     done = undo(collection, folders={str(tmp_path / "aside")})
@@ -238,7 +238,8 @@ async def test_triage_screen(collection: Path):
 
     from tui.app import create_app
     from tui.screens.compare import CompareScreen
-    from tui.screens.triage import ConfirmMove, TriageScreen
+    from tui.screens.confirm import ConfirmMove
+    from tui.screens.triage import TriageScreen
 
     app = create_app(collection)
     async with app.run_test(size=SIZE) as pilot:
@@ -265,7 +266,7 @@ async def test_triage_screen(collection: Path):
         await pilot.press("escape")
         assert app.screen is screen and sorted(app.triage_state.marks) == marked
         await pilot.press("enter")
-        await wait_for(pilot, lambda: app.last_result is not None)
+        await wait_for(pilot, lambda: app.search_view.last_result is not None)
         assert not isinstance(app.screen, TriageScreen)
         await pilot.press("d")
         screen = app.screen
@@ -315,7 +316,7 @@ async def test_triage_screen(collection: Path):
         await pilot.press("down")
         second = screen.current.data.path
         await pilot.press("enter")  # search with the next group's keeper
-        await wait_for(pilot, lambda: app.query_path == second)
+        await wait_for(pilot, lambda: app.search_view.query_path == second)
         assert not isinstance(app.screen, TriageScreen)
 
 

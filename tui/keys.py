@@ -15,7 +15,7 @@ from textual.binding import Binding
 
 @dataclass(frozen=True)
 class Key:
-    place: str  # "app", "tree", "results", "triage", "compare", "confirm"
+    place: str  # "app", "search", "tree", "results", "triage", "compare", "confirm"
     keys: str  # Textual key names, comma-separated
     action: str
     label: str  # the footer's word ("" keeps it out of the footer)
@@ -33,11 +33,11 @@ KEYS: tuple[Key, ...] = (
     Key("results", "up,k", "move(0, -1)", "", "result above", "↑ / k"),
     Key("results", "down,j", "move(0, 1)", "", "result below", "↓ / j"),
     Key("results", "enter", "choose", "Search this", "make that match the new query"),
-    Key("app", "tab", "", "", "move between the tree and the results", "tab / shift+tab"),
+    Key("search", "tab", "", "", "move between the tree and the results", "tab / shift+tab"),
     Key("app", "q", "quit", "Quit", "quit"),
-    Key("app", "question_mark", "help", "Help", "every key, on one screen", "?", "Keys"),
+    Key("app", "question_mark", "help", "Help", "every key, on one screen", "?", "Help: every key"),
     Key(
-        "app",
+        "search",
         "slash",
         "filter",
         "Filter",
@@ -45,10 +45,12 @@ KEYS: tuple[Key, ...] = (
         "/",
         "Filter tree",
     ),
-    Key("app", "left_square_bracket", "fewer", "Fewer", "one result fewer", "[", "Fewer results"),
-    Key("app", "right_square_bracket", "more", "More", "one result more", "]", "More results"),
     Key(
-        "app",
+        "search", "left_square_bracket", "fewer", "Fewer", "one result fewer", "[", "Fewer results"
+    ),
+    Key("search", "right_square_bracket", "more", "More", "one result more", "]", "More results"),
+    Key(
+        "search",
         "x",
         "toggle_exact",
         "Exact/auto",
@@ -75,7 +77,7 @@ KEYS: tuple[Key, ...] = (
         "Cancel indexing",
     ),
     Key(
-        "app",
+        "search",
         "backspace",
         "back",
         "Back",
@@ -84,7 +86,7 @@ KEYS: tuple[Key, ...] = (
         "Previous query",
     ),
     Key(
-        "app",
+        "search",
         "c",
         "copy_path",
         "Copy path",
@@ -111,7 +113,7 @@ KEYS: tuple[Key, ...] = (
         "Triage",
     ),
     Key(
-        "app",
+        "search",
         "z",
         "compare",
         "Compare",
@@ -174,6 +176,7 @@ KEYS: tuple[Key, ...] = (
 #: Where each place's keys are described on the help screen, in order.
 PLACES = {
     "app": "everywhere",
+    "search": "searching",
     "tree": "the file tree",
     "results": "the results",
     "triage": "triage (d)",

@@ -22,6 +22,7 @@ import hashlib
 import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -63,15 +64,18 @@ class IndexBusy(IndexFileError):
     """Another process is writing the index (searching still works)."""
 
 
-class SnapshotMoved(IndexFileError):
+class Retry(Exception):
+    """Not an error: a signal from a store that the caller's view went out of date while it
+    worked, caught where the work is started again. Never reaches the user, so it is
+    outside the :class:`~engine.errors.LookalikeError` tree."""
+
+
+class SnapshotMoved(Retry):
     """A writer rewrote the arrays (compaction) after this reader's snapshot: take a new
     snapshot and ask again."""
 
-    def __init__(self, what: str = "") -> None:
-        super().__init__(what or "the index was rewritten while it was read; try again")
 
-
-class CentreMoved(IndexFileError):
+class CentreMoved(Retry):
     """A batch's band keys were made with another centre than the index holds now (a
     shared index refitted meanwhile): make them again with the stored centre."""
 
@@ -272,15 +276,29 @@ class Snapshot:
 
 
 class Store(Protocol):
-    """What the engine needs from storage, and nothing more."""
+    """What the engine needs from storage, and nothing more. The engine never asks which
+    kind of store it has: what differs is said by these attributes."""
 
     location: str  # for messages: a path or a URL without its password
     readonly: bool
     readonly_why: str  # "read-only media", "disk full"
-    shared: bool  # several machines write it at once (Redis)
+    #: several processes on several machines write it at once (``writer()`` excludes no
+    #: one; an index run takes its share through :mod:`engine.storage.redis.streams`)
+    shared: bool
+    #: keeps the pooled features for re-ranking (False: asked to hold codes only)
+    keep_features: bool
+    #: the store's kind, in words for summaries ("SQLite", "Redis, shared")
+    kind: str
 
+    def damaged(self, why: str) -> IndexDamaged: ...
     def get_meta(self) -> dict: ...
     def set_meta(self, values: dict) -> None: ...
+    def claim_meta(self, values: dict) -> dict:
+        """Store *values* unless the first of them is stored already (atomically, against
+        every other writer); return the metadata that holds now."""
+        ...
+
+    def states_of(self, paths: list[str]) -> list[StoredFile | None]: ...
     def writer(self) -> AbstractContextManager[None]: ...
     def file_states(self) -> dict[str, StoredFile]: ...
     def failures(self) -> list[tuple[str, str]]: ...
@@ -306,6 +324,7 @@ class Store(Protocol):
 
 
 def is_redis(url: str) -> bool:
+    """Whether *url* names a Redis store: the one place a store URL is classified."""
     return url.startswith(("redis://", "rediss://"))
 
 
@@ -332,6 +351,37 @@ def open_store(url: str, root: str | None = None, create: bool = True) -> Store:
     from engine.storage.sqlite import SQLiteStore
 
     return SQLiteStore(_sqlite_path(url), create=create, root=root)
+
+
+def open_index(
+    url: str | None,
+    root: str,
+    index_path: str | os.PathLike[str] | None = None,
+    rebuild: bool = False,
+) -> Store:
+    """The store for an indexed folder *root*: *url* when given (``redis://...``,
+    ``sqlite:PATH`` or a path), else *index_path*, else ``ROOT/.lookalike/index.sqlite``
+    (or a per-user cache file when ROOT cannot be written). With *rebuild*, an index too
+    old or too damaged to open is removed and made anew, and any other is emptied. The
+    store's ``location`` is what messages show (a path, or a URL without its password)."""
+    from engine.paths import check_index_folder, default_index_path
+
+    if not url or not is_redis(url):
+        path = index_path or (_sqlite_path(url) if url else None)
+        if not path:
+            path = default_index_path(Path(root))
+            check_index_folder(path.parent)
+        url = str(path)
+    try:
+        store = open_store(url, root=root)
+    except (OlderIndex, NewerIndex, IndexDamaged):
+        if not rebuild:
+            raise
+        remove_index(url)  # recognised as ours, beyond repair
+        store = open_store(url, root=root)
+    if rebuild:
+        store.clear()
+    return store
 
 
 def remove_index(url: str) -> None:

@@ -137,4 +137,4 @@ class CompareScreen(Screen[None]):
         path = self.cards[self.index].path
         while len(self.app.screen_stack) > 1:  # back to the main screen (from triage too)
             self.app.pop_screen()
-        self.app.run_search(path)
+        self.app.search_view.run_search(path)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,105 +29,25 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import HorizontalScroll, Vertical, VerticalScroll
 from textual.message import Message
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from engine import quarantine
 from tui import keys
 from tui.layout import COMPACT, Tier
-from tui.text import NEWLINE, line, plain
-from tui.widgets.results import CardData, ResultCard
+from tui.screens.confirm import ConfirmMove
+from tui.text import line, plain
+from tui.widgets.results import CardData
+from tui.widgets.triage_card import COMPARED, Slot, TriageCard, TriageState
 
 if TYPE_CHECKING:
-    from engine.quarantine import MovePlan
     from engine.triage import TriageReport
 
 #: Groups drawn at most (the command line lists them all).
 MAX_GROUPS = 100
 #: How far ``+`` and ``-`` move the threshold.
 THRESHOLD_STEP = 0.05
-
-
-@dataclass
-class TriageState:
-    """What the user decided on the triage screen, kept by the app between visits."""
-
-    keep_in: tuple[str, ...] = ()
-    against: str | None = None  # a test folder: its copies of this one are leaks
-    threshold: float = 0.0
-    marks: set[str] = field(default_factory=set)
-    prefer: set[str] = field(default_factory=set)  # keepers chosen with k
-    report: TriageReport | None = None  # None: triage again on the next visit
-    cursor: tuple[int, int] = (0, 0)
-
-
-@dataclass
-class Slot:
-    """One card on the screen and what it stands for."""
-
-    path: str  # relative to the root (or to ``base``)
-    #: "keep", "duplicate", "outlier", "broken", "leak" (a TEST picture), "source" (its
-    #: TRAIN original), "mislabeled", "neighbour" (one of its voters), "unusable"
-    kind: str
-    score: float
-    identical: bool = False
-    marked: bool = False
-    why: str = ""  # the evidence; a mislabeled picture's suggested folder; flags
-    kept: bool = False  # under a kept folder: never moved
-    base: Path | None = None  # the folder *path* is in, when not the root (a leak)
-
-    @property
-    def movable(self) -> bool:
-        """Whether ``m`` may set it aside: copies not kept, suspected wrong labels and
-        unusable pictures of this folder (a leak's TEST picture is in another one)."""
-        if self.kind == "duplicate":
-            return not self.kept
-        return self.kind in ("mislabeled", "unusable")
-
-
-#: Rows whose first card is compared with the others by ``z``.
-COMPARED = ("keep", "leak", "mislabeled")
-
-
-class TriageCard(ResultCard):
-    def __init__(self, slot: Slot, root: Path, tier: Tier) -> None:
-        self.slot = slot
-        where = (slot.base or root) / slot.path
-        super().__init__(CardData(0, slot.score, where, slot.path), tier)
-
-    def set_data(self, data: CardData) -> None:
-        super().set_data(data)
-        self.refresh_label()
-        if self.slot.kind == "broken":
-            self._thumb.update(line(("cannot read", "red"), NEWLINE, plain(self.slot.why)))
-            self._thumb.add_class("-broken")
-
-    def refresh_label(self) -> None:
-        s = self.slot
-        mark = ("  ✓", "bold yellow") if s.marked else ""
-        if s.kind == "keep":
-            head = line(("keep", "bold green"))
-        elif s.kind == "outlier":
-            head = line(("nearest ", "dim"), f"{s.score:.3f}")
-        elif s.kind == "broken":
-            head = line(("broken", "bold red"))
-        elif s.kind == "leak":
-            head = line(("leak ", "bold red"), f"{s.score:.3f}")
-        elif s.kind in ("source", "neighbour"):
-            head = line((s.kind, "dim"))
-        elif s.kind == "mislabeled":
-            head = line(("→ ", "bold"), (s.why, "bold"), f" {s.score:.2f}", mark)
-        elif s.kind == "unusable":
-            head = line((s.why, "bold red"), mark)
-        else:
-            head = line(
-                f"{s.score:.3f}",
-                (" =identical", "bold") if s.identical else "",
-                (" kept", "bold green") if s.kept else "",
-                ("  ✓ set aside", "bold yellow") if s.marked else "",
-            )
-        self._score.update(head)
-        self.set_class(s.marked, "-marked")
 
 
 class TriageReady(Message):
@@ -142,33 +61,6 @@ class TriageProgress(Message):
     def __init__(self, phase: str, done: float) -> None:
         super().__init__()
         self.phase, self.done = phase, done
-
-
-class ConfirmMove(ModalScreen[bool]):
-    """The plan of a move, asked once: enter or y moves, escape or n does not."""
-
-    BINDINGS = keys.bindings("confirm")
-
-    def __init__(self, plan: MovePlan, root: Path) -> None:
-        super().__init__()
-        self.plan, self.root = plan, root
-
-    def compose(self) -> ComposeResult:
-        shown = self.plan.summary(self.root)
-        names = [plain(p) for p in self.plan.paths[:8]]
-        more = len(self.plan.paths) - len(names)
-        body = [line((shown[0], "bold")), *(line(x) for x in shown[1:]), Text("")]
-        body += [line("  ", n) for n in names]
-        body += [line((f"  … and {more} more", "dim"))] if more > 0 else []
-        body += [
-            Text(""),
-            line(("enter / y", "bold"), " moves them · ", ("esc / n", "bold"), " does not"),
-        ]
-        with Vertical(id="confirm"):
-            yield Static(Text("\n").join(body), id="confirm-plan")
-
-    def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
 
 
 class TriageScreen(Screen[None]):
@@ -548,7 +440,7 @@ class TriageScreen(Screen[None]):
         from engine.quarantine import QUARANTINE
 
         try:
-            report = self.search.move_aside(marked, self.search.root / QUARANTINE)
+            report = quarantine.set_aside(self.search, marked, self.search.root / QUARANTINE)
         except LookalikeError as exc:
             self.app.call_from_thread(self.app.say, str(exc), severity="error")
             return
@@ -570,7 +462,7 @@ class TriageScreen(Screen[None]):
         from engine.errors import LookalikeError
 
         try:
-            report = self.search.undo_move()
+            report = quarantine.undo_latest(self.search)
         except LookalikeError as exc:
             self.app.call_from_thread(self.app.say, str(exc))
             return
@@ -607,7 +499,7 @@ class TriageScreen(Screen[None]):
         from engine.errors import LookalikeError
 
         try:
-            report = self.search.relabel(path, label)
+            report = quarantine.relabel(self.search, path, label)
         except LookalikeError as exc:
             self.app.call_from_thread(self.app.say, str(exc), severity="error")
             return
@@ -642,7 +534,7 @@ class TriageScreen(Screen[None]):
             return
         path = card.data.path
         self.dismiss(None)
-        self.app.run_search(path)
+        self.app.search_view.run_search(path)
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import runtime as runtime_paths
-from engine.backbones import (
+from engine.encoding import chooser
+from engine.encoding.backbones import (
     FEATURE_DIM,
     EncoderError,
     encoder_identity,
@@ -84,7 +84,7 @@ def export(module, input_size: int, path: Path, output: str = "features") -> Non
 
 
 def export_encoder(encoder) -> Path:
-    """Export a :class:`engine.encoder.DeepImageEncoder`'s pixels-to-features path once."""
+    """Export a :class:`engine.encoding.torch_cnn.DeepImageEncoder`'s pixels-to-features path once."""
     import torch
 
     class PixelsToFeatures(torch.nn.Module):
@@ -109,7 +109,7 @@ class OnnxFeatures:
 
         self.path = path
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or runtime_paths.threads()
+        options.intra_op_num_threads = threads or chooser.threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
         # Idle worker threads sleep instead of spinning: while one batch runs, the decode
@@ -132,7 +132,7 @@ def project(features: np.ndarray, projection: np.ndarray) -> np.ndarray:
 
 class OnnxEncoder:
     """The CNN through ONNX Runtime or OpenVINO alone, with the same interface and the
-    same codes as :class:`engine.encoder.DeepImageEncoder` on that path, without torch."""
+    same codes as :class:`engine.encoding.torch_cnn.DeepImageEncoder` on that path, without torch."""
 
     device_type = "cpu"
 
@@ -154,7 +154,7 @@ class OnnxEncoder:
         self.choice = choice
         self.runtime, self.precision = choice.path.runtime, choice.path.precision
         if self.runtime == "openvino":
-            from engine.openvino_runtime import OpenVinoFeatures
+            from engine.encoding.openvino_cnn import OpenVinoFeatures
 
             self._onnx = OpenVinoFeatures(path, self.precision, input_size)
         else:
@@ -169,7 +169,7 @@ class OnnxEncoder:
         return f"{self.backbone_name} (cpu, {self.precision}, {runtime})"
 
     def encode(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        step = runtime_paths.CPU_MICRO_BATCH
+        step = chooser.CPU_MICRO_BATCH
         parts = [self._onnx(batch[i : i + step]) for i in range(0, len(batch), step)]
         feats = np.asarray(np.concatenate(parts) if len(parts) > 1 else parts[0], np.float32)
         return project(feats, self.projection), feats
@@ -187,24 +187,22 @@ def light_encoder(
     runtime: str,
     input_size: int = INPUT_SIZE,
 ) -> OnnxEncoder | None:
-    """An :class:`OnnxEncoder` when that is what :class:`engine.encoder.DeepImageEncoder`
+    """An :class:`OnnxEncoder` when that is what :class:`engine.encoding.torch_cnn.DeepImageEncoder`
     would run here anyway (the CPU; ONNX Runtime or OpenVINO measured fastest on this
     machine for this precision, or asked for; the models already made), else None: then
     build the full encoder."""
     try:
-        precision = runtime_paths.from_env(
-            precision, "LOOKALIKE_PRECISION", runtime_paths.PRECISIONS
-        )
-        runtime = runtime_paths.from_env(runtime, "LOOKALIKE_RUNTIME", runtime_paths.RUNTIMES)
-    except runtime_paths.RuntimeChoiceError:
+        precision = chooser.from_env(precision, "LOOKALIKE_PRECISION", chooser.PRECISIONS)
+        runtime = chooser.from_env(runtime, "LOOKALIKE_RUNTIME", chooser.RUNTIMES)
+    except chooser.RuntimeChoiceError:
         return None
     if device not in ("auto", "cpu") or runtime == "torch":
         return None
-    if device == "auto" and runtime_paths.may_have_gpu():
+    if device == "auto" and chooser.may_have_gpu():
         return None
     if not available():
         return None
-    from engine import openvino_runtime
+    from engine.encoding import openvino_cnn
 
     try:
         path = weights_for(backbone, weights)
@@ -215,19 +213,17 @@ def light_encoder(
     if not model.is_file():
         return None
     try:
-        paths = runtime_paths.candidates(
-            "cpu", runtime, precision, True, openvino_runtime.available()
-        )
-    except runtime_paths.RuntimeChoiceError:
+        paths = chooser.candidates("cpu", runtime, precision, True, openvino_cnn.available())
+    except chooser.RuntimeChoiceError:
         return None
     if len(paths) == 1 and runtime != "auto":
-        choice = runtime_paths.PathChoice(paths[0], "asked for")
+        choice = chooser.PathChoice(paths[0], "asked for")
     else:
-        choice = runtime_paths.remembered_best(backbone, input_size, paths)
+        choice = chooser.remembered_best(backbone, input_size, paths)
     if choice is None or choice.path.runtime == "torch":
         return None
     if choice.path.precision == "int8":
-        model = openvino_runtime.int8_path(model)
+        model = openvino_cnn.int8_path(model)
         if not model.is_file():
             return None
     return OnnxEncoder(hash_dim, backbone, weights_id, model, choice, input_size)

@@ -32,9 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from engine import onnx_runtime, openvino_runtime
-from engine import runtime as runtime_paths
-from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public names)
+from engine.encoding import chooser, onnx_cnn, openvino_cnn
+from engine.encoding.backbones import (  # noqa: F401  (re-exported: the encoder's public names)
     BACKBONES,
     FEATURE_DIM,
     HASH_LAYER_VERSION,
@@ -53,7 +52,7 @@ from engine.backbones import (  # noqa: F401  (re-exported: the encoder's public
 )
 from engine.settings import INPUT_SIZE, INPUT_SIZES
 
-CPU_MICRO_BATCH = runtime_paths.CPU_MICRO_BATCH
+CPU_MICRO_BATCH = chooser.CPU_MICRO_BATCH
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -161,11 +160,11 @@ class DeepImageEncoder(nn.Module):
             torchvision's cache has none). Loaded with ``weights_only=True``.
         device: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda"``.
         precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` (OpenVINO only).
-        runtime: ``"auto"``, ``"torch"``, ``"onnx"`` (:mod:`engine.onnx_runtime`) or
-            ``"openvino"`` (:mod:`engine.openvino_runtime`).
+        runtime: ``"auto"``, ``"torch"``, ``"onnx"`` (:mod:`engine.encoding.onnx_cnn`) or
+            ``"openvino"`` (:mod:`engine.encoding.openvino_cnn`).
 
     With ``auto``, the fastest path on this machine is used, measured once and
-    remembered (see :mod:`engine.runtime`); ``LOOKALIKE_PRECISION`` and
+    remembered (see :mod:`engine.encoding.chooser`); ``LOOKALIKE_PRECISION`` and
     ``LOOKALIKE_RUNTIME`` set the default of ``auto``. On a GPU the path is PyTorch
     with bf16 autocast. ``choice`` says which path runs and why.
     """
@@ -191,18 +190,16 @@ class DeepImageEncoder(nn.Module):
         self.hash_dim = hash_dim
         self.device = pick_device(device)
         try:
-            precision = runtime_paths.from_env(
-                precision, "LOOKALIKE_PRECISION", runtime_paths.PRECISIONS
-            )
-            runtime = runtime_paths.from_env(runtime, "LOOKALIKE_RUNTIME", runtime_paths.RUNTIMES)
-            paths = runtime_paths.candidates(
+            precision = chooser.from_env(precision, "LOOKALIKE_PRECISION", chooser.PRECISIONS)
+            runtime = chooser.from_env(runtime, "LOOKALIKE_RUNTIME", chooser.RUNTIMES)
+            paths = chooser.candidates(
                 self.device.type,
                 runtime,
                 precision,
-                onnx_runtime.available(),
-                openvino_runtime.available(),
+                onnx_cnn.available(),
+                openvino_cnn.available(),
             )
-        except runtime_paths.RuntimeChoiceError as exc:
+        except chooser.RuntimeChoiceError as exc:
             raise EncoderError(str(exc)) from None
 
         path = weights_for(self.backbone_name, weights)
@@ -234,7 +231,7 @@ class DeepImageEncoder(nn.Module):
         self.to(self.device)
         self.features.to(memory_format=torch.channels_last)
         self._onnx = None
-        self._openvino: dict[str, openvino_runtime.OpenVinoFeatures] = {}
+        self._openvino: dict[str, openvino_cnn.OpenVinoFeatures] = {}
         self.choice = self._choose(paths, asked=runtime != "auto" or precision != "auto")
         self.runtime, self.precision = self.choice.path.runtime, self.choice.path.precision
         if self.runtime == "onnx" and self._onnx is None:
@@ -244,7 +241,7 @@ class DeepImageEncoder(nn.Module):
 
     def _onnx_session(self):
         try:
-            return onnx_runtime.OnnxFeatures(onnx_runtime.export_encoder(self))
+            return onnx_cnn.OnnxFeatures(onnx_cnn.export_encoder(self))
         except Exception as exc:  # export or load failed
             raise EncoderError(f"cannot run with ONNX Runtime: {exc}") from None
 
@@ -252,10 +249,10 @@ class DeepImageEncoder(nn.Module):
         """OpenVINO on the exported model (int8: on the model quantised from it)."""
         if precision not in self._openvino:
             try:
-                model = onnx_runtime.export_encoder(self)
+                model = onnx_cnn.export_encoder(self)
                 if precision == "int8":
-                    model = openvino_runtime.int8_model(model, self.backbone_name, self.input_size)
-                self._openvino[precision] = openvino_runtime.OpenVinoFeatures(
+                    model = openvino_cnn.int8_model(model, self.backbone_name, self.input_size)
+                self._openvino[precision] = openvino_cnn.OpenVinoFeatures(
                     model, precision, self.input_size
                 )
             except Exception as exc:
@@ -264,7 +261,7 @@ class DeepImageEncoder(nn.Module):
 
     def _choose(self, paths: list, asked: bool):
         """The fastest of *paths* here, measured on a small batch unless remembered."""
-        key = runtime_paths.cache_key(self.backbone_name, self.input_size)
+        key = chooser.cache_key(self.backbone_name, self.input_size)
         size = (CPU_MICRO_BATCH, self.input_size, self.input_size, 3)
         probe = np.random.RandomState(0).randint(0, 256, size).astype(np.uint8)
 
@@ -276,11 +273,11 @@ class DeepImageEncoder(nn.Module):
                 run = self._openvino_session(path.precision)
             else:
                 run = lambda batch: self._encode_torch(batch, path.precision)  # noqa: E731
-            return runtime_paths.time_batches(lambda: run(probe), len(probe))
+            return chooser.time_batches(lambda: run(probe), len(probe))
 
         try:
-            return runtime_paths.choose(paths, rate_of, key, asked)
-        except runtime_paths.RuntimeChoiceError as exc:
+            return chooser.choose(paths, rate_of, key, asked)
+        except chooser.RuntimeChoiceError as exc:
             raise EncoderError(str(exc)) from None
 
     @property
@@ -325,7 +322,7 @@ class DeepImageEncoder(nn.Module):
                 [self._features(batch[i : i + step]) for i in range(0, len(batch), step)]
             )
         feats = np.asarray(feats, np.float32)
-        return onnx_runtime.project(feats, self.projection), feats
+        return onnx_cnn.project(feats, self.projection), feats
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
         if self.runtime == "onnx":

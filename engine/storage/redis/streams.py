@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 from engine.images import FileEntry
-from engine.storage.redis import guarded
+from engine.storage.redis.connection import guarded
 
 #: Seconds a chunk may stay unacknowledged before another worker takes it over.
 CLAIM_IDLE = 60.0
@@ -126,7 +126,7 @@ class Job:
 
     @guarded
     def release(self) -> None:
-        self.store._release_script(keys=[self.lease], args=[self.me])
+        self.store.release_script(keys=[self.lease], args=[self.me])
 
     # --- the walker's side ---------------------------------------------------------------
 
@@ -215,4 +215,4 @@ class Job:
             self.r.delete(self.stream)
             return True
         finally:
-            self.store._release_script(keys=[self.upkeep], args=[self.me])
+            self.store.release_script(keys=[self.upkeep], args=[self.me])

@@ -1,9 +1,9 @@
 """Run an encoder with OpenVINO on the CPU: fp32, bf16, and an int8 model made here.
 
-OpenVINO reads the ONNX model :mod:`engine.onnx_runtime` exports. Measured on 2 Zen 5
+OpenVINO reads the ONNX model :mod:`engine.encoding.onnx_cnn` exports. Measured on 2 Zen 5
 cores (CNN alone, batches of 8): EfficientNet-Lite0 ran at 348 images/s with ONNX Runtime
 fp32, 703 with OpenVINO's bf16 hint, 932 with the int8 model below. The chooser in
-:mod:`engine.runtime` still decides by measuring on each machine.
+:mod:`engine.encoding.chooser` still decides by measuring on each machine.
 
 **int8, made once per machine.** NNCF quantises the model with a few dozen calibration
 pictures generated here (:func:`calibration_pictures`: gradients, shapes, textures,
@@ -16,7 +16,7 @@ a check set of other generated pictures; otherwise the refusal is cached with it
 reason, and the chooser says why it skipped int8.
 
 OpenVINO runs bf16 by default on a CPU with bf16 units, so fp32 is asked for explicitly.
-A static batch of :data:`engine.runtime.CPU_MICRO_BATCH` is about 5 % faster than a
+A static batch of :data:`engine.encoding.chooser.CPU_MICRO_BATCH` is about 5 % faster than a
 dynamic one; a shorter last batch is padded.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import runtime as runtime_paths
+from engine.encoding import chooser
 
 #: Bump when the quantisation changes: the cached int8 models of before are not used.
 QUANT_VERSION = 1
@@ -100,15 +100,15 @@ class OpenVinoFeatures:
 
         core = ov.Core()
         graph = core.read_model(str(model))
-        self.batch = runtime_paths.CPU_MICRO_BATCH
+        self.batch = chooser.CPU_MICRO_BATCH
         graph.reshape({graph.inputs[0]: [self.batch, input_size, input_size, 3]})
         # int8 layers run in int8 whatever the hint; the layers kept in float run in bf16
         # where the CPU has bf16 units (482 against 311 images/s here, cosine unchanged)
-        fast = runtime_paths.cpu_has_fast_bf16()
+        fast = chooser.cpu_has_fast_bf16()
         hint = "bf16" if precision == "bf16" or (precision == "int8" and fast) else "f32"
         config = {
             "INFERENCE_PRECISION_HINT": hint,
-            "INFERENCE_NUM_THREADS": threads or runtime_paths.threads(),
+            "INFERENCE_NUM_THREADS": threads or chooser.threads(),
             "PERFORMANCE_HINT": "LATENCY",
         }
         self.compiled = core.compile_model(graph, "CPU", config)
@@ -148,7 +148,7 @@ def int8_model(onnx_path: Path, backbone: str, input_size: int) -> Path:
     if not (path.is_file() and path.with_suffix(".bin").is_file()) and not refused.is_file():
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "engine.openvino_runtime", str(onnx_path), backbone,
+                [sys.executable, "-m", "engine.encoding.openvino_cnn", str(onnx_path), backbone,
                  str(input_size)],
                 capture_output=True,
                 text=True,
@@ -164,7 +164,7 @@ def int8_model(onnx_path: Path, backbone: str, input_size: int) -> Path:
     return path
 
 
-def _make_int8(
+def make_int8(
     onnx_path: Path,
     backbone: str,
     input_size: int,
@@ -184,9 +184,9 @@ def _make_int8(
 
     core = ov.Core()
     model = core.read_model(str(onnx_path))
-    model.reshape({model.inputs[0]: [runtime_paths.CPU_MICRO_BATCH, input_size, input_size, 3]})
+    model.reshape({model.inputs[0]: [chooser.CPU_MICRO_BATCH, input_size, input_size, 3]})
     calib = calibration_pictures(CALIBRATION, input_size, seed=1)
-    step = runtime_paths.CPU_MICRO_BATCH
+    step = chooser.CPU_MICRO_BATCH
     batches = [calib[i : i + step] for i in range(0, len(calib), step)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -230,10 +230,10 @@ def _make_int8(
         tmp.rmdir()
 
 
-if __name__ == "__main__":  # python -m engine.openvino_runtime MODEL.onnx BACKBONE SIZE
+if __name__ == "__main__":  # python -m engine.encoding.openvino_cnn MODEL.onnx BACKBONE SIZE
     import sys
 
     try:
-        _make_int8(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
+        make_int8(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
     except RuntimeError:
         sys.exit(1)  # the refusal is cached, with its reason

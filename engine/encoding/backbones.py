@@ -2,7 +2,7 @@
 
 Opening an index, searching with stored codes and ``lookalike models`` must not pay for
 importing torch (about a second), so what names a backbone and finds its weights lives
-here; :mod:`engine.encoder` builds the network.
+here; :mod:`engine.encoding.torch_cnn` builds the network.
 
 Weights never come from the network. ``backbone="auto"`` takes ResNet-50 when
 torchvision's ImageNet file is already in its cache (or ``weights=PATH`` is given),

@@ -119,7 +119,7 @@ def candidates(
     """The paths worth trying for these settings, fastest-to-set-up first.
 
     int8 runs on OpenVINO only, with a model made and checked here (see
-    :mod:`engine.openvino_runtime`); bf16 is a candidate where the CPU has bf16 units."""
+    :mod:`engine.encoding.openvino_cnn`); bf16 is a candidate where the CPU has bf16 units."""
     if runtime == "onnx" and precision in ("bf16", "int8"):
         raise RuntimeChoiceError(
             f"the onnx runtime runs in fp32 only: use --runtime {'torch' if precision == 'bf16' else 'openvino'}"

@@ -1,0 +1,361 @@
+"""The headless commands and the app's launch: each turns parsed options into engine
+calls, and hands what comes back to :mod:`tui.report` to print.
+
+Errors: :class:`UsageError` (exit 2: a bad option, a missing folder or file) and
+:class:`Failure` (exit 1: what the message explains); the engine's own errors are one
+line too. Heavy modules (torch, the engine's search, Textual) are imported inside the
+commands that need them, so ``lookalike --help`` and the app's first frame are quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from engine.names import printable
+from tui import report
+
+
+class UsageError(Exception):
+    """Exit status 2."""
+
+
+class Failure(Exception):
+    """Exit status 1."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: handled like Ctrl-C (committed work is kept), exit status 143."""
+
+
+def settings_from(args: argparse.Namespace):
+    """The options every command shares, as the engine's one settings object."""
+    from engine.settings import Settings
+
+    return Settings(
+        backbone=args.backbone,
+        weights=args.weights,
+        hash_dim=args.hash_dim,
+        num_perm=args.num_perm,
+        device=args.device,
+        precision=args.precision,
+        runtime=args.runtime,
+        batch_size=args.batch_size,
+        follow_links=args.follow_links,
+        input_size=getattr(args, "input_size", None),
+        index_path=args.index,
+        store=getattr(args, "store", None),
+        search_mode="exact" if getattr(args, "exact", False) else getattr(args, "mode", "auto"),
+        prune=getattr(args, "prune", False),
+    )
+
+
+def kept_folders(root, given: list[str]) -> tuple[str, ...]:
+    """``--keep-in`` folders relative to *root*, or a usage error."""
+    from engine.triage import kept_folder
+
+    try:
+        return tuple(kept_folder(Path(root).resolve(), f) for f in given)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _warn_password_in_argv(args: argparse.Namespace) -> None:
+    """A password written into ``--store`` shows in ``ps`` to every user of the machine."""
+    import urllib.parse
+
+    store = getattr(args, "store", None)
+    if store and store != os.environ.get("LOOKALIKE_STORE"):
+        try:
+            has_password = urllib.parse.urlsplit(store).password is not None
+        except ValueError:
+            return
+        if has_password:
+            report.say(
+                "lookalike: the password in --store is visible to other users (ps); set"
+                " LOOKALIKE_STORE, LOOKALIKE_REDIS_PASSWORD or password_file= instead"
+            )
+
+
+def _open_search(args: argparse.Namespace, rebuild: bool = False):
+    from engine.search import ImageSimilaritySearch
+
+    if not Path(args.dir).is_dir():
+        raise UsageError(not_found("not a folder", args.dir))
+    _warn_password_in_argv(args)
+    return ImageSimilaritySearch(args.dir, settings=settings_from(args), rebuild=rebuild)
+
+
+def not_found(what: str, given: str) -> str:
+    """*what*: *given*, with the closest name beside it when there is one (a typo)."""
+    import difflib
+
+    path = Path(given)
+    parent = path.parent
+    try:
+        names = [e.name for e in os.scandir(parent)] if parent.is_dir() else []
+    except OSError:
+        names = []
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
+    hint = f" (did you mean {parent / close[0]}?)" if close else ""
+    return f"{what}: {given}{hint}"
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    search = _open_search(args, rebuild=args.rebuild)
+    with search:
+        stats = report.index_with_progress(search, quiet=args.json)
+        note = search.encoder_note()
+    if stats.readonly and stats.readonly_why == "disk full":
+        from engine.storage import DiskFull
+
+        raise Failure(str(DiskFull(stats.index_path)))
+    if args.json:
+        print(report.dumps(report.index_json(stats, note)))
+    else:
+        report.index_text(stats, note)
+    return 0
+
+
+def check_query(image: str) -> None:
+    path = Path(image)
+    if path.is_dir():
+        raise UsageError(f"the query is a folder, not an image: {image}")
+    if not path.is_file():
+        raise UsageError(not_found("query image not found", image))
+
+
+def _update_before_search(search) -> None:
+    """Bring the index up to date, unless another process is doing it or it cannot be
+    written: then search what is committed, and say so on stderr. A shared index is
+    searched as it is: it is kept up to date by ``lookalike index`` workers, and a query
+    should not turn into one."""
+    from engine.storage import DiskFull, IndexBusy
+
+    if search.store.shared:
+        return
+    try:
+        stats = report.index_with_progress(search, quiet=True)
+    except IndexBusy:
+        report.say(
+            "another lookalike process is updating this index:"
+            " searching what it has committed so far"
+        )
+        return
+    except DiskFull as exc:
+        report.say(f"{exc}: searching what it held before")
+        return
+    if stats.readonly:
+        if stats.pending:
+            report.say(report.readonly_note(stats))
+    elif stats.indexed:
+        report.say(f"indexed {stats.indexed} new or changed images first")
+    if stats.kept_gone:
+        report.say(report.kept_note(stats))
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    for image in args.images:
+        check_query(image)
+    search = _open_search(args)
+    with search:
+        if not args.no_update:
+            _update_before_search(search)
+        for image in args.images:
+            report.search_result(image, Path(args.dir), search.search(image, args.k), args.json)
+    return 0
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    from engine.triage import DEFAULT_THRESHOLD, triage
+
+    if args.dry_run and not args.move_to:
+        raise UsageError("--dry-run shows what --move-to FOLDER would move: give both")
+    search = _open_search(args)
+    with search:
+        if args.undo:
+            return _undo(search)
+        if args.not_duplicate or args.forget_rejections:
+            return _rejections(search, args)
+        keep_in = kept_folders(search.root, args.keep_in)
+        if not args.no_update:
+            _update_before_search(search)
+        found = triage(search, args.threshold or DEFAULT_THRESHOLD, args.outliers, keep_in=keep_in)
+        if args.against:
+            found.leaks = _leaks(search, args)
+        if args.json:
+            print(report.dumps(report.triage_json(found)))
+        elif args.csv:
+            report.triage_csv(found)
+        elif not args.dry_run:
+            report.triage_text(found)
+        if args.move_to:
+            return _move(search, found, args)
+    return 0
+
+
+def _leaks(search, args: argparse.Namespace) -> list:
+    """``--against TEST``: TEST's index (made with DIR's backbone and code settings, and
+    brought up to date), and the pictures of it that copy one of DIR's."""
+    from engine.leaks import find_leaks, open_against
+
+    if not Path(args.against).is_dir():
+        raise UsageError(not_found("not a folder", args.against))
+    if Path(args.against).resolve() == search.root:
+        raise UsageError("--against needs another folder than DIR")
+    test = open_against(search, args.against, args.against_store)
+    with test:
+        if not args.no_update:
+            _update_before_search(test)
+        try:
+            return find_leaks(search, test)
+        except ValueError as exc:
+            raise Failure(f"cannot compare {args.dir} with {args.against}: {exc}") from None
+
+
+def _move(search, found, args: argparse.Namespace) -> int:
+    """``--move-to`` (and ``--dry-run``): every movable duplicate, or the plan of it."""
+    from engine.quarantine import MoveError, plan, set_aside
+
+    planned = plan(found.movable(), args.move_to, found.kept_members())
+    if args.dry_run:
+        print(
+            report.plan_text(planned, search.root),
+            file=sys.stderr if args.json or args.csv else None,
+        )
+        return 0
+    try:
+        moved = set_aside(search, planned.paths, planned.folder)
+    except MoveError as exc:
+        raise Failure(str(exc)) from None
+    for path, why in moved.skipped:
+        report.say(f"not moved {path}: {why}")
+    report.say(
+        f"moved {len(moved.moved)} duplicates into {moved.folder}"
+        + (f", {len(moved.skipped)} could not be moved" if moved.skipped else "")
+        + " (lookalike triage DIR --undo puts them back)"
+    )
+    return 1 if moved.skipped else 0
+
+
+def _undo(search) -> int:
+    from engine.quarantine import MoveError, undo_latest
+
+    try:
+        done = undo_latest(search)
+    except MoveError as exc:
+        raise Failure(str(exc)) from None
+    for path, why in done.skipped:
+        report.say(f"not put back {path}: {why}")
+    if done.cleaned:
+        report.say(f"removed {len(done.cleaned)} copies left by an interrupted move (same bytes)")
+    if done.lost:
+        report.say(
+            f"{len(done.lost)} files of that move are in neither place: " + ", ".join(done.lost)
+        )
+    report.say(f"put back {len(done.moved)} files from {done.folder}")
+    return 0 if not done.skipped else 1
+
+
+def _rejections(search, args: argparse.Namespace) -> int:
+    """``--not-duplicate A B`` and ``--forget-rejections``: kept in the index."""
+    if args.forget_rejections:
+        n = search.store.forget_rejections()
+        report.say(f"forgot {n} pairs marked not duplicates")
+        return 0
+    rel = []
+    for given in args.not_duplicate:
+        path = Path(given)
+        path = path if path.is_absolute() or path.exists() else search.root / path
+        try:
+            rel.append(path.resolve().relative_to(search.root).as_posix())
+        except (ValueError, OSError):
+            raise UsageError(f"not a picture under {search.root}: {given}") from None
+        if not (search.root / rel[-1]).is_file():
+            raise UsageError(f"no such picture: {given}")
+    search.store.reject(*rel)
+    report.say(f"{rel[0]} and {rel[1]} will not be grouped again (--forget-rejections undoes it)")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.encoding.torch_cnn import (
+        DeepImageEncoder,
+        EncoderError,
+        backbone_info,
+        resolve_backbone,
+    )
+
+    auto = resolve_backbone("auto")
+    for info in backbone_info():
+        mark = "available" if info.available else "missing"
+        default = "  (auto picks this)" if info.name == auto else ""
+        print(f"{info.name:20s} {mark}{default}")
+        print(f"  {info.feature_dim}-d features, {info.input_size} px input")
+        print(f"  weights: {printable(info.weights or 'not on this machine')}")
+        if not info.available or info.name == "resnet50":
+            print(f"  get them: {info.how_to_get}")
+        if info.available:
+            try:
+                enc = DeepImageEncoder(
+                    backbone=info.name,
+                    device=args.device,
+                    precision=args.precision,
+                    runtime=args.runtime,
+                )
+            except EncoderError as exc:
+                print(f"  runs here: cannot run ({printable(exc)})")
+                continue
+            print(f"  runs here as: {enc.choice.path.name} on {enc.device.type} ({enc.choice.why})")
+    return 0
+
+
+def cmd_fashion(args: argparse.Namespace) -> int:
+    from engine.fashion import DatasetError, export
+
+    splits = ("train", "test") if args.split == "all" else (args.split,)
+    try:
+        n = export(
+            args.dest,
+            splits,
+            args.per_class,
+            on_progress=lambda d, t: print(f"\r{d}/{t}", end="", file=sys.stderr),
+        )
+    except DatasetError as exc:
+        raise Failure(str(exc)) from None
+    print(f"\nwrote {n} new PNG files under {args.dest}", file=sys.stderr)
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    folder = args.dir
+    if folder is None:
+        folder = "fashion-dataset" if Path("fashion-dataset").is_dir() else "."
+    if not Path(folder).is_dir():
+        raise UsageError(not_found("not a folder", folder))
+    if args.query:
+        check_query(args.query)
+    keep_in = kept_folders(folder, args.keep_in)
+    if args.against and not Path(args.against).is_dir():
+        raise UsageError(not_found("not a folder", args.against))
+    from tui.app import create_app
+
+    if (args.colors or os.environ.get("LOOKALIKE_COLORS")) == "truecolor":
+        # the terminal has 24-bit colour though it does not say so (SSH drops COLORTERM):
+        # Rich, which draws every frame, must not reduce colours to 256 either
+        os.environ["COLORTERM"] = "truecolor"
+    app = create_app(
+        folder,
+        query=args.query,
+        settings=settings_from(args),
+        pixels=args.pixels,
+        colours=args.colors,
+        keep_in=keep_in,
+        against=args.against,
+    )
+    app.run()
+    if app.return_code == 143:
+        raise Terminated
+    return app.return_code or 0

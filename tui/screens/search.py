@@ -1,0 +1,322 @@
+"""The search view: the file tree, the query, the results as pixel art, the index panel.
+
+Searching and thumbnails run in this screen's thread workers and come back as messages;
+only the newest search is ever shown. The engine and the indexing run belong to the app
+(:class:`tui.app.LookalikeApp`), which tells this screen when the engine is ready and
+when a run has finished.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import DirectoryTree, Footer, Input, Static
+from textual.worker import Worker, WorkerState
+
+from engine.names import printable
+from tui import keys
+from tui.text import line, plain
+from tui.widgets.image_tree import ImageTree
+from tui.widgets.progress import IndexPanel
+from tui.widgets.query import QueryPanel
+from tui.widgets.results import CardData, ResultsGrid
+
+if TYPE_CHECKING:
+    from engine.results import SearchResult
+
+MIN_RESULTS, MAX_RESULTS = 1, 60
+#: How each way of answering is named on the status line.
+MODE_NAMES = {"lsh": "LSH", "exact": "exact", "exact-lsh-unsure": "exact (LSH unsure)"}
+
+
+class SearchFinished(Message):
+    def __init__(self, request: int, query: Path, result: SearchResult) -> None:
+        super().__init__()
+        self.request, self.query, self.result = request, query, result
+
+
+class ThumbReady(Message):
+    def __init__(self, target: str, path: Path, thumb: Any) -> None:
+        super().__init__()
+        self.target, self.path, self.thumb = target, path, thumb
+
+
+class SearchScreen(Screen[None]):
+    """Walk from lookalike to lookalike in one folder."""
+
+    BINDINGS = keys.bindings("search")
+
+    def __init__(self, folder: Path, follow_links: bool) -> None:
+        super().__init__()
+        self.folder, self.follow_links = folder, follow_links
+        self.num_results = 12
+        self.exact = False
+        self.query_path: Path | None = None
+        self.history: list[Path] = []
+        self.last_result: SearchResult | None = None
+        self.highlighted: Path | None = None
+        self._request = 0
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Input(placeholder="filter by path…", id="filter")
+                yield ImageTree(self.folder, follow_links=self.follow_links, id="tree")
+                yield QueryPanel(id="query")
+            with Vertical(id="right"):
+                yield Static("", id="results-status")
+                yield ResultsGrid(id="results")
+        yield IndexPanel(id="index")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(ResultsGrid).tier = self.app.tier
+        self.query_one("#tree").border_title = plain(self.folder)
+        self.query_one("#query").border_title = "query"
+        self.query_one("#results").border_title = "results"
+        self.query_one("#index").border_title = "index"
+        self.query_one("#filter").display = False
+        self.set_status(line(("opening the index…", "dim")))
+        self.query_one(IndexPanel).set_info("loading the engine…", "")
+        self.query_one("#tree").focus()
+
+    @property
+    def panel(self) -> IndexPanel:
+        return self.query_one(IndexPanel)
+
+    def set_status(self, text: Text) -> None:
+        self.query_one("#results-status", Static).update(text)
+
+    def retier(self) -> None:
+        """The terminal changed size enough for other picture sizes: draw them again."""
+        if not self.is_mounted:
+            return  # on_mount takes the tier
+        self.query_one(ResultsGrid).tier = self.app.tier
+        if self.last_result is not None and self.query_path is not None:
+            self.on_search_finished(
+                SearchFinished(self._request, self.query_path, self.last_result)
+            )
+        elif self.highlighted is not None:
+            self.show_query(self.highlighted)
+
+    # --- searching ------------------------------------------------------------------
+
+    def run_search(self, path: Path, remember: bool = True) -> None:
+        if self.app.search_engine is None:
+            self.notify("the engine is still loading")
+            return
+        if remember and self.query_path is not None and self.query_path != path:
+            self.history.append(self.query_path)
+        self.query_path = path
+        self._request += 1
+        mode = "exact" if self.exact else "auto"
+        self.set_status(line(f"searching ({mode})… ", (self.rel(path), "dim")))
+        self.search_worker(self._request, path, self.num_results, self.exact)
+
+    @work(thread=True, group="search", exit_on_error=False)
+    def search_worker(self, request: int, path: Path, k: int, exact: bool) -> None:
+        result = self.app.search_engine.search(path, k, exact=exact)
+        self.post_message(SearchFinished(request, path, result))
+
+    def on_search_finished(self, message: SearchFinished) -> None:
+        if message.request != self._request:
+            return  # an older search finished late: only the newest is shown
+        result = message.result
+        self.last_result = result
+        self.app.searched(result)
+        grid = self.query_one(ResultsGrid)
+        cards = [CardData(m.rank, m.score, self.folder / m.path, m.path) for m in result.matches]
+        grid.show(cards)
+        mode = MODE_NAMES.get(result.mode, result.mode)
+        self.set_status(
+            line(
+                (str(len(cards)), "bold"),
+                " lookalikes of ",
+                (self.rel(message.query), "bold"),
+                f" · {mode}, {result.candidates} of {result.indexed} scored",
+                f" · {result.seconds * 1000:.1f} ms" if self.app.show_timings else "",
+                (" · backspace: previous", "dim") if self.history else "",
+            )
+        )
+        # Pictures after the scores: let the frame with the new scores paint first, so
+        # rendering thumbnails does not compete with it for the interpreter.
+        paths = [c.path for c in cards]
+        self.call_after_refresh(self.load_thumbs, message.request, paths)
+        self.call_after_refresh(self.show_query, message.query)
+
+    @work(thread=True, group="thumbs", exit_on_error=False)
+    def load_thumbs(self, request: int, paths: list[Path]) -> None:
+        for path in paths:
+            if request != self._request:
+                return
+            thumb = self.app.thumbs.get(path, *self.app.tier.thumb)
+            self.post_message(ThumbReady("results", path, thumb))
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def load_preview(self, path: Path) -> None:
+        self.post_message(
+            ThumbReady("query", path, self.app.thumbs.get(path, *self.app.tier.query))
+        )
+
+    def on_thumb_ready(self, message: ThumbReady) -> None:
+        self.app.present(message.thumb)
+        if message.target == "query":
+            if message.path == self.highlighted:
+                self.query_one(QueryPanel).show(message.path, self.rel(message.path), message.thumb)
+            return
+        for card in self.query_one(ResultsGrid).card_for(message.path):
+            card.show_thumb(message.thumb)
+
+    def show_query(self, path: Path) -> None:
+        self.highlighted = path
+        cached = self.app.thumbs.peek(path, *self.app.tier.query)
+        if cached is not None:
+            self.app.present(cached)
+            self.query_one(QueryPanel).show(path, self.rel(path), cached)
+        else:
+            self.load_preview(path)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            text = str(error) or type(error).__name__
+            self.app.say(text, title=f"{event.worker.group} failed", severity="error", timeout=10)
+            if event.worker.group == "search":
+                self.set_status(line(("search failed", "red"), ": ", text))
+
+    # --- tree and results events ----------------------------------------------------
+
+    @on(DirectoryTree.FileSelected)
+    def _file_selected(self, event: DirectoryTree.FileSelected) -> None:
+        self.run_search(Path(event.path).resolve())
+
+    @on(ImageTree.NodeHighlighted)
+    def _tree_highlight(self, event: ImageTree.NodeHighlighted) -> None:
+        data = event.node.data
+        if data is not None and Path(data.path).is_file():
+            self.show_query(Path(data.path).resolve())
+
+    @on(ResultsGrid.Chosen)
+    def _result_chosen(self, event: ResultsGrid.Chosen) -> None:
+        self.run_search(event.data.path)
+
+    # --- actions --------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        if isinstance(self.focused, Input):
+            return
+        if not self.history:
+            self.notify("no previous query")
+            return
+        self.run_search(self.history.pop(), remember=False)
+
+    def action_fewer(self) -> None:
+        self._set_k(self.num_results - 1)
+
+    def action_more(self) -> None:
+        self._set_k(self.num_results + 1)
+
+    def _set_k(self, k: int) -> None:
+        k = min(max(k, MIN_RESULTS), MAX_RESULTS)
+        if k == self.num_results:
+            self.notify(f"{k} results is the {'least' if k == MIN_RESULTS else 'most'}")
+            return
+        self.num_results = k
+        if self.query_path is not None:
+            self.run_search(self.query_path, remember=False)
+        else:
+            self.notify(f"{k} results per search")
+
+    def action_toggle_exact(self) -> None:
+        self.exact = not self.exact
+        self.notify(
+            "exact search: every image is scored"
+            if self.exact
+            else "auto: LSH where it is sure to find the best, else every image is scored"
+        )
+        if self.query_path is not None:
+            self.run_search(self.query_path, remember=False)
+
+    def action_compare(self) -> None:
+        grid = self.query_one(ResultsGrid)
+        if not grid.cards or self.query_path is None:
+            self.notify("search first: z compares the query with a result")
+            return
+        from tui.screens.compare import CompareScreen
+
+        index = grid.cursor if grid.current is not None else 0
+        cards = [c.data for c in grid.cards]
+        self.app.push_screen(
+            CompareScreen(self.query_path, self.rel(self.query_path), cards, index)
+        )
+
+    def action_copy_path(self) -> None:
+        path = self._highlighted_path()
+        if path is None:
+            self.notify("nothing highlighted")
+            return
+        text = os.fsdecode(path)
+        shown = printable(text)
+        # OSC 52 asks the terminal to fill the clipboard; nothing says whether it did, so
+        # say where the path went, and what commonly refuses it
+        refused = (
+            "under tmux it arrives only with set-clipboard on"
+            if os.environ.get("TMUX")
+            else "a terminal may refuse it"
+        )
+        self.app.copy_to_clipboard(shown)
+        if shown == text:
+            self.app.say(f"sent {text} to the clipboard through the terminal (OSC 52); {refused}")
+        else:
+            # Control characters or escape sequences pasted into a shell run there, and
+            # bytes that are not UTF-8 cannot travel in OSC 52: the visible escapes go.
+            self.app.say(
+                f"sent {shown} to the clipboard through the terminal (OSC 52), its control"
+                " characters or undecodable bytes escaped: the exact name would act on the"
+                f" terminal or shell it is pasted into; {refused}",
+                severity="warning",
+            )
+
+    def _highlighted_path(self) -> Path | None:
+        grid = self.query_one(ResultsGrid)
+        if self.focused is grid and grid.current is not None:
+            return grid.current.path
+        return self.highlighted
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(ImageTree).set_filter(event.value.strip())
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value.strip():
+            event.input.display = False
+        self.query_one(ImageTree).focus()
+
+    def on_key(self, event) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and self.focused is box:
+            box.value = ""
+            box.display = False
+            self.query_one(ImageTree).focus()
+            event.stop()
+
+    def rel(self, path: Path) -> str:
+        """*path* relative to the folder, for captions and status lines."""
+        try:
+            return path.relative_to(self.folder).as_posix()
+        except ValueError:
+            return str(path)

@@ -1,0 +1,98 @@
+"""What the triage screen shows and remembers: a card per picture (:class:`Slot`,
+:class:`TriageCard`) and the user's decisions (:class:`TriageState`), which the app keeps
+between visits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tui.layout import Tier
+from tui.text import NEWLINE, line, plain
+from tui.widgets.results import CardData, ResultCard
+
+if TYPE_CHECKING:
+    from engine.triage import TriageReport
+
+
+@dataclass
+class TriageState:
+    """What the user decided on the triage screen, kept by the app between visits."""
+
+    keep_in: tuple[str, ...] = ()
+    against: str | None = None  # a test folder: its copies of this one are leaks
+    threshold: float = 0.0
+    marks: set[str] = field(default_factory=set)
+    prefer: set[str] = field(default_factory=set)  # keepers chosen with k
+    report: TriageReport | None = None  # None: triage again on the next visit
+    cursor: tuple[int, int] = (0, 0)
+
+
+@dataclass
+class Slot:
+    """One card on the screen and what it stands for."""
+
+    path: str  # relative to the root (or to ``base``)
+    #: "keep", "duplicate", "outlier", "broken", "leak" (a TEST picture), "source" (its
+    #: TRAIN original), "mislabeled", "neighbour" (one of its voters), "unusable"
+    kind: str
+    score: float
+    identical: bool = False
+    marked: bool = False
+    why: str = ""  # the evidence; a mislabeled picture's suggested folder; flags
+    kept: bool = False  # under a kept folder: never moved
+    base: Path | None = None  # the folder *path* is in, when not the root (a leak)
+
+    @property
+    def movable(self) -> bool:
+        """Whether ``m`` may set it aside: copies not kept, suspected wrong labels and
+        unusable pictures of this folder (a leak's TEST picture is in another one)."""
+        if self.kind == "duplicate":
+            return not self.kept
+        return self.kind in ("mislabeled", "unusable")
+
+
+#: Rows whose first card is compared with the others by ``z``.
+COMPARED = ("keep", "leak", "mislabeled")
+
+
+class TriageCard(ResultCard):
+    def __init__(self, slot: Slot, root: Path, tier: Tier) -> None:
+        self.slot = slot
+        where = (slot.base or root) / slot.path
+        super().__init__(CardData(0, slot.score, where, slot.path), tier)
+
+    def set_data(self, data: CardData) -> None:
+        super().set_data(data)
+        self.refresh_label()
+        if self.slot.kind == "broken":
+            self._thumb.update(line(("cannot read", "red"), NEWLINE, plain(self.slot.why)))
+            self._thumb.add_class("-broken")
+
+    def refresh_label(self) -> None:
+        s = self.slot
+        mark = ("  ✓", "bold yellow") if s.marked else ""
+        if s.kind == "keep":
+            head = line(("keep", "bold green"))
+        elif s.kind == "outlier":
+            head = line(("nearest ", "dim"), f"{s.score:.3f}")
+        elif s.kind == "broken":
+            head = line(("broken", "bold red"))
+        elif s.kind == "leak":
+            head = line(("leak ", "bold red"), f"{s.score:.3f}")
+        elif s.kind in ("source", "neighbour"):
+            head = line((s.kind, "dim"))
+        elif s.kind == "mislabeled":
+            head = line(("→ ", "bold"), (s.why, "bold"), f" {s.score:.2f}", mark)
+        elif s.kind == "unusable":
+            head = line((s.why, "bold red"), mark)
+        else:
+            head = line(
+                f"{s.score:.3f}",
+                (" =identical", "bold") if s.identical else "",
+                (" kept", "bold green") if s.kept else "",
+                ("  ✓ set aside", "bold yellow") if s.marked else "",
+            )
+        self._score.update(head)
+        self.set_class(s.marked, "-marked")
