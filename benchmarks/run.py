@@ -47,6 +47,7 @@ SECTIONS = (
     "selfjoin",
     "triage",
     "dataset",
+    "labels",
     "disk",
     "app",
     "shared",
@@ -469,6 +470,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.dataset_bench import bench_dataset
 
         bench_dataset(rep)
+    if "labels" in only:
+        from benchmarks.labels_bench import bench_labels
+
+        bench_labels(rep, index, root)
     if "disk" in only:
         search_bench.bench_disk(rep, index)
     if "app" in only:

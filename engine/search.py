@@ -83,6 +83,8 @@ class ImageSimilaritySearch:
         if not self.root.is_dir():
             raise SearchError(f"not a folder: {root}")
         self.root = self.root.resolve()
+        if settings.weights is not None and not Path(settings.weights).expanduser().is_file():
+            raise SearchError(f"weights file not found: {settings.weights}")  # before the index
         self.follow_links = settings.follow_links
         self.store = open_index(
             settings.store, str(self.root), index_path or settings.index_path, rebuild

@@ -116,13 +116,30 @@ async def test_filter_help_failures_and_copy(sample_copy: Path, tmp_path: Path):
                 [
                     sample_copy / "bag" / "x.png",
                     sample_copy / "sandal" / "y.png",
-                    sample_copy / "bag",
+                    sample_copy / "bag",  # no sandal in it: left out
+                    sample_copy / "sandal",
                 ]
             )
         )
-        assert kept == [sample_copy / "sandal" / "y.png", sample_copy / "bag"]
+        assert kept == [sample_copy / "sandal" / "y.png", sample_copy / "sandal"]
         await pilot.press("escape")
         assert tree.name_filter == "" and app.focused is tree
+
+        # enter keeps the filter and puts the cursor on the first match; escape in the
+        # tree clears it and closes the folders it opened
+        await pilot.press("slash", *"sneak", "enter")
+        assert app.focused is tree
+
+        def on_match() -> bool:
+            node = tree.cursor_node
+            return node is not None and node.data is not None and "sneaker/" in str(node.data.path)
+
+        await wait_for(pilot, on_match)
+        top = [n for n in tree.root.children if n.data is not None]
+        assert [Path(n.data.path).name for n in top] == ["sneaker"] and top[0].is_expanded
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: len(tree.root.children) == 10)
+        assert tree.name_filter == "" and not any(n.is_expanded for n in tree.root.children)
 
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
@@ -244,12 +261,22 @@ def test_one_key_table_feeds_bindings_palette_and_help():
         wanted = {(k.keys, k.action) for k in keys.KEYS if k.place == place and k.action}
         assert bound == wanted
         for _key, action in wanted:
-            assert hasattr(owner, f"action_{action.split('(')[0]}"), action
+            name = action.split("(")[0]
+            on = LookalikeApp if name.startswith("app.") else owner  # the app's, bound here
+            assert hasattr(on, f"action_{name.removeprefix('app.')}"), action
     for key in keys.palette():
-        owner = LookalikeApp if key.place == "app" else SearchScreen
-        assert hasattr(owner, f"action_{key.action}")
+        owner = (
+            LookalikeApp if key.place == "app" or key.action.startswith("app.") else SearchScreen
+        )
+        assert hasattr(owner, f"action_{key.action.removeprefix('app.')}")
     helped = {what for _place, _shown, what in keys.help_rows()}
     assert {k.help for k in keys.KEYS} == helped
+    # each screen's footer: its own keys and the app's, none of another screen's
+    shown = {
+        place: {k.label for k in keys.KEYS if k.place == place and k.label} for place in keys.PLACES
+    }
+    assert "Filter" in shown["search"] and "Triage" in shown["search"]
+    assert not shown["app"] & {"Filter", "Fewer", "Re-index", "Back", "Triage"}
 
 
 async def test_compare_view_steps_through_results(sample_copy: Path):

@@ -376,6 +376,7 @@ async def test_app_shows_odd_names_as_plain_text(hostile: Path):
 
     from tui.app import create_app
     from tui.screens.failures import FailuresScreen
+    from tui.text import fit_path
     from tui.widgets.image_tree import ImageTree
     from tui.widgets.results import ResultsGrid
 
@@ -393,7 +394,10 @@ async def test_app_shows_odd_names_as_plain_text(hostile: Path):
         assert "lookalikes of x[/i]y.png" in status
         grid = app.query_one(ResultsGrid)
         names = {str(c.query_one(".card-name").render()).strip() for c in grid.cards}
-        assert {"[red]a.png", "osc\\x1b]52;c;aGVsbG8=\\x07.png", "\\xff\\xfe.png"} <= names
+        width = grid.cards[0].tier.card_width - 4  # long names are cut, escaped first
+        shown = ("[red]a.png", "osc\\x1b]52;c;aGVsbG8=\\x07.png", "\\xff\\xfe.png")
+        assert {fit_path(n, width).plain for n in shown} <= names
+        assert all(not any(ch in n for ch in CONTROL) for n in names)
         await pilot.press("f")
         assert isinstance(app.screen, FailuresScreen)
         await pilot.press("escape")

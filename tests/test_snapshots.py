@@ -75,12 +75,17 @@ def test_results_shown(snap_compare, snap_sample: Path, codes: FixedCodes):
     async def run_before(pilot):
         await ready(pilot)
         await pilot.press("x")  # exact: the screen then holds no LSH bucket counts
+        await wait_for(pilot, lambda: app.search_view.scale is not None)  # the words
         await search_first_bag(pilot)
         # The recorded codes fix the scores up to the order of a dot product's sums
-        # (about 1e-7): far from where 3 decimals round and from each other.
+        # (about 1e-7): far from where 3 decimals round and from each other, and from
+        # the bars that set the words beside them.
         scores = [m.score for m in app.search_view.last_result.matches]
         assert all(abs(s * 1000 - round(s * 1000) - 0.5 * np.sign(s)) > 0.01 for s in scores)
         assert all(a - b > 1e-5 for a, b in zip(scores, scores[1:]))
+        scale = app.search_view.scale
+        bars = (scale.copy, scale.close, scale.typical)
+        assert all(abs(s - bar) > 1e-4 for s in scores for bar in bars)
         grid = app.query_one(ResultsGrid)
         await wait_for(
             pilot,
@@ -108,6 +113,7 @@ def test_compare_view(snap_compare, snap_sample: Path, codes: FixedCodes):
     async def run_before(pilot):
         await ready(pilot)
         await pilot.press("x")
+        await wait_for(pilot, lambda: pilot.app.search_view.scale is not None)  # the words
         await search_first_bag(pilot)
         await pilot.press("tab", "right", "z")
         await wait_for(

@@ -30,9 +30,11 @@ def _tmux_err(*args: str) -> str:
 
 
 def _start(root: Path, done: Path, cols: int = 80, rows: int = 24, *options: str) -> None:
-    """The app on *root* in a fresh tmux session; its exit status lands in *done*."""
+    """The app on *root* in a fresh tmux session; its exit status lands in *done*.
+    COLUMNS and LINES are dropped: the test process may hold them (80 and 24), and the
+    app would take them over the terminal's real size."""
     command = (
-        f"cd {REPO} && TERM=xterm-256color env -u LOOKALIKE_COLORS -u COLORTERM"
+        f"cd {REPO} && TERM=xterm-256color env -u LOOKALIKE_COLORS -u COLORTERM -u COLUMNS -u LINES"
         f" {sys.executable} -m tui {root}; echo $? > {done};"
         " sleep 5"
     )
@@ -71,8 +73,10 @@ def test_real_terminal_session(sample_copy: Path, tmp_path: Path):
         _wait_for("test-0")  # the bag folder opened
         _tmux("send-keys", "-t", "app", "j", "Enter")
         _wait_for("lookalikes of bag/")
-        screen = _wait_for("#1")  # cards follow the status line
+        screen = _wait_for("very similar")  # cards follow, each score with its word
         assert "scored" in screen and "▄" in screen  # scores and pixel art
+        for key in ("Compare", "Triage", "Filter", "Help", "Quit"):  # 80 columns hold them
+            assert key in screen.splitlines()[-1]
         _tmux("send-keys", "-t", "app", "Tab", "z")  # compare the query with result #1
         _wait_for("1 of 12")
         _tmux("send-keys", "-t", "app", "Right")
@@ -88,7 +92,30 @@ def test_real_terminal_session(sample_copy: Path, tmp_path: Path):
         _tmux("send-keys", "-t", "app", "Escape")
         time.sleep(0.5)
         _tmux("resize-window", "-t", "app", "-x", "160", "-y", "40")
-        _wait_for("#4")  # a wider terminal shows more cards per row
+        _wait_for("#4")  # a wider terminal shows more cards per row, ranked
+        _tmux("send-keys", "-t", "app", "q")
+        assert _exit_status(done) == "0"
+    finally:
+        _tmux("kill-server")
+
+
+def test_large_terminal_shows_the_query_whole(sample_copy: Path, tmp_path: Path):
+    """At 160x50 the query picture is drawn whole with its caption (path, pixels, size)
+    below it, and the footer holds every key that matters."""
+    done = tmp_path / "exit-code"
+    _start(sample_copy, done, 160, 50)
+    try:
+        _wait_for("index up to date")
+        _tmux("send-keys", "-t", "app", "j", "j", "Enter")
+        _wait_for("test-0")
+        _tmux("send-keys", "-t", "app", "j", "Enter")
+        _wait_for("#4")
+        screen = _wait_for("28×28 px · 448 B")
+        query = [ln for ln in screen.splitlines() if "28×28 px · 448 B" in ln][0]
+        assert query.index("28×28") < 40  # in the query panel, on the left
+        assert "bag/test-00018.png" in screen
+        for key in ("Compare", "Triage", "Filter", "Help", "Quit"):
+            assert key in screen.splitlines()[-1]
         _tmux("send-keys", "-t", "app", "q")
         assert _exit_status(done) == "0"
     finally:

@@ -87,6 +87,7 @@ class LookalikeApp(App[int]):
         self.thumbs = ThumbCache()
         self._cancel = threading.Event()
         self.indexing = False
+        self.index_progress: Progress | None = None  # the running index's last word
         self._failures: list = []
         self._sent: set[int] = set()  # pictures whose pixels the terminal has
         self.keep_in = tuple(keep_in)  # kept folders for triage, relative to the folder
@@ -145,6 +146,8 @@ class LookalikeApp(App[int]):
             else line(("nothing indexed yet", "dim"))
         )
         self.warm_engine()
+        if count:
+            view.measure_scale()  # the words beside the scores
         shared = message.search.store.shared
         if self.auto_index and not shared:
             self.action_reindex()
@@ -207,6 +210,7 @@ class LookalikeApp(App[int]):
         self.post_message(IndexFinished(stats))
 
     def on_index_progress(self, message: IndexProgress) -> None:
+        self.index_progress = message.progress
         if self.indexing and message.progress.phase != "done":
             panel = self.search_view.panel
             panel.show_progress(message.progress)
@@ -216,6 +220,7 @@ class LookalikeApp(App[int]):
 
     def on_index_finished(self, message: IndexFinished) -> None:
         self.indexing = False
+        self.index_progress = None
         self._failures = message.stats.failed
         if self.triage_state is not None and (message.stats.indexed or message.stats.removed):
             self.triage_state.report = None  # the folder changed: triage again next time
@@ -231,6 +236,8 @@ class LookalikeApp(App[int]):
                 timeout=15,
             )
         view = self.search_view
+        if message.stats.indexed or message.stats.removed:
+            view.measure_scale()  # the collection changed: its scale may have
         if view.query_path is not None and message.stats.indexed:
             view.run_search(view.query_path, remember=False)  # results over the complete index
         elif view.query_path is None:
@@ -282,7 +289,9 @@ class LookalikeApp(App[int]):
     def action_help(self) -> None:
         from tui.screens.help import HelpScreen
 
-        self.push_screen(HelpScreen())
+        # the keys of the screen at hand, then those that work everywhere
+        places = getattr(self.screen, "HELP_PLACES", ())
+        self.push_screen(HelpScreen((*places, "app")))
 
     async def action_quit(self) -> None:
         self._cancel.set()
@@ -291,8 +300,9 @@ class LookalikeApp(App[int]):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for key in keys.palette():
-            owner = self if hasattr(self, f"action_{key.action}") else self.search_view
-            yield SystemCommand(key.palette, key.help, getattr(owner, f"action_{key.action}"))
+            name = key.action.removeprefix("app.")
+            owner = self if name != key.action or key.place == "app" else self.search_view
+            yield SystemCommand(key.palette, key.help, getattr(owner, f"action_{name}"))
 
     # --- helpers --------------------------------------------------------------------
 

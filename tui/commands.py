@@ -329,6 +329,20 @@ def cmd_fashion(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_pictures(folder: str, follow_links: bool, seconds: float = 2.0) -> bool:
+    """Whether the walk finds a picture under *folder* (True as well when it has not
+    finished within *seconds*: a big tree is worth opening)."""
+    import time
+
+    from engine.images import FileEntry, walk_images
+
+    deadline = time.monotonic() + seconds
+    for entry in walk_images(folder, follow_links):
+        if isinstance(entry, FileEntry) or time.monotonic() > deadline:
+            return True
+    return False
+
+
 def cmd_app(args: argparse.Namespace) -> int:
     folder = args.dir
     if folder is None:
@@ -337,6 +351,12 @@ def cmd_app(args: argparse.Namespace) -> int:
         raise UsageError(not_found("not a folder", folder))
     if args.query:
         check_query(args.query)
+    fresh = not (args.store or args.index or (Path(folder) / ".lookalike").exists())
+    if fresh and not _has_pictures(folder, args.follow_links):
+        # nothing to search: say so, rather than open an empty app and make .lookalike/
+        raise UsageError(
+            f"no pictures under {Path(folder).resolve()}: give a folder of images (lookalike DIR)"
+        )
     keep_in = kept_folders(folder, args.keep_in)
     if args.against and not Path(args.against).is_dir():
         raise UsageError(not_found("not a folder", args.against))
@@ -356,6 +376,27 @@ def cmd_app(args: argparse.Namespace) -> int:
         against=args.against,
     )
     app.run()
-    if app.return_code == 143:
+    code = app.return_code or 0
+    _leave_workers(143 if code == 143 else code)
+    if code == 143:
         raise Terminated
-    return app.return_code or 0
+    return code
+
+
+def _leave_workers(code: int, seconds: float = 0.5) -> None:
+    """Quit now, not when the index run notices the cancel (at its next batch, seconds
+    away on a busy machine): every committed batch is safe on disk and the one under way
+    would be lost anyway, so after *seconds* the process ends without waiting for it."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + seconds
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    for t in others:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in others):
+        if code == 143:
+            report.say("lookalike: terminated (work committed before the signal is kept)")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

@@ -32,86 +32,9 @@ KEYS: tuple[Key, ...] = (
     Key("results", "right,l", "move(1, 0)", "", "next result", "→ / l"),
     Key("results", "up,k", "move(0, -1)", "", "result above", "↑ / k"),
     Key("results", "down,j", "move(0, 1)", "", "result below", "↓ / j"),
-    Key("results", "enter", "choose", "Search this", "make that match the new query"),
+    Key("results", "enter", "choose", "", "make that match the new query (a click selects)"),
+    # The search screen's footer: the keys that matter first, so 80 columns show them.
     Key("search", "tab", "", "", "move between the tree and the results", "tab / shift+tab"),
-    Key("app", "q", "quit", "Quit", "quit"),
-    Key("app", "question_mark", "help", "Help", "every key, on one screen", "?", "Help: every key"),
-    Key(
-        "search",
-        "slash",
-        "filter",
-        "Filter",
-        "filter the tree by path; enter keeps it, escape clears it",
-        "/",
-        "Filter tree",
-    ),
-    Key(
-        "search", "left_square_bracket", "fewer", "Fewer", "one result fewer", "[", "Fewer results"
-    ),
-    Key("search", "right_square_bracket", "more", "More", "one result more", "]", "More results"),
-    Key(
-        "search",
-        "x",
-        "toggle_exact",
-        "Exact/auto",
-        "exact search (score every image) or auto (LSH where it is sure)",
-        "x",
-        "Toggle exact search",
-    ),
-    Key(
-        "app",
-        "i",
-        "reindex",
-        "Re-index",
-        "re-scan the folder and update the index",
-        "i",
-        "Re-index",
-    ),
-    Key(
-        "app",
-        "ctrl+x",
-        "cancel_index",
-        "Cancel index",
-        "stop the running index (what is done is kept)",
-        "ctrl+x",
-        "Cancel indexing",
-    ),
-    Key(
-        "search",
-        "backspace",
-        "back",
-        "Back",
-        "back to the previous query",
-        "backspace",
-        "Previous query",
-    ),
-    Key(
-        "search",
-        "c",
-        "copy_path",
-        "Copy path",
-        "copy the highlighted path to the clipboard (OSC 52, works over SSH)",
-        "c",
-        "Copy path",
-    ),
-    Key(
-        "app",
-        "f",
-        "failures",
-        "",
-        "files that could not be indexed, with the reason",
-        "f",
-        "Skipped files",
-    ),
-    Key(
-        "app",
-        "d",
-        "triage",
-        "Triage",
-        "groups of copies (mirrored, cropped, re-encoded...), outliers, broken files",
-        "d",
-        "Triage",
-    ),
     Key(
         "search",
         "z",
@@ -121,6 +44,110 @@ KEYS: tuple[Key, ...] = (
         "z",
         "Compare with the query",
     ),
+    Key(
+        "search",
+        "d",
+        "app.triage",
+        "Triage",
+        "groups of copies (mirrored, cropped, re-encoded...), outliers, broken files",
+        "d",
+        "Triage",
+    ),
+    Key(
+        "search",
+        "slash",
+        "filter",
+        "Filter",
+        "filter the tree by path; enter keeps it, escape (here or in the tree) clears it",
+        "/",
+        "Filter tree",
+    ),
+    Key(
+        "search",
+        "x",
+        "toggle_exact",
+        "Exact",
+        "exact search (score every image) or auto (LSH where it is sure); says what changed",
+        "x",
+        "Toggle exact search",
+    ),
+    Key(
+        "search",
+        "s",
+        "sort",
+        "",
+        "sort the results by score, path or file size",
+        "s",
+        "Sort results",
+    ),
+    Key(
+        "search",
+        "e",
+        "export",
+        "Export",
+        "write the results as JSON and CSV next to the index (the path is shown)",
+        "e",
+        "Export results",
+    ),
+    Key(
+        "search",
+        "o",
+        "open",
+        "",
+        "open the highlighted picture with the system's viewer (local sessions)",
+        "o",
+        "Open in viewer",
+    ),
+    Key("search", "left_square_bracket", "fewer", "", "one result fewer", "[", "Fewer results"),
+    Key("search", "right_square_bracket", "more", "", "one result more", "]", "More results"),
+    Key(
+        "search",
+        "backspace",
+        "back",
+        "",
+        "back to the previous query",
+        "backspace",
+        "Previous query",
+    ),
+    Key(
+        "search",
+        "c",
+        "copy_path",
+        "",
+        "send the highlighted path to the clipboard (OSC 52: works over SSH where the"
+        " terminal accepts it)",
+        "c",
+        "Copy path",
+    ),
+    Key(
+        "search",
+        "f",
+        "app.failures",
+        "",
+        "files that could not be indexed, with the reason",
+        "f",
+        "Skipped files",
+    ),
+    Key("app", "question_mark", "help", "Help", "the keys of this screen", "?", "Help: keys"),
+    Key("app", "q", "quit", "Quit", "quit (indexing stops; what is committed is kept)"),
+    Key(
+        "app",
+        "i",
+        "reindex",
+        "",
+        "re-scan the folder and update the index",
+        "i",
+        "Re-index",
+    ),
+    Key(
+        "app",
+        "ctrl+x",
+        "cancel_index",
+        "",
+        "stop the running index (what is done is kept)",
+        "ctrl+x",
+        "Cancel indexing",
+    ),
     Key("app", "ctrl+p", "", "", "command palette: every action by name", "ctrl+p"),
     Key("triage", "escape", "close", "Back", "back to searching"),
     Key("triage", "up", "move(0, -1)", "", "previous group", "↑"),
@@ -128,16 +155,8 @@ KEYS: tuple[Key, ...] = (
     Key("triage", "left", "move(-1, 0)", "", "previous picture of the row", "←"),
     Key("triage", "right", "move(1, 0)", "", "next picture of the row (rows scroll)", "→"),
     Key("triage", "space", "mark", "Mark", "mark or unmark a copy to set aside"),
-    Key("triage", "a", "mark_group", "Mark group", "mark or unmark every copy of the group"),
+    Key("triage", "a", "mark_group", "", "mark or unmark every copy of the group"),
     Key("triage", "A", "mark_all", "", "mark or unmark every copy of every group", "shift+a"),
-    Key(
-        "triage",
-        "k",
-        "keep",
-        "Keep this",
-        "keep the highlighted picture instead: its group is made again around it",
-    ),
-    Key("triage", "z", "compare", "Compare", "the highlighted copy beside its keeper, large"),
     Key(
         "triage",
         "m",
@@ -145,12 +164,20 @@ KEYS: tuple[Key, ...] = (
         "Set aside",
         "show the plan, then move the marked into .lookalike/quarantine (with a record)",
     ),
-    Key("triage", "u", "undo", "Undo move", "put back the last files set aside"),
+    Key("triage", "u", "undo", "Undo", "put back the last files set aside"),
+    Key(
+        "triage",
+        "k",
+        "keep",
+        "",
+        "keep the highlighted picture instead: its group is made again around it",
+    ),
+    Key("triage", "z", "compare", "Compare", "the highlighted copy beside its keeper, large"),
     Key(
         "triage",
         "n",
         "not_duplicate",
-        "Not a copy",
+        "",
         "the highlighted picture is not a copy of its group's first: never group them again",
     ),
     Key(
@@ -162,7 +189,7 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("triage", "plus", "threshold(1)", "", "raise the threshold by 0.05 and regroup", "+"),
     Key("triage", "minus", "threshold(-1)", "", "lower the threshold by 0.05 and regroup", "-"),
-    Key("triage", "enter", "search", "Search this", "search with that image"),
+    Key("triage", "enter", "search", "", "search with that image"),
     Key(
         "confirm", "enter,y", "answer(True)", "Move", "yes: move the files as planned", "enter / y"
     ),
@@ -175,13 +202,13 @@ KEYS: tuple[Key, ...] = (
 
 #: Where each place's keys are described on the help screen, in order.
 PLACES = {
-    "app": "everywhere",
     "search": "searching",
     "tree": "the file tree",
     "results": "the results",
-    "triage": "triage (d)",
-    "compare": "compare (z)",
-    "confirm": "a move's plan (m in triage)",
+    "triage": "triage",
+    "compare": "compare",
+    "confirm": "a move's plan",
+    "app": "everywhere",
 }
 
 
@@ -199,11 +226,11 @@ def palette() -> list[Key]:
     return [k for k in KEYS if k.palette]
 
 
-def help_rows() -> list[tuple[str, str, str]]:
-    """(place heading, keys as shown, what they do) for the help screen."""
+def help_rows(places: tuple[str, ...] = tuple(PLACES)) -> list[tuple[str, str, str]]:
+    """(place heading, keys as shown, what they do) of *places*, for the help screen."""
     rows = []
-    for place, heading in PLACES.items():
+    for place in places:
         for k in KEYS:
             if k.place == place:
-                rows.append((heading, k.shown or k.keys.replace(",", " / "), k.help))
+                rows.append((PLACES[place], k.shown or k.keys.replace(",", " / "), k.help))
     return rows

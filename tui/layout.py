@@ -16,11 +16,12 @@ class Tier:
     card_width: int  # a result card, border included
     thumb: tuple[int, int]  # a result thumbnail (cells wide, cells high)
     query: tuple[int, int]  # the query preview
+    left: int  # the column of the tree and the query, border included
 
 
-COMPACT = Tier("compact", 20, (16, 5), (24, 5))
-NORMAL = Tier("normal", 24, (20, 8), (28, 9))
-LARGE = Tier("large", 32, (28, 12), (36, 14))
+COMPACT = Tier("compact", 22, (16, 5), (24, 5), 32)
+NORMAL = Tier("normal", 24, (20, 8), (28, 9), 34)
+LARGE = Tier("large", 32, (28, 12), (36, 14), 40)
 
 
 def tier_for(width: int, height: int) -> Tier:

@@ -71,7 +71,15 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         raise EncoderError(f"weights file not found: {path}") from None
     except IsADirectoryError:
         raise EncoderError(f"weights file is a folder: {path}") from None
+    except EOFError:
+        raise EncoderError(
+            f"cannot load weights from {path}: the file is empty or cut short"
+        ) from None
     except pickle.UnpicklingError:
+        if not _pickled(path):  # neither torch's zip nor a pickle: some other file
+            raise EncoderError(
+                f"cannot load weights from {path}: not a PyTorch weights file (.pth, .pt)"
+            ) from None
         raise EncoderError(
             f"cannot load weights from {path}: the file holds Python objects besides tensors,"
             " refused because loading them could run code"
@@ -86,6 +94,19 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EncoderError(f"{path} does not hold a state dict of tensors")
     return state
+
+
+def _pickled(path: str | os.PathLike[str]) -> bool:
+    """Whether *path* starts like a file ``torch.save`` or ``pickle`` writes (a zip, or a
+    pickle protocol 2 to 5 header)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK\x03\x04") or (
+        head[:1] == b"\x80" and head[1:2] in b"\x02\x03\x04\x05"
+    )
 
 
 # --- backbones ----------------------------------------------------------------------

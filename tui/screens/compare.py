@@ -48,6 +48,7 @@ class CompareScreen(Screen[None]):
     picture (``keep`` when triage compares copies with their keeper)."""
 
     BINDINGS = keys.bindings("compare")
+    HELP_PLACES = ("compare",)
 
     def __init__(
         self,
@@ -88,6 +89,7 @@ class CompareScreen(Screen[None]):
         return line(
             (f"#{card.rank}", "bold"),
             f"  {card.score:.3f}",
+            (f" {card.label}", "italic") if card.label else "",
             (f"   {self.index + 1} of {len(self.cards)} · ←/→ step, esc back", "dim"),
         )
 

@@ -22,6 +22,7 @@ class ConfirmMove(ModalScreen[bool]):
     """The plan of a move, asked once: enter or y moves, escape or n does not."""
 
     BINDINGS = keys.bindings("confirm")
+    HELP_PLACES = ("confirm",)
 
     def __init__(self, plan: MovePlan, root: Path) -> None:
         super().__init__()

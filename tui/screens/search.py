@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.names import printable
 from tui import keys
-from tui.text import line, plain
+from tui.text import NEWLINE, fit_path, line, plain
 from tui.widgets.image_tree import ImageTree
 from tui.widgets.progress import IndexPanel
 from tui.widgets.query import QueryPanel
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from engine.results import SearchResult
 
 MIN_RESULTS, MAX_RESULTS = 1, 60
+#: What ``s`` steps through: the order of the results.
+SORTS = ("score", "path", "size")
 #: How each way of answering is named on the status line.
 MODE_NAMES = {"lsh": "LSH", "exact": "exact", "exact-lsh-unsure": "exact (LSH unsure)"}
 
@@ -41,6 +43,14 @@ class SearchFinished(Message):
     def __init__(self, request: int, query: Path, result: SearchResult) -> None:
         super().__init__()
         self.request, self.query, self.result = request, query, result
+
+
+class ScaleReady(Message):
+    """The collection's score scale (engine.labels), for the words beside the scores."""
+
+    def __init__(self, scale: Any) -> None:
+        super().__init__()
+        self.scale = scale
 
 
 class ThumbReady(Message):
@@ -53,6 +63,7 @@ class SearchScreen(Screen[None]):
     """Walk from lookalike to lookalike in one folder."""
 
     BINDINGS = keys.bindings("search")
+    HELP_PLACES = ("search", "tree", "results")
 
     def __init__(self, folder: Path, follow_links: bool) -> None:
         super().__init__()
@@ -63,6 +74,9 @@ class SearchScreen(Screen[None]):
         self.history: list[Path] = []
         self.last_result: SearchResult | None = None
         self.highlighted: Path | None = None
+        self.sort = SORTS[0]
+        self.scale: Any = None  # engine.labels.ScoreScale, once measured
+        self._before: list[str] | None = None  # the results before x, to say what changed
         self._request = 0
 
     def compose(self) -> ComposeResult:
@@ -79,6 +93,7 @@ class SearchScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.query_one(ResultsGrid).tier = self.app.tier
+        self.query_one("#left").styles.width = self.app.tier.left
         self.query_one("#tree").border_title = plain(self.folder)
         self.query_one("#query").border_title = "query"
         self.query_one("#results").border_title = "results"
@@ -100,6 +115,7 @@ class SearchScreen(Screen[None]):
         if not self.is_mounted:
             return  # on_mount takes the tier
         self.query_one(ResultsGrid).tier = self.app.tier
+        self.query_one("#left").styles.width = self.app.tier.left  # the query picture whole
         if self.last_result is not None and self.query_path is not None:
             self.on_search_finished(
                 SearchFinished(self._request, self.query_path, self.last_result)
@@ -133,17 +149,26 @@ class SearchScreen(Screen[None]):
         self.last_result = result
         self.app.searched(result)
         grid = self.query_one(ResultsGrid)
-        cards = [CardData(m.rank, m.score, self.folder / m.path, m.path) for m in result.matches]
+        cards = self._cards(result)
         grid.show(cards)
+        self._say_what_changed(result)
         mode = MODE_NAMES.get(result.mode, result.mode)
+        head = f"{len(cards)} lookalikes of "
+        order = f" · by {self.sort}" if self.sort != SORTS[0] else ""
+        room = self.query_one("#results-status").size.width - 2 - len(head) - len(order)
+        name = (
+            fit_path(self.rel(message.query), room) if room > 8 else plain(self.rel(message.query))
+        )
+        name.stylize("bold")
         self.set_status(
             line(
-                (str(len(cards)), "bold"),
-                " lookalikes of ",
-                (self.rel(message.query), "bold"),
-                f" · {mode}, {result.candidates} of {result.indexed} scored",
-                f" · {result.seconds * 1000:.1f} ms" if self.app.show_timings else "",
-                (" · backspace: previous", "dim") if self.history else "",
+                head,
+                name,
+                order,
+                NEWLINE,
+                (f"{mode}, {result.candidates} of {result.indexed} scored", "dim"),
+                (f" · {result.seconds * 1000:.1f} ms", "dim") if self.app.show_timings else "",
+                (" · ⌫ previous", "dim") if self.history else "",
             )
         )
         # Pictures after the scores: let the frame with the new scores paint first, so
@@ -151,6 +176,48 @@ class SearchScreen(Screen[None]):
         paths = [c.path for c in cards]
         self.call_after_refresh(self.load_thumbs, message.request, paths)
         self.call_after_refresh(self.show_query, message.query)
+
+    def _cards(self, result: SearchResult) -> list[CardData]:
+        """The result cards in the chosen order, each score with its word."""
+        word = self.scale.label if self.scale is not None else lambda _s: ""
+        cards = [
+            CardData(m.rank, m.score, self.folder / m.path, m.path, word(m.score))
+            for m in result.matches
+        ]
+        if self.sort == "path":
+            cards.sort(key=lambda c: c.name)
+        elif self.sort == "size":
+            cards.sort(key=lambda c: -_file_size(c.path))  # largest first
+        return cards
+
+    def _say_what_changed(self, result: SearchResult) -> None:
+        """After x: whether exact and auto answered alike."""
+        before, self._before = self._before, None
+        if before is None:
+            return
+        now = [m.path for m in result.matches]
+        changed = len(set(now) - set(before))
+        how = "exact" if self.exact else "auto"
+        if changed:
+            self.notify(f"{how}: {changed} of {len(now)} results changed")
+        elif now == before:
+            self.notify(f"{how}: the same {len(now)} results, in the same order")
+        else:
+            self.notify(f"{how}: the same {len(now)} results, in another order")
+
+    @work(thread=True, exclusive=True, group="scale", exit_on_error=False)
+    def measure_scale(self) -> None:
+        """Learn the collection's score scale (a few dozen stored codes searched)."""
+        from engine.labels import measure
+
+        self.post_message(ScaleReady(measure(self.app.search_engine)))
+
+    def on_scale_ready(self, message: ScaleReady) -> None:
+        self.scale = message.scale
+        if self.last_result is not None:
+            cards = self._cards(self.last_result)
+            self.query_one(ResultsGrid).show(cards)
+            self.call_after_refresh(self.load_thumbs, self._request, [c.path for c in cards])
 
     @work(thread=True, group="thumbs", exit_on_error=False)
     def load_thumbs(self, request: int, paths: list[Path]) -> None:
@@ -237,13 +304,48 @@ class SearchScreen(Screen[None]):
 
     def action_toggle_exact(self) -> None:
         self.exact = not self.exact
-        self.notify(
-            "exact search: every image is scored"
-            if self.exact
-            else "auto: LSH where it is sure to find the best, else every image is scored"
-        )
-        if self.query_path is not None:
-            self.run_search(self.query_path, remember=False)
+        if self.query_path is None or self.last_result is None:
+            self.notify(
+                "exact search: every image is scored"
+                if self.exact
+                else "auto: LSH where it is sure to find the best, else every image is scored"
+            )
+            return
+        self._before = [m.path for m in self.last_result.matches]
+        self.run_search(self.query_path, remember=False)
+
+    def action_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        if self.last_result is None:
+            self.notify(f"results will be sorted by {self.sort}")
+            return
+        self.on_search_finished(SearchFinished(self._request, self.query_path, self.last_result))
+
+    def action_export(self) -> None:
+        """Write the shown results as JSON and CSV next to the index."""
+        if self.last_result is None or self.query_path is None:
+            self.notify("search first: e writes the results to a file")
+            return
+        from tui.export import export_results
+
+        try:
+            written = export_results(
+                self.app.search_engine, self.query_path, self._cards(self.last_result)
+            )
+        except OSError as exc:
+            self.app.say(f"cannot export: {exc}", severity="error")
+            return
+        self.app.say("exported the results to " + " and ".join(str(p) for p in written))
+
+    def action_open(self) -> None:
+        """The highlighted picture in the system's viewer, where there is one to see."""
+        from tui.export import open_in_viewer
+
+        path = self._highlighted_path()
+        if path is None:
+            self.notify("nothing highlighted")
+            return
+        self.app.say(open_in_viewer(path))
 
     def action_compare(self) -> None:
         grid = self.query_one(ResultsGrid)
@@ -302,16 +404,24 @@ class SearchScreen(Screen[None]):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
+        tree = self.query_one(ImageTree)
         if not event.value.strip():
             event.input.display = False
-        self.query_one(ImageTree).focus()
+        else:
+            # the filter may still be waiting for typing to pause: apply it now
+            tree.set_filter(event.value.strip())
+            tree.go_to_first_match()
+        tree.focus()
 
     def on_key(self, event) -> None:
         box = self.query_one("#filter", Input)
-        if event.key == "escape" and self.focused is box:
+        tree = self.query_one(ImageTree)
+        # Escape in the box, or in the tree while a filter is on, clears the filter.
+        if event.key == "escape" and (self.focused is box or (self.focused is tree and box.value)):
             box.value = ""
             box.display = False
-            self.query_one(ImageTree).focus()
+            tree.set_filter("")
+            tree.focus()
             event.stop()
 
     def rel(self, path: Path) -> str:
@@ -320,3 +430,10 @@ class SearchScreen(Screen[None]):
             return path.relative_to(self.folder).as_posix()
         except ValueError:
             return str(path)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1

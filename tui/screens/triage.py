@@ -37,7 +37,7 @@ from engine import quarantine
 from tui import keys
 from tui.layout import COMPACT, Tier
 from tui.screens.confirm import ConfirmMove
-from tui.text import line, plain
+from tui.text import NEWLINE, line, plain
 from tui.widgets.results import CardData
 from tui.widgets.triage_card import COMPARED, Slot, TriageCard, TriageState
 
@@ -67,6 +67,7 @@ class TriageScreen(Screen[None]):
     """Near-duplicates, outliers and broken files of the app's folder."""
 
     BINDINGS = keys.bindings("triage")
+    HELP_PLACES = ("triage",)
 
     def __init__(self, search, state: TriageState | None = None, tier: Tier = COMPACT) -> None:
         super().__init__()
@@ -180,6 +181,16 @@ class TriageScreen(Screen[None]):
         ):
             if n:
                 parts += [" · ", (f"{n} {what}", "bold")]
+        progress = self.app.index_progress
+        if self.app.indexing and progress is not None:
+            parts += [
+                NEWLINE,
+                (
+                    f"the index is still being built ({progress.done} of {progress.total} new"
+                    " pictures encoded): these groups cover what is indexed so far",
+                    "yellow",
+                ),
+            ]
         self.query_one("#triage-status", Static).update(line(*parts))
         cursor = message.cursor if message.cursor is not None else (self.row, self.col)
         await self._layout(report, cursor)

@@ -64,7 +64,8 @@ class IndexPanel(Vertical):
             else Text()
         )
         if stats.cancelled:
-            bar.update(total=max(stats.total, 1), progress=stats.total)
+            # the bar stays where the run stopped: a full bar would say it finished
+            bar.add_class("-cancelled")
             state.update(
                 line(
                     ("indexing cancelled", "yellow"),
@@ -86,6 +87,7 @@ class IndexPanel(Vertical):
                 )
             )
         else:
+            bar.remove_class("-cancelled")
             bar.update(total=1, progress=1)
             added = f", {stats.indexed} new" if stats.indexed else ""
             state.update(

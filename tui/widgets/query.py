@@ -7,7 +7,7 @@ from pathlib import Path
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from tui.text import NEWLINE, line
+from tui.text import NEWLINE, fit_path, line, plain
 from tui.thumbs import Thumb
 
 
@@ -47,12 +47,15 @@ def show_picture(
         size = human_size(path.stat().st_size)
     except OSError:
         size = "?"
+    # the file name whole, the folders cut to the width (not wrapped mid-name)
+    name = fit_path(rel, info.size.width) if info.size.width else plain(rel)
+    name.stylize("bold")
     if thumb is None:
         art.update("…")
-        info.update(line((rel, "bold"), NEWLINE, size))
+        info.update(line(name, NEWLINE, size))
     elif thumb.art is None:
         art.update(line((broken, "red")))
-        info.update(line((rel, "bold"), NEWLINE, (thumb.error or "", "red"), f" · {size}"))
+        info.update(line(name, NEWLINE, (thumb.error or "", "red"), f" · {size}"))
     else:
         art.update(thumb.art)
-        info.update(line((rel, "bold"), NEWLINE, f"{thumb.width}×{thumb.height} px · {size}"))
+        info.update(line(name, NEWLINE, f"{thumb.width}×{thumb.height} px · {size}"))

@@ -12,7 +12,7 @@ from textual.widgets import Static
 
 from tui import keys
 from tui.layout import NORMAL, Tier
-from tui.text import NEWLINE, line, plain
+from tui.text import NEWLINE, fit_path, line
 from tui.thumbs import Thumb
 
 
@@ -22,6 +22,7 @@ class CardData:
     score: float
     path: Path  # absolute
     name: str  # relative to the indexed root
+    label: str = ""  # the score in words (engine.labels)
 
 
 class ResultCard(Vertical):
@@ -42,16 +43,25 @@ class ResultCard(Vertical):
         yield self._name
 
     def set_tier(self, tier: Tier) -> None:
+        self.tier = tier
         self.styles.width = tier.card_width
         self._thumb.styles.width, self._thumb.styles.height = tier.thumb
 
     def set_data(self, data: CardData) -> None:
         """Reuse this card for another match: updating beats mounting a new widget."""
         self.data = data
-        self._score.update(line((f"#{data.rank}", "bold"), f"  {data.score:.3f}"))
-        self._name.update(plain(data.name))
+        # the rank gives way to the score's word on the narrowest cards
+        rank = (f"#{data.rank} ", "bold") if self.tier.card_width > 22 else ""
+        word = (f" {data.label}", "italic") if data.label else ""
+        self._score.update(line(rank, f"{data.score:.3f}", word))
+        self._name.update(fit_path(data.name, self.tier.card_width - 4))  # border, padding
         self._thumb.update("…")
         self._thumb.remove_class("-broken")
+
+    def on_click(self) -> None:
+        """A click selects the card (enter then searches with it)."""
+        if isinstance(self.parent, ResultsGrid):
+            self.parent.select(self)
 
     def show_thumb(self, thumb: Thumb) -> None:
         if thumb.art is not None:
@@ -105,6 +115,11 @@ class ResultsGrid(VerticalScroll, can_focus=True):
         self.cursor = 0
         self.scroll_home(animate=False)
         self._paint_cursor()
+
+    def select(self, card: ResultCard) -> None:
+        if card in self.cards:
+            self.cursor = self.cards.index(card)
+            self.focus()
 
     def card_for(self, path: Path) -> list[ResultCard]:
         return [c for c in self.cards if c.data.path == path]
