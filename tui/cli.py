@@ -118,7 +118,7 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
         type=int,
         choices=INPUT_SIZES,
         help="pixels the CNN sees, for a new index (default 224; 192 is about 1.4x faster"
-        " with the same precision by class, see README)",
+        " with the same precision by class, see docs/PERFORMANCE.md)",
     )
     p.add_argument(
         "--follow-links",
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_similarity,
         metavar="T",
         help="also require this visual similarity of every grouped pair, 0-1 (default: none,"
-        " the copy rule decides; see README)",
+        " the copy rule decides; see docs/HOW-IT-WORKS.md)",
     )
     p.add_argument(
         "--outliers",

@@ -9,7 +9,7 @@ renderable; how it is drawn is chosen once, by :func:`choose`:
   pixels, where the terminal speaks it: opt-in, never chosen by ``auto``).
 * ``--colors`` (or ``LOOKALIKE_COLORS``): ``auto`` (24-bit when the terminal says it has it,
   by ``COLORTERM`` as Rich reads it, else the 256-colour palette, dithered), ``truecolor``
-  or ``256``. Over SSH ``COLORTERM`` is usually not forwarded: see the README.
+  or ``256``. Over SSH ``COLORTERM`` is usually not forwarded: see docs/HOW-IT-WORKS.md.
 
 Any renderer falls back to half-blocks where it cannot run (kitty outside a kitty-speaking
 terminal), and says why in :attr:`Choice.why`.

@@ -73,7 +73,7 @@ def password_from_file(path: str) -> str | None:
 
 def keeps_features(url: str) -> bool:
     """Whether a new index at *url* stores the backbone's pooled features (``features=0``
-    in the URL: no, for a little under half the memory; see the README)."""
+    in the URL: no, for a little under half the memory; see docs/INDEX-FORMAT.md)."""
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
     return (query.get("features") or ["1"])[0].lower() not in ("0", "no", "off", "false")
 
