@@ -86,3 +86,37 @@ def test_fashion_mnist_export(tmp_path: Path, capsys):
     assert main(["fashion-mnist", str(tmp_path), "--split", "test", "--per-class", "3"]) == 0
     assert len(list(tmp_path.glob("*/*.png"))) == 30
     assert sorted(p.name for p in tmp_path.iterdir())[0] == "ankle-boot"
+
+
+def test_the_app_in_a_folder_without_pictures_says_so(tmp_path: Path, capsys):
+    empty = tmp_path / "empty"
+    (empty / "notes").mkdir(parents=True)
+    (empty / "notes" / "readme.txt").write_text("no pictures here")
+    assert main([str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no pictures under {empty}" in err
+    assert not (empty / ".lookalike").exists()  # nothing made
+
+
+def test_weights_files_are_named_in_the_message(tiny_folder: Path, tmp_path: Path, capsys):
+    assert main(["index", str(tiny_folder), "--json"]) == 0
+    capsys.readouterr()
+    before = sorted(p.name for p in (tiny_folder / ".lookalike").iterdir())
+    missing = tmp_path / "missing.pth"
+    assert main(["index", str(tiny_folder), "--weights", str(missing), "--rebuild"]) == 1
+    assert f"weights file not found: {missing}" in capsys.readouterr().err
+    assert sorted(p.name for p in (tiny_folder / ".lookalike").iterdir()) == before
+    assert main(["search", str(tiny_folder / "a" / "img0.png"), "--in", str(tiny_folder)]) == 0
+    capsys.readouterr()  # the index was not touched: it still answers
+
+    fresh = tmp_path / "fresh"
+    (fresh / "a").mkdir(parents=True)
+    (tiny_folder / "a" / "img0.png").rename(fresh / "a" / "img0.png")
+    for name, content, said in [
+        ("empty.pth", b"", "the file is empty or cut short"),
+        ("noise.pth", bytes(range(7, 250)), "not a PyTorch weights file"),
+    ]:
+        (tmp_path / name).write_bytes(content)
+        assert main(["index", str(fresh), "--weights", str(tmp_path / name)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and said in err, err
