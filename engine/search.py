@@ -86,6 +86,10 @@ class ImageSimilaritySearch:
         if settings.weights is not None and not Path(settings.weights).expanduser().is_file():
             raise SearchError(f"weights file not found: {settings.weights}")  # before the index
         self.follow_links = settings.follow_links
+        if rebuild and encoder is None:
+            # a rebuild that cannot encode (bad weights) must not empty the index first
+            fresh = identities.reconcile(settings, {}, "", self.root)
+            encoder = _build_encoder(settings, fresh)
         self.store = open_index(
             settings.store, str(self.root), index_path or settings.index_path, rebuild
         )
@@ -111,22 +115,7 @@ class ImageSimilaritySearch:
         and checked against the index's identity."""
         with self._encoder_lock:
             if self._encoder is None:
-                from engine.encoding import build_encoder
-                from engine.encoding.backbones import EncoderError
-
-                ident = self.identity
-                try:
-                    enc = build_encoder(
-                        ident.hash_dim,
-                        ident.backbone,
-                        weights=self.settings.weights,
-                        device=self.settings.device,
-                        precision=ident.precision,
-                        runtime=self.settings.runtime,
-                        input_size=ident.input_size,
-                    )
-                except EncoderError as exc:
-                    raise SearchError(str(exc)) from None
+                enc = _build_encoder(self.settings, self.identity)
                 self._check_encoder(enc)
                 self._encoder = enc
             elif not self._identity_checked:
@@ -329,3 +318,22 @@ class ImageSimilaritySearch:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _build_encoder(settings: Settings, ident: identities.Identity):
+    """The CNN for *ident*, any failure as one line (:class:`SearchError`)."""
+    from engine.encoding import build_encoder
+    from engine.encoding.backbones import EncoderError
+
+    try:
+        return build_encoder(
+            ident.hash_dim,
+            ident.backbone,
+            weights=settings.weights,
+            device=settings.device,
+            precision=ident.precision,
+            runtime=settings.runtime,
+            input_size=ident.input_size,
+        )
+    except EncoderError as exc:
+        raise SearchError(str(exc)) from None

@@ -120,3 +120,10 @@ def test_weights_files_are_named_in_the_message(tiny_folder: Path, tmp_path: Pat
         assert main(["index", str(fresh), "--weights", str(tmp_path / name)]) == 1
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and said in err, err
+        # a rebuild with weights that cannot load leaves the index as it was
+        assert (
+            main(["index", str(tiny_folder), "--weights", str(tmp_path / name), "--rebuild"]) == 1
+        )
+        capsys.readouterr()
+        assert main(["index", str(tiny_folder), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["unchanged"] == 5
