@@ -17,8 +17,8 @@ Where each job lives:
 * ``storage/`` — the ``Store`` protocol, ``open_index``; ``sqlite``; ``redis/`` (URL,
   records, scripts, datasketch's LSH, the Streams workers);
 * ``triage``, ``selfjoin``, ``copies``, ``quarantine`` — duplicates, found and moved;
-  ``quality``, ``dataset``, ``leaks`` — data-set triage; ``errors``, ``results`` — what
-  comes back.
+  ``quality``, ``dataset``, ``leaks`` — data-set triage; ``labels`` — words for scores;
+  ``errors``, ``results`` — what comes back.
 """
 
 from __future__ import annotations
