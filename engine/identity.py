@@ -73,14 +73,15 @@ def reconcile(settings: Settings, meta: dict, location: str, root: Path) -> Iden
     )
     if "backbone" not in meta:
         num_perm = settings.num_perm or DEFAULT_NUM_PERM
+        bands, rows = bands_for(num_perm)
         return Identity(
             backbone=asked_backbone or resolve_backbone("auto", settings.weights),
             hash_dim=settings.hash_dim or DEFAULT_HASH_DIM,
             num_perm=num_perm,
             seed=DEFAULT_SEED if settings.seed is None else settings.seed,
             precision=settings.precision,
-            bands=bands_for(num_perm)[0],
-            rows=bands_for(num_perm)[1],
+            bands=bands,
+            rows=rows,
             input_size=settings.input_size or INPUT_SIZE,
         )
     asked = {

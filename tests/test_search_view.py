@@ -57,7 +57,7 @@ def test_words_follow_the_collections_scale(sample_copy: Path, tmp_path: Path):
     assert measured == again  # a fixed sample: the same words every time
     assert measured.copy >= measured.close >= measured.typical > 0
     few = tmp_path / "few"
-    shutil.copytree(sample_copy / "bag", few, ignore=shutil.ignore_patterns("*"))
+    few.mkdir()
     for p in sorted((sample_copy / "bag").glob("*.png"))[:5]:
         shutil.copy(p, few / p.name)
     with ImageSimilaritySearch(few) as search:

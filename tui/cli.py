@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 for usage, 0 for --help
         return int(exc.code or 0)
     except Terminated:
-        report.say("lookalike: terminated (work committed before the signal is kept)")
+        report.say(Terminated.note)
         return 143
     except KeyboardInterrupt:
         report.say("lookalike: interrupted (work committed before the interruption is kept)")

@@ -29,6 +29,9 @@ class Failure(Exception):
 class Terminated(KeyboardInterrupt):
     """SIGTERM: handled like Ctrl-C (committed work is kept), exit status 143."""
 
+    #: what is said when it ends the process
+    note = "lookalike: terminated (work committed before the signal is kept)"
+
 
 def settings_from(args: argparse.Namespace):
     """The options every command shares, as the engine's one settings object."""
@@ -396,7 +399,7 @@ def _leave_workers(code: int, seconds: float = 0.5) -> None:
         t.join(max(0.0, deadline - time.monotonic()))
     if any(t.is_alive() for t in others):
         if code == 143:
-            report.say("lookalike: terminated (work committed before the signal is kept)")
+            report.say(Terminated.note)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
