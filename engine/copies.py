@@ -28,6 +28,8 @@ triage of an unchanged folder verifies nothing again.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from PIL import Image
 
@@ -56,6 +58,8 @@ def _trim_box(grey: np.ndarray, tol: int = 12, most: float = 0.3) -> tuple[int, 
     colour, at most *most* of each side."""
     h, w = grey.shape
     top, bottom, left, right = 0, h, 0, w
+    if h < 8 or w < 8:
+        return top, bottom, left, right  # a rule, a banner, a dot: nothing to trim
 
     def flat(line: np.ndarray, ref: float) -> bool:
         return bool(np.abs(line.astype(np.int16) - ref).max() <= tol)
@@ -300,6 +304,35 @@ FINE = 0.985
 FINE_SIDE = 64
 #: Changes whenever the rule does: cached verdicts of an older rule are not reused.
 RULE = "copies-3"
+#: A cached verdict is JSON of at most this many characters, its reason at most WHY_MAX;
+#: anything longer (a crafted cache) is not even parsed, and is verified again.
+VERDICT_MAX = 512
+WHY_MAX = 160
+
+
+def verdict_text(copy: bool, points: int, why: str) -> str:
+    """A local-feature verdict as it is cached in the index (:func:`read_verdict`)."""
+    return json.dumps({"copy": bool(copy), "points": int(points), "why": why[:WHY_MAX]})
+
+
+def read_verdict(text: object) -> tuple[bool, int, str] | None:
+    """A cached verdict, or None when it is not exactly what :func:`verdict_text` writes
+    (an index is writable by whoever has the folder: ``{"copy": "false"}`` must not make
+    a copy, a 200,000-deep array must not recurse, a 20 MB reason must not be read)."""
+    if not isinstance(text, str) or len(text) > VERDICT_MAX:
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or set(value) != {"copy", "points", "why"}:
+        return None
+    copy, points, why = value["copy"], value["points"], value["why"]
+    if not isinstance(copy, bool) or not isinstance(why, str) or len(why) > WHY_MAX:
+        return None
+    if not isinstance(points, int) or isinstance(points, bool) or not 0 <= points <= 1 << 20:
+        return None
+    return copy, points, why
 
 
 class Pairs:

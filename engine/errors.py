@@ -1,8 +1,23 @@
-"""The one base class of every error the engine raises on purpose.
+"""The errors the engine raises on purpose, under one base class.
 
 Each carries a one-line message meant for the user; front ends catch
-:class:`LookalikeError` and print it instead of a traceback.
+:class:`LookalikeError` and print it instead of a traceback. They live here, not beside
+the code that raises them, so that any module can raise one without importing another
+layer (the index's errors are raised by paths, the sandbox and both stores).
 """
+
+
+def os_reason(exc: BaseException) -> str:
+    """An operating-system failure in the user's words: ``disk full`` and ``read-only
+    media`` named as such, else the system's own reason."""
+    import errno
+
+    code = getattr(exc, "errno", None)
+    if code == errno.ENOSPC or code == errno.EDQUOT:
+        return "disk full"
+    if code == errno.EROFS:
+        return "read-only media"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
 class LookalikeError(Exception):
@@ -15,3 +30,42 @@ class SearchError(LookalikeError):
 
 class IndexMismatch(SearchError):
     """The index on disk was built with other settings than the ones asked for."""
+
+
+class IndexFileError(LookalikeError):
+    """An index that cannot be opened or used; the message is one line for the user."""
+
+
+class IndexDamaged(IndexFileError):
+    """An index whose content cannot be right (crafted, or damaged on disk)."""
+
+    def __init__(self, location: str, why: str, root: str | None = None) -> None:
+        self.location, self.why = location, why
+        super().__init__(
+            f"the index {location} is damaged ({why}); run lookalike index"
+            f" {root or 'DIR'} --rebuild"
+        )
+
+
+class OlderIndex(IndexFileError):
+    """An index written by an older lookalike, in a layout this one does not read."""
+
+
+class DiskFull(IndexFileError):
+    """The disk holding the index is full: what was committed before is intact."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"disk full: cannot write the index at {location}")
+
+
+class NewerIndex(IndexFileError):
+    """An index written by a newer lookalike: left alone unless asked to rebuild it."""
+
+
+class IndexBusy(IndexFileError):
+    """Another process is writing the index (searching still works)."""
+
+
+class BadStoreURL(IndexFileError):
+    """A store URL that cannot be used as written (a bad name, port or scheme): the
+    command line treats it as a usage error."""

@@ -50,6 +50,9 @@ class Identity:
     bands: int
     rows: int
     input_size: int
+    #: for bf16 codes, the runtime that made them (OpenVINO's and PyTorch's bf16 features
+    #: differ by up to 0.025 in cosine): an index is extended only by that runtime
+    runtime: str | None = None
 
     def band_keys(self, codes: np.ndarray, centre_codes: np.ndarray) -> np.ndarray:
         """LSH band keys of *codes* around *centre_codes* (:func:`engine.minhash.band_keys`,
@@ -112,6 +115,7 @@ def reconcile(settings: Settings, meta: dict, location: str, root: Path) -> Iden
         meta["bands"],
         meta["rows"],
         meta["input_size"],
+        meta.get("bf16_runtime"),
     )
 
 
@@ -126,8 +130,8 @@ def check_encoder(meta: dict, encoder, location: str, root: Path) -> None:
             f"the index at {location} was built with other {meta.get('backbone')}"
             f" weights: run lookalike index {root} --rebuild to re-index with these"
         )
-    for key in ("backbone", "hash_dim", "precision"):
-        if key in meta and meta[key] != ident[key]:
+    for key in ("backbone", "hash_dim", "precision", "bf16_runtime"):
+        if key in meta and meta[key] != ident.get(key):
             raise IndexMismatch(
                 f"the index at {location} was built with {key} {meta[key]}"
                 f" (this encoder: {ident[key]}): run lookalike index {root} --rebuild"
@@ -205,6 +209,8 @@ def checked_meta(store, meta: dict | None = None) -> dict:
         whole("centre_count", 0, 2**62)
     if meta.get("precision") not in ("fp32", "bf16", "int8"):
         raise store.damaged(f"unknown precision {printable(repr(meta.get('precision'))[:40])}")
+    if meta.get("bf16_runtime", "torch") not in ("torch", "openvino"):
+        raise store.damaged("the runtime of its bf16 codes is not one lookalike uses")
     if not isinstance(meta.get("weights_id"), (str, type(None))):
         raise store.damaged("weights_id is not text")
     for key, size in (("centre", meta["hash_dim"]), ("centre_features", meta["feature_dim"])):

@@ -323,10 +323,15 @@ def square_pixels(im: Image.Image, size: int) -> np.ndarray:
 def to_rgb(im: Image.Image) -> Image.Image:
     """Convert any Pillow mode to RGB, compositing transparency on white."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        # Wide greyscale: stretch the actual range to 8 bits instead of clipping.
-        lo, hi = im.getextrema()
+        # Wide greyscale: stretch the actual range to 8 bits instead of clipping; in a
+        # float picture that range is its finite values' (one inf pixel must not turn
+        # the rest black): +inf shows as the top, -inf and NaN as the bottom
+        a = np.asarray(im.convert("F") if im.mode != "F" else im, np.float64)
+        finite = np.isfinite(a)
+        lo, hi = (float(a[finite].min()), float(a[finite].max())) if finite.any() else (0, 0)
+        a = np.where(finite, a, np.where(a == np.inf, hi, lo))
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        im = im.convert("F").point(lambda v: (v - lo) * scale).convert("L")
+        im = Image.fromarray(np.clip((a - lo) * scale + 0.5, 0, 255).astype(np.uint8), "L")
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (

@@ -168,6 +168,8 @@ class Indexer:
         if not stats.cancelled and (todo or gone or self.store.get_meta().get("upkeep")):
             emit(len(todo), len(todo), "", "finishing", force=True)
             self._upkeep()
+        elif not stats.cancelled:
+            self.store.snapshot()  # nothing new: still, say now if the arrays are damaged
         emit(len(todo) if not stats.cancelled else stats.indexed, len(todo), "", "done", force=True)
         return stats
 

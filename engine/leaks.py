@@ -103,11 +103,14 @@ def find_leaks(
         if d is not None and (d not in by_digest or paths_a[i] < paths_a[by_digest[d]]):
             by_digest[d] = i
     same = {j: by_digest[digests[na + j]] for j in range(nb) if digests[na + j] in by_digest}
-    pairs = copies.Pairs(
-        np.concatenate(left).astype(np.int64),
-        np.concatenate(right).astype(np.int64),
-        np.concatenate(rank).astype(np.int64),
-    )
+    left, right, rank = (np.concatenate(x).astype(np.int64) for x in (left, right, rank))
+    # pictures whose stored path leads out of their folder through a link are left out
+    hidden = ~np.array(train.openable(paths_a) + test.openable(paths_b), bool)
+    if hidden.any():
+        keep = ~(hidden[left] | hidden[right])
+        left, right, rank = left[keep], right[keep], rank[keep]
+        same = {j: i for j, i in same.items() if not hidden[na + j] and not hidden[i]}
+    pairs = copies.Pairs(left, right, rank)
     pairs.similarity = _cross_similarity(va, sa, vb, sb, pairs.left, pairs.right - na)
     stored = [fa.thumbs[i] if fa.thumbs else None for i in rows_a]
     stored += [fb.thumbs[i] if fb.thumbs else None for i in rows_b]

@@ -38,15 +38,3 @@ def default_index_path(root: str | os.PathLike[str]) -> Path:
         return local
     digest = hashlib.sha256(os.fsencode(root)).hexdigest()[:16]
     return user_cache_dir() / f"{root.name or 'root'}-{digest}" / INDEX_FILENAME
-
-
-def check_index_folder(folder: Path) -> None:
-    """Refuse an index folder that is a symbolic link: ``DIR/.lookalike`` comes with the
-    folder, and one that leads elsewhere would make lookalike write there."""
-    from engine.storage import IndexFileError
-
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise IndexFileError(
-            f"the index folder {folder} is a symbolic link or not a folder: lookalike does"
-            " not write through it; remove it, or pass --index PATH"
-        )

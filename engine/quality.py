@@ -48,6 +48,9 @@ BLURRY_POWER = 1.18
 #: the collection's median pixel count.
 TINY_PIXELS = 64 * 64
 TINY_SHARE = 0.25
+#: ``tiny`` too, whatever the collection: a side under this many pixels (a rule, a
+#: banner, a dot: 1200 x 8 shrinks to 224 x 1.5 in front of the CNN).
+TINY_SIDE = 16
 #: ``odd-aspect``: one side more than this many times the other.
 ODD_ASPECT = 4.0
 
@@ -129,7 +132,7 @@ def flags(v: np.ndarray, floor: Floors) -> list[str]:
         out.append("dark")
     if low > BRIGHT_LOW:
         out.append("bright")
-    if w * h < floor.tiny:
+    if w * h < floor.tiny or min(w, h) < TINY_SIDE:
         out.append("tiny")
     if max(w, h) > ODD_ASPECT * min(w, h):
         out.append("odd-aspect")

@@ -172,7 +172,13 @@ class ImageSimilaritySearch:
         return self.store.count()
 
     def failures(self) -> list[SkippedFile]:
-        return [SkippedFile(p, e or "failed") for p, e in self.store.failures()]
+        """Files that could not be indexed, with why; a crafted path is the damaged-index
+        error, one that leads out through a link is left out (:meth:`openable`)."""
+        found = self.store.failures()
+        for p, _ in found:
+            self.check_stored_path(p)
+        shown = self.openable([p for p, _ in found])
+        return [SkippedFile(p, e or "failed") for (p, e), ok in zip(found, shown) if ok]
 
     def vectors(self) -> VectorIndex:
         """The current searchable view (:meth:`engine.live.LiveView.vectors`)."""
@@ -295,6 +301,27 @@ class ImageSimilaritySearch:
         of the root, unless ``follow_links``)."""
         return self.follow_links or inside(self.root / path, self.root)
 
+    def openable(self, paths: list[str]) -> list[bool]:
+        """:meth:`may_open` for many stored, checked paths at once: each folder's real
+        path is found once, then one ``lstat`` per file (a link is followed to its
+        target). What is not openable is never listed either (a shared index holds other
+        machines' paths, and a folder here may be a link out)."""
+        if self.follow_links:
+            return [True] * len(paths)
+        root = str(self.root)
+        folders: dict[str, bool] = {}
+        out = []
+        for p in paths:
+            head, _, name = p.rpartition("/")
+            ok = folders.get(head)
+            if ok is None:
+                ok = folders[head] = inside(self.root / head, root) if head else True
+            if ok:
+                full = os.path.join(root, p)
+                ok = not os.path.islink(full) or inside(full, root)
+            out.append(ok)
+        return out
+
     def _may_show(self, path: str) -> bool:
         """Whether a stored *path* may be returned, shown and opened: a crafted one is an
         error, one that leads out through a link is left out unless ``follow_links``."""
@@ -325,6 +352,15 @@ def _build_encoder(settings: Settings, ident: identities.Identity):
     from engine.encoding import build_encoder
     from engine.encoding.backbones import EncoderError
 
+    runtime = settings.runtime
+    if ident.precision == "bf16" and ident.runtime:
+        if runtime not in ("auto", ident.runtime):
+            raise IndexMismatch(
+                f"the index was made by {ident.runtime} in bf16, whose features differ from"
+                f" {runtime}'s bf16 by up to 0.025: leave out --runtime, or run lookalike"
+                " index DIR --rebuild"
+            )
+        runtime = ident.runtime
     try:
         return build_encoder(
             ident.hash_dim,
@@ -332,7 +368,7 @@ def _build_encoder(settings: Settings, ident: identities.Identity):
             weights=settings.weights,
             device=settings.device,
             precision=ident.precision,
-            runtime=settings.runtime,
+            runtime=runtime,
             input_size=ident.input_size,
         )
     except EncoderError as exc:

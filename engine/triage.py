@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import threading
 import time
@@ -57,6 +56,7 @@ from engine import copies
 from engine.dataset import Mislabel, Unusable, mislabeled, unusable
 from engine.images import SkippedFile
 from engine.leaks import Leak
+from engine.quarantine import Keep
 from engine.selfjoin import EXACT_MAX, JoinCancelled, self_join, unit_codes
 
 #: Default minimum visual similarity of a grouped pair: none, the copy rule decides.
@@ -132,6 +132,12 @@ class TriageReport:
     def kept_members(self) -> list[str]:
         return [m.path for g in self.groups for m in g.members if m.kept]
 
+    def keep(self) -> Keep:
+        """What a move must leave in place: every keeper, the kept copies, the kept
+        folders (compared by real location when files move)."""
+        stay = [g.representative.path for g in self.groups] + self.kept_members()
+        return Keep(tuple(stay), self.keep_in)
+
 
 @dataclass
 class Graph:
@@ -144,6 +150,10 @@ class Graph:
     mtimes: np.ndarray
     digests: list[bytes | None]
     links: set[int]  # rows whose file is a symbolic link
+    #: each grouped row's real path (links resolved), and the folder's: a kept folder
+    #: keeps what lies in it by real path too (``alias/x.png`` when ``alias -> orig``)
+    real: dict[int, str] = field(default_factory=dict)
+    root: str = ""
 
 
 def kept_folder(root: Path, given: str | os.PathLike[str]) -> str:
@@ -190,8 +200,6 @@ def triage(
     units, slots = unit_codes(vec)
     n = len(slots)
     broken = search.failures()
-    for b in broken:
-        search.check_stored_path(b.path)
     if n < 2:
         return TriageReport(threshold, [], [], broken, n, time.perf_counter() - t0, "none")
     facts, row_of_fact, paths = aligned_facts(search, slots)
@@ -207,6 +215,12 @@ def triage(
     rows = _RowOf(slots)
     left, right = rows.of(joined.left), rows.of(joined.right)
     left, right, rank = _nearest_candidates(left, right, joined.score, n)
+    # a stored path that leads out of the folder through a link here (another machine's,
+    # in a shared index) is neither opened nor listed
+    hidden = ~np.array(search.openable(paths), bool)
+    if hidden.any():
+        keep = ~(hidden[left] | hidden[right])
+        left, right, rank = left[keep], right[keep], rank[keep]
     digests = [facts.digests[i] for i in row_of_fact]
     pairs = copies.Pairs(left, right, rank)
     pairs.similarity = _similarities(vec, slots, left, right)
@@ -236,7 +250,7 @@ def triage(
         edges[a][b] = edges[b][a] = (float(pairs.similarity[i]), pairs.why[i])
     by_digest: dict[bytes, list[int]] = defaultdict(list)
     for i, d in enumerate(digests):
-        if d is not None:
+        if d is not None and not hidden[i]:
             by_digest[d].append(i)
     for same in by_digest.values():
         for a in same:
@@ -250,13 +264,18 @@ def triage(
                 del edges[a][b]
     edges = {a: near for a, near in edges.items() if near}
     measured = [facts.quality[i] for i in row_of_fact] if facts.quality else [None] * n
+    row_of_path = {p: i for i, p in enumerate(paths)} if hidden.any() else {}
     flagged, quality_note = unusable(paths, measured, search.store.damaged)
+    flagged = [u for u in flagged if not hidden[row_of_path[u.path]]] if hidden.any() else flagged
     suspects, labels_note = mislabeled(paths, pairs.left, pairs.right, pairs.similarity)
     links = {i for i in edges if os.path.islink(search.root / paths[i])}
+    real = {i: os.path.realpath(search.root / paths[i]) for i in edges}
     graph = Graph(
-        edges, paths, facts.pixels[row_of_fact], facts.mtimes[row_of_fact], digests, links
-    )
-    outliers, certain = _outliers(joined, vec, slots, rows, paths, outlier_share, set(edges))
+        edges, paths, facts.pixels[row_of_fact], facts.mtimes[row_of_fact], digests, links,
+        real, str(search.root),
+    )  # fmt: skip
+    copied = set(edges) | set(np.flatnonzero(hidden).tolist())
+    outliers, certain = _outliers(joined, vec, slots, rows, paths, outlier_share, copied)
     notes = [x for x in (quality_note, labels_note) if x]
     if rejected:
         notes.append(f"{len(rejected)} pairs marked not duplicates are never grouped")
@@ -416,7 +435,9 @@ def verify_points(store, workers, opener, pairs, paths, digests, sides, say, can
         )
         for i in todo
     ]
-    cached = store.verdicts(keys)
+    # a cached verdict of any other shape than lookalike writes is verified again (and
+    # replaced): a crafted cache must not decide
+    cached = {k: v for k, v in store.verdicts(keys).items() if copies.read_verdict(v)}
     fresh: dict[bytes, str] = {}
 
     def describe_row(r: int) -> copies.Described | None:
@@ -447,17 +468,15 @@ def verify_points(store, workers, opener, pairs, paths, digests, sides, say, can
             for k, got in zip(order[lo : lo + VERIFY_CHUNK], pool.map(verify, chunk)):
                 if got is not None:
                     ok, m, why = got
-                    fresh[keys[k]] = json.dumps({"copy": ok, "points": m, "why": why})
+                    fresh[keys[k]] = copies.verdict_text(ok, m, why)
             say("checking", min(1.0, (lo + VERIFY_CHUNK) / max(1, len(order))))
     for i, key in zip(todo, keys):
         verdict = fresh.get(key) or cached.get(key)
         if verdict is None:
             continue
-        try:
-            v = json.loads(verdict)
-            pairs.copy[i], pairs.why[i] = bool(v["copy"]), str(v["why"])
-        except (ValueError, KeyError, TypeError):
-            continue  # a cached verdict lookalike never wrote: ignored, redone next time
+        read = copies.read_verdict(verdict)
+        if read is not None:
+            pairs.copy[i], pairs.why[i] = read[0], read[2]
     with contextlib.suppress(Exception):
         store.put_verdicts(fresh)  # a cache: a read-only or full index goes without
     return len(fresh)
@@ -527,11 +546,23 @@ def feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray, dtype=np.float3
     return out
 
 
+def _really_under(graph: Graph, row: int, folders: tuple[str, ...]) -> bool:
+    """Whether *row*'s file lies, by real path, in one of the kept *folders*."""
+    real = graph.real.get(row)
+    if real is None or not graph.root or not folders:
+        return False
+    for f in folders:
+        top = os.path.realpath(os.path.join(graph.root, f))
+        if real.startswith(top.rstrip("/") + "/"):
+            return True
+    return False
+
+
 def group_pairs(graph: Graph, threshold: float, keep_in, prefer) -> list[Group]:
     """Representatives in the keeper order, each taking every ungrouped copy of its own
     at least *threshold* similar (identical bytes always)."""
     paths, pixels, digests = graph.paths, graph.pixels, graph.digests
-    kept = {i for i in graph.edges if under(paths[i], keep_in)}
+    kept = {i for i in graph.edges if under(paths[i], keep_in) or _really_under(graph, i, keep_in)}
 
     def order(i: int):
         return (

@@ -178,3 +178,28 @@ class RedisServer:
         self.client.close()
         self.proc.terminate()
         self.proc.wait(10)
+
+
+def can_unshare() -> bool:
+    """Whether this machine lets a test mount file systems of its own (``unshare -m``)."""
+    import shutil
+
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         "mount -t tmpfs -o size=64k tmpfs /mnt"],
+        capture_output=True,
+    )  # fmt: skip
+    return probe.returncode == 0
+
+
+def in_private_mounts(script: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run shell *script* in a mount namespace of its own, from the project's folder."""
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )

@@ -20,7 +20,7 @@ from engine import ImageSimilaritySearch, SearchError
 from engine.names import check_relpath, json_path, printable
 from engine.storage import IndexDamaged
 from engine.storage.sqlite import SQLiteStore
-from support import REPO, SAMPLE, make_image, start_indexing
+from support import REPO, SAMPLE, can_unshare, in_private_mounts, make_image, start_indexing
 from tui.cli import main
 
 #: File names (as bytes) that once broke something: not UTF-8, Rich markup, escape
@@ -238,7 +238,7 @@ def test_read_only_index_is_searched_and_not_written(tiny_folder: Path, monkeypa
     assert main(["index", str(tiny_folder), "--json"]) == 0
     capsys.readouterr()
     make_image(tiny_folder / "late.png", 55)  # a change the read-only index cannot take
-    monkeypatch.setattr(store, "writable", lambda _p: False)
+    monkeypatch.setattr(store, "writable", lambda _f, _n: False)
     q = tiny_folder / "a" / "img0.png"
     assert main(["search", str(q), "--in", str(tiny_folder), "-k", "3"]) == 0
     out, err = capsys.readouterr()
@@ -250,31 +250,14 @@ def test_read_only_index_is_searched_and_not_written(tiny_folder: Path, monkeypa
         assert search.store.readonly and search.count() == 6
 
 
-def _can_unshare() -> bool:
-    probe = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "true"], capture_output=True
-    )
-    return shutil.which("unshare") is not None and probe.returncode == 0
-
-
-def _in_private_mounts(script: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
-
-
-@pytest.mark.skipif(not _can_unshare(), reason="needs mount namespaces (unshare -m)")
+@pytest.mark.skipif(not can_unshare(), reason="needs mount namespaces (unshare -m)")
 def test_real_read_only_mount(tiny_folder: Path, tmp_path: Path):
     assert main(["index", str(tiny_folder), "--json"]) == 0
     mnt = tmp_path / "ro"
     mnt.mkdir()
     py = sys.executable
     q = mnt / "a" / "img0.png"
-    run = _in_private_mounts(
+    run = in_private_mounts(
         f"mount --bind {tiny_folder} {mnt} && mount -o remount,bind,ro {mnt} &&"
         f" {py} -m tui search {q} --in {mnt} -k 3 --json &&"
         f" {py} -m tui index {mnt}"
@@ -285,7 +268,7 @@ def test_real_read_only_mount(tiny_folder: Path, tmp_path: Path):
     assert "read-only media: it is used as it is (6 images); it is up to date" in run.stderr
 
 
-@pytest.mark.skipif(not _can_unshare(), reason="needs mount namespaces (unshare -m)")
+@pytest.mark.skipif(not can_unshare(), reason="needs mount namespaces (unshare -m)")
 def test_disk_full_is_said_in_those_words(tmp_path: Path):
     small = tmp_path / "small"
     small.mkdir()
@@ -300,7 +283,7 @@ def test_disk_full_is_said_in_those_words(tmp_path: Path):
         f" (dd if=/dev/zero of={small}/.filler bs=4k 2>/dev/null; true) &&"
         f" {py} -m tui index {small} --batch-size 4"
     )
-    run = _in_private_mounts(script)
+    run = in_private_mounts(script)
     assert run.returncode == 1, (run.stdout, run.stderr)
     assert "disk full" in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
 

@@ -11,7 +11,6 @@ import json
 import os
 import sqlite3
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 from PIL import Image
 
 from engine import ImageSimilaritySearch
-from support import REPO, make_image
+from support import can_unshare, in_private_mounts, make_image
 from tui.cli import main
 
 DAMAGED = "is damaged"
@@ -351,15 +350,7 @@ def test_a_newer_shared_schema_can_be_rebuilt(redis_url, tiny_folder: Path, caps
 # --- a full disk ------------------------------------------------------------------------------------
 
 
-def _can_mount() -> bool:
-    probe = subprocess.run(
-        ["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-        capture_output=True,
-    )
-    return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _can_mount(), reason="needs mount namespaces (unshare -m)")
+@pytest.mark.skipif(not can_unshare(), reason="needs mount namespaces (unshare -m)")
 def test_search_and_triage_answer_from_a_full_disk(tiny_folder: Path, tmp_path: Path):
     disk = tmp_path / "disk"
     disk.mkdir()
@@ -377,13 +368,7 @@ def test_search_and_triage_answer_from_a_full_disk(tiny_folder: Path, tmp_path: 
         f" echo TRIAGE && {lk} triage {tiny_folder} --index {index} --json &&"
         f" echo INDEX && {lk} index {tiny_folder} --index {index}"
     )
-    run = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-    )
+    run = in_private_mounts(script)
     out = run.stdout.split("TRIAGE")
     assert "SEARCH" in out[0] and len(out) == 2, (run.stdout, run.stderr)
     assert len(json.loads(out[0].split("SEARCH")[1])["results"]) == 3

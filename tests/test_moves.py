@@ -138,12 +138,23 @@ def test_a_symlink_is_never_kept_over_its_target(tmp_path: Path, capsys):
     assert [m["path"] for m in group["members"]] == ["a.png"]
 
 
-def _record(root: Path, folder: Path, rels: list[str], name: str) -> Path:
+def _record(root: Path, folder: Path, rels: list[str], name: str, sign: bool = False) -> Path:
+    """A move record planted in *root*'s index folder: unsigned (crafted), or signed
+    with this user's key (as a genuine but wrong record would be)."""
+    from engine.quarantine import _key, _mac
+
     moves = root / ".lookalike" / "moves"
     moves.mkdir(parents=True, exist_ok=True)
     b64 = lambda s: base64.b64encode(os.fsencode(str(s))).decode()  # noqa: E731
-    lines = [{"root": b64(os.path.realpath(root)), "folder": b64(folder)}]
-    lines += [{"planned": b64(r)} for r in rels]
+    real = os.path.realpath(folder)
+    inside = os.path.relpath(real, os.path.realpath(root))
+    inside = None if inside.startswith("..") else "" if inside == "." else inside
+    head = {"root": b64(os.path.realpath(root)), "folder": b64(real), "nonce": "n" * 32,
+            "inside": None if inside is None else b64(inside)}  # fmt: skip
+    lines = [head] + [{"planned": b64(r)} for r in rels]
+    if sign:
+        key = _key(create=True)
+        lines = [{**x, "mac": _mac(key, head["nonce"], n, x)} for n, x in enumerate(lines)]
     path = moves / name
     path.write_text("".join(json.dumps(x) + "\n" for x in lines))
     return path
@@ -154,35 +165,43 @@ def test_a_crafted_move_record_is_refused(dump: Path, tmp_path: Path, capsys):
     secret.mkdir()
     (secret / "key.png").write_bytes(b"private")
     assert main(["index", str(dump)]) == 0
-    _record(dump, secret, ["key.png"], "99999999-000000-1-1.jsonl")
-    assert main(["triage", str(dump), "--undo"]) == 1
-    err = capsys.readouterr().err
-    assert "names a folder no files were moved into" in err and "refused" in err
+    for n, folder in enumerate((secret, dump)):  # outside DIR, and DIR itself
+        _record(dump, folder, ["key.png"], f"99999999-00000{n}-1-1.jsonl")
+        assert main(["triage", str(dump), "--undo"]) == 1
+        err = capsys.readouterr().err
+        assert "is not signed by your lookalike" in err and "refused" in err
     assert (secret / "key.png").read_bytes() == b"private" and not (dump / "key.png").exists()
-    # a record for another folder, even naming a real destination, is refused too
+    # a record for another folder, even signed and naming a real destination, is refused
     aside = tmp_path / "aside"
     assert main(["triage", str(dump), "--keep-in", "originals", "--move-to", str(aside)]) == 0
-    rec = _record(dump, aside, ["incoming/c1.png"], "99999999-000001-1-1.jsonl")
-    head = json.loads(rec.read_text().splitlines()[0])
-    head["root"] = base64.b64encode(b"/somewhere/else").decode()
-    rec.write_text(json.dumps(head) + "\n" + rec.read_text().split("\n", 1)[1])
+    rec = _record(dump, aside, ["incoming/c1.png"], "99999999-000003-1-1.jsonl", sign=True)
+    text = rec.read_text().replace(
+        json.loads(rec.read_text().splitlines()[0])["root"],
+        base64.b64encode(b"/somewhere/else").decode(),
+    )
+    rec.write_text(text)  # altered: no longer verifies
     assert main(["triage", str(dump), "--undo"]) == 1
-    assert "written for another folder" in capsys.readouterr().err
+    assert "not signed by your lookalike" in capsys.readouterr().err
     # the refused records are kept aside, and the real move is still undoable
     assert main(["triage", str(dump), "--undo"]) == 0
     assert (dump / "incoming" / "c1.png").exists()
-    assert len(list((dump / ".lookalike" / "moves").glob("*.refused"))) == 2
-    # a record climbing out of the folder, or through a link, brings nothing in
+    assert len(list((dump / ".lookalike" / "moves").glob("*.refused"))) == 3
+    # even a signed record climbing out of the folder, or through a link, brings
+    # nothing in, and nothing is ever put back into the index folder
     assert main(["triage", str(dump), "--keep-in", "originals", "--move-to", str(aside)]) == 0
     os.symlink(secret, dump / "out")
     shutil.copy(aside / "incoming" / "c2.png", aside / "evil.png")
     (aside / "out").mkdir()
     shutil.copy(aside / "incoming" / "c2.png", aside / "out" / "planted.png")
-    _record(dump, aside, ["../evil.png", "out/planted.png"], "99999999-000002-1-1.jsonl")
+    shutil.copy(aside / "incoming" / "c2.png", aside / "planted2.png")
+    rels = ["../evil.png", "out/planted.png", ".lookalike/planted2.png"]
+    _record(dump, aside, rels, "99999999-000004-1-1.jsonl", sign=True)
     assert main(["triage", str(dump), "--undo"]) == 1
     err = capsys.readouterr().err
     assert "not put back ../evil.png" in err and "not put back out/planted.png" in err
+    assert "not put back .lookalike/planted2.png: inside the index folder" in err
     assert sorted(p.name for p in secret.iterdir()) == ["key.png"]
+    assert not (dump / ".lookalike" / "planted2.png").exists()
 
 
 MOVER = """
@@ -191,16 +210,16 @@ import engine.quarantine as q
 from tui.cli import main
 
 aside = sys.argv[2]
-real_rename, real_write = os.rename, os.write
-def rename(a, b, **kw):
-    if str(b).startswith(aside) and not str(a).startswith(aside):
+real_rename, real_write = q._rename, os.write
+def rename(src, name, dst, dst_name):
+    if dst.path.startswith(aside) and not src.path.startswith(aside):
         raise OSError(errno.EXDEV, "Invalid cross-device link")  # as from another disk
-    return real_rename(a, b, **kw)
+    return real_rename(src, name, dst, dst_name)
 def write(fd, data):
     open(sys.argv[3], "a").close()
     time.sleep(0.05)
     return real_write(fd, data)
-os.rename, os.write, q.CHUNK = rename, write, 1 << 16
+q._rename, os.write, q.CHUNK = rename, write, 1 << 16
 sys.exit(main(["triage", sys.argv[1], "--no-update", "--move-to", aside, "--keep-in", "big"]))
 """
 
@@ -242,7 +261,7 @@ def test_kill_mid_cross_device_move_then_undo_restores_every_byte(tmp_path: Path
     part = second / "dump" / ".noise-copy.png.lookalike-part"
     assert part.exists() and 0 < part.stat().st_size < len(original)
     assert main(["triage", str(root), "--undo"]) == 0  # finishes the interrupted move
-    assert "removed 1 copies left by an interrupted move" in capsys.readouterr().err
+    assert "removed 1 copy left by an interrupted move" in capsys.readouterr().err
     assert (root / "dump" / "noise-copy.png").read_bytes() == original
     assert not [p for p in second.rglob("*") if p.is_file()]
     assert main(["triage", str(root), "--undo"]) == 0  # and the older move is still there
@@ -255,20 +274,23 @@ def test_undo_finishes_a_copy_made_but_not_yet_removed(dump: Path, tmp_path: Pat
     # as if killed after the copy was in place, before the original was removed
     shutil.copy2(aside / "incoming" / "c3.png", dump / "incoming" / "c3.png")
     assert main(["triage", str(dump), "--undo"]) == 0
-    assert "removed 1 copies" in capsys.readouterr().err
+    assert "removed 1 copy" in capsys.readouterr().err
     assert not [p for p in aside.rglob("*") if p.is_file()]
     assert len(_tree(dump / "incoming")) == 5
 
 
 def test_a_crafted_record_inside_the_folder_never_removes_a_file(dump: Path, capsys):
-    """A record 'moving' originals/photo_1.png to its identical copy in incoming/ (as if
-    cut short) must not take the copy for a leftover: inside DIR a move is a rename."""
+    """A signed record 'moving' originals/photo_1.png to its identical copy in incoming/
+    (as if cut short) must not take the copy for a leftover: inside DIR a move is a
+    rename."""
     assert main(["index", str(dump)]) == 0
     before = _tree(dump)
-    _record(dump, dump, [], "99999999-000003-1-1.jsonl")
-    rec = dump / ".lookalike" / "moves" / "99999999-000003-1-1.jsonl"
+    from engine.quarantine import _key, _mac
+
+    rec = _record(dump, dump, [], "99999999-000003-1-1.jsonl", sign=True)
     b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
     entry = {"planned": b64("originals/photo_1.png"), "to": b64("incoming/c1.png")}
+    entry["mac"] = _mac(_key(create=False), "n" * 32, 1, entry)
     rec.write_text(rec.read_text() + json.dumps(entry) + "\n")
     assert main(["triage", str(dump), "--undo"]) == 0
     assert _tree(dump) == before

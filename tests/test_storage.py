@@ -234,7 +234,7 @@ def test_read_only_store_refuses_writes(make_store, monkeypatch):
     store.close()
     import engine.storage.sqlite.store as sq
 
-    monkeypatch.setattr(sq, "writable", lambda _p: False)
+    monkeypatch.setattr(sq, "writable", lambda _f, _n: False)
     ro = make_store()
     assert ro.readonly and ro.snapshot().slots == 1
     with pytest.raises(IndexFileError, match="read-only"), ro.writer():

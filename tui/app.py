@@ -23,7 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.names import printable
 from engine.settings import Settings
-from tui import keys
+from tui import keys, notes
 from tui.layout import Tier, tier_for
 from tui.render import choose
 from tui.screens.search import SearchScreen
@@ -119,6 +119,7 @@ class LookalikeApp(App[int]):
         if threading.current_thread() is threading.main_thread():
             loop = asyncio.get_running_loop()
             signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(self._terminate))
+        notes.to_app(self)
         # The engine's imports (numpy, datasketch, torch) hold the interpreter for a
         # second or more: start them once the first frame is on screen.
         self.call_after_refresh(self.open_engine)

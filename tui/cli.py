@@ -27,8 +27,9 @@ import signal
 import sys
 import threading
 
+from engine.errors import BadStoreURL
 from engine.settings import BATCH_RANGE, HASH_DIM_RANGE, INPUT_SIZES, NUM_PERM_RANGE
-from tui import commands, report
+from tui import commands, notes, report
 from tui.commands import Failure, Terminated, UsageError
 
 COMMANDS = ("index", "search", "triage", "models", "fashion-mnist")
@@ -311,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+    notes.to_stderr()
     try:
         if argv and argv[0] in COMMANDS:
             args = build_parser().parse_args(argv)
@@ -336,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         report.say("lookalike: interrupted (work committed before the interruption is kept)")
         return 130
     except UsageError as exc:
+        report.say(f"lookalike: {exc}")
+        return 2
+    except BadStoreURL as exc:  # a store URL written wrong: a usage error too
         report.say(f"lookalike: {exc}")
         return 2
     except BrokenPipeError:

@@ -174,6 +174,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_triage(args: argparse.Namespace) -> int:
     from engine.triage import DEFAULT_THRESHOLD, triage
 
+    if args.move_to is not None and not args.move_to.strip():
+        raise UsageError("--move-to needs a folder to move the copies into")
     if args.dry_run and not args.move_to:
         raise UsageError("--dry-run shows what --move-to FOLDER would move: give both")
     search = _open_search(args)
@@ -230,15 +232,15 @@ def _move(search, found, args: argparse.Namespace) -> int:
         )
         return 0
     try:
-        moved = set_aside(search, planned.paths, planned.folder)
+        moved = set_aside(search, planned.paths, planned.folder, keep=found.keep())
     except MoveError as exc:
         raise Failure(str(exc)) from None
     for path, why in moved.skipped:
         report.say(f"not moved {path}: {why}")
     report.say(
-        f"moved {len(moved.moved)} duplicates into {moved.folder}"
+        f"moved {report.count(len(moved.moved), 'duplicate')} into {moved.folder}"
         + (f", {len(moved.skipped)} could not be moved" if moved.skipped else "")
-        + " (lookalike triage DIR --undo puts them back)"
+        + (" (lookalike triage DIR --undo puts them back)" if moved.moved else "")
     )
     return 1 if moved.skipped else 0
 
@@ -253,12 +255,16 @@ def _undo(search) -> int:
     for path, why in done.skipped:
         report.say(f"not put back {path}: {why}")
     if done.cleaned:
-        report.say(f"removed {len(done.cleaned)} copies left by an interrupted move (same bytes)")
+        report.say(
+            f"removed {report.count(len(done.cleaned), 'copy', 'copies')} left by an"
+            " interrupted move (same bytes)"
+        )
     if done.lost:
         report.say(
-            f"{len(done.lost)} files of that move are in neither place: " + ", ".join(done.lost)
+            f"{report.count(len(done.lost), 'file')} of that move"
+            f" {'is' if len(done.lost) == 1 else 'are'} in neither place: " + ", ".join(done.lost)
         )
-    report.say(f"put back {len(done.moved)} files from {done.folder}")
+    report.say(f"put back {report.count(len(done.moved), 'file')} from {done.folder}")
     return 0 if not done.skipped else 1
 
 
@@ -276,8 +282,17 @@ def _rejections(search, args: argparse.Namespace) -> int:
             rel.append(path.resolve().relative_to(search.root).as_posix())
         except (ValueError, OSError):
             raise UsageError(f"not a picture under {search.root}: {given}") from None
+        if rel[-1].split("/", 1)[0] == ".lookalike":
+            raise UsageError(f"not a picture, a file of the index: {given}")
         if not (search.root / rel[-1]).is_file():
-            raise UsageError(f"no such picture: {given}")
+            raise UsageError(not_found("no such picture", given))
+    if rel[0] == rel[1]:
+        raise UsageError(f"the same picture twice: {rel[0]}")
+    for path, state in zip(rel, search.store.states_of(rel)):
+        if state is None or not state.ok:
+            raise UsageError(
+                f"not an indexed picture: {path} (lookalike index {search.root} indexes it)"
+            )
     search.store.reject(*rel)
     report.say(f"{rel[0]} and {rel[1]} will not be grouped again (--forget-rejections undoes it)")
     return 0

@@ -4,6 +4,7 @@ handed to the system's viewer (``o``)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -13,7 +14,8 @@ import time
 from pathlib import Path
 
 from engine.names import json_path
-from engine.paths import default_index_path
+from engine.paths import INDEX_DIRNAME
+from engine.sandbox import Folder, index_folder, new_file
 from tui.report import csv_cell
 
 
@@ -21,29 +23,54 @@ def export_folder(search) -> Path:
     """``exports/`` beside the index file (the folder's own index, or ``--index PATH``);
     beside the folder's default index place for a shared index, which has no file."""
     index = Path(str(search.index_path))
-    base = index.parent if index.is_file() else default_index_path(search.root).parent
-    return base / "exports"
+    return _index_place(search, index) / "exports"
+
+
+def _index_place(search, index: Path) -> Path:
+    own = search.root / INDEX_DIRNAME
+    if search.store.shared or index.parent == own:
+        return own
+    return index.parent
+
+
+def _open_exports(search) -> Folder:
+    """``exports/``, opened without following a link: inside ``DIR/.lookalike`` through
+    the guarded way in (:mod:`engine.sandbox`), beside ``--index PATH`` below the folder
+    the user named."""
+    place = _index_place(search, Path(str(search.index_path)))
+    top = index_folder(search.root) if place == search.root / INDEX_DIRNAME else None
+    top = top or Folder.anchor(place, create=True)
+    with top:
+        return top.sub("exports", create=True)
 
 
 def export_results(search, query: Path, cards: list) -> list[Path]:
     """The shown results as ``results-TIME.json`` and ``.csv`` (paths as they are shown:
-    relative to the folder; names that are not UTF-8 as in ``--json`` output)."""
-    folder = export_folder(search)
-    folder.mkdir(parents=True, exist_ok=True)
-    stem = folder / time.strftime("results-%Y%m%d-%H%M%S")
+    relative to the folder; names that are not UTF-8 as in ``--json`` output). A name
+    that is taken (a file, or a link planted there) is never written through: the next
+    free one is used."""
     rows = [
         {"rank": c.rank, **json_path(c.name), "score": round(c.score, 6), "label": c.label}
         for c in cards
     ]
     doc = {**json_path(os.fsdecode(query), "query"), "results": rows}
-    out_json, out_csv = stem.with_suffix(".json"), stem.with_suffix(".csv")
-    out_json.write_text(json.dumps(doc, allow_nan=False, indent=1) + "\n", encoding="utf-8")
-    with open(out_csv, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh, lineterminator="\n")
-        out.writerow(["rank", "path", "score", "label"])
-        for c in cards:
-            out.writerow([c.rank, csv_cell(c.name), f"{c.score:.6f}", c.label])
-    return [out_json, out_csv]
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")
+    out.writerow(["rank", "path", "score", "label"])
+    for c in cards:
+        out.writerow([c.rank, csv_cell(c.name), f"{c.score:.6f}", c.label])
+    stem = time.strftime("results-%Y%m%d-%H%M%S")
+    written = []
+    with _open_exports(search) as folder:
+        for suffix, body in (
+            (".json", json.dumps(doc, allow_nan=False, indent=1) + "\n"),
+            (".csv", text.getvalue()),
+        ):
+            name, fd = new_file(folder, stem, suffix)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                fh.write(body)
+            written.append(Path(folder.child(name)))
+    return written
 
 
 def viewer() -> str | None:

@@ -23,6 +23,12 @@ def say(text: str) -> None:
     print(printable(text), file=sys.stderr)
 
 
+def count(n: int, one: str, many: str | None = None) -> str:
+    """*n* and the noun that goes with it: ``1 file``, ``2 files`` (``many``: an
+    irregular plural)."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def dumps(obj: object) -> str:
     """JSON for scripts: strict (no NaN or Infinity), ASCII-safe."""
     return json.dumps(obj, allow_nan=False)
@@ -281,7 +287,7 @@ def triage_text(report) -> None:
         print(f"\ngroup {g.id}: keep {printable(rep.path)}  ({rep.pixels:,} px)")
         for m in g.members:
             mark = "kept " if m.kept else "=    " if m.identical else "     "
-            print(f"  {mark}{m.score:6.3f}  {printable(m.path)}  ({m.why})")
+            print(f"  {mark}{m.score:6.3f}  {printable(m.path)}  ({printable(m.why)})")
     if report.outliers:
         print(f"\n{len(report.outliers)} outliers (least like anything else):")
         for o in report.outliers:
@@ -293,7 +299,7 @@ def triage_text(report) -> None:
     if report.leaks:
         print(f"\n{len(report.leaks)} leaks (pictures of the other folder that copy one here):")
         for x in report.leaks:
-            print(f"  {x.score:6.3f}  {printable(x.other)}  copies  {printable(x.path)}  ({x.why})")
+            print(f"  {x.score:6.3f}  {printable(x.other)}  copies  {printable(x.path)}  ({printable(x.why)})")
     if report.mislabeled:
         print(f"\n{len(report.mislabeled)} suspected wrong labels (confidence, now → suggested):")
         for m in report.mislabeled:

@@ -180,10 +180,12 @@ def orthogonal_projection(in_dim: int, out_dim: int, seed: int = 0) -> np.ndarra
 def encoder_identity(encoder) -> dict[str, str | int]:
     """What an index stores to know its codes came from this exact encoder.
 
-    The runtime is not part of it: ONNX Runtime and PyTorch give the same fp32 codes.
-    The precision is: bf16 codes are close to fp32 codes, not equal. So is the input size.
+    The runtime is not part of it in fp32: ONNX Runtime, OpenVINO and PyTorch give the
+    same fp32 codes (to about 1e-6). The precision is: bf16 codes are close to fp32
+    codes, not equal. In bf16 the runtime is too: OpenVINO's and PyTorch's bf16 features
+    differ by up to 0.025 in cosine (each rounds in other places). So is the input size.
     """
-    return {
+    out = {
         "backbone": encoder.backbone_name,
         "weights_id": encoder.weights_id,
         "hash_dim": encoder.hash_dim,
@@ -191,3 +193,6 @@ def encoder_identity(encoder) -> dict[str, str | int]:
         "hash_layer": HASH_LAYER_VERSION,
         "precision": encoder.precision,
     }
+    if encoder.precision == "bf16":
+        out["bf16_runtime"] = getattr(encoder, "runtime", "torch")
+    return out

@@ -160,11 +160,17 @@ def _cache_file():
     return runtime_cache_file()
 
 
+#: The timings file is a few KB; a larger one is not one lookalike wrote, and is not read.
+CACHE_MAX = 1 << 20
+
+
 def _read_cache() -> dict:
     try:
-        with open(_cache_file()) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
+        fd = os.open(_cache_file(), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(CACHE_MAX + 1)
+        data = json.loads(raw) if len(raw) <= CACHE_MAX else None
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -3,7 +3,8 @@
 PyTorch's eager CPU kernels for EfficientNet's depthwise convolutions are slow; ONNX
 Runtime fuses them. The path from uint8 pixels to pooled features (normalisation and
 backbone) is exported once per backbone and weights digest, cached under the user's
-cache folder, and reloaded on later runs. The hash layer is applied afterwards in numpy,
+cache folder with its digest (:mod:`engine.encoding.sealed`), and reloaded on later runs
+once the digest is checked. The hash layer is applied afterwards in numpy,
 the same way for every runtime. Export writes to a temporary file and renames it, so a
 killed export never leaves a broken model behind. The features match PyTorch's to about
 1e-6 (tested), so an index built by either runtime serves the other.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.encoding import chooser
+from engine.encoding import chooser, sealed
 from engine.encoding.backbones import (
     FEATURE_DIM,
     EncoderError,
@@ -31,6 +32,7 @@ from engine.encoding.backbones import (
     orthogonal_projection,
     weights_for,
 )
+from engine.errors import os_reason
 from engine.paths import onnx_cache_dir
 from engine.settings import INPUT_SIZE
 
@@ -59,10 +61,14 @@ def export(module, input_size: int, path: Path, output: str = "features") -> Non
     """Export *module* (uint8 (N, S, S, 3) pixels in, one tensor out) to *path* atomically."""
     import torch
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.part")
+    except OSError as exc:
+        why = f"the model cache {path.parent} cannot be written ({os_reason(exc)})"
+        raise RuntimeError(why) from None
     example = torch.zeros((2, input_size, input_size, 3), dtype=torch.uint8)
     module = module.eval().cpu()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".onnx.part")
     os.close(fd)
     try:
         with warnings.catch_warnings(), torch.inference_mode():
@@ -96,8 +102,9 @@ def export_encoder(encoder) -> Path:
             return encoder.features(encoder.normalise(pixels))
 
     path = model_path(encoder.backbone_name, encoder.weights_id, encoder.input_size)
-    if not path.is_file():
+    if sealed.checked(path, [path], "ONNX model") is None:
         export(PixelsToFeatures(), encoder.input_size, path)
+        sealed.write_seal(path, [path])
     return path
 
 
@@ -210,8 +217,8 @@ def light_encoder(
     except EncoderError:
         return None
     model = model_path(backbone, weights_id, input_size)
-    if not model.is_file():
-        return None
+    if sealed.read_seal(model, [model])[0] is None:
+        return None  # not made yet, or failing its check: the full encoder makes it again
     try:
         paths = chooser.candidates("cpu", runtime, precision, True, openvino_cnn.available())
     except chooser.RuntimeChoiceError:
@@ -223,7 +230,7 @@ def light_encoder(
     if choice is None or choice.path.runtime == "torch":
         return None
     if choice.path.precision == "int8":
-        model = openvino_cnn.int8_path(model)
-        if not model.is_file():
+        model = openvino_cnn.usable_int8(model)
+        if model is None:
             return None
     return OnnxEncoder(hash_dim, backbone, weights_id, model, choice, input_size)

@@ -13,7 +13,10 @@ blocks, which work at 112 and 56 pixels and cost 0.4-0.9 % of feature cosine eac
 int8, while later blocks cost under 0.05 % each). The model is cached beside the ONNX
 export, and used only if its features stay within :data:`GUARD` mean cosine of fp32's on
 a check set of other generated pictures; otherwise the refusal is cached with its
-reason, and the chooser says why it skipped int8.
+reason, and the chooser says why it skipped int8. The model's seal
+(:mod:`engine.encoding.sealed`) holds its digest, the measured cosine and the digest of
+the ONNX model it was made from: the guard's verdict belongs to those bytes, and a model
+or a refusal made from other bytes is made again.
 
 OpenVINO runs bf16 by default on a CPU with bf16 units, so fp32 is asked for explicitly.
 A static batch of :data:`engine.encoding.chooser.CPU_MICRO_BATCH` is about 5 % faster than a
@@ -22,6 +25,7 @@ dynamic one; a shorter last batch is padded.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -29,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.encoding import chooser
+from engine.encoding import chooser, sealed
 
 #: Bump when the quantisation changes: the cached int8 models of before are not used.
 QUANT_VERSION = 1
@@ -135,17 +139,67 @@ def _mean_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.sum(a * b, axis=1)))
 
 
+def _files(path: Path) -> list[Path]:
+    return [path, path.with_suffix(".bin")]
+
+
+def _source_digest(onnx_path: Path) -> str | None:
+    """The digest of the ONNX model an int8 model is made from (from its seal)."""
+    seal = sealed.read_seal(onnx_path, [onnx_path])[0]
+    return seal["files"].get(onnx_path.name) if seal else None
+
+
+def usable_int8(onnx_path: Path) -> Path | None:
+    """The cached int8 model of *onnx_path* if it passes its checks: its files match
+    their seal, and the seal says it was made from this very ONNX model (the guard's
+    result belongs to those bytes); else None."""
+    path = int8_path(onnx_path)
+    seal = sealed.checked(path, _files(path), "int8 model")
+    if seal is None:
+        return None
+    source = _source_digest(onnx_path)
+    if source is None or seal.get("from") != source:
+        sealed.remove(path, _files(path))
+        return None
+    return path
+
+
+def _refusal(onnx_path: Path) -> str | None:
+    """Why the int8 model of this ONNX model was refused before, if it was (a refusal
+    recorded for other ONNX bytes is dropped: the model is quantised again)."""
+    refused = int8_path(onnx_path).with_suffix(".refused")
+    try:
+        with open(refused, "rb") as fh:
+            raw = fh.read(sealed.SEAL_MAX + 1)
+        got = json.loads(raw) if len(raw) <= sealed.SEAL_MAX else None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError):
+        got = None
+    if (
+        isinstance(got, dict)
+        and isinstance(got.get("why"), str)
+        and got.get("from") == _source_digest(onnx_path)
+    ):
+        return got["why"][:300]
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(refused)
+    return None
+
+
 def int8_model(onnx_path: Path, backbone: str, input_size: int) -> Path:
     """The int8 model of *onnx_path*: made and checked once (in a child process: NNCF
-    writes progress bars to the terminal, and is only needed here), then cached. Raises
-    RuntimeError with the reason when it cannot be made or fails the guard (the refusal
-    is cached too, so it is not made again on every run)."""
+    writes progress bars to the terminal, and is only needed here), then cached with its
+    seal. Raises RuntimeError with the reason when it cannot be made or fails the guard
+    (the refusal is cached too, so it is not made again on every run)."""
     import subprocess
     import sys
 
-    path = int8_path(onnx_path)
-    refused = path.with_suffix(".refused")
-    if not (path.is_file() and path.with_suffix(".bin").is_file()) and not refused.is_file():
+    path = usable_int8(onnx_path)
+    if path is not None:
+        return path
+    why = _refusal(onnx_path)
+    if why is None:
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "engine.encoding.openvino_cnn", str(onnx_path), backbone,
@@ -153,15 +207,19 @@ def int8_model(onnx_path: Path, backbone: str, input_size: int) -> Path:
                 capture_output=True,
                 text=True,
                 timeout=600,
+                # lookalike works offline and sends nothing: NNCF's telemetry stays off
+                env={**os.environ, "NNCF_CI": "1"},
             )  # fmt: skip
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise RuntimeError(f"cannot make the int8 model: {exc}") from None
-        if done.returncode and not refused.is_file():
+        path = usable_int8(onnx_path)
+        if path is not None:
+            return path
+        why = _refusal(onnx_path)
+        if why is None:
             last = (done.stderr.strip().splitlines() or ["failed"])[-1]
             raise RuntimeError(f"cannot make the int8 model: {last}")
-    if refused.is_file():
-        raise RuntimeError(refused.read_text().strip() or "refused earlier")
-    return path
+    raise RuntimeError(why)
 
 
 def make_int8(
@@ -171,10 +229,11 @@ def make_int8(
     keep_float: list[str] | None = None,
     per_tensor: bool = True,
     path: Path | None = None,
+    guard: float = GUARD,
 ) -> None:
-    """Quantise, check against the guard, and cache the model or the refusal (at *path*,
-    default :func:`int8_path`). *keep_float* and *per_tensor* are the recipe (default:
-    :data:`KEEP_FLOAT` for the backbone, per-tensor activations)."""
+    """Quantise, check against *guard*, and cache the model with its seal, or the
+    refusal (at *path*, default :func:`int8_path`). *keep_float* and *per_tensor* are the
+    recipe (default: :data:`KEEP_FLOAT` for the backbone, per-tensor activations)."""
     import warnings
 
     path = path or int8_path(onnx_path)
@@ -210,6 +269,7 @@ def make_int8(
             ),
         )
     path.parent.mkdir(parents=True, exist_ok=True)
+    source = _source_digest(onnx_path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, suffix=".part"))
     try:
         ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
@@ -217,13 +277,18 @@ def make_int8(
         exact = OpenVinoFeatures(onnx_path, "fp32", input_size)(check)
         approx = OpenVinoFeatures(tmp / "model.xml", "int8", input_size)(check)
         cosine = _mean_cosine(exact, approx)
-        if cosine < GUARD:
-            why = f"int8 features at mean cosine {cosine:.3f} to fp32 (the guard is {GUARD})"
-            refused.write_text(why + "\n")
+        if cosine < guard:
+            why = f"int8 features at mean cosine {cosine:.3f} to fp32 (the guard is {guard})"
+            refused.write_text(json.dumps({"why": why, "from": source}) + "\n")
             raise RuntimeError(why)
+        sealed.remove(path, _files(path))
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(refused)
         os.replace(tmp / "model.bin", path.with_suffix(".bin"))
         os.replace(tmp / "model.xml", path)
-        path.with_suffix(".json").write_text(json.dumps({"cosine": round(cosine, 5)}))
+        sealed.write_seal(
+            path, _files(path), cosine=round(cosine, 5), guard=guard, **{"from": source}
+        )
     finally:
         for f in tmp.glob("*"):
             f.unlink()

@@ -23,45 +23,29 @@ import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from engine.errors import LookalikeError
+if TYPE_CHECKING:
+    from engine.sandbox import Folder
 
+from engine.errors import (  # noqa: F401  (re-exported: where the store's errors were)
+    BadStoreURL,
+    DiskFull,
+    IndexBusy,
+    IndexDamaged,
+    IndexFileError,
+    NewerIndex,
+    OlderIndex,
+)
 
-class IndexFileError(LookalikeError):
-    """An index that cannot be opened or used; the message is one line for the user."""
-
-
-class IndexDamaged(IndexFileError):
-    """An index whose content cannot be right (crafted, or damaged on disk)."""
-
-    def __init__(self, location: str, why: str, root: str | None = None) -> None:
-        self.location, self.why = location, why
-        super().__init__(
-            f"the index {location} is damaged ({why}); run lookalike index"
-            f" {root or 'DIR'} --rebuild"
-        )
-
-
-class OlderIndex(IndexFileError):
-    """An index written by an older lookalike, in a layout this one does not read."""
-
-
-class DiskFull(IndexFileError):
-    """The disk holding the index is full: what was committed before is intact."""
-
-    def __init__(self, location: str) -> None:
-        super().__init__(f"disk full: cannot write the index at {location}")
-
-
-class NewerIndex(IndexFileError):
-    """An index written by a newer lookalike: left alone unless asked to rebuild it."""
-
-
-class IndexBusy(IndexFileError):
-    """Another process is writing the index (searching still works)."""
+#: Cached verdicts longer than this many bytes are not read (lookalike writes under 512;
+#: a crafted one may be megabytes). Rejected pairs: paths of at most PATH_BYTES each, and
+#: at most REJECTIONS_MAX pairs.
+VERDICT_BYTES = 1024
+PATH_BYTES = 4096
+REJECTIONS_MAX = 1_000_000
 
 
 class Retry(Exception):
@@ -78,6 +62,18 @@ class SnapshotMoved(Retry):
 class CentreMoved(Retry):
     """A batch's band keys were made with another centre than the index holds now (a
     shared index refitted meanwhile): make them again with the stored centre."""
+
+
+def checked_pairs(pairs) -> set[tuple[str, str]]:
+    """Rejected pairs as stored, keeping only pairs of two different paths inside the
+    folder, each sorted (what :meth:`Store.reject` writes)."""
+    from engine.names import check_relpath
+
+    out = set()
+    for a, b in pairs:
+        if a != b and check_relpath(a) is None and check_relpath(b) is None:
+            out.add((a, b) if a < b else (b, a))
+    return out
 
 
 def image_id(path: str) -> int:
@@ -334,23 +330,26 @@ def _sqlite_path(url: str) -> str:
         return path[2:] if path.startswith("//") else path
     if "://" in url:
         scheme = url.split("://", 1)[0]
-        raise IndexFileError(
+        raise BadStoreURL(
             f"unknown store {scheme}://: use sqlite:PATH or redis://HOST:PORT/DB?name=INDEX"
         )
     return url
 
 
-def open_store(url: str, root: str | None = None, create: bool = True) -> Store:
+def open_store(
+    url: str, root: str | None = None, create: bool = True, folder: Folder | None = None
+) -> Store:
     """Open the store at *url*: ``sqlite:PATH`` (or a plain path) for the embedded
     default, ``redis://[:PASSWORD@]HOST:PORT/DB?name=INDEX`` for a shared index. *root*
-    is the indexed folder, named in messages."""
+    is the indexed folder, named in messages; *folder* the SQLite index's folder, already
+    opened (:class:`engine.sandbox.Folder`)."""
     if is_redis(url):
         from engine.storage.redis import RedisStore
 
         return RedisStore(url, root=root)
     from engine.storage.sqlite import SQLiteStore
 
-    return SQLiteStore(_sqlite_path(url), create=create, root=root)
+    return SQLiteStore(_sqlite_path(url), create=create, root=root, folder=folder)
 
 
 def open_index(
@@ -362,36 +361,78 @@ def open_index(
     """The store for an indexed folder *root*: *url* when given (``redis://...``,
     ``sqlite:PATH`` or a path), else *index_path*, else ``ROOT/.lookalike/index.sqlite``
     (or a per-user cache file when ROOT cannot be written). With *rebuild*, an index too
-    old or too damaged to open is removed and made anew, and any other is emptied. The
-    store's ``location`` is what messages show (a path, or a URL without its password)."""
-    from engine.paths import check_index_folder, default_index_path
+    old or too damaged to open is removed and made anew (at the default place, so is a
+    file that is no index at all), and any other is emptied. The store's ``location`` is
+    what messages show (a path, or a URL without its password)."""
+    from engine.paths import INDEX_FILENAME, default_index_path
+    from engine.sandbox import Folder, index_folder
 
-    if not url or not is_redis(url):
-        path = index_path or (_sqlite_path(url) if url else None)
-        if not path:
-            path = default_index_path(Path(root))
-            check_index_folder(path.parent)
-        url = str(path)
+    if url and is_redis(url):
+        return _open_or_rebuild(lambda: open_store(url, root=root), url, None, rebuild)
+    path = index_path or (_sqlite_path(url) if url else None)
+    own = not path
+    if own:
+        path = default_index_path(Path(root))
+        own = path == Path(root).resolve() / ".lookalike" / INDEX_FILENAME
+    folder = (
+        index_folder(root)
+        if own
+        else Folder.anchor(os.path.dirname(os.path.abspath(path)), create=True)
+    )
+
+    def reopen() -> Store:
+        return open_store(str(path), root=root, folder=folder.sub(""))
+
     try:
-        store = open_store(url, root=root)
-    except (OlderIndex, NewerIndex, IndexDamaged):
-        if not rebuild:
+        return _open_or_rebuild(reopen, str(path), (folder, own), rebuild)
+    finally:
+        folder.close()
+
+
+def _open_or_rebuild(opener, url: str, place, rebuild: bool) -> Store:
+    """``opener()``; with *rebuild*, an index lookalike recognises but cannot use is
+    removed first, and any index is emptied. *place*: the SQLite index's folder and
+    whether it is the folder's own index place (None for Redis)."""
+    try:
+        store = opener()
+    except (OlderIndex, NewerIndex, IndexDamaged, IndexFileError) as exc:
+        ours = isinstance(exc, (OlderIndex, NewerIndex, IndexDamaged))
+        if not rebuild or not (ours or _garbage(exc)):
             raise
-        remove_index(url)  # recognised as ours, beyond repair
-        store = open_store(url, root=root)
+        if not ours and (place is None or not place[1]):
+            # a file that is no index at all is removed only from the folder's own place
+            raise IndexFileError(
+                f"{exc.args[0].split('; ')[0]}: not removed, it is not in the folder's own"
+                " index place; remove it yourself, or name another --index"
+            ) from None
+        remove_index(url, place[0] if place else None)
+        store = opener()
     if rebuild:
         store.clear()
     return store
 
 
-def remove_index(url: str) -> None:
+def _garbage(exc: Exception) -> bool:
+    """Whether *exc* says the index file is not a database (overwritten, or crafted)."""
+    text = str(exc)
+    return "not a database" in text or "not a lookalike index" in text or "malformed" in text
+
+
+def remove_index(url: str, folder: Folder | None = None) -> None:
     """Delete the index at *url* whole (``--rebuild`` of an index too old or too damaged
-    to open). Only called once the store has recognised the index as lookalike's."""
+    to open). Only called once the store has recognised the index as lookalike's, or on
+    the folder's own index place."""
     if is_redis(url):
         from engine.storage.redis import remove_all
 
         remove_all(url)
         return
+    from engine.sandbox import Folder
     from engine.storage.sqlite import remove_files
 
-    remove_files(_sqlite_path(url))
+    path = _sqlite_path(url)
+    if folder is None:
+        with Folder.anchor(os.path.dirname(os.path.abspath(path))) as own:
+            remove_files(own, os.path.basename(path))
+    else:
+        remove_files(folder, os.path.basename(path))

@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DirectoryTree, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
+from engine.errors import LookalikeError, os_reason
 from engine.names import printable
 from tui import keys
 from tui.text import NEWLINE, fit_path, line, plain
@@ -332,8 +333,9 @@ class SearchScreen(Screen[None]):
             written = export_results(
                 self.app.search_engine, self.query_path, self._cards(self.last_result)
             )
-        except OSError as exc:
-            self.app.say(f"cannot export: {exc}", severity="error")
+        except (OSError, LookalikeError) as exc:
+            why = os_reason(exc) if isinstance(exc, OSError) else str(exc)
+            self.app.say(f"cannot export: {why}", severity="error")
             return
         self.app.say("exported the results to " + " and ".join(str(p) for p in written))
 

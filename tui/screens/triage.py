@@ -451,7 +451,8 @@ class TriageScreen(Screen[None]):
         from engine.quarantine import QUARANTINE
 
         try:
-            report = quarantine.set_aside(self.search, marked, self.search.root / QUARANTINE)
+            keep = self.state.report.keep() if self.state.report is not None else None
+            report = quarantine.set_aside(self.search, marked, keep=keep)
         except LookalikeError as exc:
             self.app.call_from_thread(self.app.say, str(exc), severity="error")
             return

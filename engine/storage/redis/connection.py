@@ -7,8 +7,8 @@ import functools
 import os
 import urllib.parse
 
+from engine.errors import BadStoreURL, IndexFileError
 from engine.names import printable
-from engine.storage import IndexFileError
 
 DEFAULT_PORT = 6379
 
@@ -20,18 +20,18 @@ def parse_url(url: str) -> tuple[dict, str, str]:
     Refuses anything it cannot use with a one-line :class:`IndexFileError`."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("redis", "rediss"):
-        raise IndexFileError(f"not a Redis URL: {printable(url)}")
+        raise BadStoreURL(f"not a Redis URL: {printable(url)}")
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise IndexFileError(f"bad port in {printable(_withoutpassword_from_file(url))}") from None
+        raise BadStoreURL(f"bad port in {printable(_withoutpassword_from_file(url))}") from None
     path = parts.path.strip("/")
     if path and not path.isdigit():
-        raise IndexFileError(f"the database in a Redis URL is a number, not {printable(path)!r}")
+        raise BadStoreURL(f"the database in a Redis URL is a number, not {printable(path)!r}")
     query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
     name = (query.get("name") or ["default"])[0]
     if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
-        raise IndexFileError(
+        raise BadStoreURL(
             f"index name {printable(name)!r}: use letters, digits, '-', '_' or '.' (64 at most)"
         )
     password = urllib.parse.unquote(parts.password) if parts.password else None

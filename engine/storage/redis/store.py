@@ -12,6 +12,9 @@ import numpy as np
 
 from engine.names import printable
 from engine.storage import (
+    PATH_BYTES,
+    REJECTIONS_MAX,
+    VERDICT_BYTES,
     Batch,
     CentreMoved,
     ImageFacts,
@@ -22,6 +25,7 @@ from engine.storage import (
     Snapshot,
     SnapshotMoved,
     StoredFile,
+    checked_pairs,
     image_id,
     row_runs,
 )
@@ -516,10 +520,20 @@ class RedisStore:
 
     @guarded
     def verdicts(self, keys: list[bytes]) -> dict[bytes, str]:
+        """Cached verdicts; values longer than :data:`~engine.storage.VERDICT_BYTES` are
+        left unread (their lengths are asked first)."""
         if not keys:
             return {}
-        got = self.r.hmget(self.k("verdicts"), keys)
-        return {k: v.decode("utf-8", "replace") for k, v in zip(keys, got) if v is not None}
+        if self.r.type(self.k("verdicts")) not in (b"hash", b"none"):
+            raise self.damaged("the cached verdicts are not a hash")
+        pipe = self.r.pipeline(transaction=False)
+        for k in keys:
+            pipe.hstrlen(self.k("verdicts"), k)
+        short = [k for k, n in zip(keys, pipe.execute()) if 0 < int(n) <= VERDICT_BYTES]
+        if not short:
+            return {}
+        got = self.r.hmget(self.k("verdicts"), short)
+        return {k: v.decode("utf-8", "replace") for k, v in zip(short, got) if v is not None}
 
     @guarded
     def put_verdicts(self, items: dict[bytes, str]) -> None:
@@ -532,14 +546,20 @@ class RedisStore:
 
     @guarded
     def rejections(self) -> set[tuple[str, str]]:
+        """Pairs marked not copies; members lookalike never writes are left out."""
         import os
 
-        out = set()
-        for raw in self.r.smembers(self.k("rejected")):
+        key = self.k("rejected")
+        if self.r.type(key) not in (b"set", b"none"):
+            raise self.damaged("the rejected pairs are not a set")
+        found = []
+        for n, raw in enumerate(self.r.sscan_iter(key, count=1000)):
+            if n >= REJECTIONS_MAX:
+                break
             a, sep, b = raw.partition(b"\0")
-            if sep:
-                out.add((os.fsdecode(a), os.fsdecode(b)))
-        return out
+            if sep and len(a) <= PATH_BYTES and len(b) <= PATH_BYTES:
+                found.append((os.fsdecode(a), os.fsdecode(b)))
+        return checked_pairs(found)
 
     @guarded
     def reject(self, a: str, b: str) -> None:

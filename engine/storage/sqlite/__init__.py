@@ -30,18 +30,21 @@ Every value read is checked (sizes, types, ranges) before it sizes anything.
 
 from __future__ import annotations
 
-import os
 from contextlib import suppress
 
+from engine.sandbox import Folder
 from engine.storage.sqlite.arrays import every_array_file
 from engine.storage.sqlite.store import SQLiteStore
 
 __all__ = ["SQLiteStore", "remove_files"]
 
 
-def remove_files(path: str) -> None:
-    """Delete an index file, its SQLite companions and its arrays."""
-    base = path[: -len(".sqlite")] if path.endswith(".sqlite") else path
-    for p in [path, path + "-wal", path + "-shm", path + ".lock", *every_array_file(base)]:
+def remove_files(folder: Folder, name: str) -> None:
+    """Delete the index file *name* of *folder*, its SQLite companions and its arrays."""
+    base = name[: -len(".sqlite")] if name.endswith(".sqlite") else name
+    for each in [name, name + "-wal", name + "-shm", name + ".lock"]:
         with suppress(FileNotFoundError):
-            os.unlink(p)
+            folder.unlink(each)
+    for each in every_array_file(folder, base):
+        with suppress(FileNotFoundError):
+            folder.unlink(each)

@@ -1,12 +1,12 @@
 """The flat array files beside an SQLite index: named by kind and generation, opened
-only as regular files of their own (never through a link), appended to and flushed
-before the transaction that commits them, rewritten whole under a temporary name.
-See :mod:`engine.storage.sqlite` for the layout and why."""
+only as regular files of their own (never through a link, always relative to the index
+folder's descriptor), appended to and flushed before the transaction that commits them,
+rewritten whole under a temporary name. See :mod:`engine.storage.sqlite` for the layout
+and why."""
 
 from __future__ import annotations
 
 import errno
-import glob
 import mmap
 import os
 import sqlite3
@@ -17,6 +17,7 @@ from contextlib import suppress
 import numpy as np
 
 from engine.names import printable
+from engine.sandbox import Folder
 from engine.storage import DiskFull, IndexDamaged, IndexFileError, SnapshotMoved
 
 CODE_DTYPE = np.dtype("<f4")
@@ -74,13 +75,17 @@ def whole(meta: dict, key: str, lo: int, hi: int, damaged) -> int:
 
 
 class ArrayFiles:
-    """The arrays of the index whose database is ``BASE.sqlite``."""
+    """The arrays of the index whose database is ``BASE.sqlite`` in *folder*. Files are
+    named here by their name in the folder (``index.codes.3``) and reached through its
+    descriptor; messages name them by the index's path."""
 
-    def __init__(self, base: str, index_path: str, damaged: Callable[[str], IndexDamaged]) -> None:
-        self.base, self.path, self.damaged = base, index_path, damaged
+    def __init__(
+        self, folder: Folder, base: str, index_path: str, damaged: Callable[[str], IndexDamaged]
+    ) -> None:
+        self.folder, self.base, self.path, self.damaged = folder, base, index_path, damaged
 
     def file(self, kind: str, gen: int) -> str:
-        """The file of *kind* (``codes``, ``bands``, ...) of generation *gen*."""
+        """The name of the file of *kind* (``codes``, ``bands``, ...) of generation *gen*."""
         return f"{self.base}.{kind}.{int(gen)}"
 
     def gens(self, meta: dict) -> tuple[int, int, int]:
@@ -93,11 +98,16 @@ class ArrayFiles:
             whole(meta, "lsh_gen", 0, GEN_MAX, self.damaged),
         )
 
-    def open(self, path: str, flags: int, what: str) -> int:
+    def open(self, name: str, flags: int, what: str) -> int:
         """Open an array file of this index: a regular file with one name, never through a
         symbolic link (a crafted index must not make lookalike read or write elsewhere)."""
         try:
-            fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+            fd = os.open(
+                name,
+                flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                0o644,
+                dir_fd=self.folder.fd,
+            )
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise self.damaged(f"the {what} file is a symbolic link") from None
@@ -105,18 +115,20 @@ class ArrayFiles:
                 raise SnapshotMoved(f"the {what}") from None
             if describe(exc) == "disk full":
                 raise DiskFull(self.path) from None
-            raise IndexFileError(f"cannot open {path}: {describe(exc)}") from None
+            raise IndexFileError(
+                f"cannot open {self.folder.child(name)}: {describe(exc)}"
+            ) from None
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             os.close(fd)
             raise self.damaged(f"the {what} file is not a file lookalike wrote")
         return fd
 
-    def append(self, path: str, offset: int, data: np.ndarray, what: str = "array") -> None:
-        """Write *data* at byte *offset* of *path* and flush it to disk. The file must
+    def append(self, name: str, offset: int, data: np.ndarray, what: str = "array") -> None:
+        """Write *data* at byte *offset* of *name* and flush it to disk. The file must
         hold every byte before *offset* (the committed rows): a shorter one is damage,
         never filled with zeros."""
-        fd = self.open(path, os.O_RDWR | os.O_CREAT, what)
+        fd = self.open(name, os.O_RDWR | os.O_CREAT, what)
         try:
             if os.fstat(fd).st_size < offset:
                 raise self.damaged(f"the {what} file is shorter than the index says")
@@ -126,38 +138,36 @@ class ArrayFiles:
         finally:
             os.close(fd)
 
-    def write_whole(self, path: str, data: np.ndarray) -> None:
+    def write_whole(self, name: str, data: np.ndarray) -> None:
         """Write a whole array file under a temporary name, then rename it into place."""
-        tmp = path + ".part"
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)  # a killed writer's, or a link someone put there
+        tmp = name + ".part"
+        self.remove(tmp)  # a killed writer's, or a link someone put there
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            fd = self.folder.create(tmp)
             try:
                 write_all(fd, data, 0)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            os.replace(tmp, name, src_dir_fd=self.folder.fd, dst_dir_fd=self.folder.fd)
         except OSError as exc:
-            with suppress(OSError):
-                os.unlink(tmp)
+            self.remove(tmp)
             raise write_error(self.path, exc) from None
 
-    def open_sized(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str):
+    def open_sized(self, name: str, dtype: np.dtype, shape: tuple[int, ...], what: str):
         """The file opened for reading, if *shape* needs any bytes (else None); it must
         hold them all (a missing file means a writer swapped generations under this
         reader)."""
         need = int(np.prod(shape)) * dtype.itemsize
         if need == 0:
             return None
-        fd = self.open(path, os.O_RDONLY, what)
+        fd = self.open(name, os.O_RDONLY, what)
         if os.fstat(fd).st_size < need:
             os.close(fd)
             raise self.damaged(f"the {what} file is shorter than the index says")
         return fd
 
-    def map(self, path: str, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
-        fd = self.open_sized(path, dtype, shape, what)
+    def map(self, name: str, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+        fd = self.open_sized(name, dtype, shape, what)
         if fd is None:
             return np.zeros(shape, dtype)
         try:
@@ -167,10 +177,10 @@ class ArrayFiles:
             os.close(fd)
         return np.frombuffer(view, dtype, int(np.prod(shape))).reshape(shape)
 
-    def remove(self, *paths: str) -> None:
-        for p in paths:
+    def remove(self, *names: str) -> None:
+        for name in names:
             with suppress(FileNotFoundError):
-                os.unlink(p)
+                self.folder.unlink(name)
 
     def current(self, meta: dict) -> list[str]:
         """The array files of the generations *meta* names."""
@@ -181,9 +191,10 @@ class ArrayFiles:
 
     def every(self) -> list[str]:
         """Every array file of this index, of any generation (and temporary ones)."""
-        return every_array_file(self.base)
+        return every_array_file(self.folder, self.base)
 
 
-def every_array_file(base: str) -> list[str]:
-    prefix = glob.escape(base)
-    return [p for kind in ARRAY_KINDS for p in glob.glob(f"{prefix}.{kind}.*")]
+def every_array_file(folder: Folder, base: str) -> list[str]:
+    """The names in *folder* of the arrays of the index ``BASE.sqlite``."""
+    prefixes = tuple(f"{base}.{kind}." for kind in ARRAY_KINDS)
+    return [name for name in folder.names() if name.startswith(prefixes)]

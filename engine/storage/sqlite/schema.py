@@ -6,7 +6,6 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 from engine.storage import IndexFileError, NewerIndex, OlderIndex
 
@@ -37,6 +36,11 @@ CREATE TABLE IF NOT EXISTS rejected (a BLOB NOT NULL, b BLOB NOT NULL, PRIMARY K
 """
 
 
+#: The caches triage keeps, and their exact columns: a table of another shape was not
+#: made by lookalike and is damage, never read.
+CACHE_TABLES = {"verdicts": ["pair", "verdict"], "rejected": ["a", "b"]}
+
+
 def encode_path(path: str) -> bytes:
     """A path's exact bytes, as stored (names need not be valid UTF-8)."""
     return os.fsencode(path)
@@ -44,16 +48,6 @@ def encode_path(path: str) -> bytes:
 
 def decode_path(raw: bytes | str) -> str:
     return os.fsdecode(raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "replace"))
-
-
-def writable(path: Path) -> bool:
-    """Whether this process may write *path* (or create it, when it does not exist)."""
-    if path.exists():
-        return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    return os.access(parent, os.W_OK)
 
 
 def select_in(db: sqlite3.Connection, query: str, values: list) -> Iterator[tuple]:
@@ -90,6 +84,11 @@ def check_tables(
         return True, True
     if "dead" not in tables:
         raise damaged("a table is missing")
+    for table, want in CACHE_TABLES.items():
+        if table in tables:
+            have = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
+            if have != want:
+                raise damaged(f"the {table} table is not one lookalike made")
     columns = {r[1] for r in db.execute("PRAGMA table_info(images)")}
     has_thumbs = "thumb" in columns
     has_quality = "quality" in columns

@@ -11,12 +11,15 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from pathlib import Path
 
 import numpy as np
 
 from engine.names import printable
+from engine.sandbox import Folder
 from engine.storage import (
+    PATH_BYTES,
+    REJECTIONS_MAX,
+    VERDICT_BYTES,
     Batch,
     DiskFull,
     ImageFacts,
@@ -28,6 +31,7 @@ from engine.storage import (
     SnapshotMoved,
     SortedBands,
     StoredFile,
+    checked_pairs,
     image_id,
 )
 from engine.storage.sqlite import rewrites
@@ -50,8 +54,14 @@ from engine.storage.sqlite.schema import (
     encode_path,
     is_int,
     select_in,
-    writable,
 )
+
+
+def writable(folder: Folder, name: str) -> bool:
+    """Whether this process may write file *name* of *folder* (and the folder: SQLite
+    makes its journal beside the database); ``""``: the folder alone."""
+    folder_ok = os.access(folder.at(), os.W_OK)
+    return folder_ok and (not name or os.access(folder.at(name), os.W_OK))
 
 
 class SQLiteStore:
@@ -77,31 +87,45 @@ class SQLiteStore:
     readonly_why = "read-only media"
 
     def __init__(
-        self, path: str | os.PathLike[str], create: bool = True, root: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        create: bool = True,
+        root: str | None = None,
+        folder: Folder | None = None,
     ) -> None:
+        """*folder*: the index's folder, already opened (``DIR/.lookalike``, checked by
+        :func:`engine.sandbox.index_folder`); by default the folder of *path*, as the
+        user named it. Every file of the index is reached through that descriptor."""
         self.path = os.fspath(path)
         self.location = self.path
         self.root = root
         self.readonly = False
-        base = self.path[: -len(".sqlite")] if self.path.endswith(".sqlite") else self.path
-        self.arrays = ArrayFiles(base, self.path, self.damaged)
-        if not create and not os.path.exists(self.path):
-            raise IndexFileError(f"no index at {self.path}")
         self._lock = threading.RLock()
-        self._lock_file = None
-        self._check_companions()
-        if os.path.exists(self.path) and not writable(Path(self.path)):
+        self._name = name = os.path.basename(self.path)
+        if folder is None:
+            parent = os.path.dirname(os.path.abspath(self.path))
+            if not create and not os.path.isdir(parent):
+                raise IndexFileError(f"no index at {self.path}")
+            try:
+                folder = Folder.anchor(parent, create=create)
+            except IndexFileError as exc:
+                raise IndexFileError(f"cannot create index folder for {self.path}: {exc}") from None
+        self.folder = folder
+        self._file = folder.at(name)  # the database, through the folder's descriptor
+        base = name[: -len(".sqlite")] if name.endswith(".sqlite") else name
+        self.arrays = ArrayFiles(folder, base, self.path, self.damaged)
+        if not create and folder.lstat(name) is None:
+            raise IndexFileError(f"no index at {self.path}")
+        self._check_companions(name)
+        if folder.lstat(name) is not None and not writable(folder, name):
             self._open_readonly()
             return
+        if not writable(folder, ""):
+            raise IndexFileError(f"cannot create the index {self.path}: read-only")
+        st = folder.lstat(name)
+        existed = st is not None and st.st_size > 0
         try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise IndexFileError(
-                f"cannot create index folder for {self.path}: {describe(exc)}"
-            ) from None
-        existed = os.path.isfile(self.path) and os.path.getsize(self.path) > 0
-        try:
-            self._db = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False)
+            self._db = sqlite3.connect(self._file, timeout=30.0, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
@@ -114,7 +138,7 @@ class SQLiteStore:
             self._check_schema(create_missing=True)
         except sqlite3.DatabaseError as exc:
             reason = describe(exc)
-            if reason == "disk full" or no_space(self.path):
+            if reason == "disk full" or no_space(self._file):
                 if not existed:
                     raise DiskFull(self.path) from None
                 # SQLite cannot even make its shared-memory file: what is committed can
@@ -124,27 +148,28 @@ class SQLiteStore:
                 self._open_readonly()
                 self.readonly_why = "disk full"
                 return
-            raise IndexFileError(f"unreadable index {self.path}: {reason}") from None
+            raise IndexFileError(
+                f"unreadable index {self.path}: {reason}; lookalike index"
+                f" {self.root or 'DIR'} --rebuild makes a new one"
+            ) from None
 
     # --- opening ----------------------------------------------------------------------
 
-    def _check_companions(self) -> None:
+    def _check_companions(self, name: str) -> None:
         """The database and the files SQLite and lookalike keep beside it must be plain
         files with one name: SQLite follows links, and would write its journal into
         whatever a crafted index's ``index.sqlite-wal`` points at."""
-        for name in (self.path, *(self.path + s for s in ("-wal", "-shm", "-journal", ".lock"))):
+        for each in (name, *(name + s for s in ("-wal", "-shm", "-journal", ".lock"))):
             try:
-                st = os.lstat(name)
-            except FileNotFoundError:
-                continue
+                st = self.folder.lstat(each)
             except OSError as exc:
-                raise IndexFileError(f"cannot read {name}: {describe(exc)}") from None
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
-                raise self.damaged(f"{os.path.basename(name)} is not a file lookalike wrote")
+                raise IndexFileError(f"cannot read {each}: {describe(exc)}") from None
+            if st is not None and (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1):
+                raise self.damaged(f"{each} is not a file lookalike wrote")
 
     def _open_readonly(self) -> None:
         self.readonly = True
-        uri = "file:" + urllib.parse.quote(os.path.abspath(self.path))
+        uri = "file:" + urllib.parse.quote(self._file)
         last: sqlite3.Error | None = None
         for flags in ("?mode=ro", "?mode=ro&immutable=1"):
             try:
@@ -249,7 +274,7 @@ class SQLiteStore:
             raise IndexFileError(
                 f"the index {self.path} is read-only: it can be searched, not updated"
             )
-        fd = self.arrays.open(self.path + ".lock", os.O_RDWR | os.O_CREAT, "lock")
+        fd = self.arrays.open(self._name + ".lock", os.O_RDWR | os.O_CREAT, "lock")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -429,8 +454,9 @@ class SQLiteStore:
             lsh=lsh,
         )
 
-    def _rows(self, path: str, dtype: np.dtype, shape: tuple[int, int], what: str) -> RowFile:
-        return RowFile(path, dtype, shape, self.arrays.open_sized(path, dtype, shape, what))
+    def _rows(self, name: str, dtype: np.dtype, shape: tuple[int, int], what: str) -> RowFile:
+        fd = self.arrays.open_sized(name, dtype, shape, what)
+        return RowFile(self.folder.child(name), dtype, shape, fd)
 
     def version(self) -> tuple:
         """Changes whenever a commit, rewrite or refit does (cheap: for a reader to ask
@@ -512,12 +538,17 @@ class SQLiteStore:
             return {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
 
     def verdicts(self, keys: list[bytes]) -> dict[bytes, str]:
-        """Cached copy verdicts by pair key (see :mod:`engine.copies`)."""
+        """Cached copy verdicts by pair key (see :mod:`engine.copies`); values longer than
+        :data:`~engine.storage.VERDICT_BYTES` are left unread."""
         if not keys or "verdicts" not in self._tables():
             return {}
         out: dict[bytes, str] = {}
+        query = (
+            "SELECT pair, verdict FROM verdicts"
+            f" WHERE length(CAST(verdict AS BLOB)) <= {VERDICT_BYTES} AND pair"
+        )
         with self.transaction() as db:
-            for k, v in select_in(db, "SELECT pair, verdict FROM verdicts WHERE pair", keys):
+            for k, v in select_in(db, query, keys):
                 if isinstance(k, bytes) and isinstance(v, str):
                     out[k] = v
         return out
@@ -534,12 +565,17 @@ class SQLiteStore:
                 db.execute("DELETE FROM verdicts")
 
     def rejections(self) -> set[tuple[str, str]]:
-        """Pairs of paths the user said are not copies (each sorted)."""
+        """Pairs of paths the user said are not copies (each sorted). Rows lookalike never
+        writes (other types, paths too long or not inside the folder) are left out."""
         if "rejected" not in self._tables():
             return set()
         with self.transaction() as db:
-            rows = db.execute("SELECT a, b FROM rejected").fetchall()
-        return {(decode_path(a), decode_path(b)) for a, b in rows}
+            rows = db.execute(
+                "SELECT a, b FROM rejected WHERE typeof(a) = 'blob' AND typeof(b) = 'blob'"
+                f" AND length(a) <= {PATH_BYTES} AND length(b) <= {PATH_BYTES}"
+                f" LIMIT {REJECTIONS_MAX}"
+            ).fetchall()
+        return checked_pairs((decode_path(a), decode_path(b)) for a, b in rows)
 
     def reject(self, a: str, b: str) -> None:
         a, b = sorted((a, b))
@@ -571,17 +607,27 @@ class SQLiteStore:
 
     def array_files(self) -> list[str]:
         """The array files of the current generation (for size reports)."""
-        return [p for p in self.arrays.current(self.get_meta()) if os.path.exists(p)]
+        return [
+            self.folder.child(p)
+            for p in self.arrays.current(self.get_meta())
+            if self.folder.lstat(p) is not None
+        ]
 
     def clear(self) -> None:
-        """Forget everything (``--rebuild``); works on a damaged index too."""
+        """Forget everything (``--rebuild``), cached verdicts and rejected pairs too (a
+        crafted cache must not outlive a rebuild); works on a damaged index too."""
         old = self.arrays.every()
+        tables = self._tables()
         with self.transaction(write=True) as db:
             db.execute("DELETE FROM images")
             db.execute("DELETE FROM dead")
             db.execute("DELETE FROM meta WHERE key != 'schema'")
+            for table in ("verdicts", "rejected"):
+                if table in tables:
+                    db.execute(f"DELETE FROM {table}")
         self.arrays.remove(*old)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self.folder.close()
