@@ -299,7 +299,9 @@ def triage_text(report) -> None:
     if report.leaks:
         print(f"\n{len(report.leaks)} leaks (pictures of the other folder that copy one here):")
         for x in report.leaks:
-            print(f"  {x.score:6.3f}  {printable(x.other)}  copies  {printable(x.path)}  ({printable(x.why)})")
+            print(
+                f"  {x.score:6.3f}  {printable(x.other)}  copies  {printable(x.path)}  ({printable(x.why)})"
+            )
     if report.mislabeled:
         print(f"\n{len(report.mislabeled)} suspected wrong labels (confidence, now → suggested):")
         for m in report.mislabeled:
