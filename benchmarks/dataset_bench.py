@@ -137,8 +137,8 @@ def build(
 def measure(root: Path) -> dict:
     """Triage the set's training split against its test split; the figures."""
     from engine import ImageSimilaritySearch
-    from engine.leaks import find_leaks
     from engine.triage import triage
+    from engine.triage.leaks import find_leaks
 
     truth = json.loads((root / "truth.json").read_text())
     with ImageSimilaritySearch(root / "train") as train:
@@ -181,7 +181,7 @@ def cost_at_70k(fashion_all: Path) -> tuple[float, float, int]:
     """Seconds the wrong-label and quality reports add to a triage of the 70k index, and
     seconds of a leak search of its 10k test pictures against its 60k training ones."""
     from engine import ImageSimilaritySearch
-    from engine import triage as triage_mod
+    from engine.triage import session as triage_mod
 
     spent = [0.0]
 
@@ -209,7 +209,7 @@ def leaks_at_scale(train_root: Path, test_root: Path) -> tuple[float, int, int]:
     """Seconds of a leak search of *test_root* against *train_root* (indexes up to
     date first, not timed), leaks found, and test pictures."""
     from engine import ImageSimilaritySearch
-    from engine.leaks import find_leaks, open_against
+    from engine.triage.leaks import find_leaks, open_against
 
     with ImageSimilaritySearch(train_root) as train, open_against(train, test_root) as test:
         test.index()

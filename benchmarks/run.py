@@ -46,6 +46,7 @@ SECTIONS = (
     "scale",
     "selfjoin",
     "triage",
+    "session",
     "dataset",
     "labels",
     "disk",
@@ -466,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.triage_bench import bench_triage
 
         bench_triage(rep, index, root)
+    if "session" in only:
+        from benchmarks.session_bench import bench_session
+
+        bench_session(rep)
     if "dataset" in only:
         from benchmarks.dataset_bench import bench_dataset
 

@@ -144,30 +144,24 @@ def unusable(paths: list[str], blobs: list[bytes | None], damaged) -> tuple[list
     """Pictures with quality flags, in path order, and a note on pictures measured by no
     lookalike yet (indexed by an older one). *damaged* makes the error for a crafted
     record."""
-    rows, measured = [], []
-    for i, blob in enumerate(blobs):
-        try:
-            v = quality.values(blob)
-        except ValueError as exc:
-            raise damaged(str(exc)) from None
-        if v is not None:
-            rows.append(i)
-            measured.append(v)
+    try:
+        have, table = quality.table(blobs)
+    except ValueError as exc:
+        raise damaged(str(exc)) from None
+    rows = np.flatnonzero(have)
     note = ""
     if len(rows) < len(paths):
         note = (
             f"{len(paths) - len(rows)} pictures were indexed before quality was measured:"
             " lookalike index DIR --rebuild measures them"
         )
-    if not measured:
+    if not len(rows):
         return [], note
-    table = np.array(measured)
     floor = quality.floors(table)
     out = []
-    for i, v in zip(rows, table):
-        words = quality.flags(v, floor)
+    for i, v, words in zip(rows, table, quality.flags_of(table, floor)):
         if words:
             values = {k: round(float(x), 4) for k, x in zip(quality.FIELDS, v)}
-            out.append(Unusable(paths[i], tuple(words), values))
+            out.append(Unusable(paths[i], words, values))
     out.sort(key=lambda u: u.path)
     return out, note

@@ -303,22 +303,22 @@ class ImageSimilaritySearch:
 
     def openable(self, paths: list[str]) -> list[bool]:
         """:meth:`may_open` for many stored, checked paths at once: each folder's real
-        path is found once, then one ``lstat`` per file (a link is followed to its
-        target). What is not openable is never listed either (a shared index holds other
-        machines' paths, and a folder here may be a link out)."""
+        path is found once and its links listed once (one ``scandir``), then only a
+        link is followed to its target. What is not openable is never listed either (a
+        shared index holds other machines' paths, and a folder here may be a link out)."""
         if self.follow_links:
             return [True] * len(paths)
         root = str(self.root)
-        folders: dict[str, bool] = {}
+        folders: dict[str, set[str] | None] = {}  # folder -> its links (None: not inside)
         out = []
         for p in paths:
             head, _, name = p.rpartition("/")
-            ok = folders.get(head)
-            if ok is None:
-                ok = folders[head] = inside(self.root / head, root) if head else True
-            if ok:
-                full = os.path.join(root, p)
-                ok = not os.path.islink(full) or inside(full, root)
+            if head not in folders:
+                folders[head] = _links_in(self.root / head) if (
+                    not head or inside(self.root / head, root)
+                ) else None  # fmt: skip
+            links = folders[head]
+            ok = links is not None and (name not in links or inside(self.root / p, root))
             out.append(ok)
         return out
 
@@ -345,6 +345,15 @@ class ImageSimilaritySearch:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _links_in(folder: Path) -> set[str]:
+    """The names of the symbolic links in *folder* (none when it cannot be read)."""
+    try:
+        with os.scandir(folder) as entries:
+            return {e.name for e in entries if e.is_symlink()}
+    except OSError:
+        return set()
 
 
 def _build_encoder(settings: Settings, ident: identities.Identity):

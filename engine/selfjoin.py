@@ -253,6 +253,57 @@ def exact_blocks(
     return (*_concat(lefts, rights, scores), nearest, nearest_at)
 
 
+def rows_top_k(
+    units: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    accept: np.ndarray | None = None,
+    say: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For some *rows* of *units*: each one's *k* best other rows, and with *accept*
+    (one threshold per row of *units*), every other row that scores above its own
+    threshold with it. Returns pairs (row, other, score), unordered. What an update of
+    a candidate graph needs: the new pictures' nearest, and the old pictures a new one
+    now enters the first *k* of. A block of rows against every column at a time."""
+    say = say or (lambda _phase, _done: None)
+    cancel = cancel or threading.Event()
+    n = len(units)
+    k = min(k, max(n - 1, 0))
+    out_l, out_r, out_s = [], [], []
+    for lo in range(0, len(rows), BLOCK_ROWS):
+        if cancel.is_set():
+            raise JoinCancelled
+        rr = np.asarray(rows[lo : lo + BLOCK_ROWS], np.int64)
+        a = units[rr]
+        cur_v = np.full((len(rr), k), -np.inf, np.float32)
+        cur_c = np.full((len(rr), k), -1, np.int64)
+        for j in range(0, n, BLOCK_COLS):
+            s = a @ units[j : j + BLOCK_COLS].T
+            own = rr - j
+            mine = (own >= 0) & (own < s.shape[1])
+            s[np.flatnonzero(mine), own[mine]] = -np.inf
+            if k:
+                kk = min(k, s.shape[1])
+                part = np.argpartition(-s, kk - 1, axis=1)[:, :kk]
+                all_v = np.concatenate([cur_v, np.take_along_axis(s, part, 1)], axis=1)
+                all_c = np.concatenate([cur_c, part + j], axis=1)
+                pick = np.argpartition(-all_v, k - 1, axis=1)[:, :k]
+                cur_v = np.take_along_axis(all_v, pick, 1)
+                cur_c = np.take_along_axis(all_c, pick, 1)
+            if accept is not None:
+                r, c = np.nonzero(s > accept[None, j : j + s.shape[1]])
+                out_l.append(rr[r])
+                out_r.append(c + j)
+                out_s.append(s[r, c])
+        r, q = np.nonzero((cur_c >= 0) & np.isfinite(cur_v))
+        out_l.append(rr[r])
+        out_r.append(cur_c[r, q])
+        out_s.append(cur_v[r, q])
+        say("pairs", min(1.0, (lo + len(rr)) / max(1, len(rows))))
+    return _concat(out_l, out_r, out_s)
+
+
 def _merge_top(cur_v, cur_c, r, c, v, block, offset) -> tuple[np.ndarray, np.ndarray]:
     """Each row's best ``cur_v.shape[1]`` of its current ones and the new entries (row
     *r*, column *c*, score *v*, rows in order), laid side by side and partitioned. When

@@ -183,40 +183,59 @@ def test_leaks_json_csv_and_text(training: Path, test_split: Path, capsys):
 
 
 async def test_triage_screen_sections_and_moving_to_the_suggested_folder(
-    training: Path, test_split: Path, tmp_path: Path
+    training: Path, test_split: Path, tmp_path: Path, capsys
 ):
-    from test_app import SIZE, wait_for
-    from test_triage import open_triage
+    from test_app import SIZE
+    from test_triage import _after, open_triage
 
     from tui.app import create_app
 
     root = tmp_path / "train"
     shutil.copytree(training, root, ignore=shutil.ignore_patterns(".lookalike"))
-    app = create_app(root, against=str(test_split))
+    test = tmp_path / "test"
+    shutil.copytree(test_split, test, ignore=shutil.ignore_patterns(".lookalike"))
+    app = create_app(root, against=str(test))
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_triage(pilot)
-        kinds = [row[0].slot.kind for row in screen.rows]
-        assert "leak" in kinds and "mislabeled" in kinds and "unusable" in kinds
-        row = kinds.index("mislabeled")
-        while screen.row < row:
-            await pilot.press("down")
+        counts = {s.name: s.items for s in screen.rows.sections}
+        assert counts["leaks"] == 2 and counts["labels"] >= 1 and counts["unusable"] >= 1
+        await pilot.press("5")
         card = screen.current
         assert card.slot.path == "stripes/flipped.png" and card.slot.why == "dots"
-        assert [c.slot.kind for c in screen.rows[row][1:]] == ["neighbour"] * (
-            len(screen.rows[row]) - 1
+        assert [c.kind for c in screen.current_row().slots[1:]] == ["neighbour"] * (
+            len(screen.current_row().slots) - 1
         )
-        await pilot.press("l")
-        await wait_for(pilot, lambda: (root / "dots" / "flipped.png").exists())
+        await _after(pilot, screen, "l")
+        assert (root / "dots" / "flipped.png").exists()
         assert not (root / "stripes" / "flipped.png").exists()
-        await wait_for(pilot, lambda: screen.report is not None)
         assert not any(m.path.endswith("flipped.png") for m in screen.report.mislabeled)
-        await pilot.press("u")
-        await wait_for(pilot, lambda: (root / "stripes" / "flipped.png").exists())
+        await _after(pilot, screen, "u")
+        assert (root / "stripes" / "flipped.png").exists()
         assert not (root / "dots" / "flipped.png").exists()
         # an unusable picture can be marked and set aside like a copy
-        row = next(i for i, r in enumerate(screen.rows) if r[0].slot.kind == "unusable")
-        await wait_for(pilot, lambda: screen.report is not None)
-        row = next(i for i, r in enumerate(screen.rows) if r[0].slot.kind == "unusable")
-        screen.row, screen.col = row, 0
+        await pilot.press("6")
         await pilot.press("space")
-        assert app.triage_state.marks == {screen.rows[row][0].slot.path}
+        assert app.triage_state.session.marks == {screen.current.slot.path}
+        await pilot.press("space")
+        # a leak: its copy in the other folder is set aside there (and put back), or it
+        # is marked not a leak and never reported again
+        await pilot.press("4")
+        leak = screen.current.slot
+        assert leak.kind == "leak" and leak.base == test.resolve()
+        await pilot.press("space")
+        assert app.triage_state.session.test_marks == {leak.path}
+        await _after(pilot, screen, "m", "enter")
+        assert (test / ".lookalike" / "quarantine" / leak.path).exists()
+        assert not (test / leak.path).exists()
+        assert leak.path not in [x.other for x in screen.report.leaks]
+        await _after(pilot, screen, "u")
+        assert (test / leak.path).exists()
+        await pilot.press("4")
+        first = screen.current.slot.extra
+        await _after(pilot, screen, "n")
+        assert (first.path, first.other) not in [(x.path, x.other) for x in screen.report.leaks]
+    capsys.readouterr()
+    assert main(["triage", str(root), "--against", str(test), "--json"]) == 0
+    leaks = json.loads(capsys.readouterr().out)["leaks"]
+    assert (first.path, first.other) not in [(x["path"], x["other"]) for x in leaks]
+    assert len(leaks) == 1

@@ -291,9 +291,12 @@ def _verdicts(root: Path) -> list[bytes]:
 
 
 def _set_verdicts(root: Path, value) -> None:
+    """Every cached verdict crafted, and the candidate graph dropped: the next triage
+    reads the verdict cache."""
     db = sqlite3.connect(root / ".lookalike" / "index.sqlite")
     with db:
         db.execute("UPDATE verdicts SET verdict = ?", (value,))
+        db.execute("DELETE FROM blobs")
     db.close()
 
 

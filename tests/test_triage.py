@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -233,7 +234,21 @@ async def open_triage(pilot):
     return screen
 
 
-async def test_triage_screen(collection: Path):
+async def _after(pilot, screen, *keys: str):
+    """Press *keys* and wait for the report the last action gives back."""
+    from test_app import wait_for
+
+    before = screen.report
+    await pilot.press(*keys)
+    await wait_for(pilot, lambda: screen.report is not before)
+    await pilot.pause()
+
+
+def _groups_of(report) -> dict[str, list[str]]:
+    return {g.representative.path: sorted(m.path for m in g.members) for g in report.groups}
+
+
+async def test_triage_screen(collection: Path, capsys):
     from test_app import SIZE, wait_for
 
     from tui.app import create_app
@@ -244,80 +259,99 @@ async def test_triage_screen(collection: Path):
     app = create_app(collection)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_triage(pilot)
-        assert len(screen.rows) == 8 + 2  # eight groups, the outliers, the broken files
-        assert screen.rows[0][0].slot.kind == "keep"
+        rows = screen.rows
+        assert rows.section("copies").items == 8 and rows.section("broken").items == 1
+        assert screen.current.slot.kind == "keep"
         status = str(screen.query_one("#triage-status").render())
-        assert "8 groups" in status and "1 broken" in status
+        assert "8 groups" in status and "15 pictures could go" in status
+        bar = str(screen.query_one("#triage-sections").render())
+        assert "1 copies 8" in bar and "3 broken 1" in bar
         marks = lambda: str(screen.query_one("#triage-marks").render())  # noqa: E731
-        assert marks().startswith("0 marked")
+        assert marks().startswith("0 marked") and "threshold" in marks()
+        session = app.triage_state.session
         await pilot.press("space")  # the keeper cannot be set aside
-        assert not app.triage_state.marks
+        assert not session.marks
         await pilot.press("right", "space")
-        marked = sorted(app.triage_state.marks)
+        marked = sorted(session.marks)
         assert len(marked) == 1 and marked[0].startswith("copies/") and "1 marked" in marks()
-        # the broken file is reachable, and says why
-        for _ in range(12):
-            await pilot.press("down")
+        # every section is one key away; the broken file says why
+        await pilot.press("3")
         assert screen.current.slot.kind == "broken" and _seen(app, screen.current)
         assert "broken.png" in str(screen.query_one("#triage-why").render())
+        await pilot.press("home")
+        assert screen.row == 0 and screen.current.slot.kind == "keep"
+        await pilot.press("end")
+        assert screen.row == len(rows) - 1
+        await pilot.press("home", "pagedown")
+        assert screen.row == len(screen.views)
         # marks survive a trip to compare and to search
-        await pilot.press("up", "up", "right", "z")
+        screen.row, screen.col = 0, 1
+        screen._paint()
+        await pilot.press("z")
         assert isinstance(app.screen, CompareScreen) and app.screen.left == "keep"
         await pilot.press("escape")
-        assert app.screen is screen and sorted(app.triage_state.marks) == marked
+        assert app.screen is screen and sorted(session.marks) == marked
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.search_view.last_result is not None)
         assert not isinstance(app.screen, TriageScreen)
         await pilot.press("d")
         screen = app.screen
         await wait_for(pilot, lambda: screen.report is not None)
-        assert [c.slot.path for r in screen.rows for c in r if c.slot.marked] == marked
-        assert (screen.row, screen.col) == (7, 1)  # where the cursor was
+        assert (screen.row, screen.col) == (0, 1)  # where the cursor was
         # m shows the plan and asks once; escape moves nothing
         await pilot.press("m")
         assert isinstance(app.screen, ConfirmMove)
         assert "1 files would move" in str(app.screen.query_one("#confirm-plan").render())
         await pilot.press("escape")
         assert (collection / marked[0]).exists()
-        await pilot.press("m", "enter")
-        await wait_for(pilot, lambda: (collection / ".lookalike/quarantine" / marked[0]).exists())
-        assert not (collection / marked[0]).exists()
-        await wait_for(pilot, lambda: screen.report is not None)
-        assert screen.report.duplicates == 14 and not app.triage_state.marks
-        assert (screen.row, screen.col) == (7, 1)  # after m the cursor stays
-        await pilot.press("u")
-        await wait_for(pilot, lambda: (collection / marked[0]).exists())
-        await wait_for(pilot, lambda: screen.report is not None)
-        assert screen.report.duplicates == 15
-        # a toggles a group, A every group; the threshold changes from the screen
-        await pilot.press("home")
+        await _after(pilot, screen, "m", "enter")
+        assert (collection / ".lookalike/quarantine" / marked[0]).exists()
+        assert not (collection / marked[0]).exists() and not session.marks
+        assert screen.report.duplicates == 14  # the moved copy left its group at once
+        assert marked[0] not in str(_groups_of(screen.report))
+        await _after(pilot, screen, "u")
+        assert (collection / marked[0]).exists() and screen.report.duplicates == 15
+        # a toggles a group, A every group; the threshold steps from the rule's own
         screen.row, screen.col = 0, 0
+        screen._paint()
         await pilot.press("a")
-        assert len(app.triage_state.marks) == len(screen.rows[0]) - 1
+        assert len(session.marks) == len(screen.rows.row(0).slots) - 1
         await pilot.press("a")
-        assert not app.triage_state.marks
+        assert not session.marks
         await pilot.press("A")
-        assert len(app.triage_state.marks) == 15
+        assert len(session.marks) == 15
         await pilot.press("A")
-        assert not app.triage_state.marks
-        await pilot.press("plus")
-        await wait_for(pilot, lambda: screen.report and screen.report.threshold == 0.05)
-        assert "threshold 0.05" in marks()
-        await pilot.press("minus")
-        await wait_for(pilot, lambda: screen.report and screen.report.threshold == 0.0)
+        assert not session.marks
+        floor = screen.report.floor
+        assert f"threshold {floor:.2f}: every copy" in marks()
+        await _after(pilot, screen, "plus")
+        assert screen.report.threshold == round(floor + 0.05, 2)
+        assert f"threshold {floor + 0.05:.2f}: only copies" in marks()
+        await _after(pilot, screen, "minus")
+        assert screen.report.threshold == 0.0 and screen.report.duplicates == 15
         # k keeps the highlighted copy instead: its group is made again around it
-        screen.row, screen.col = 0, 0
-        await pilot.press("right")
+        screen.row, screen.col = 0, 1
+        screen._paint()
         chosen = screen.current.slot.path
-        await pilot.press("k")
-        await wait_for(pilot, lambda: screen.report and screen.report.prefer == frozenset({chosen}))
-        rep_row = screen.rows[screen.row]
-        assert rep_row[0].slot.path == chosen and rep_row[0].slot.kind == "keep"
+        await _after(pilot, screen, "k")
+        assert screen.current.slot.path == chosen and screen.current.slot.kind == "keep"
+        assert screen.current.slot.why == "you chose it"
+        # n: not a copy of its keeper: it leaves the group
+        await pilot.press("right")
+        other = screen.current.slot.path
+        await _after(pilot, screen, "n")
+        assert other not in _groups_of(screen.report).get(chosen, [])
         await pilot.press("down")
         second = screen.current.data.path
         await pilot.press("enter")  # search with the next group's keeper
         await wait_for(pilot, lambda: app.search_view.query_path == second)
         assert not isinstance(app.screen, TriageScreen)
+    # the keeper chosen is remembered: the command line keeps it too
+    capsys.readouterr()
+    assert main(["triage", str(collection), "--json", "--no-update"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    (group,) = [g for g in out["groups"] if g["representative"] == chosen]
+    assert group["kept_because"] == "you chose it"
 
 
 async def test_every_card_of_a_wide_group_can_be_seen(tmp_path: Path):
@@ -336,17 +370,105 @@ async def test_every_card_of_a_wide_group_can_be_seen(tmp_path: Path):
     app = create_app(root)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_triage(pilot)
-        row = screen.rows[0]
-        assert len(row) == 15
-        assert not _seen(app, row[-1])  # wider than the screen
+        slots = screen.rows.row(0).slots
+        assert len(slots) == 15
         for i in range(1, 15):
             await pilot.press("right")
             await pilot.pause()
-            assert screen.current is row[i] and _seen(app, row[i]), i
+            card = screen.current
+            assert card is not None and card.slot == slots[i] and _seen(app, card), i
         for _ in range(14):
             await pilot.press("left")
         await pilot.pause()
-        assert _seen(app, row[0])
+        assert screen.current.slot == slots[0] and _seen(app, screen.current)
+
+
+async def test_marks_are_remembered_and_new_pictures_come_in_by_themselves(
+    collection: Path, tmp_path: Path
+):
+    """Marks outlive the app; a picture copied in while the screen is open is triaged
+    alone once indexing ends, and the screen says so."""
+    import shutil
+
+    from test_app import SIZE, wait_for
+
+    from tui.app import create_app
+
+    app = create_app(collection)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_triage(pilot)
+        await pilot.press("right", "space")
+        marked = set(app.triage_state.session.marks)
+        await pilot.pause(0.3)
+    app = create_app(collection)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_triage(pilot)
+        assert app.triage_state.session.marks == marked
+        assert screen.current_row().slots[1].marked or screen.rows.row(0).slots[1].marked
+        shutil.copy(collection / "orig0.png", collection / "late-copy.png")
+        before = screen.report
+        await pilot.press("i")
+        await wait_for(pilot, lambda: screen.report is not before and "late-copy.png" in str(
+            _groups_of(screen.report)))  # fmt: skip
+        assert "refreshed" in str(screen.query_one("#triage-status").render())
+        assert "late-copy.png" in _groups_of(screen.report)["orig0.png"]
+
+
+async def test_moves_and_undo_while_indexing_lose_no_byte(collection: Path):
+    """Set a group aside and put it back while the app indexes new pictures: every file
+    is where it was, byte for byte, and the index holds every picture."""
+    from test_app import SIZE, wait_for
+
+    from tui.app import create_app
+
+    def tree() -> dict[str, bytes]:
+        return {
+            p.relative_to(collection).as_posix(): p.read_bytes()
+            for p in sorted(collection.rglob("*"))
+            if p.is_file() and ".lookalike" not in p.parts
+        }
+
+    class Slow:
+        """The real CNN, a tenth of a second slower per batch: the run lasts while the
+        files move."""
+
+        def __init__(self, real) -> None:
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def encode(self, batch):
+            time.sleep(0.1)
+            return self.real.encode(batch)
+
+    from engine.encoding import build_encoder
+
+    real = build_encoder(
+        128, "efficientnet-lite0", weights=None, device="cpu", precision="fp32", runtime="auto"
+    )
+    app = create_app(collection, batch_size=2, encoder=Slow(real))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_triage(pilot)
+        for i in range(60):
+            make_picture(collection / "later" / f"new{i:03d}.png", 700 + i)
+        before = tree()
+        await pilot.press("i")
+        await wait_for(pilot, lambda: app.indexing)
+        await pilot.press("a")
+        moving = sorted(app.triage_state.session.marks)
+        assert moving
+        await _after(pilot, screen, "m", "enter")
+        assert all(not (collection / p).exists() for p in moving)
+        assert app.indexing, "the move should have happened while indexing"
+        await _after(pilot, screen, "u")
+        await wait_for(pilot, lambda: not app.indexing, timeout=300)
+        await wait_for(pilot, lambda: all((collection / p).exists() for p in moving))
+        await wait_for(pilot, lambda: not app.indexing, timeout=300)
+        assert tree() == before
+    with ImageSimilaritySearch(collection) as search:
+        search.index()
+        assert search.count() == len([p for p in before if p != "broken.png"])
 
 
 def test_csv_cells_are_escaped_and_never_formulas(tmp_path: Path, capsys):

@@ -92,7 +92,7 @@ class LookalikeApp(App[int]):
         self._sent: set[int] = set()  # pictures whose pixels the terminal has
         self.keep_in = tuple(keep_in)  # kept folders for triage, relative to the folder
         self.against = against  # another folder whose copies of this one are leaks
-        self.triage_state: Any = None  # marks, keepers, the last report: kept between visits
+        self.triage_state: Any = None  # the triage session and the cursor, between visits
         self.search_view = SearchScreen(self.folder, self.settings.follow_links)
 
     # --- layout -------------------------------------------------------------------
@@ -224,7 +224,13 @@ class LookalikeApp(App[int]):
         self.index_progress = None
         self._failures = message.stats.failed
         if self.triage_state is not None and (message.stats.indexed or message.stats.removed):
-            self.triage_state.report = None  # the folder changed: triage again next time
+            # the folder changed: triage takes in the new pictures, now if it is on screen
+            self.triage_state.stale = True
+            from tui.screens.triage import TriageScreen
+
+            for screen in self.screen_stack:
+                if isinstance(screen, TriageScreen):
+                    screen.refresh_session()
         panel = self.search_view.panel
         panel.show_done(message.stats)
         if self.search_engine is not None:
@@ -245,6 +251,16 @@ class LookalikeApp(App[int]):
             view.set_status(
                 line(f"{message.stats.total} images indexed · enter on an image searches")
             )
+
+    def index_quietly(self) -> None:
+        """Bring the index up to date after files came back into the folder (an undo):
+        the run the app would make on ``i``, unless one is under way."""
+        if (
+            not self.indexing
+            and self.search_engine is not None
+            and not self.search_engine.store.shared
+        ):
+            self.action_reindex()
 
     def action_cancel_index(self) -> None:
         if self.indexing:

@@ -204,7 +204,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
 def _leaks(search, args: argparse.Namespace) -> list:
     """``--against TEST``: TEST's index (made with DIR's backbone and code settings, and
     brought up to date), and the pictures of it that copy one of DIR's."""
-    from engine.leaks import find_leaks, open_against
+    from engine.triage.leaks import find_leaks, open_against
 
     if not Path(args.against).is_dir():
         raise UsageError(not_found("not a folder", args.against))
@@ -214,8 +214,9 @@ def _leaks(search, args: argparse.Namespace) -> list:
     with test:
         if not args.no_update:
             _update_before_search(test)
+        not_leaks = {(p, os.fsdecode(v)) for p, v in search.store.choices("not-leak").items()}
         try:
-            return find_leaks(search, test)
+            return find_leaks(search, test, rejected=not_leaks)
         except ValueError as exc:
             raise Failure(f"cannot compare {args.dir} with {args.against}: {exc}") from None
 

@@ -184,6 +184,7 @@ def triage_json(report) -> dict:
 
     return {
         "threshold": report.threshold,
+        "rule_floor": report.floor,
         "keep_in": list(report.keep_in),
         "candidates": report.candidates,
         "verified": report.verified,
@@ -192,6 +193,7 @@ def triage_json(report) -> dict:
             {
                 "id": g.id,
                 **json_path(g.representative.path, "representative"),
+                "kept_because": g.kept_because,
                 "members": [member(m) for m in g.members],
             }
             for g in report.groups

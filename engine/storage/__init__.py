@@ -46,6 +46,13 @@ from engine.errors import (  # noqa: F401  (re-exported: where the store's error
 VERDICT_BYTES = 1024
 PATH_BYTES = 4096
 REJECTIONS_MAX = 1_000_000
+#: What a person chose in triage, kept in the index by kind: ``keep`` (the picture kept
+#: in its group; the value is its content digest: a changed file is chosen no more),
+#: ``mark`` (marked to set aside; value as for keep), ``not-leak`` (the value is the other
+#: folder's path that is no leak of this one).
+CHOICE_KINDS = ("keep", "mark", "not-leak")
+#: Named blobs a store keeps for triage (its candidate graph), at most this many bytes.
+BLOB_MAX = 1 << 30
 
 
 class Retry(Exception):
@@ -73,6 +80,18 @@ def checked_pairs(pairs) -> set[tuple[str, str]]:
     for a, b in pairs:
         if a != b and check_relpath(a) is None and check_relpath(b) is None:
             out.add((a, b) if a < b else (b, a))
+    return out
+
+
+def checked_choices(rows) -> dict[str, bytes]:
+    """Chosen (path, value) rows as stored, keeping only paths inside the folder and
+    values of at most PATH_BYTES bytes."""
+    from engine.names import check_relpath
+
+    out = {}
+    for path, value in rows:
+        if isinstance(value, bytes) and len(value) <= PATH_BYTES and check_relpath(path) is None:
+            out[path] = value
     return out
 
 
@@ -314,6 +333,14 @@ class Store(Protocol):
     def rejections(self) -> set[tuple[str, str]]: ...
     def reject(self, a: str, b: str) -> None: ...
     def forget_rejections(self) -> int: ...
+    def choices(self, kind: str) -> dict[str, bytes]:
+        """What was chosen of *kind* (:data:`CHOICE_KINDS`): path -> value, rows of any
+        other shape left out."""
+        ...
+
+    def set_choices(self, kind: str, add: dict[str, bytes], remove: list[str] = ()) -> None: ...
+    def get_blob(self, name: str) -> bytes | None: ...
+    def put_blob(self, name: str, data: bytes) -> None: ...
     def sweep(self) -> None: ...
     def clear(self) -> None: ...
     def close(self) -> None: ...

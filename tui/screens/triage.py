@@ -1,60 +1,60 @@
-"""The triage screen: groups of copies side by side, outliers, broken files.
+"""The triage screen: a live session over every group, outlier, broken file, leak, wrong
+label and unusable picture, whatever their number.
 
-Each row is a group: its keeper first, then its copies, most similar first, as pixel
-art with their scores; identical copies are marked ``=``, copies under a kept folder
-``kept``. Rows scroll sideways, so every card of a wide group can be reached and is in
-view when highlighted. Below come the outliers and the files that could not be read,
-reachable the same way. The line under the header says why the highlighted picture was
-grouped, and the next one how many files are marked and the threshold.
+Rows come in sections (copies, outliers, broken, leaks, wrong labels, unusable); the
+bar under the header counts each, and ``1``-``6`` (or ``tab``) jump between them. A
+group's row shows its keeper first (and the rule that chose it), then its copies, most
+similar first; ``←``/``→`` walk along a row, ``↑``/``↓``, ``PageUp``/``PageDown``,
+``Home``/``End`` between rows. Only the rows in view exist as widgets: moving rebinds
+them, and their thumbnails are drawn by a worker as soon as they are in view.
 
-``space`` marks a copy, ``a`` a whole group, ``A`` every group; ``k`` keeps the
-highlighted picture instead (the group is made again around it); ``+``/``-`` change the
-threshold and regroup; ``z`` compares a copy with its keeper; ``m`` shows the plan (how
-many files leave each folder) and moves them, once confirmed, into
-``ROOT/.lookalike/quarantine/`` with a record; ``u`` puts the last move back. Marks,
-keepers, the threshold and the last report live in :class:`TriageState`, which the app
-keeps, so a trip to search or compare and back loses nothing. Triage, regrouping, moves
-and thumbnails run in workers; the screen only lays out what they send.
+Every action goes to the engine's session (:class:`engine.triage.TriageSession`) in a
+worker and comes back as a report the screen lays out: marks and keepers are written to
+the index as they are made; ``m`` moves the marked (this folder's copies, wrong labels
+and unusable pictures, and the other folder's leaked copies) with progress, and the
+moved pictures leave their groups at once; ``u`` puts the last move back; ``k`` keeps
+another picture; ``n`` says a pair is no copy, or a leak none; ``+``/``-`` step the
+threshold from the copy rule's own. When the index changes (indexing ends, ``i``), only
+the new pictures are triaged and the screen says so.
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
-from textual.containers import HorizontalScroll, Vertical, VerticalScroll
+from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from engine import quarantine
+from engine.names import printable
 from tui import keys
 from tui.layout import COMPACT, Tier
 from tui.screens.confirm import ConfirmMove
-from tui.text import NEWLINE, line, plain
+from tui.text import line, plain
 from tui.widgets.results import CardData
-from tui.widgets.triage_card import COMPARED, Slot, TriageCard, TriageState
+from tui.widgets.triage_card import COMPARED, TriageCard, TriageState
+from tui.widgets.triage_rows import Row, Rows, RowView
 
 if TYPE_CHECKING:
     from engine.triage import TriageReport
 
-#: Groups drawn at most (the command line lists them all).
-MAX_GROUPS = 100
 #: How far ``+`` and ``-`` move the threshold.
 THRESHOLD_STEP = 0.05
 
 
 class TriageReady(Message):
-    def __init__(self, report: TriageReport, cursor: tuple[int, int] | str | None = None) -> None:
+    """A report to lay out, the cursor's place (a path, a (row, col), or None: where it
+    was), and a line saying what happened (shown in the status)."""
+
+    def __init__(self, report: TriageReport, cursor=None, said: str = "") -> None:
         super().__init__()
-        self.report = report
-        self.cursor = cursor  # where to put the cursor: a place, a path, or where it was
+        self.report, self.cursor, self.said = report, cursor, said
 
 
 class TriageProgress(Message):
@@ -64,7 +64,7 @@ class TriageProgress(Message):
 
 
 class TriageScreen(Screen[None]):
-    """Near-duplicates, outliers and broken files of the app's folder."""
+    """See the module's notes."""
 
     BINDINGS = keys.bindings("triage")
     HELP_PLACES = ("triage",)
@@ -74,287 +74,371 @@ class TriageScreen(Screen[None]):
         self.search = search
         self.state = state or TriageState()
         self.tier = tier
-        self.rows: list[list[TriageCard]] = []
-        self.group_of_row: list[int | None] = []  # the group's index, None for other rows
-        self.row, self.col = 0, 0
+        self.rows: Rows | None = None
         self.report: TriageReport | None = None
+        self.row, self.col = 0, 0
+        self.top = 0  # the first row in view
+        self.views: list[RowView] = []
         self._cancel = threading.Event()
+        self._thumb_gen = 0
+        self._said = ""
+
+    # --- layout ---------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         with Vertical(id="triage-head"):
             yield Static(line(("finding copies…", "dim")), id="triage-status")
             yield ProgressBar(total=1.0, show_eta=False, id="triage-bar")
+            yield Static("", id="triage-sections")
             yield Static("", id="triage-why")
             yield Static("", id="triage-marks")
-        rows = VerticalScroll(id="triage-rows")
-        rows.can_focus = False  # the arrows move the cursor, not the scroll
-        yield rows
+        yield Vertical(id="triage-rows")
         yield Footer()
+
+    @property
+    def session(self):
+        return self.state.session
 
     def on_mount(self) -> None:
         self.query_one("#triage-rows").border_title = "triage"
         self._show_marks()
-        if self.state.report is not None:
-            self.post_message(TriageReady(self.state.report, self.state.cursor))
+        session = self.session
+        if session is not None and session.report is not None and not self.state.stale:
+            self.post_message(TriageReady(session.report, self.state.cursor))
         else:
-            self.run_triage()
+            self.open_session()
 
     def on_unmount(self) -> None:
         self._cancel.set()
         self.state.cursor = (self.row, self.col)
 
-    # --- work ---------------------------------------------------------------------------
+    def _per_row(self) -> int:
+        """Cards a row shows at this width."""
+        width = self.query_one("#triage-rows").size.width or self.app.size.width
+        return max(1, (width - 2) // self.tier.card_width)
+
+    def _views_wanted(self) -> int:
+        """Rows in view at this height: a label and a card each."""
+        height = self.query_one("#triage-rows").size.height or 10
+        card = self.tier.thumb[1] + 4  # border, score, name
+        return max(1, (height - 2) // (card + 1))
+
+    async def _fit_views(self) -> None:
+        want, per_row = self._views_wanted(), self._per_row()
+        box = self.query_one("#triage-rows", Vertical)
+        while len(self.views) > want:
+            await self.views.pop().remove()
+        new = [RowView(self.search.root, self.tier) for _ in range(want - len(self.views))]
+        if new:
+            self.views += new
+            await box.mount_all(new)
+        for v in self.views:
+            await v.fit(per_row)
+
+    async def on_resize(self, _event: events.Resize) -> None:
+        if self.rows is not None:
+            await self._fit_views()
+            self._paint()
+
+    # --- work -----------------------------------------------------------------------------
+
+    def _progress(self, phase: str, done: float) -> None:
+        self.post_message(TriageProgress(phase, done))
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
-    def run_triage(self, cursor: tuple[int, int] | str | None = None) -> None:
-        from engine.triage import triage
+    def open_session(self) -> None:
+        """Open the session (the first visit), or bring it up to the index."""
+        from engine.triage import TriageSession
 
-        report = triage(
-            self.search,
-            self.state.threshold,
-            on_progress=lambda phase, done: self.post_message(TriageProgress(phase, done)),
-            cancel=self._cancel,
-            keep_in=self.state.keep_in,
-            prefer=frozenset(self.state.prefer),
+        state = self.state
+        fresh = state.session is None
+        if fresh:
+            state.session = TriageSession(self.search, keep_in=state.keep_in, against=state.against)
+            said = ""
+        else:
+            said = "the index changed: only the new pictures were triaged"
+        before = state.session.report.images if state.session.report else 0
+        report = state.session.refresh(self._progress, self._cancel)
+        state.stale = False
+        if not fresh and report.images != before:
+            said = f"refreshed: {report.images - before:+d} pictures since the last look"
+        self.post_message(TriageReady(report, state.cursor, said))
+
+    def refresh_session(self) -> None:
+        """The index changed (indexing ended, ``i``): triage the new pictures."""
+        self.query_one("#triage-status", Static).update(
+            line(("the index changed: triaging the new pictures…", "dim"))
         )
-        if self.state.against:
-            from engine.leaks import find_leaks, open_against
-            from engine.storage import IndexBusy
+        self.open_session()
 
-            def indexing(p) -> None:
-                self.post_message(
-                    TriageProgress("indexing the other folder", p.done / max(1, p.total))
-                )
+    def _act(self, what, cursor=None, said: str = "") -> None:
+        """Run session action *what* (returns a report) in a worker; lay out its report."""
+        self._run_action(what, cursor, said)
 
-            with open_against(self.search, self.state.against) as test:
-                with contextlib.suppress(IndexBusy):
-                    test.index(on_progress=indexing, cancel=self._cancel)
-                report.leaks = find_leaks(
-                    self.search,
-                    test,
-                    on_progress=lambda phase, done: self.post_message(TriageProgress(phase, done)),
-                    cancel=self._cancel,
-                )
-        self.post_message(TriageReady(report, cursor))
-
-    @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
-    def regroup(self, cursor: tuple[int, int] | str | None = None) -> None:
-        from engine.triage import regroup
-
-        report = self.report or self.state.report
-        if report is None:
-            return
-        new = regroup(report, self.state.threshold, prefer=frozenset(self.state.prefer))
-        self.post_message(TriageReady(new, cursor))
+    @work(thread=True, group="triage-action", exit_on_error=False)
+    def _run_action(self, what, cursor, said: str) -> None:
+        session = self.session
+        with session.lock:
+            report = what(session)
+        self.post_message(TriageReady(report, cursor, said))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A triage that failed (a damaged index, say) says so where the groups would be;
-        the app also shows it as a notification."""
-        if event.state == WorkerState.ERROR and event.worker.group == "triage":
+        """A triage or an action that failed says so in the status line (the app also
+        shows it as a notification)."""
+        if event.state == WorkerState.ERROR and event.worker.group.startswith("triage"):
             error = event.worker.error
             self.query_one("#triage-status", Static).update(
                 line(("triage failed", "bold red"), ": ", str(error) or type(error).__name__)
             )
+            self.query_one("#triage-bar", ProgressBar).display = False
 
     def on_triage_progress(self, message: TriageProgress) -> None:
-        self.query_one("#triage-bar", ProgressBar).update(progress=message.done)
-        self.query_one("#triage-status", Static).update(
-            line(("finding copies: ", "dim"), message.phase)
-        )
+        bar = self.query_one("#triage-bar", ProgressBar)
+        bar.display = True
+        bar.update(progress=message.done)
+        self.query_one("#triage-status", Static).update(line(("triage: ", "dim"), message.phase))
 
     async def on_triage_ready(self, message: TriageReady) -> None:
         report = message.report
-        self.state.report = report
-        self.query_one("#triage-bar", ProgressBar).update(progress=1.0)
-        shown = f" (the first {MAX_GROUPS} shown)" if len(report.groups) > MAX_GROUPS else ""
+        self.query_one("#triage-bar", ProgressBar).display = False
+        self.report = report
+        session = self.session
+        test_root = Path(self.state.against).resolve() if self.state.against else None
+        self.rows = Rows(report, session.marks, session.test_marks, test_root)
+        if message.said:
+            self._said = message.said
+        self._show_status()
+        await self._fit_views()
+        self._place(message.cursor)
+        self._paint()
+
+    def _show_status(self) -> None:
+        report = self.report
         parts: list = [
             (f"{len(report.groups)} groups", "bold"),
-            f" of copies{shown}: {report.duplicates} images could go · ",
-            (f"{len(report.outliers)} outliers", "bold"),
-            " · ",
-            (f"{len(report.broken)} broken", "bold red" if report.broken else "bold"),
+            f" of copies: {report.duplicates} pictures could go, of {report.images}",
         ]
-        for n, what in (
-            (len(report.leaks), "leaks"),
-            (len(report.mislabeled), "wrong labels?"),
-            (len(report.unusable), "unusable"),
-        ):
-            if n:
-                parts += [" · ", (f"{n} {what}", "bold")]
-        progress = self.app.index_progress
-        if self.app.indexing and progress is not None:
+        app = self.app
+        progress = getattr(app, "index_progress", None)
+        if getattr(app, "indexing", False) and progress is not None:
             parts += [
-                NEWLINE,
+                " · ",
                 (
-                    f"the index is still being built ({progress.done} of {progress.total} new"
-                    " pictures encoded): these groups cover what is indexed so far",
+                    f"indexing ({progress.done} of {progress.total} new pictures): triage"
+                    " refreshes by itself when it ends",
                     "yellow",
                 ),
             ]
+        elif self._said:
+            parts += [" · ", (self._said, "green")]
         self.query_one("#triage-status", Static).update(line(*parts))
-        cursor = message.cursor if message.cursor is not None else (self.row, self.col)
-        await self._layout(report, cursor)
-        self.report = report  # last: the rows on screen are this report's
-        self._show_marks()
 
-    async def _layout(self, report: TriageReport, cursor: tuple[int, int] | str) -> None:
-        box = self.query_one("#triage-rows", VerticalScroll)
-        await box.remove_children()
-        self.rows, self.group_of_row = [], []
-        widgets = []
-        root = self.search.root
-        marks = self.state.marks
+    # --- the cursor and the view -------------------------------------------------------------
 
-        def add_row(label: Text, slots: list[Slot], group: int | None) -> None:
-            cards = [TriageCard(s, root, self.tier) for s in slots]
-            self.rows.append(cards)
-            self.group_of_row.append(group)
-            widgets.append(Static(label, classes="triage-label"))
-            row = HorizontalScroll(*cards, classes="triage-row")
-            row.can_focus = False
-            widgets.append(row)
-
-        for i, g in enumerate(report.groups[:MAX_GROUPS]):
-            slots = [Slot(g.representative.path, "keep", 1.0)]
-            for m in g.members:
-                movable = not m.kept
-                slots.append(
-                    Slot(
-                        m.path,
-                        "duplicate",
-                        m.score,
-                        m.identical,
-                        marked=movable and m.path in marks,
-                        why=m.why,
-                        kept=m.kept,
-                    )
-                )
-            wide = f" · {len(slots)} pictures, ←/→ to see all" if len(slots) > 4 else ""
-            add_row(line((f"group {g.id}", "bold"), (wide, "dim")), slots, i)
-        if report.outliers:
-            slots = [Slot(o.path, "outlier", o.score, why=o.neighbour) for o in report.outliers]
-            add_row(line(("outliers: least like anything else", "bold")), slots, None)
-        if report.broken:
-            slots = [Slot(b.path, "broken", 0.0, why=b.reason) for b in report.broken]
-            add_row(line((f"{len(slots)} broken files", "bold red")), slots, None)
-        test = Path(self.state.against).resolve() if self.state.against else None
-        for x in report.leaks[:MAX_GROUPS]:
-            slots = [
-                Slot(x.other, "leak", x.score, x.identical, why=x.why, base=test),
-                Slot(x.path, "source", x.score),
-            ]
-            add_row(
-                line(("leak: ", "bold red"), plain(x.other), " copies ", plain(x.path)), slots, None
-            )
-        for m in report.mislabeled[:MAX_GROUPS]:
-            slots = [
-                Slot(m.path, "mislabeled", m.confidence, marked=m.path in marks, why=m.suggested)
-            ]
-            slots += [Slot(n, "neighbour", 0.0) for n in m.neighbours]
-            label = line(
-                ("filed under ", "dim"), plain(m.folder), ("; its neighbours say ", "dim"),
-                plain(m.suggested), (" · l moves it there", "dim"),
-            )  # fmt: skip
-            add_row(label, slots, None)
-        if report.unusable:
-            slots = [
-                Slot(u.path, "unusable", 0.0, marked=u.path in marks, why=" ".join(u.flags))
-                for u in report.unusable
-            ]
-            add_row(line((f"{len(slots)} pictures hard to learn from", "bold")), slots, None)
-        if not widgets:
-            widgets.append(Static("no copies, outliers or broken files", classes="triage-label"))
-        await box.mount_all(widgets)
-        # a mark holds only while its picture may still be set aside (not a keeper now)
-        movable = {c.slot.path for row in self.rows for c in row if c.slot.movable}
-        self.state.marks &= movable
-        self.row, self.col = self._place(cursor)
-        self._paint()
-        self.load_thumbs([c for row in self.rows for c in row if c.slot.kind != "broken"])
-
-    def _place(self, cursor: tuple[int, int] | str) -> tuple[int, int]:
-        """The cursor's row and column: the card of a path, or a place kept in range."""
-        if isinstance(cursor, str):
-            for r, cards in enumerate(self.rows):
-                for c, card in enumerate(cards):
-                    if card.slot.path == cursor:
-                        return r, c
+    def _place(self, cursor) -> None:
+        """Put the cursor on a path (its card), or a place kept in range."""
+        if isinstance(cursor, str) and self.rows is not None:
+            found = self.rows.find(cursor)
+            cursor = found if found is not None else (self.row, self.col)
+        if cursor is None:
             cursor = (self.row, self.col)
-        if not self.rows:
-            return 0, 0
-        r = min(max(cursor[0], 0), len(self.rows) - 1)
-        return r, min(max(cursor[1], 0), len(self.rows[r]) - 1)
+        n = len(self.rows) if self.rows is not None else 0
+        self.row = min(max(cursor[0], 0), max(n - 1, 0))
+        slots = self._slots(self.row)
+        self.col = min(max(cursor[1], 0), max(len(slots) - 1, 0))
 
-    @work(thread=True, exclusive=True, group="triage-thumbs", exit_on_error=False)
-    def load_thumbs(self, cards: list[TriageCard]) -> None:
-        thumbs = self.app.thumbs
-        for card in cards:
-            if self._cancel.is_set():
-                return
-            thumb = thumbs.get(card.data.path, *self.tier.thumb)
-            self.app.call_from_thread(self.app.present, thumb)
-            self.app.call_from_thread(card.show_thumb, thumb)
-
-    # --- moving around ------------------------------------------------------------------
+    def _slots(self, i: int) -> list:
+        if self.rows is None or not 0 <= i < len(self.rows):
+            return []
+        return self.rows.row(i).slots
 
     @property
     def current(self) -> TriageCard | None:
-        if 0 <= self.row < len(self.rows) and self.rows[self.row]:
-            return self.rows[self.row][min(self.col, len(self.rows[self.row]) - 1)]
+        """The card under the cursor (None: no rows)."""
+        for v in self.views:
+            if v.row is not None and self._view_index(v) == self.row:
+                return v.card_at(self.col)
         return None
 
+    def _view_index(self, view: RowView) -> int:
+        return self.top + self.views.index(view)
+
+    def current_row(self) -> Row | None:
+        if self.rows is None or not len(self.rows):
+            return None
+        return self.rows.row(self.row)
+
     def _paint(self) -> None:
-        for r, cards in enumerate(self.rows):
-            for c, card in enumerate(cards):
-                card.set_class(r == self.row and c == min(self.col, len(cards) - 1), "-cursor")
+        """Bind the row widgets to the rows in view, mark the cursor, and start drawing
+        the thumbnails in view."""
+        rows = self.rows
+        if rows is None:
+            return
+        count = len(self.views)
+        if self.row < self.top:
+            self.top = self.row
+        elif self.row >= self.top + count:
+            self.top = self.row - count + 1
+        self.top = max(0, min(self.top, max(len(rows) - count, 0)))
+        per_row = self._per_row()
+        for k, view in enumerate(self.views):
+            i = self.top + k
+            if i >= len(rows):
+                view.bind(None, 0)
+                continue
+            row = rows.row(i)
+            first = 0
+            if i == self.row and self.col >= per_row:
+                first = self.col - per_row + 1
+            view.bind(row, first)
+            for card in view.cards:
+                card.set_class(False, "-cursor")
         card = self.current
         if card is not None:
-            card.scroll_visible(animate=False, immediate=True)
+            card.set_class(True, "-cursor")
+        self._show_sections()
+        self._show_why(card)
+        self._show_marks()
+        self._draw_thumbs()
+
+    def _draw_thumbs(self) -> None:
+        """Thumbnails of the cards in view: those drawn before at once, the rest by a
+        worker (the newest request wins: a fast scroll never waits for a keypress)."""
+        self._thumb_gen += 1
+        thumbs = self.app.thumbs
+        todo = []
+        for view in self.views:
+            for card in view.cards:
+                if not card.display or card.slot.kind == "broken" or not card.slot.path:
+                    continue
+                have = thumbs.peek(card.data.path, *self.tier.thumb)
+                if have is not None:
+                    card.show_thumb(have)
+                else:
+                    todo.append((card, card.data.path))
+        if todo:
+            self.load_thumbs(todo, self._thumb_gen)
+
+    @work(thread=True, exclusive=True, group="triage-thumbs", exit_on_error=False)
+    def load_thumbs(self, todo: list, gen: int) -> None:
+        thumbs = self.app.thumbs
+        for card, path in todo:
+            if self._cancel.is_set() or gen != self._thumb_gen:
+                return
+            thumb = thumbs.get(path, *self.tier.thumb)
+            self.app.call_from_thread(self._show_thumb, card, path, thumb, gen)
+
+    def _show_thumb(self, card: TriageCard, path, thumb, gen: int) -> None:
+        if gen == self._thumb_gen and card.data.path == path:
+            self.app.present(thumb)
+            card.show_thumb(thumb)
+
+    def _show_sections(self) -> None:
+        rows = self.rows
+        here = rows.section_of(self.row).name if len(rows) else ""
+        parts: list = []
+        for n, s in enumerate(rows.sections, 1):
+            style = "reverse bold" if s.name == here else ("bold" if s.items else "dim")
+            parts += [(f" {n} {s.title} {s.items} ", style), " "]
+        self.query_one("#triage-sections", Static).update(line(*parts))
+
+    def _show_why(self, card: TriageCard | None) -> None:
         why = self.query_one("#triage-why", Static)
         if card is None:
-            why.update("")
-        elif card.slot.kind == "duplicate":
-            kept = " · under a kept folder: never moved" if card.slot.kept else ""
-            why.update(line(plain(card.slot.path), ": ", card.slot.why, (kept, "green")))
-        elif card.slot.kind == "outlier":
-            why.update(line(plain(card.slot.path), (" · nearest: ", "dim"), plain(card.slot.why)))
-        elif card.slot.kind == "broken":
-            why.update(line(plain(card.slot.path), ": ", (card.slot.why, "red")))
-        elif card.slot.kind == "leak":
-            why.update(line(plain(card.data.path), ": ", card.slot.why))
-        elif card.slot.kind == "mislabeled":
+            empty = self.rows is not None and not len(self.rows)
+            why.update(line(("no copies, outliers or broken files", "dim")) if empty else "")
+            return
+        s = card.slot
+        if s.kind == "keep":
+            why.update(line(plain(s.path), (" · kept: ", "dim"), (s.why, "green")))
+        elif s.kind == "duplicate":
+            kept = " · under a kept folder: never moved" if s.kept else ""
+            keeper = self.current_row().slots[0]
             why.update(
-                line(plain(card.slot.path), ": its neighbours say ", plain(card.slot.why),
-                     f" (confidence {card.slot.score:.2f}) · l moves it there")
+                line(plain(s.path), ": ", s.why, (kept, "green"),
+                     (f" · copy of {printable(keeper.path)} (kept: {keeper.why})", "dim"))
             )  # fmt: skip
-        elif card.slot.kind == "unusable":
-            why.update(line(plain(card.slot.path), ": ", (card.slot.why, "red")))
+        elif s.kind == "outlier":
+            why.update(line(plain(s.path), (" · nearest: ", "dim"), plain(s.why)))
+        elif s.kind in ("broken", "unusable"):
+            why.update(line(plain(s.path), ": ", (s.why, "red")))
+        elif s.kind == "leak":
+            why.update(line(plain(s.path), " (the other folder): ", s.why))
+        elif s.kind == "mislabeled":
+            why.update(
+                line(plain(s.path), ": its neighbours say ", plain(s.why),
+                     f" (confidence {s.score:.2f}) · l moves it there")
+            )  # fmt: skip
+        elif s.kind == "neighbour":
+            why.update(line(plain(s.path), (" · one of its nearest neighbours", "dim")))
         else:
-            why.update(line(plain(card.slot.path), (" · kept in this group", "dim")))
+            why.update(line(plain(s.path), (" · the original in this folder", "dim")))
 
     def _show_marks(self) -> None:
-        n = len(self.state.marks)
-        self.query_one("#triage-marks", Static).update(
-            line(
-                (f"{n} marked", "bold yellow" if n else "bold"),
-                (" · m moves them" if n else " · space marks, a a group, A all", "dim"),
-                (f" · threshold {self.state.threshold:.2f} (+/-)", "dim"),
-            )
-        )
+        session = self.session
+        n = len(session.marks) + len(session.test_marks) if session is not None else 0
+        parts: list = [
+            (f"{n} marked", "bold yellow" if n else "bold"),
+            (" · m moves them · " if n else " · space marks, a a group, A all · ", "dim"),
+        ]
+        report = self.report
+        if report is not None:
+            if session.threshold is None:
+                parts.append(
+                    (f"threshold {report.floor:.2f}: every copy the rule finds (+/- to group"
+                     " only closer pairs)", "dim")
+                )  # fmt: skip
+            else:
+                parts.append(
+                    (f"threshold {report.threshold:.2f}: only copies at least this visually"
+                     " similar (+/-)", "dim")
+                )  # fmt: skip
+        self.query_one("#triage-marks", Static).update(line(*parts))
+
+    # --- moving around ---------------------------------------------------------------------
 
     def action_move(self, dx: int, dy: int) -> None:
-        if not self.rows:
+        if not self.rows or not len(self.rows):
             return
-        self.row = min(max(self.row + dy, 0), len(self.rows) - 1)
-        self.col = 0 if dy else min(max(self.col + dx, 0), len(self.rows[self.row]) - 1)
+        if dy:
+            self.row = min(max(self.row + dy, 0), len(self.rows) - 1)
+            self.col = 0
+        else:
+            self.col = min(max(self.col + dx, 0), len(self._slots(self.row)) - 1)
         self._paint()
 
-    # --- marking ------------------------------------------------------------------------
+    def _jump(self, row: int) -> None:
+        """Put the cursor on *row*, shown at the top of the view."""
+        self.row, self.col = min(max(row, 0), len(self.rows) - 1), 0
+        self.top = self.row
+        self._paint()
 
-    def _set_mark(self, card: TriageCard, on: bool) -> None:
-        card.slot.marked = on
-        (self.state.marks.add if on else self.state.marks.discard)(card.slot.path)
-        card.refresh_label()
+    def action_page(self, direction: int) -> None:
+        if self.rows and len(self.rows):
+            self._jump(self.row + direction * max(1, len(self.views)))
+
+    def action_edge(self, end: bool) -> None:
+        if self.rows and len(self.rows):
+            self._jump(len(self.rows) - 1 if end else 0)
+
+    def action_section(self, number: int) -> None:
+        """Jump to section *number* (1-6); 0 the next one with rows, -1 the previous."""
+        rows = self.rows
+        if not rows or not len(rows):
+            return
+        filled = [s for s in rows.sections if s.rows]
+        here = rows.section_of(self.row)
+        if number > 0:
+            s = rows.sections[number - 1]
+            if not s.rows:
+                self.notify(f"no {s.title.rstrip('?')} here")
+                return
+        else:
+            at = filled.index(here) if here in filled else 0
+            s = filled[(at + (1 if number == 0 else -1)) % len(filled)]
+        self._jump(s.start)
+
+    # --- marking ----------------------------------------------------------------------------
 
     def action_mark(self) -> None:
         card = self.current
@@ -362,109 +446,180 @@ class TriageScreen(Screen[None]):
             why = (
                 "it is under a kept folder"
                 if card and card.slot.kept
-                else "only copies, wrong labels and unusable pictures of this folder can be"
+                else "the keeper, a neighbour or an original stays: mark a copy"
             )
-            self.app.notify(f"not marked: {why}")
+            self.notify(f"not marked: {why}")
             return
-        self._set_mark(card, not card.slot.marked)
+        self._set_marks([card.slot], not card.slot.marked)
+
+    def _set_marks(self, slots: list, on: bool) -> None:
+        """Mark or unmark *slots* now on screen; the session writes them to the index in
+        a worker."""
+        here = [s for s in slots if not s.test]
+        there = [s for s in slots if s.test]
+        session = self.session
+        for s in slots:
+            s.marked = on
+        (session.marks.update if on else session.marks.difference_update)(s.path for s in here)
+        (session.test_marks.update if on else session.test_marks.difference_update)(
+            s.path for s in there
+        )
+        self._remember_marks([s.path for s in here], [s.path for s in there], on)
+        for view in self.views:
+            for card in view.cards:
+                if card.display and card.slot in slots:
+                    card.refresh_label()
         self._show_marks()
 
-    def _toggle(self, rows: list[list[TriageCard]]) -> None:
-        cards = [c for cards in rows for c in cards if c.slot.movable]
-        on = not all(c.slot.marked for c in cards)
-        for card in cards:
-            self._set_mark(card, on)
-        self._show_marks()
+    @work(thread=True, group="triage-marks", exit_on_error=False)
+    def _remember_marks(self, here: list[str], there: list[str], on: bool) -> None:
+        session = self.session
+        with session.lock:
+            if here:
+                session.mark(here, on)
+            if there:
+                session.mark(there, on, test=True)
+
+    def _movable_of(self, rows: list[Row]) -> list:
+        return [s for row in rows for s in row.slots if s.movable]
 
     def action_mark_group(self) -> None:
-        if self.current is not None and self.group_of_row[self.row] is not None:
-            self._toggle([self.rows[self.row]])
+        row = self.current_row()
+        if row is None:
+            return
+        slots = self._movable_of([row])
+        if slots:
+            self._set_marks(slots, not all(s.marked for s in slots))
 
     def action_mark_all(self) -> None:
-        self._toggle([r for r, g in zip(self.rows, self.group_of_row) if g is not None])
+        """Every copy of every group (not the keepers, not kept copies)."""
+        report = self.report
+        if report is None:
+            return
+        paths = report.movable()
+        session = self.session
+        on = not set(paths) <= session.marks
+        (session.marks.update if on else session.marks.difference_update)(paths)
+        self._remember_marks(paths, [], on)
+        self.rows = Rows(report, session.marks, session.test_marks, self.rows.test_root)
+        self._paint()
 
-    # --- deciding -----------------------------------------------------------------------
+    # --- deciding ----------------------------------------------------------------------------
 
-    def _group_card(self, what: str, kinds=("keep", "duplicate")) -> TriageCard | None:
+    def _group_card(self, what: str) -> TriageCard | None:
         card = self.current
-        if card is None or card.slot.kind not in kinds:
-            self.app.notify(f"{what} applies to a picture of a group")
+        if card is None or card.slot.kind not in ("keep", "duplicate"):
+            self.notify(f"{what} applies to a picture of a group of copies")
             return None
         return card
 
     def action_keep(self) -> None:
         card = self._group_card("k")
-        if card is None or card.slot.kind == "keep" or self.report is None:
+        if card is None or card.slot.kind == "keep":
             return
-        group = self.rows[self.row]
-        for other in group:
-            self.state.prefer.discard(other.slot.path)
-        self.state.prefer.add(card.slot.path)
-        self.state.marks.discard(card.slot.path)
-        self.regroup(card.slot.path)
+        path = card.slot.path
+        self._act(lambda s: s.keep(path), path, f"keeping {printable(path)} (remembered)")
 
-    def action_threshold(self, step: float) -> None:
-        new = round(min(max(self.state.threshold + step * THRESHOLD_STEP, 0.0), 1.0), 2)
-        if new == self.state.threshold or self.report is None:
+    def action_threshold(self, step: int) -> None:
+        session, report = self.session, self.report
+        if session is None or report is None:
             return
-        self.state.threshold = new
-        self._show_marks()
+        now = report.floor if session.threshold is None else session.threshold
+        new = round(min(max(now + step * THRESHOLD_STEP, 0.0), 1.0), 2)
+        value = None if new <= report.floor else new
+        if value == session.threshold:
+            return
         card = self.current
-        self.regroup(card.slot.path if card is not None else None)
+        cursor = card.slot.path if card is not None else None
+        self._act(lambda s: s.set_threshold(value), cursor)
+
+    def action_not_duplicate(self) -> None:
+        card = self.current
+        if card is not None and card.slot.kind == "leak":
+            leak = card.slot.extra
+            self._act(lambda s: s.not_leak(leak), (self.row, 0), "not a leak: remembered")
+            return
+        if card is None or card.slot.kind != "duplicate":
+            self.notify("n applies to a copy (not the first of its group), or to a leak")
+            return
+        keeper = self.current_row().slots[0].path
+        other = card.slot.path
+        self._act(
+            lambda s: s.not_copy(keeper, other),
+            keeper,
+            f"{printable(other)} is no copy of {printable(keeper)}: never grouped again",
+        )
 
     def action_compare(self) -> None:
         card = self.current
-        row = self.rows[self.row] if card is not None else []
-        if card is None or row[0].slot.kind not in COMPARED or len(row) < 2:
-            self.app.notify("z compares a copy with its keeper, a leak or a wrong label")
+        row = self.current_row()
+        if card is None or row is None or row.slots[0].kind not in COMPARED or len(row.slots) < 2:
+            self.notify("z compares a copy with its keeper, a leak or a wrong label")
             return
         from tui.screens.compare import CompareScreen
 
-        keeper = self.rows[self.row][0]
-        others = self.rows[self.row][1:]
-        index = max(0, others.index(card)) if card in others else 0
-        cards = [
-            CardData(i + 1, c.slot.score, c.data.path, c.slot.path) for i, c in enumerate(others)
-        ]
+        def where(slot) -> Path:
+            return (slot.base or self.search.root) / slot.path
+
+        keeper, others = row.slots[0], row.slots[1:]
+        index = others.index(card.slot) if card.slot in others else 0
+        cards = [CardData(i + 1, s.score, where(s), s.path) for i, s in enumerate(others)]
         self.app.push_screen(
-            CompareScreen(keeper.data.path, keeper.slot.path, cards, index, "keep", "copy")
+            CompareScreen(where(keeper), keeper.path, cards, index, "keep", "copy")
         )
 
+    # --- moving files ----------------------------------------------------------------------------
+
     def action_move_marked(self) -> None:
-        marked = sorted(self.state.marks)
-        if not marked:
-            self.app.notify("nothing marked: space marks a copy, a its group, A every group")
+        session = self.session
+        here, there = sorted(session.marks), sorted(session.test_marks)
+        if not here and not there:
+            self.notify("nothing marked: space marks a copy, a its group, A every group")
             return
         from engine.quarantine import QUARANTINE, plan
 
-        planned = plan(marked, self.search.root / QUARANTINE)
+        root = self.search.root
+        if here:
+            planned = plan(here, root / QUARANTINE, session.report.kept_members())
+        else:
+            planned = plan(there, Path(self.state.against).resolve() / QUARANTINE)
 
         def answered(yes: bool | None) -> None:
             if yes:
-                self.move_worker(planned.paths)
+                self.move_worker(here, there)
 
-        self.app.push_screen(ConfirmMove(planned, self.search.root), answered)
+        self.app.push_screen(ConfirmMove(planned, root if here else planned.folder), answered)
 
     @work(thread=True, exclusive=True, group="triage-move", exit_on_error=False)
-    def move_worker(self, marked: list[str]) -> None:
+    def move_worker(self, here: list[str], there: list[str]) -> None:
         from engine.errors import LookalikeError
-        from engine.quarantine import QUARANTINE
 
+        session = self.session
+        total = len(here) + len(there)
+
+        def progress(done: int, _n: int, base: int = 0) -> None:
+            self.post_message(TriageProgress("setting files aside", (base + done) / max(total, 1)))
+
+        moved, skipped = 0, []
         try:
-            keep = self.state.report.keep() if self.state.report is not None else None
-            report = quarantine.set_aside(self.search, marked, keep=keep)
+            with session.lock:
+                if here:
+                    done = session.set_aside(here, progress)
+                    moved, skipped = moved + len(done.moved), skipped + done.skipped
+                if there:
+                    done = session.set_aside_test(there, lambda d, n: progress(d, n, len(here)))
+                    moved, skipped = moved + len(done.moved), skipped + done.skipped
+                report = session.report
         except LookalikeError as exc:
             self.app.call_from_thread(self.app.say, str(exc), severity="error")
+            self.post_message(TriageReady(session.report, None))
             return
-        self.state.marks.difference_update(report.moved)
-        skipped = f"; {len(report.skipped)} not moved" if report.skipped else ""
-        first = f" ({report.skipped[0][0]}: {report.skipped[0][1]})" if report.skipped else ""
+        first = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        said = f"set {moved} aside{f', {len(skipped)} not moved' if skipped else ''} · u puts them back"
         self.app.call_from_thread(
-            self.app.say,
-            f"set {len(report.moved)} files aside in {QUARANTINE}{skipped}{first} · u puts them back",
-            severity="error" if report.skipped else "information",
+            self.app.say, said + first, severity="error" if skipped else "information"
         )
-        self.app.call_from_thread(self._refresh_after_move)
+        self.post_message(TriageReady(report, None, said))
 
     def action_undo(self) -> None:
         self.undo_worker()
@@ -473,36 +628,27 @@ class TriageScreen(Screen[None]):
     def undo_worker(self) -> None:
         from engine.errors import LookalikeError
 
+        session = self.session
+        self.post_message(TriageProgress("putting files back", 0.0))
         try:
-            report = quarantine.undo_latest(self.search)
+            with session.lock:
+                done = session.undo()
+                report = session.report
         except LookalikeError as exc:
             self.app.call_from_thread(self.app.say, str(exc))
+            self.post_message(TriageReady(session.report, None))
             return
-        skipped = f", {len(report.skipped)} not put back" if report.skipped else ""
-        self.app.call_from_thread(self.app.say, f"put back {len(report.moved)} files{skipped}")
-        self.app.call_from_thread(self._refresh_after_move)
-
-    def _refresh_after_move(self) -> None:
-        """The folder changed: bring the index up to date, then triage again (the cursor
-        stays where it was)."""
-        self.report = None
-        self.state.report = None
-        self._show_marks()
-        self.query_one("#triage-status", Static).update(line(("updating the index…", "dim")))
-        self.reindex_then_triage((self.row, self.col))
-
-    @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
-    def reindex_then_triage(self, cursor: tuple[int, int]) -> None:
-        from engine.storage import IndexBusy
-
-        with contextlib.suppress(IndexBusy):  # the app's own run catches up; triage what is in
-            self.search.index()
-        self.app.call_from_thread(self.run_triage, cursor)
+        skipped = f", {len(done.skipped)} not put back" if done.skipped else ""
+        said = f"put back {len(done.moved)}{skipped}"
+        self.app.call_from_thread(self.app.say, said)
+        cursor = done.moved[0] if done.moved else None
+        self.post_message(TriageReady(report, cursor, said))
+        self.app.call_from_thread(self.app.index_quietly)
 
     def action_relabel(self) -> None:
         card = self.current
         if card is None or card.slot.kind != "mislabeled":
-            self.app.notify("l moves a suspected wrong label to the folder its neighbours say")
+            self.notify("l moves a suspected wrong label to the folder its neighbours say")
             return
         self.relabel_worker(card.slot.path, card.slot.why)
 
@@ -510,35 +656,23 @@ class TriageScreen(Screen[None]):
     def relabel_worker(self, path: str, label: str) -> None:
         from engine.errors import LookalikeError
 
+        session = self.session
         try:
-            report = quarantine.relabel(self.search, path, label)
+            with session.lock:
+                done = session.relabel(path, label)
+                report = session.report
         except LookalikeError as exc:
             self.app.call_from_thread(self.app.say, str(exc), severity="error")
             return
-        self.state.marks.discard(path)
-        if report.skipped:
+        if done.skipped:
             self.app.call_from_thread(
-                self.app.say, f"not moved {path}: {report.skipped[0][1]}", severity="error"
+                self.app.say, f"not moved {path}: {done.skipped[0][1]}", severity="error"
             )
             return
-        self.app.call_from_thread(self.app.say, f"moved {path} into {label}/ · u puts it back")
-        self.app.call_from_thread(self._refresh_after_move)
-
-    def action_not_duplicate(self) -> None:
-        card = self.current
-        if card is None or card.slot.kind != "duplicate":
-            self.app.notify("n applies to a copy (not the first of its group)")
-            return
-        self.reject_worker(self.rows[self.row][0].slot.path, card.slot.path)
-
-    @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
-    def reject_worker(self, keep: str, other: str) -> None:
-        self.search.store.reject(keep, other)
-        self.state.marks.discard(other)
-        self.app.call_from_thread(
-            self.app.say, f"{other} is not a copy of {keep}: never grouped again"
-        )
-        self.app.call_from_thread(self.run_triage, (self.row, self.col))
+        said = f"moved {path} into {label}/ · u puts it back"
+        self.app.call_from_thread(self.app.say, said)
+        self.post_message(TriageReady(report, None, said))
+        self.app.call_from_thread(self.app.index_quietly)
 
     def action_search(self) -> None:
         card = self.current

@@ -1,32 +1,31 @@
 """What the triage screen shows and remembers: a card per picture (:class:`Slot`,
-:class:`TriageCard`) and the user's decisions (:class:`TriageState`), which the app keeps
-between visits."""
+:class:`TriageCard`) and the session the app keeps between visits (:class:`TriageState`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tui.layout import Tier
 from tui.text import NEWLINE, line, plain
 from tui.widgets.results import CardData, ResultCard
 
 if TYPE_CHECKING:
-    from engine.triage import TriageReport
+    from engine.triage import TriageSession
 
 
 @dataclass
 class TriageState:
-    """What the user decided on the triage screen, kept by the app between visits."""
+    """What the app keeps of triage between visits: the session (its report, choices
+    and moves) and where the cursor was."""
 
     keep_in: tuple[str, ...] = ()
     against: str | None = None  # a test folder: its copies of this one are leaks
-    threshold: float = 0.0
-    marks: set[str] = field(default_factory=set)
-    prefer: set[str] = field(default_factory=set)  # keepers chosen with k
-    report: TriageReport | None = None  # None: triage again on the next visit
-    cursor: tuple[int, int] = (0, 0)
+    session: TriageSession | None = None
+    cursor: tuple[int, int] | str = (0, 0)
+    #: the index changed since the session last looked: refresh on the next visit
+    stale: bool = False
 
 
 @dataclass
@@ -43,14 +42,20 @@ class Slot:
     why: str = ""  # the evidence; a mislabeled picture's suggested folder; flags
     kept: bool = False  # under a kept folder: never moved
     base: Path | None = None  # the folder *path* is in, when not the root (a leak)
+    extra: Any = None  # what the row stands for, where an action needs it (a leak)
 
     @property
     def movable(self) -> bool:
         """Whether ``m`` may set it aside: copies not kept, suspected wrong labels and
-        unusable pictures of this folder (a leak's TEST picture is in another one)."""
+        unusable pictures of this folder, and a leak's copy in the other folder."""
         if self.kind == "duplicate":
             return not self.kept
-        return self.kind in ("mislabeled", "unusable")
+        return self.kind in ("mislabeled", "unusable", "leak")
+
+    @property
+    def test(self) -> bool:
+        """A picture of the other folder (``--against``)."""
+        return self.kind == "leak"
 
 
 #: Rows whose first card is compared with the others by ``z``.
@@ -58,10 +63,20 @@ COMPARED = ("keep", "leak", "mislabeled")
 
 
 class TriageCard(ResultCard):
+    """A card the screen binds to one slot after another (a pool: rows scroll by
+    rebinding, never by mounting)."""
+
     def __init__(self, slot: Slot, root: Path, tier: Tier) -> None:
         self.slot = slot
+        self.root = root
         where = (slot.base or root) / slot.path
         super().__init__(CardData(0, slot.score, where, slot.path), tier)
+
+    def bind(self, slot: Slot) -> None:
+        """Show *slot* (its thumbnail comes later, from a worker)."""
+        self.slot = slot
+        where = (slot.base or self.root) / slot.path
+        self.set_data(CardData(0, slot.score, where, slot.path))
 
     def set_data(self, data: CardData) -> None:
         super().set_data(data)
@@ -74,13 +89,13 @@ class TriageCard(ResultCard):
         s = self.slot
         mark = ("  ✓", "bold yellow") if s.marked else ""
         if s.kind == "keep":
-            head = line(("keep", "bold green"))
+            head = line(("keep", "bold green"), (f" · {s.why}", "green") if s.why else "")
         elif s.kind == "outlier":
             head = line(("nearest ", "dim"), f"{s.score:.3f}")
         elif s.kind == "broken":
             head = line(("broken", "bold red"))
         elif s.kind == "leak":
-            head = line(("leak ", "bold red"), f"{s.score:.3f}")
+            head = line(("leak ", "bold red"), f"{s.score:.3f}", mark)
         elif s.kind in ("source", "neighbour"):
             head = line((s.kind, "dim"))
         elif s.kind == "mislabeled":

@@ -12,6 +12,8 @@ import numpy as np
 
 from engine.names import printable
 from engine.storage import (
+    BLOB_MAX,
+    CHOICE_KINDS,
     PATH_BYTES,
     REJECTIONS_MAX,
     VERDICT_BYTES,
@@ -25,6 +27,7 @@ from engine.storage import (
     Snapshot,
     SnapshotMoved,
     StoredFile,
+    checked_choices,
     checked_pairs,
     image_id,
     row_runs,
@@ -573,6 +576,48 @@ class RedisStore:
         n = int(self.r.scard(self.k("rejected")))
         self.r.delete(self.k("rejected"))
         return n
+
+    @guarded
+    def choices(self, kind: str) -> dict[str, bytes]:
+        import os
+
+        if kind not in CHOICE_KINDS:
+            return {}
+        key = self.k("choices:" + kind)
+        if self.r.type(key) not in (b"hash", b"none"):
+            raise self.damaged("a set of choices is not a hash")
+        rows = []
+        for n, (path, value) in enumerate(self.r.hscan_iter(key, count=1000)):
+            if n >= REJECTIONS_MAX:
+                break
+            if len(path) <= PATH_BYTES:
+                rows.append((os.fsdecode(path), value))
+        return checked_choices(rows)
+
+    @guarded
+    def set_choices(self, kind: str, add: dict[str, bytes], remove: list[str] = ()) -> None:
+        import os
+
+        if kind not in CHOICE_KINDS:
+            raise ValueError(f"not a kind of choice: {kind}")
+        key = self.k("choices:" + kind)
+        pipe = self.r.pipeline(transaction=True)
+        if remove:
+            pipe.hdel(key, *[os.fsencode(p) for p in remove])
+        if add:
+            pipe.hset(key, mapping={os.fsencode(p): bytes(v) for p, v in add.items()})
+        pipe.execute()
+
+    @guarded
+    def get_blob(self, name: str) -> bytes | None:
+        key = self.k("blob:" + name)
+        if self.r.type(key) != b"string" or int(self.r.strlen(key)) > BLOB_MAX:
+            return None
+        return self.r.get(key)
+
+    @guarded
+    def put_blob(self, name: str, data: bytes) -> None:
+        self.r.set(self.k("blob:" + name), data)
 
     def build_lsh_tables(self) -> None:
         """Nothing to sort: the LSH is kept up to date at every commit."""

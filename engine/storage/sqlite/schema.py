@@ -33,12 +33,21 @@ CREATE INDEX IF NOT EXISTS images_status ON images (status);
 CREATE TABLE IF NOT EXISTS dead (slot INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS verdicts (pair BLOB PRIMARY KEY, verdict TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rejected (a BLOB NOT NULL, b BLOB NOT NULL, PRIMARY KEY (a, b));
+CREATE TABLE IF NOT EXISTS choices (
+    kind TEXT NOT NULL, path BLOB NOT NULL, value BLOB, PRIMARY KEY (kind, path)
+);
+CREATE TABLE IF NOT EXISTS blobs (name TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 
 
-#: The caches triage keeps, and their exact columns: a table of another shape was not
+#: The caches and choices triage keeps, and their exact columns: a table of another shape was not
 #: made by lookalike and is damage, never read.
-CACHE_TABLES = {"verdicts": ["pair", "verdict"], "rejected": ["a", "b"]}
+CACHE_TABLES = {
+    "verdicts": ["pair", "verdict"],
+    "rejected": ["a", "b"],
+    "choices": ["kind", "path", "value"],
+    "blobs": ["name", "data"],
+}
 
 
 def encode_path(path: str) -> bytes:

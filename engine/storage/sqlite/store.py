@@ -17,6 +17,8 @@ import numpy as np
 from engine.names import printable
 from engine.sandbox import Folder
 from engine.storage import (
+    BLOB_MAX,
+    CHOICE_KINDS,
     PATH_BYTES,
     REJECTIONS_MAX,
     VERDICT_BYTES,
@@ -31,6 +33,7 @@ from engine.storage import (
     SnapshotMoved,
     SortedBands,
     StoredFile,
+    checked_choices,
     checked_pairs,
     image_id,
 )
@@ -588,6 +591,43 @@ class SQLiteStore:
         with self.transaction(write=True) as db:
             return db.execute("DELETE FROM rejected").rowcount
 
+    def choices(self, kind: str) -> dict[str, bytes]:
+        if kind not in CHOICE_KINDS or "choices" not in self._tables():
+            return {}
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT path, value FROM choices WHERE kind = ? AND typeof(path) = 'blob'"
+                f" AND length(path) <= {PATH_BYTES} LIMIT {REJECTIONS_MAX}",
+                (kind,),
+            ).fetchall()
+        return checked_choices((decode_path(p), v) for p, v in rows)
+
+    def set_choices(self, kind: str, add: dict[str, bytes], remove: list[str] = ()) -> None:
+        if kind not in CHOICE_KINDS:
+            raise ValueError(f"not a kind of choice: {kind}")
+        with self.transaction(write=True) as db:
+            db.executemany(
+                "DELETE FROM choices WHERE kind = ? AND path = ?",
+                [(kind, encode_path(p)) for p in remove],
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO choices VALUES (?, ?, ?)",
+                [(kind, encode_path(p), bytes(v)) for p, v in add.items()],
+            )
+
+    def get_blob(self, name: str) -> bytes | None:
+        if "blobs" not in self._tables():
+            return None
+        with self.transaction() as db:
+            row = db.execute(
+                f"SELECT data FROM blobs WHERE name = ? AND length(data) <= {BLOB_MAX}", (name,)
+            ).fetchone()
+        return row[0] if row is not None and isinstance(row[0], bytes) else None
+
+    def put_blob(self, name: str, data: bytes) -> None:
+        with self.transaction(write=True) as db:
+            db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (name, sqlite3.Binary(data)))
+
     # --- whole-array rewrites (writer only: :mod:`engine.storage.sqlite.rewrites`) -------
 
     def rewrite_band_keys(self, band_keys: np.ndarray, meta: dict) -> None:
@@ -622,7 +662,7 @@ class SQLiteStore:
             db.execute("DELETE FROM images")
             db.execute("DELETE FROM dead")
             db.execute("DELETE FROM meta WHERE key != 'schema'")
-            for table in ("verdicts", "rejected"):
+            for table in ("verdicts", "rejected", "choices", "blobs"):
                 if table in tables:
                     db.execute(f"DELETE FROM {table}")
         self.arrays.remove(*old)

@@ -20,6 +20,15 @@ import numpy as np
 
 from engine import copies
 from engine.selfjoin import JoinCancelled, unit_codes
+from engine.triage.verify import (
+    Cache,
+    Opener,
+    feature_units_rows,
+    measure_pixels,
+    row_dots,
+    thumbnails,
+    verify,
+)
 
 #: TEST rows scored against every TRAIN row at a time (a 512 x 60,000 block is 120 MB).
 BLOCK = 512
@@ -60,15 +69,11 @@ def find_leaks(
     test,
     on_progress: Callable[[str, float], None] | None = None,
     cancel: threading.Event | None = None,
+    rejected: set[tuple[str, str]] = frozenset(),
 ) -> list[Leak]:
-    """Every picture of *test* that is a copy of one in *train* (both indexes up to date)."""
-    from engine.triage import (
-        _from_picture,
-        aligned_facts,
-        thumbnails,
-        verify_fine,
-        verify_points,
-    )
+    """Every picture of *test* that is a copy of one in *train* (both indexes up to
+    date), but pairs (train path, test path) in *rejected* (marked not a leak)."""
+    from engine.triage.session import facts_of
 
     say = on_progress or (lambda _phase, _done: None)
     cancel = cancel or threading.Event()
@@ -79,8 +84,8 @@ def find_leaks(
         return []
     if ua.shape[1] != ub.shape[1]:
         raise ValueError("the two indexes hold codes of different sizes")
-    fa, rows_a, paths_a = aligned_facts(train, sa)
-    fb, rows_b, paths_b = aligned_facts(test, sb)
+    fa, paths_a = facts_of(train, sa)
+    fb, paths_b = facts_of(test, sb)
     na, nb = len(sa), len(sb)
     k = min(copies.CANDIDATES, na)
     left, right, rank = [], [], []
@@ -96,7 +101,7 @@ def find_leaks(
         right.append(np.repeat(np.arange(lo, lo + len(top)), k) + na)
         rank.append(np.tile(np.arange(k), len(top)))
         say("leaks: candidates", min(1.0, (lo + BLOCK) / nb))
-    digests = [fa.digests[i] for i in rows_a] + [fb.digests[i] for i in rows_b]
+    digests = list(fa.digests) + list(fb.digests)
     by_digest: dict[bytes, int] = {}
     for i in range(na):
         d = digests[i]
@@ -105,44 +110,31 @@ def find_leaks(
     same = {j: by_digest[digests[na + j]] for j in range(nb) if digests[na + j] in by_digest}
     left, right, rank = (np.concatenate(x).astype(np.int64) for x in (left, right, rank))
     # pictures whose stored path leads out of their folder through a link are left out
-    hidden = ~np.array(train.openable(paths_a) + test.openable(paths_b), bool)
-    if hidden.any():
-        keep = ~(hidden[left] | hidden[right])
+    allowed = np.array(train.openable(paths_a) + test.openable(paths_b), bool)
+    if not allowed.all():
+        keep = allowed[left] & allowed[right]
         left, right, rank = left[keep], right[keep], rank[keep]
-        same = {j: i for j, i in same.items() if not hidden[na + j] and not hidden[i]}
+        same = {j: i for j, i in same.items() if allowed[na + j] and allowed[i]}
     pairs = copies.Pairs(left, right, rank)
     pairs.similarity = _cross_similarity(va, sa, vb, sb, pairs.left, pairs.right - na)
-    stored = [fa.thumbs[i] if fa.thumbs else None for i in rows_a]
-    stored += [fb.thumbs[i] if fb.thumbs else None for i in rows_b]
+    stored = list(fa.thumbs) + list(fb.thumbs)
     needed = np.zeros(na + nb, bool)
     needed[pairs.left] = needed[pairs.right] = True
-    thumbs = np.concatenate(
-        [
-            thumbnails(train, paths_a, stored[:na], needed[:na]),
-            thumbnails(test, paths_b, stored[na:], needed[na:]),
-        ]
-    )
-    pixels = np.concatenate([fa.pixels[rows_a], fb.pixels[rows_b]])
-    sides = np.sqrt(np.maximum(pixels, 0)).astype(np.int64)
-    copies.pixel_verdicts(pairs, thumbs, sides, one_sided=na)
-
-    def opener(r: int, side: int, make):
-        if r < na:
-            return _from_picture(train, paths_a[r], side, make)
-        return _from_picture(test, paths_b[r - na], side, make)
-
-    verify_fine(opener, pairs, sides, cancel)
+    opener = Opener([train.root] * na + [test.root] * nb, paths_a + paths_b, allowed)
+    thumbs = thumbnails(opener, stored, needed)
+    sides = np.sqrt(np.maximum(np.concatenate([fa.pixels, fb.pixels]), 0)).astype(np.int64)
+    measure_pixels(pairs, thumbs, np.arange(len(pairs)))
     keyed = paths_a + [TEST_MARK + p for p in paths_b]
-    verify_points(
-        train.store,
-        train.settings.decode_workers,
-        opener,
+    verify(
         pairs,
-        keyed,
-        digests,
+        copies.flatness(thumbs),
         sides,
+        opener,
+        Cache(train.store, keyed, digests),
+        train.settings.decode_workers,
         lambda _phase, done: say("leaks: checking", done),
         cancel,
+        one_sided=na,
     )
     best: dict[int, Leak] = {}
     for j, i in same.items():
@@ -152,14 +144,13 @@ def find_leaks(
         leak = Leak(paths_a[i], paths_b[j], float(pairs.similarity[p]), False, pairs.why[p])
         if j not in best or (not best[j].identical and leak.score > best[j].score):
             best[j] = leak
-    return sorted(best.values(), key=lambda x: (x.other, x.path))
+    found = [x for x in best.values() if (x.path, x.other) not in rejected]
+    return sorted(found, key=lambda x: (x.other, x.path))
 
 
 def _cross_similarity(va, sa, vb, sb, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:
     """Visual similarity of TRAIN row *rows_a[i]* and TEST row *rows_b[i]*: each side's
     centred unit features, read once per picture involved."""
-    from engine.triage import feature_units_rows, row_dots
-
     if not len(rows_a):
         return np.zeros(0, np.float32)
     ia, ib = np.unique(rows_a), np.unique(rows_b)

@@ -1,0 +1,149 @@
+"""Groups of copies from the pairs found, and which copy each group keeps.
+
+**Which copy is kept.** Images are taken in the *keeper order*: first the ones the user
+chose (``prefer``: ``k`` in the app, remembered in the index), then those under a kept
+folder (``keep_in``: ``--keep-in``, by path or by real path), then files before symbolic
+links (a link is never kept over its target, which would then be moved from under it),
+then most pixels (the original outranks its downscaled copies), the oldest modification
+time, the shortest path, and the path itself. The first image not yet in a group becomes
+a representative; its group is every image not yet grouped that is a copy *of it*.
+Every member is thus a copy of its representative, never merely of some other member,
+and the same collection always gives the same groups, in the same order (largest first,
+then by representative path). Members under a kept folder are marked ``kept``: never
+moved. Each group says which rule of the order chose its keeper.
+
+``threshold`` keeps its meaning, the minimum *visual similarity* of a pair that is
+grouped (byte-identical files always are). Grouping works from the pairs alone, no
+picture opened: another threshold, keeper or rejected pair regroups in milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.triage.report import Group, Member
+
+#: Default minimum visual similarity of a grouped pair: none, the copy rule decides.
+DEFAULT_THRESHOLD = 0.0
+IDENTICAL = "identical bytes"
+#: The keeper order's rules, in words, in order (see the module's notes).
+KEEPER_RULES = (
+    "you chose it",
+    "in a kept folder",
+    "a file, not a link",
+    "most pixels",
+    "oldest",
+    "shortest path",
+    "first by name",
+)
+
+
+@dataclass
+class Graph:
+    """Every copy pair found (``edges[a][b] = (similarity, why)``, both ways) and the
+    facts the keeper order needs, per row."""
+
+    edges: dict[int, dict[int, tuple[float, str]]]
+    paths: list[str]
+    pixels: np.ndarray
+    mtimes: np.ndarray
+    digests: list[bytes | None]
+    links: set[int]  # rows whose file is a symbolic link
+    #: each grouped row's real path (links resolved), and the folder's: a kept folder
+    #: keeps what lies in it by real path too (``alias/x.png`` when ``alias -> orig``)
+    real: dict[int, str] = field(default_factory=dict)
+    root: str = ""
+
+
+def kept_folder(root: Path, given: str | os.PathLike[str]) -> str:
+    """*given* (absolute, relative to the working folder, or to *root*) as a folder
+    relative to *root* (``"."`` for the root itself); ValueError when it is not a folder
+    under *root*."""
+    path = Path(given).expanduser()
+    if not path.is_absolute() and not path.exists():
+        path = root / path
+    try:
+        rel = path.resolve().relative_to(root)
+    except (ValueError, OSError):
+        raise ValueError(f"not a folder under {root}: {given}") from None
+    if not path.is_dir():
+        raise ValueError(f"not a folder: {given}")
+    return rel.as_posix()
+
+
+def under(path: str, folders: tuple[str, ...]) -> bool:
+    """Whether relative *path* lies in one of relative *folders*."""
+    return any(f == "." or path.startswith(f.rstrip("/") + "/") for f in folders)
+
+
+def _really_under(graph: Graph, row: int, folders: tuple[str, ...]) -> bool:
+    """Whether *row*'s file lies, by real path, in one of the kept *folders*."""
+    real = graph.real.get(row)
+    if real is None or not graph.root or not folders:
+        return False
+    for f in folders:
+        top = os.path.realpath(os.path.join(graph.root, f))
+        if real.startswith(top.rstrip("/") + "/"):
+            return True
+    return False
+
+
+def group_pairs(graph: Graph, threshold: float, keep_in, prefer) -> list[Group]:
+    """Representatives in the keeper order, each taking every ungrouped copy of its own
+    at least *threshold* similar (identical bytes always)."""
+    paths, pixels, digests = graph.paths, graph.pixels, graph.digests
+    kept = {i for i in graph.edges if under(paths[i], keep_in) or _really_under(graph, i, keep_in)}
+
+    def order(i: int):
+        return (
+            paths[i] not in prefer,
+            i not in kept,
+            i in graph.links,
+            -int(pixels[i]),
+            int(graph.mtimes[i]),
+            len(paths[i]),
+            paths[i],
+        )
+
+    def near(i: int) -> dict[int, tuple[float, str]]:
+        return {j: e for j, e in graph.edges[i].items() if e[0] >= threshold or e[1] == IDENTICAL}
+
+    taken: set[int] = set()
+    out: list[Group] = []
+    for rep in sorted(graph.edges, key=order):
+        if rep in taken:
+            continue
+        copies_of = near(rep)
+        mine = [j for j in copies_of if j not in taken]
+        if not mine:
+            continue
+        taken.add(rep)
+        taken.update(mine)
+
+        def member(i: int, score: float, why: str, rep: int = rep) -> Member:
+            d = digests[i]
+            same = d is not None and d == digests[rep] and i != rep
+            sha = d.hex() if d else None
+            return Member(paths[i], score, same, sha, int(pixels[i]), why, i in kept)
+
+        members = sorted((member(j, *copies_of[j]) for j in mine), key=lambda m: (-m.score, m.path))
+        mine_key, best = order(rep), min(order(j) for j in mine)
+        because = next(
+            (rule for rule, a, b in zip(KEEPER_RULES, mine_key, best) if a != b), KEEPER_RULES[-1]
+        )
+        out.append(Group(0, member(rep, 1.0, ""), members, because))
+    out.sort(key=lambda g: (-len(g.members), g.representative.path))
+    for i, g in enumerate(out, 1):
+        g.id = i
+    return out
+
+
+def floor_of(graph: Graph) -> float:
+    """The lowest visual similarity among the copies found (identical files aside),
+    rounded down to 0.05: the threshold the copy rule alone works at."""
+    sims = [e[0] for near in graph.edges.values() for e in near.values() if e[1] != IDENTICAL]
+    return max(0.0, float(np.floor(min(sims) * 20) / 20)) if sims else 0.0

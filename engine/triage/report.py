@@ -1,0 +1,84 @@
+"""What a triage finds, as plain data: groups of copies, outliers, broken files and the
+data-set sections. The command line prints it (``--json``, ``--csv``, text) and the app
+lays it out; :class:`engine.triage.session.TriageSession` keeps it current."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.dataset import Mislabel, Unusable
+from engine.images import SkippedFile
+from engine.quarantine import Keep
+from engine.triage.leaks import Leak
+
+
+@dataclass(frozen=True)
+class Member:
+    path: str
+    score: float  # visual similarity to the group's representative (1.0 when identical)
+    identical: bool  # byte-identical to the representative
+    sha256: str | None
+    pixels: int
+    why: str = ""  # the evidence, in words ("mirrored copy · 212 matching points")
+    kept: bool = False  # under a kept folder: never moved
+
+
+@dataclass
+class Group:
+    id: int
+    representative: Member
+    members: list[Member]  # the others, most similar first
+    #: why the representative is the one kept, in words: "you chose it", "in a kept
+    #: folder", "a file, not a link", "most pixels", "oldest", "shortest path", "first
+    #: by name" (the first rule of the keeper order it wins by)
+    kept_because: str = ""
+
+
+@dataclass(frozen=True)
+class Outlier:
+    path: str
+    score: float  # visual similarity to its nearest neighbour
+    neighbour: str
+
+
+@dataclass
+class TriageReport:
+    threshold: float  # the visual similarity asked of a grouped pair (0: none, the rule's)
+    groups: list[Group]
+    outliers: list[Outlier]
+    broken: list[SkippedFile]
+    images: int
+    seconds: float
+    method: str
+    #: Every image whose nearest neighbour scores below this is among the outliers
+    #: examined exactly (1.0: every score is exact).
+    outliers_certain_below: float = 1.0
+    notes: list[str] = field(default_factory=list)
+    candidates: int = 0  # candidate pairs looked at
+    verified: int = 0  # pairs whose local features were compared in this run (not cached)
+    keep_in: tuple[str, ...] = ()  # kept folders, relative to the root
+    prefer: frozenset[str] = frozenset()  # keepers the user chose
+    #: data-set triage (engine.dataset, engine.triage.leaks)
+    mislabeled: list[Mislabel] = field(default_factory=list)
+    unusable: list[Unusable] = field(default_factory=list)
+    leaks: list[Leak] = field(default_factory=list)
+    #: the lowest visual similarity among the copies found: the threshold the copy rule
+    #: works at (a threshold at or under it groups every copy found)
+    floor: float = 0.0
+
+    @property
+    def duplicates(self) -> int:
+        return sum(len(g.members) for g in self.groups)
+
+    def movable(self) -> list[str]:
+        """Every member that a move sets aside: not a representative, not kept."""
+        return [m.path for g in self.groups for m in g.members if not m.kept]
+
+    def kept_members(self) -> list[str]:
+        return [m.path for g in self.groups for m in g.members if m.kept]
+
+    def keep(self) -> Keep:
+        """What a move must leave in place: every keeper, the kept copies, the kept
+        folders (compared by real location when files move)."""
+        stay = [g.representative.path for g in self.groups] + self.kept_members()
+        return Keep(tuple(stay), self.keep_in)

@@ -1,0 +1,306 @@
+"""The one verification pipeline: the evidence that decides whether a candidate pair is a
+copy (:mod:`engine.copies`), measured where it is missing and cached where it is dear.
+
+Used alike by duplicate triage (pairs within a folder, kept in the candidate graph) and
+by the leak search (pairs across two folders). Rows here are the caller's: an
+:class:`Opener` knows the picture of each row, and which rows may be opened at all.
+
+Stages, each for the pairs that still lack its evidence:
+
+1. aligned pixels of the 16 x 16 thumbnails (stored at indexing: no picture opened);
+2. pixels at full size, for pairs with a picture too small for keypoints: every such
+   picture decoded once, then compared in batches by shape; the scores are cached in
+   the index (Fashion-MNIST's 10,000 pictures: 4.8 s to decode, once);
+3. local features, for the large pictures pixels could not decide: described in
+   threads, a window of descriptions kept, verdicts cached in the index by the two
+   files' names and contents.
+
+Cached values are read with a strict shape (:func:`engine.copies.read_verdict`): one of
+another shape is measured again and replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from engine import copies
+from engine.images import ImageError, guarded, open_image
+from engine.selfjoin import JoinCancelled
+
+#: Pairs verified by local features at a time, and pictures' descriptions kept meanwhile.
+VERIFY_CHUNK = 256
+DESCRIBED_KEPT = 2048
+#: The full-size score is cached as a whole number of this many parts of one.
+FINE_SCALE = 100_000
+
+Progress = Callable[[str, float], None]
+
+
+class Opener:
+    """``opener(row, side, make)``: ``make`` of the row's picture decoded at about *side*
+    pixels, or None when the row may not be opened (*allowed*: a stored path that leads
+    out of the folder through a link) or any step fails on it. *roots*: each row's
+    folder (two folders in a leak search)."""
+
+    def __init__(self, roots, paths: list[str], allowed: np.ndarray | None = None) -> None:
+        self.roots, self.paths = roots, paths
+        self.allowed = allowed
+
+    def root_of(self, row: int):
+        return self.roots[row] if isinstance(self.roots, (list, tuple)) else self.roots
+
+    def __call__(self, row: int, side: int, make):
+        if self.allowed is not None and not self.allowed[row]:
+            return None
+        try:
+            path = os.path.join(self.root_of(row), self.paths[row])
+            return guarded(lambda: make(open_image(path, draft_size=side)))
+        except ImageError:
+            return None
+
+
+def thumbnails(opener: Opener, stored: list[bytes | None], needed: np.ndarray) -> np.ndarray:
+    """Every row's thumbnail: the stored one, or made now from the file where *needed*
+    (an index of an older lookalike, or a shared one); blank where neither can be had (a
+    blank thumbnail is never a pixel match)."""
+    out = np.zeros((len(stored), copies.THUMB * copies.THUMB), np.uint8)
+    for i, t in enumerate(stored):
+        if t is not None and len(t) == out.shape[1]:
+            out[i] = np.frombuffer(t, np.uint8)
+        elif needed[i]:
+            made = opener(i, 128, copies.thumbnail)
+            if made is not None:
+                out[i] = made
+    return out
+
+
+def measure_pixels(pairs: copies.Pairs, thumbs: np.ndarray, todo: np.ndarray) -> None:
+    """Aligned pixels for the pairs *todo* (indices), from the rows' thumbnails."""
+    if len(todo):
+        px, tr = copies.pixel_scores(thumbs, pairs.left[todo], pairs.right[todo])
+        pairs.pixels[todo], pairs.transform[todo] = px, tr
+
+
+def pair_key(pa: str, da: bytes | None, pb: str, db: bytes | None, salt: str = "") -> bytes:
+    """A pair's identity for the verdict cache: both paths and contents, and the rule
+    (*salt* tells the stages apart)."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in sorted([(os.fsencode(pa), da or b""), (os.fsencode(pb), db or b"")]):
+        h.update(part[0] + b"\0" + part[1] + b"\0")
+    h.update((copies.RULE + salt).encode())
+    return h.digest()
+
+
+class Cache:
+    """The verdict cache of one store, for pairs of rows named by *paths* (with their
+    *digests*): strict reads, writes that a read-only or full index goes without."""
+
+    def __init__(self, store, paths: list[str], digests: list[bytes | None]) -> None:
+        self.store, self.paths, self.digests = store, paths, digests
+
+    def keys(self, pairs: copies.Pairs, todo: np.ndarray, salt: str = "") -> list[bytes]:
+        p, d = self.paths, self.digests
+        return [
+            pair_key(p[a], d[a], p[b], d[b], salt)
+            for a, b in zip(pairs.left[todo].tolist(), pairs.right[todo].tolist())
+        ]
+
+    def read(self, keys: list[bytes]) -> dict[bytes, tuple[bool, int, str]]:
+        out = {}
+        for k, v in self.store.verdicts(keys).items():
+            got = copies.read_verdict(v)
+            if got is not None:  # any other shape is measured again, and replaced
+                out[k] = got
+        return out
+
+    def write(self, items: dict[bytes, str]) -> None:
+        with contextlib.suppress(Exception):
+            self.store.put_verdicts(items)  # a cache: a read-only or full index goes without
+
+
+def measure_fine(
+    pairs: copies.Pairs,
+    todo: np.ndarray,
+    opener: Opener,
+    cache: Cache,
+    cancel: threading.Event,
+) -> None:
+    """Full-size pixel scores for the pairs *todo* (indices): cached ones read, the rest
+    measured (each picture decoded once; one thread: decoding a picture this small is
+    mostly Python, and threads fighting over the interpreter took three times as long)
+    and cached."""
+    if not len(todo):
+        return
+    keys = cache.keys(pairs, todo, ":fine")
+    known = cache.read(keys)
+    fresh_at = [i for i, k in zip(todo.tolist(), keys) if k not in known]
+    for i, k in zip(todo.tolist(), keys):
+        if k in known:
+            pairs.fine[i] = known[k][1] / FINE_SCALE if known[k][0] or known[k][1] else -1.0
+    if not fresh_at:
+        return
+    fresh = np.array(fresh_at, np.int64)
+    rows = np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]]))
+    side = copies.FINE_SIDE * 2
+    made = []
+    for k, r in enumerate(rows):
+        if k % 4096 == 0 and cancel.is_set():
+            raise JoinCancelled
+        made.append(opener(int(r), side, copies.fine_picture))
+    fine = dict(zip(rows.tolist(), made))
+    alike: dict[tuple[int, ...], list[int]] = defaultdict(list)  # both of one shape
+    for i in fresh_at:
+        a, b = fine[int(pairs.left[i])], fine[int(pairs.right[i])]
+        if a is None or b is None:
+            pairs.fine[i] = -1.0
+        elif a.shape == b.shape:
+            alike[a.shape].append(i)
+        else:
+            pairs.fine[i] = copies.fine_score(a, b, pairs.transform[i])
+    for group in alike.values():
+        for lo in range(0, len(group), VERIFY_CHUNK * 64):  # 16,384 pairs: ~100 MB at 28 px
+            idx = np.array(group[lo : lo + VERIFY_CHUNK * 64])
+            a = np.stack([fine[int(r)] for r in pairs.left[idx]])
+            b = np.stack([fine[int(r)] for r in pairs.right[idx]])
+            pairs.fine[idx] = copies.fine_scores(a, b, pairs.transform[idx])
+    written = {}
+    for i, k in zip(todo.tolist(), keys):
+        if k not in known:
+            score = float(pairs.fine[i])
+            ok = score >= copies.FINE
+            written[k] = copies.verdict_text(ok, max(0, round(score * FINE_SCALE)), "")
+    cache.write(written)
+
+
+def measure_points(
+    pairs: copies.Pairs,
+    todo: np.ndarray,
+    opener: Opener,
+    cache: Cache,
+    workers: int,
+    say: Progress,
+    cancel: threading.Event,
+) -> int:
+    """Local-feature verdicts for the pairs *todo* (indices): cached ones read, the rest
+    verified and cached. Returns how many pairs were verified now."""
+    if not len(todo):
+        return 0
+    keys = cache.keys(pairs, todo)
+    known = cache.read(keys)
+    fresh: dict[bytes, str] = {}
+    verdicts: dict[bytes, tuple[bool, int, str]] = dict(known)
+
+    def describe_row(r: int) -> copies.Described | None:
+        return opener(r, copies.DESCRIBE_SIDE * 2, copies.describe)
+
+    # Pairs in order of their left picture; descriptions kept for a window of recent
+    # pictures only (a photo's is ~250 KB: all of a large collection would not fit).
+    order = [k for k in np.argsort(pairs.left[todo], kind="stable") if keys[k] not in known]
+    described: OrderedDict[int, copies.Described | None] = OrderedDict()
+    with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-describe") as pool:
+        for lo in range(0, len(order), VERIFY_CHUNK):
+            if cancel.is_set():
+                raise JoinCancelled
+            chunk = [int(todo[k]) for k in order[lo : lo + VERIFY_CHUNK]]
+            rows = {int(pairs.left[i]) for i in chunk} | {int(pairs.right[i]) for i in chunk}
+            missing = sorted(r for r in rows if r not in described)
+            for r, d in zip(missing, pool.map(describe_row, missing)):
+                described[r] = d
+            for r in rows:
+                described.move_to_end(r)
+            while len(described) > max(DESCRIBED_KEPT, len(rows)):
+                described.popitem(last=False)
+
+            def verify(i: int, described=described):
+                a, b = described[int(pairs.left[i])], described[int(pairs.right[i])]
+                return None if a is None or b is None else copies.point_verdict(a, b)
+
+            for k, got in zip(order[lo : lo + VERIFY_CHUNK], pool.map(verify, chunk)):
+                ok, m, why = got if got is not None else (False, 0, "")
+                verdicts[keys[k]] = (ok, m, why)
+                if got is not None:
+                    fresh[keys[k]] = copies.verdict_text(ok, m, why)
+            say("checking", min(1.0, (lo + VERIFY_CHUNK) / max(1, len(order))))
+    for i, key in zip(todo.tolist(), keys):
+        ok, m, why = verdicts[key]
+        pairs.points[i], pairs.point_copy[i], pairs.point_why[i] = m, ok, why
+    cache.write(fresh)
+    return len(fresh)
+
+
+def verify(
+    pairs: copies.Pairs,
+    flat: np.ndarray,
+    sides: np.ndarray,
+    opener: Opener,
+    cache: Cache,
+    workers: int,
+    say: Progress,
+    cancel: threading.Event,
+    one_sided: int = 0,
+) -> int:
+    """Decide every pair, measuring the full-size and local-feature evidence the rule
+    needs and the pairs lack (aligned pixels must be measured already). Returns how many
+    pairs were verified by local features now."""
+    copies.decide(pairs, flat, sides, one_sided)
+    fine = np.flatnonzero(copies.needs_fine(pairs, sides) & np.isnan(pairs.fine))
+    measure_fine(pairs, fine, opener, cache, cancel)
+    points = np.flatnonzero(copies.needs_points(pairs, sides) & (pairs.points < 0))
+    say("checking", 0.0)
+    verified = measure_points(pairs, points, opener, cache, workers, say, cancel)
+    copies.decide(pairs, flat, sides, one_sided)
+    return verified
+
+
+# --- visual similarity ---------------------------------------------------------------------
+
+
+def feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Centred unit features (or codes, for an index without features) of some rows,
+    read in blocks, as *dtype*."""
+    use_features = vec.snap.features is not None
+    source = vec.snap.features if use_features else vec.snap.codes
+    centre = None
+    if vec.centre is not None:
+        centre = vec.centre.features if use_features else vec.centre.codes
+    out = np.empty((len(rows), source.shape[1]), dtype)
+    step = 1 << 14
+    for lo in range(0, len(rows), step):
+        x = np.asarray(source[slots[rows[lo : lo + step]]], np.float32)
+        if centre is not None:
+            x = x - centre
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        out[lo : lo + step] = x
+    return out
+
+
+def row_dots(fa: np.ndarray, a: np.ndarray, fb: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``fa[a[i]] · fb[b[i]]`` for every i, in float32, a block of pairs at a time (the
+    rows are float16: converted per block, never all at once)."""
+    out = np.empty(len(a), np.float32)
+    step = 1 << 16
+    for lo in range(0, len(a), step):
+        x = fa[a[lo : lo + step]].astype(np.float32)
+        y = fb[b[lo : lo + step]].astype(np.float32)
+        out[lo : lo + step] = np.einsum("ij,ij->i", x, y)
+    return out
+
+
+def similarities(vec, slots: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Visual similarity of each pair of rows (rows index *slots*): the features of the
+    rows involved are read once, kept as float16 (2.5 KB per picture of
+    EfficientNet-Lite0)."""
+    if not len(left):
+        return np.zeros(0, np.float32)
+    involved = np.unique(np.concatenate([left, right]))
+    feats = feature_units_rows(vec, slots, involved, np.float16)
+    a, b = np.searchsorted(involved, left), np.searchsorted(involved, right)
+    return row_dots(feats, a, feats, b)
