@@ -161,6 +161,70 @@ def measure(root: Path, repeats: int = 5) -> dict:
     return out
 
 
+def in_terminal(root: Path, repeats: int = 5) -> dict:
+    """The same actions in the app in a real terminal (tmux 160x50), each timed from the
+    key sent to the first screen read back (capture-pane, polled) that shows its result:
+    milliseconds, medians; *open* in seconds."""
+    sock = ["tmux", "-L", "lookalike-session"]
+
+    def screen() -> str:
+        return subprocess.run(
+            [*sock, "capture-pane", "-p", "-t", "s"], capture_output=True, text=True
+        ).stdout
+
+    def send(*keys: str) -> None:
+        subprocess.run([*sock, "send-keys", "-t", "s", *keys], check=True)
+
+    def timed(keys, pred, timeout: float = 120.0) -> float:
+        t0 = time.perf_counter()
+        send(*keys)
+        while time.perf_counter() - t0 < timeout:
+            if pred(screen()):
+                return time.perf_counter() - t0
+            time.sleep(0.002)
+        raise RuntimeError("the app did not show what was expected:\n" + screen())
+
+    def head(text: str, n: int = 6) -> str:
+        return "\n".join(text.splitlines()[:n])
+
+    cmd = f"cd {REPO} && COLORTERM=truecolor {sys.executable} -m tui {root}"
+    subprocess.run([*sock, "kill-server"], capture_output=True)
+    subprocess.run(
+        [*sock, "new-session", "-d", "-s", "s", "-x", "160", "-y", "50", cmd], check=True
+    )
+    out: dict[str, list[float]] = {}
+    try:
+        deadline = time.perf_counter() + 600
+        while "index up to date" not in screen() and time.perf_counter() < deadline:
+            time.sleep(0.1)
+        out["open"] = [timed(["d"], lambda t: "groups of copies" in t and "keep ·" in t)]
+        for _ in range(repeats):
+            before = head(screen())
+            out.setdefault("next row", []).append(timed(["Down"], lambda t, b=before: head(t) != b))
+            before = head(screen(), 8)
+            out.setdefault("page down", []).append(
+                timed(["PageDown"], lambda t, b=before: head(t, 8) != b)
+            )
+            out.setdefault("to a section", []).append(timed(["2"], lambda t: "outliers 1-" in t))
+            send("1")
+            time.sleep(0.3)
+            out.setdefault("mark", []).append(timed(["Right", "Space"], lambda t: "1 marked" in t))
+            out.setdefault("set aside", []).append(
+                timed(["m", "Enter"], lambda t: "set 1 aside" in t and "0 marked" in t)
+            )
+            out.setdefault("undo", []).append(timed(["u"], lambda t: "put back 1" in t))
+            time.sleep(1.0)  # the index takes the file back in
+            out.setdefault("keep", []).append(timed(["Right", "k"], lambda t: "you chose it" in t))
+            out.setdefault("threshold step", []).append(
+                timed(["plus"], lambda t: "only copies" in t)
+            )
+            send("minus")
+            time.sleep(0.5)
+    finally:
+        subprocess.run([*sock, "kill-server"], capture_output=True)
+    return {k: statistics.median(v) * (1 if k == "open" else 1000) for k, v in out.items()}
+
+
 def bench_session(rep, small: bool = False) -> None:
     rows = []
     sets = [("10k", 200)] if small else [("10k", 200), ("100k", 30_000)]

@@ -16,9 +16,10 @@ Where each job lives:
   planner, and the view searches read while indexing goes on;
 * ``storage/`` — the ``Store`` protocol, ``open_index``; ``sqlite``; ``redis/`` (URL,
   records, scripts, datasketch's LSH, the Streams workers);
-* ``triage``, ``selfjoin``, ``copies``, ``quarantine`` — duplicates, found and moved;
-  ``quality``, ``dataset``, ``leaks`` — data-set triage; ``labels`` — words for scores;
-  ``errors``, ``results`` — what comes back.
+* ``triage/`` — the triage session (candidate graph, verification, groups, leaks);
+  ``selfjoin``, ``copies``, ``quarantine`` — pairs, the copy rule, moves; ``sandbox`` —
+  the one guarded way into the index folder; ``quality``, ``dataset`` — data-set
+  triage; ``labels`` — words for scores; ``errors``, ``results`` — what comes back.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import IndexFileError, LookalikeError, SearchError, os_reason
-from engine.names import check_relpath, printable
+from engine.names import check_relpath, first_bad_relpath, printable
 from engine.paths import INDEX_DIRNAME, user_cache_dir
 from engine.sandbox import Folder, Refused
 
@@ -130,10 +130,12 @@ class MovePlan:
 @dataclass(frozen=True)
 class Keep:
     """What a move must leave where it is: pictures that stay (each group's keeper, the
-    copies under a kept folder) and kept folders, relative to ROOT."""
+    copies under a kept folder) and kept folders, relative to ROOT. *links*: those of
+    *paths* that are symbolic links, when the caller knows (None: found out here)."""
 
     paths: tuple[str, ...] = ()
     folders: tuple[str, ...] = ()
+    links: tuple[str, ...] | None = None
 
 
 def _b64(path: str) -> str:
@@ -395,21 +397,40 @@ def _entries(root: str, rel: str) -> set[tuple[str, str]]:
 
 
 class _Guard:
-    """What must not move (:class:`Keep`), resolved to real locations once."""
+    """What must not move (:class:`Keep`), found by real location. A file that moves
+    can only be a kept one under the same name (a folder link: ``alias/x.png`` is
+    ``orig/x.png``) or the target of a kept link: only those kept paths are resolved,
+    when a file of their name moves (a twenty-thousand-group move resolves a handful)."""
 
     def __init__(self, root: str, keep: Keep | None) -> None:
         keep = keep or Keep()
+        self.root = root
+        self.by_name: dict[str, list[str]] = {}
         self.entries: dict[tuple[str, str], str] = {}
-        for rel in keep.paths:
+        paths = list(keep.paths)
+        if first_bad_relpath(paths) is not None:
+            paths = [p for p in paths if check_relpath(p) is None]
+        for rel in paths:
+            self.by_name.setdefault(rel.rpartition("/")[2], []).append(rel)
+        links = keep.links
+        if links is None:
+            links = tuple(p for p in paths if os.path.islink(os.path.join(root, p)))
+        for rel in links:  # a kept link's target must stay too
             if check_relpath(rel) is None:
                 for e in _entries(root, rel):
                     self.entries.setdefault(e, rel)
+        self.resolved: set[str] = set()
         self.folders = [
             os.path.realpath(os.path.join(root, f)) for f in keep.folders if f != "."
         ] + ([root] if "." in keep.folders else [])
 
     def why(self, folder: Folder, name: str) -> str | None:
         real_head, _ = entry = _entry(folder, name)
+        if name not in self.resolved:
+            self.resolved.add(name)
+            for rel in self.by_name.get(name, ()):
+                for e in _entries(self.root, rel):
+                    self.entries.setdefault(e, rel)
         if entry in self.entries:
             return f"the same file as {self.entries[entry]}, which stays (reached by a link)"
         if any(_inside(real_head, f) for f in self.folders):

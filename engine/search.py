@@ -29,7 +29,7 @@ from engine import identity as identities
 from engine.errors import IndexMismatch, SearchError
 from engine.images import ImageError, SkippedFile, guarded, inside, open_image, square_pixels
 from engine.live import LiveView
-from engine.names import check_relpath, printable
+from engine.names import check_relpath, first_bad_relpath, printable
 from engine.results import IndexStats, Match, Progress, SearchResult
 from engine.settings import Settings, SettingsError
 from engine.storage import IndexBusy, IndexDamaged, IndexFileError, SnapshotMoved, open_index
@@ -175,8 +175,9 @@ class ImageSimilaritySearch:
         """Files that could not be indexed, with why; a crafted path is the damaged-index
         error, one that leads out through a link is left out (:meth:`openable`)."""
         found = self.store.failures()
-        for p, _ in found:
-            self.check_stored_path(p)
+        bad = first_bad_relpath([p for p, _ in found])
+        if bad is not None:
+            self.check_stored_path(found[bad][0])
         shown = self.openable([p for p, _ in found])
         return [SkippedFile(p, e or "failed") for (p, e), ok in zip(found, shown) if ok]
 

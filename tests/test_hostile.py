@@ -83,9 +83,16 @@ def test_json_path_is_valid_utf8_and_lossless():
 
 @pytest.mark.parametrize(
     ("path", "ok"),
-    [("a/b.png", True), ("/etc/passwd", False), ("../x.png", False), ("a/../../x", False)],
-)
+    [("a/b.png", True), ("/etc/passwd", False), ("../x.png", False), ("a/../../x", False),
+     ("", False), ("a//b", False), ("a/./b", False), ("./a", False), ("a/", False),
+     ("a\x00b", False), (".", False), ("x/..", False), ("..a", True), ("a..", True)],
+)  # fmt: skip
 def test_check_relpath(path: str, ok: bool):
+    from engine.names import first_bad_relpath
+
+    for around in ([path], ["x.png", path], [path, "a/b.png"], ["x.png", path, "a/b.png"]):
+        want = next((i for i, p in enumerate(around) if check_relpath(p) is not None), None)
+        assert first_bad_relpath(around) == want, around
     assert (check_relpath(path) is None) == ok
 
 

@@ -511,3 +511,94 @@ def test_many_resized_copies_of_one_picture_make_one_group(tmp_path: Path):
     (group,) = _report(root).groups
     assert group.representative.path == "original.png"
     assert sorted(m.path for m in group.members) == [f"small_{k}.jpg" for k in range(7)]
+
+
+def test_the_candidate_graph_is_kept_exactly_and_a_crafted_one_is_not_used():
+    """The graph round-trips through its blob at any size (its header stays small); a
+    blob of another fingerprint, cut short, with a row out of range or a path that
+    leaves the folder is not used."""
+    from engine import copies
+    from engine.triage import candidates as cand
+
+    rng = np.random.default_rng(0)
+    n, m = 70_000, 1000
+    left = np.sort(rng.integers(0, n - 1, m))
+    pairs = copies.Pairs(left, left + 1, rng.integers(0, 10, m))
+    pairs.score = rng.random(m).astype(np.float32)
+    pairs.point_why[::7] = "mirrored copy · 40 matching points"
+    graph = cand.CandidateGraph(
+        [f"class{i % 10}/é-{i}.png" for i in range(n)],
+        rng.integers(-(2**62), 2**62, n),
+        np.full(n, np.nan, np.float32),
+        rng.random(n).astype(np.float32),
+        rng.integers(-1, n, n),
+        np.ones(n, bool),
+        pairs,
+        "fp",
+    )
+    blob = cand.encode(graph)
+    back = cand.decode(blob, "fp")
+    assert back is not None and back.paths == graph.paths
+    assert np.array_equal(back.pairs.left, left) and list(back.pairs.point_why) == list(
+        pairs.point_why
+    )
+    assert cand.decode(blob, "other") is None
+    assert cand.decode(blob[:-1], "fp") is None
+    bad = cand.encode(cand.CandidateGraph(["../x.png"], *(a[:1] for a in (
+        graph.tags, graph.flat, graph.nearest, graph.nearest_row, graph.nearest_exact)),
+        copies.Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)),
+        "fp"))  # fmt: skip
+    assert cand.decode(bad, "fp") is None
+    out_of_range = bytearray(blob)
+    head = (
+        len(cand.MAGIC) + 4 + int.from_bytes(blob[len(cand.MAGIC) : len(cand.MAGIC) + 4], "little")
+    )
+    at = head + n * (8 + 4 + 4)  # tags, flat, nearest: then nearest_row
+    out_of_range[at : at + 8] = np.array([n + 5], "<i8").tobytes()
+    assert cand.decode(bytes(out_of_range), "fp") is None
+
+
+def _pairs_by_path(graph) -> dict[tuple[str, str], int]:
+    p = graph.paths
+    return {
+        tuple(sorted((p[a], p[b]))): int(r)
+        for a, b, r in zip(
+            graph.pairs.left.tolist(), graph.pairs.right.tolist(), graph.pairs.rank.tolist()
+        )
+    }
+
+
+def test_the_graph_followed_is_the_graph_made_whole(collection: Path, tmp_path: Path):
+    """New pictures and gone ones: the candidate graph brought up to date holds exactly
+    the pairs a whole new join gives, and the same groups come out."""
+    import shutil
+
+    from engine.triage import TriageSession
+
+    with ImageSimilaritySearch(collection) as search:
+        search.index()
+        session = TriageSession(search)
+        session.open()
+        for i in range(6):
+            src = make_picture(collection / "later" / f"new{i}.png", 900 + i)
+            edited_copy(src, collection / "later" / f"new{i}-copy.png", "brighten")
+        shutil.copy(collection / "orig3.png", collection / "later" / "orig3-again.png")
+        (collection / "other" / "pic05.png").unlink()
+        (collection / "copies" / "orig1-crop.png").unlink()
+        search.index()
+        session.refresh()
+        followed = _pairs_by_path(session.graph)
+        groups = {
+            g.representative.path: sorted(m.path for m in g.members) for g in session.report.groups
+        }
+        assert "later/new0-copy.png" in str(groups) and "later/orig3-again.png" in str(groups)
+        search.store.put_blob("triage-graph", b"")  # no graph: made whole
+        whole = TriageSession(search)
+        whole.open()
+        made = _pairs_by_path(whole.graph)
+        assert made.keys() == followed.keys()
+        # ranks agree but for ties (identical pictures score alike with a third)
+        assert sum(made[k] != followed[k] for k in made) <= 4
+        assert {
+            g.representative.path: sorted(m.path for m in g.members) for g in whole.report.groups
+        } == groups

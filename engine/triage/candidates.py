@@ -45,8 +45,9 @@ from engine.selfjoin import EXACT_MAX, rows_top_k, self_join
 BLOB = "triage-graph"
 MAGIC = b"lookalike candidate graph\n"
 VERSION = 1
-#: The header is JSON of at most this many bytes.
+#: The header is JSON of at most this many bytes; texts are stored as lengths, then bytes.
 HEADER_MAX = 1 << 16
+TEXT_LENGTH = np.dtype("<u4")
 #: Beyond EXACT_MAX pictures, candidates are pairs of at least this code cosine, found by
 #: LSH bands strict enough for it (heavily edited copies may be missed there).
 BANDED_FLOOR = 0.85
@@ -113,6 +114,21 @@ def tag_of(digest: bytes | None, mtime: int) -> int:
 # --- making and following ------------------------------------------------------------------
 
 
+def _by_row(a: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """The order that sorts entries by row *a*, best score *s* first within a row: one
+    argsort of one key (scores are cosines, in [-1, 1]), three times faster than a
+    lexsort of two."""
+    return np.argsort(a * 4.0 + (1.0 - np.clip(s, -1.0, 1.0)), kind="stable")
+
+
+def _positions(a_sorted: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For entries sorted by row: where each row starts, how many it has, and each
+    entry's place within its row."""
+    starts = np.concatenate([[0], np.flatnonzero(a_sorted[1:] != a_sorted[:-1]) + 1])
+    counts = np.diff(np.append(starts, len(a_sorted)))
+    return starts, counts, np.arange(len(a_sorted)) - np.repeat(starts, counts)
+
+
 def nearest_candidates(left, right, score, n: int, k: int = copies.CANDIDATES):
     """Keep each pair that is among the first *k* of either picture; its rank is the
     better of the two (0: each other's nearest). Returns the kept indices and ranks."""
@@ -121,10 +137,8 @@ def nearest_candidates(left, right, score, n: int, k: int = copies.CANDIDATES):
     a = np.concatenate([left, right])
     s = np.concatenate([score, score])
     idx = np.concatenate([np.arange(len(left)), np.arange(len(left))])
-    order = np.lexsort((-s, a))
-    a_sorted = a[order]
-    starts = np.concatenate([[0], np.flatnonzero(a_sorted[1:] != a_sorted[:-1]) + 1])
-    pos = np.arange(len(a_sorted)) - np.repeat(starts, np.diff(np.append(starts, len(a_sorted))))
+    order = _by_row(a, s)
+    _starts, _counts, pos = _positions(a[order])
     rank = np.full(len(left), np.iinfo(np.int64).max)
     np.minimum.at(rank, idx[order], pos)
     keep = np.flatnonzero(rank < k)
@@ -139,10 +153,9 @@ def last_candidate(pairs: copies.Pairs, n: int, k: int = copies.CANDIDATES) -> n
         return out
     a = np.concatenate([pairs.left, pairs.right])
     s = np.concatenate([pairs.score, pairs.score])
-    order = np.lexsort((-s, a))
+    order = _by_row(a, s)
     a, s = a[order], s[order]
-    starts = np.concatenate([[0], np.flatnonzero(a[1:] != a[:-1]) + 1])
-    counts = np.diff(np.append(starts, len(a)))
+    starts, counts, _pos = _positions(a)
     full = counts >= k
     out[a[starts[full]]] = s[starts[full] + k - 1]
     return out
@@ -156,9 +169,9 @@ def _nearest_from_pairs(pairs: copies.Pairs, n: int) -> tuple[np.ndarray, np.nda
         a = np.concatenate([pairs.left, pairs.right])
         b = np.concatenate([pairs.right, pairs.left])
         s = np.concatenate([pairs.score, pairs.score])
-        order = np.lexsort((s, a))
-        last = np.concatenate([a[order][1:] != a[order][:-1], [True]])
-        pick = order[last]
+        order = _by_row(a, s)
+        starts, _counts, _pos = _positions(a[order])
+        pick = order[starts]
         best[a[pick]], at[a[pick]] = s[pick], b[pick]
     return best, at
 
@@ -312,8 +325,12 @@ def update(
 
 def encode(graph: CandidateGraph) -> bytes:
     """The graph as one blob: magic, header length, header (JSON), then the arrays."""
-    whys = sorted({w for w in graph.pairs.point_why if w})
+    named = np.flatnonzero(graph.pairs.point_why != "")
+    texts = graph.pairs.point_why[named]
+    whys = sorted(set(texts.tolist()))
     code = {w: i for i, w in enumerate(whys)}
+    codes = np.full(len(graph.pairs), -1, np.int32)
+    codes[named] = [code[w] for w in texts.tolist()]
     arrays = {
         "tags": graph.tags,
         "flat": graph.flat,
@@ -321,7 +338,7 @@ def encode(graph: CandidateGraph) -> bytes:
         "nearest_row": graph.nearest_row,
         "nearest_exact": graph.nearest_exact,
         **{k: getattr(graph.pairs, k) for k in PAIR_ARRAYS if k != "point_why"},
-        "point_why": np.array([code.get(w, -1) for w in graph.pairs.point_why], np.int32),
+        "point_why": np.asarray(codes, np.int32).reshape(-1),
     }
     paths = [p.encode("utf-8", "surrogateescape") for p in graph.paths]
     texts = [w.encode("utf-8", "surrogateescape") for w in whys]
@@ -332,14 +349,15 @@ def encode(graph: CandidateGraph) -> bytes:
         "certain": graph.certain,
         "rows": len(graph),
         "pairs": len(graph.pairs),
-        "path_bytes": [len(p) for p in paths],
-        "why_bytes": [len(w) for w in texts],
+        "whys": len(texts),
     }
     head = json.dumps(header).encode()
     body = [MAGIC, struct.pack("<I", len(head)), head]
     for name, dtype in {**ROW_ARRAYS, **PAIR_ARRAYS}.items():
         body.append(np.ascontiguousarray(arrays[name], dtype).tobytes())
-    body += paths + texts
+    for strings in (paths, texts):  # lengths, then the bytes
+        body.append(np.array([len(x) for x in strings], TEXT_LENGTH).tobytes())
+        body += strings
     return b"".join(body)
 
 
@@ -369,15 +387,10 @@ def _decode(blob, fingerprint: str) -> CandidateGraph | None:
         return None
     if header.get("fingerprint") != fingerprint:
         return None
-    n, m = header["rows"], header["pairs"]
-    path_bytes, why_bytes = header["path_bytes"], header["why_bytes"]
-    for v in (n, m):
+    n, m, w = header["rows"], header["pairs"], header["whys"]
+    for v in (n, m, w):
         if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 1 << 32:
             return None
-    if not (isinstance(path_bytes, list) and isinstance(why_bytes, list)) or len(path_bytes) != n:
-        return None
-    if not all(isinstance(x, int) and 0 <= x <= 1 << 16 for x in path_bytes + why_bytes):
-        return None
     arrays = {}
     for name, dtype in {**ROW_ARRAYS, **PAIR_ARRAYS}.items():
         count = n if name in ROW_ARRAYS else m
@@ -387,7 +400,14 @@ def _decode(blob, fingerprint: str) -> CandidateGraph | None:
         arrays[name] = np.frombuffer(view[at : at + need], dtype).copy()
         at += need
     texts = []
-    for lengths in (path_bytes, why_bytes):
+    for count in (n, w):
+        need = count * TEXT_LENGTH.itemsize
+        if at + need > len(view):
+            return None
+        lengths = np.frombuffer(view[at : at + need], TEXT_LENGTH).tolist()
+        at += need
+        if sum(lengths) > len(view) - at or max(lengths, default=0) > 1 << 16:
+            return None
         out = []
         for x in lengths:
             out.append(bytes(view[at : at + x]).decode("utf-8", "surrogateescape"))
@@ -396,9 +416,9 @@ def _decode(blob, fingerprint: str) -> CandidateGraph | None:
     if at != len(view):
         return None
     paths, whys = texts
-    from engine.names import check_relpath
+    from engine.names import first_bad_relpath
 
-    if any(check_relpath(p) is not None for p in paths) or len(set(paths)) != n:
+    if first_bad_relpath(paths) is not None or len(set(paths)) != n:
         return None
     left, right, why = arrays["left"], arrays["right"], arrays["point_why"]
     if m and (left.min() < 0 or right.max() >= n or (left >= right).any()):
@@ -416,7 +436,8 @@ def _decode(blob, fingerprint: str) -> CandidateGraph | None:
     for name in ("score", "similarity", "pixels", "transform", "fine", "points"):
         setattr(pairs, name, arrays[name])
     pairs.point_copy = arrays["point_copy"].astype(bool)
-    pairs.point_why = [whys[i] if i >= 0 else "" for i in why.tolist()]
+    table = np.array(["", *whys], object)
+    pairs.point_why = table[why + 1]
     certain = header.get("certain")
     method = header.get("method")
     if not isinstance(certain, (int, float)) or not isinstance(method, str) or len(method) > 80:

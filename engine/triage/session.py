@@ -29,21 +29,24 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from engine import copies
 from engine.dataset import mislabeled, unusable
-from engine.quarantine import MoveReport, relabel, set_aside, undo_latest
+from engine.names import first_bad_relpath
+from engine.quarantine import Keep, MoveReport, relabel, set_aside, undo_latest
 from engine.selfjoin import unit_codes
 from engine.triage import candidates as cand
 from engine.triage.groups import (
     DEFAULT_THRESHOLD,
     IDENTICAL,
     Graph,
+    components,
     floor_of,
     group_pairs,
+    numbered,
 )
 from engine.triage.leaks import Leak, find_leaks, open_against
 from engine.triage.report import Outlier, TriageReport
@@ -96,8 +99,9 @@ def facts_of(search, slots: np.ndarray | None = None) -> tuple[Facts, list[str]]
         ):
             raise search.store.damaged("image records and vectors disagree")
     paths = [raw.paths[i] for i in at]
-    for p in paths:
-        search.check_stored_path(p)
+    bad = first_bad_relpath(paths)
+    if bad is not None:
+        search.check_stored_path(paths[bad])  # the damaged-index error, naming it
     thumbs = [raw.thumbs[i] for i in at] if raw.thumbs else [None] * len(at)
     quality = [raw.quality[i] for i in at] if raw.quality else [None] * len(at)
     facts = Facts(
@@ -133,10 +137,21 @@ class _Row:
 
 @dataclass
 class Move:
-    """A move made in this session: which folder (``"train"`` or ``"test"``), and what."""
+    """A move made in this session: which folder (``"train"`` or ``"test"``), what moved,
+    and what it took out of the report's sections (an undo puts it back)."""
 
     side: str
     report: MoveReport
+    stash: dict = field(default_factory=dict)
+
+
+#: How each section is ordered (what an undo sorts back into).
+SECTION_ORDER = {
+    "outliers": lambda o: (o.score, o.path),
+    "mislabeled": lambda m: (-m.confidence, m.path),
+    "unusable": lambda u: u.path,
+    "leaks": lambda x: (x.other, x.path),
+}
 
 
 @dataclass
@@ -161,7 +176,12 @@ class TriageSession:
     moves: list[Move] = field(default_factory=list)
     _rows: dict[str, _Row] = field(default_factory=dict, repr=False)
     _allowed: dict[str, bool] = field(default_factory=dict, repr=False)
-    _links: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False)
+    _folders: dict[str, tuple[str, set[str]]] = field(default_factory=dict, repr=False)
+    _allowed_of: np.ndarray | None = field(default=None, repr=False)
+    _copies_graph: Graph | None = field(default=None, repr=False)
+    _floor: float = 0.0
+    _parts: dict[int, int] = field(default_factory=dict, repr=False)
+    _row_of_path: dict[str, int] = field(default_factory=dict, repr=False)
     _rejected: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _not_leaks: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _sections: dict = field(default_factory=dict, repr=False)
@@ -227,6 +247,8 @@ class TriageSession:
             if dirty:
                 _write_blob(store, cand.encode(graph))
         self.graph = graph
+        self._allowed_of = None  # the rows may have changed
+        self._copies_graph = None
         self._verified = verified
         self._sections = self._make_sections(graph, say, cancel)
         self.report = self._assemble(time.perf_counter() - t0)
@@ -243,24 +265,41 @@ class TriageSession:
         self._not_leaks = {(p, os.fsdecode(v)) for p, v in store.choices("not-leak").items()}
 
     def _keep_rows(self, graph, index_of: np.ndarray, facts: Facts) -> None:
-        """Each graph row's facts, from the index, or kept from before for a row whose
-        file is set aside."""
+        """Each graph row's facts as arrays in graph order (what every action reads):
+        from the index, or, for a row whose file is set aside (the index forgot it),
+        kept from when it was set aside; and the sets of rows with identical bytes."""
         if graph is None:
-            self._rows = {}
+            self._pixels, self._mtimes, self._digests, self._quality = (
+                np.zeros(0, np.int64), np.zeros(0, np.int64), [], []
+            )  # fmt: skip
+            self._same_bytes = []
             return
-        rows = {}
-        for path, i in zip(graph.paths, index_of.tolist()):
-            if i >= 0:
-                rows[path] = _Row(
-                    int(facts.pixels[i]), int(facts.mtimes[i]), facts.digests[i], facts.quality[i]
+        at = np.maximum(index_of, 0)
+        self._pixels = np.where(index_of >= 0, facts.pixels[at] if len(facts.paths) else 0, 0)
+        self._mtimes = np.where(index_of >= 0, facts.mtimes[at] if len(facts.paths) else 0, 0)
+        self._digests = [facts.digests[i] if i >= 0 else None for i in index_of.tolist()]
+        self._quality = [facts.quality[i] if i >= 0 else None for i in index_of.tolist()]
+        for r in np.flatnonzero(index_of < 0).tolist():
+            kept = self._rows.get(graph.paths[r])
+            if kept is not None:
+                self._pixels[r], self._mtimes[r] = kept.pixels, kept.mtime
+                self._digests[r], self._quality[r] = kept.digest, kept.quality
+        by_digest: dict[bytes, list[int]] = defaultdict(list)
+        for i, d in enumerate(self._digests):
+            if d is not None:
+                by_digest[d].append(i)
+        self._same_bytes = [rows for rows in by_digest.values() if len(rows) > 1]
+        self._row_of_path = {p: i for i, p in enumerate(graph.paths)}
+
+    def _remember_rows(self, paths: list[str]) -> None:
+        """Keep the facts of rows being set aside: the index forgets them, an undo
+        brings them back."""
+        for p in paths:
+            r = self._row_of_path.get(p)
+            if r is not None:
+                self._rows[p] = _Row(
+                    int(self._pixels[r]), int(self._mtimes[r]), self._digests[r], self._quality[r]
                 )
-            elif path in self._rows:
-                rows[path] = self._rows[path]
-            else:  # set aside before this session knew it: nothing better than blanks
-                rows[path] = _Row(0, 0, None, None)
-        self._rows = rows
-        self._index_of = index_of
-        self._facts = facts
 
     def _measure(self, graph, index_of, facts: Facts, vectors, say, cancel) -> tuple[bool, int]:
         """The evidence the pairs lack: visual similarity, aligned pixels, each row's
@@ -292,8 +331,7 @@ class TriageSession:
                 pairs.similarity[ok] = similarities(vec, row_slots, pairs.left[ok], pairs.right[ok])
         sides = self._sides(graph)
         before = (np.isnan(pairs.fine).sum(), int((pairs.points < 0).sum()))
-        digests = [self._rows[p].digest for p in graph.paths]
-        cache = Cache(self.search.store, graph.paths, digests)
+        cache = Cache(self.search.store, graph.paths, self._digests)
         flat = np.nan_to_num(graph.flat, nan=0.0)
         verified = verify(
             pairs, flat, sides, opener, cache, self.search.settings.decode_workers, say, cancel
@@ -302,8 +340,7 @@ class TriageSession:
         return measured or before != after, verified
 
     def _sides(self, graph) -> np.ndarray:
-        px = np.array([self._rows[p].pixels for p in graph.paths], np.int64)
-        return np.sqrt(np.maximum(px, 0)).astype(np.int64)
+        return np.sqrt(np.maximum(self._pixels, 0)).astype(np.int64)
 
     def _allowed_rows(self, paths: list[str]) -> np.ndarray:
         """Whether each path may be opened (and listed): asked of the search once per
@@ -317,9 +354,13 @@ class TriageSession:
 
     def _shown(self, graph) -> np.ndarray:
         """Rows shown: on disk in the folder (not set aside) and openable from here."""
-        shown = self._allowed_rows(graph.paths)
-        if self.away:
-            shown &= np.array([p not in self.away for p in graph.paths], bool)
+        if self._allowed_of is None or len(self._allowed_of) != len(graph):
+            self._allowed_of = self._allowed_rows(graph.paths)
+        shown = self._allowed_of.copy()
+        for p in self.away:
+            i = self._row_of_path.get(p)
+            if i is not None:
+                shown[i] = False
         return shown
 
     def _make_sections(self, graph, say, cancel) -> dict:
@@ -341,8 +382,7 @@ class TriageSession:
             copied[same] = True
         out["outliers"] = self._outliers(graph, shown & ~copied)
         out["certain"] = graph.certain
-        measured = [self._rows[p].quality for p in paths]
-        flagged, quality_note = unusable(paths, measured, search.store.damaged)
+        flagged, quality_note = unusable(paths, self._quality, search.store.damaged)
         out["unusable"] = [u for u in flagged if u.path not in self.away]
         sub = pairs.take(both)
         suspects, labels_note = mislabeled(paths, sub.left, sub.right, sub.similarity)
@@ -395,59 +435,76 @@ class TriageSession:
     # --- the groups ---------------------------------------------------------------------------
 
     def _graph_of_copies(self) -> Graph:
-        """The copies among shown pictures (identical bytes too), but pairs marked no
-        copies: what grouping works from."""
+        """The copies among the pictures (identical bytes too): what grouping works
+        from. Made once per refresh; what is set aside and what is marked no copy are
+        left out while grouping, so a choice regroups without making it again."""
         graph = self.graph
         root = str(self.search.root)
         if graph is None:
             return Graph({}, [], np.zeros(0), np.zeros(0), [], set(), {}, root)
-        shown = self._shown(graph)
-        pairs, paths = graph.pairs, graph.paths
-        edges: dict[int, dict[int, tuple[float, str]]] = defaultdict(dict)
-        for i in np.flatnonzero(pairs.copy & shown[pairs.left] & shown[pairs.right]):
-            a, b = int(pairs.left[i]), int(pairs.right[i])
-            edges[a][b] = edges[b][a] = (float(pairs.similarity[i]), pairs.why[i])
-        digests = [self._rows[p].digest for p in paths]
-        for same in self._identical(paths, shown):
-            for a in same:
-                for b in same:
-                    if a != b:
-                        edges[a][b] = (1.0, IDENTICAL)
-        for a in list(edges):
-            for b in list(edges[a]):
-                if tuple(sorted((paths[a], paths[b]))) in self._rejected:
-                    del edges[a][b]
-        edges = {a: near for a, near in edges.items() if near}
-        links, real = set(), {}
-        for i in edges:
-            link, where = self._link(paths[i])
-            if link:
-                links.add(i)
-            real[i] = where
-        pixels = np.array([self._rows[p].pixels for p in paths], np.int64)
-        mtimes = np.array([self._rows[p].mtime for p in paths], np.int64)
-        return Graph(edges, paths, pixels, mtimes, digests, links, real, root)
+        base = self._copies_graph
+        if base is None:
+            allowed = self._allowed_rows(graph.paths)
+            pairs, paths = graph.pairs, graph.paths
+            edges: dict[int, dict[int, tuple[float, str]]] = defaultdict(dict)
+            both = pairs.copy & allowed[pairs.left] & allowed[pairs.right]
+            for a, b, sim, why in zip(
+                pairs.left[both].tolist(),
+                pairs.right[both].tolist(),
+                pairs.similarity[both].tolist(),
+                pairs.why[both].tolist(),
+            ):
+                edges[a][b] = edges[b][a] = (sim, why)
+            for same in self._identical(paths, allowed):
+                for a in same:
+                    for b in same:
+                        if a != b:
+                            edges[a][b] = (1.0, IDENTICAL)
+            links, real = set(), {}
+            for i in edges:
+                link, where = self._link(paths[i])
+                if link:
+                    links.add(i)
+                real[i] = where
+            base = Graph(
+                dict(edges), paths, self._pixels, self._mtimes, self._digests, links, real, root
+            )
+            self._copies_graph = base
+            self._floor = floor_of(base)
+            self._parts = components(base)
+        base.hidden = {self._row_of_path[p] for p in self.away if p in self._row_of_path}
+        base.rejected = self._rejected
+        return base
 
     def _identical(self, paths: list[str], shown: np.ndarray) -> list[list[int]]:
         """The sets of shown rows with the same bytes (two or more each)."""
-        by_digest: dict[bytes, list[int]] = defaultdict(list)
-        for i, p in enumerate(paths):
-            d = self._rows[p].digest
-            if d is not None and shown[i]:
-                by_digest[d].append(i)
-        return [same for same in by_digest.values() if len(same) > 1]
+        out = []
+        for same in self._same_bytes:
+            mine = [i for i in same if shown[i]]
+            if len(mine) > 1:
+                out.append(mine)
+        return out
 
     def _link(self, path: str) -> tuple[bool, str]:
-        """Whether *path* is a symbolic link, and its real path (asked once per path)."""
-        if path not in self._links:
-            full = os.path.join(self.search.root, path)
-            self._links[path] = (os.path.islink(full), os.path.realpath(full))
-        return self._links[path]
+        """Whether *path* is a symbolic link, and its real path: each folder's real path
+        and links found once (one ``scandir``), a link followed alone."""
+        head, _, name = path.rpartition("/")
+        known = self._folders.get(head)
+        if known is None:
+            where = os.path.join(self.search.root, head) if head else str(self.search.root)
+            links = set()
+            with contextlib.suppress(OSError), os.scandir(where) as entries:
+                links = {e.name for e in entries if e.is_symlink()}
+            known = self._folders[head] = (os.path.realpath(where), links)
+        real_head, links = known
+        if name in links:
+            return True, os.path.realpath(os.path.join(real_head, name))
+        return False, os.path.join(real_head, name)
 
     def _assemble(self, seconds: float) -> TriageReport:
         """The report of what the session holds now (groups made again)."""
         copies_graph = self._graph_of_copies()
-        floor = floor_of(copies_graph)
+        floor = self._floor
         threshold = 0.0 if self.threshold is None else self.threshold
         groups = group_pairs(copies_graph, threshold, self.keep_in, frozenset(self.prefer))
         s = self._sections
@@ -471,17 +528,51 @@ class TriageSession:
             prefer=frozenset(self.prefer),
             mislabeled=s.get("mislabeled", []),
             unusable=s.get("unusable", []),
-            leaks=[x for x in s.get("leaks", []) if (x.path, x.other) not in self._not_leaks],
+            leaks=self._leaks_shown(),
             floor=floor,
         )
 
-    def regroup(self) -> TriageReport:
-        """The report with its groups made again (after a choice): milliseconds."""
+    def regroup(self, touched: list[str] | None = None) -> TriageReport:
+        """The report with its groups made again after a choice: those of the parts of
+        the graph holding the *touched* paths only (groups never cross parts), or all
+        of them (None: a threshold, a kept folder)."""
         with self.lock:
             t0 = time.perf_counter()
-            self.report = self._assemble(0.0)
+            report = self.report
+            if touched is None or report is None or self._copies_graph is None:
+                self.report = self._assemble(0.0)
+            else:
+                self.report = self._regroup_parts(report, touched)
             self.report.seconds = time.perf_counter() - t0
             return self.report
+
+    def _regroup_parts(self, report: TriageReport, touched: list[str]) -> TriageReport:
+        graph = self._graph_of_copies()
+        rows = [self._row_of_path[p] for p in touched if p in self._row_of_path]
+        parts = {self._parts[r] for r in rows if r in self._parts}
+        if not parts:
+            return replace(report, prefer=frozenset(self.prefer), leaks=self._leaks_shown())
+        only = {r for r, part in self._parts.items() if part in parts}
+        stay = [
+            g
+            for g in report.groups
+            if self._parts.get(self._row_of_path.get(g.representative.path, -1)) not in parts
+        ]
+        fresh = group_pairs(graph, report.threshold, self.keep_in, frozenset(self.prefer), only)
+        return replace(
+            report,
+            groups=numbered(stay + fresh),
+            prefer=frozenset(self.prefer),
+            leaks=self._leaks_shown(),
+            images=self._sections.get("images", report.images),
+            outliers=self._sections.get("outliers", report.outliers),
+            mislabeled=self._sections.get("mislabeled", report.mislabeled),
+            unusable=self._sections.get("unusable", report.unusable),
+        )
+
+    def _leaks_shown(self) -> list[Leak]:
+        leaks = self._sections.get("leaks", [])
+        return [x for x in leaks if (x.path, x.other) not in self._not_leaks]
 
     # --- choices -------------------------------------------------------------------------------
 
@@ -493,8 +584,9 @@ class TriageSession:
         return self.regroup()
 
     def _digest(self, path: str) -> bytes:
-        row = self._rows.get(path)
-        return row.digest if row is not None and row.digest else b""
+        r = self._row_of_path.get(path)
+        d = self._digests[r] if r is not None else None
+        return d or b""
 
     def keep(self, path: str) -> TriageReport:
         """Keep *path* in its group: the group is made again around it, and the choice is
@@ -511,20 +603,20 @@ class TriageSession:
         store = self.search.store
         _quietly(store.set_choices, "keep", {path: self._digest(path)}, dropped)
         _quietly(store.set_choices, "mark", {}, [path])
-        return self.regroup()
+        return self.regroup([path])
 
     def not_copy(self, a: str, b: str) -> TriageReport:
         """*a* and *b* are no copies: never grouped again (remembered in the index)."""
         self.search.store.reject(a, b)
         self._rejected.add(tuple(sorted((a, b))))
-        return self.regroup()
+        return self.regroup([a, b])
 
     def not_leak(self, leak: Leak) -> TriageReport:
         """*leak* is none: never reported again (remembered in this folder's index)."""
         self.search.store.set_choices("not-leak", {leak.path: os.fsencode(leak.other)})
         self._not_leaks.add((leak.path, leak.other))
         self.test_marks.discard(leak.other)
-        return self.regroup()
+        return self.regroup([])
 
     def mark(self, paths: list[str], on: bool, test: bool = False) -> None:
         """Mark (or unmark) *paths* to set aside: this folder's, or with *test* the other
@@ -557,9 +649,12 @@ class TriageSession:
     ) -> MoveReport:
         """Move *paths* of this folder into its quarantine (undoable), never a keeper;
         the moved pictures leave their groups at once."""
-        report = set_aside(self.search, paths, keep=self.report.keep(), on_progress=on_progress)
-        self._moved(report.moved)
-        self.moves.append(Move("train", report))
+        keep = self.report.keep()
+        graph = self._graph_of_copies()
+        links = tuple(graph.paths[i] for i in graph.links)
+        keep = Keep(keep.paths, keep.folders, links)  # the kept links are known here
+        report = set_aside(self.search, paths, keep=keep, on_progress=on_progress)
+        self.moves.append(Move("train", report, self._moved(report.moved)))
         return report
 
     def set_aside_test(
@@ -572,52 +667,69 @@ class TriageSession:
         self.test_marks.difference_update(report.moved)
         moved = set(report.moved)
         with self.lock:
-            leaks = [x for x in self._sections.get("leaks", []) if x.other not in moved]
-            self._sections["leaks"] = leaks
-        self.moves.append(Move("test", report))
-        self.regroup()
+            leaks = self._sections.get("leaks", [])
+            self._sections["leaks"] = [x for x in leaks if x.other not in moved]
+            stash = {"leaks": [x for x in leaks if x.other in moved]}
+        self.moves.append(Move("test", report, stash))
+        self.regroup([])
         return report
 
     def relabel(self, path: str, label: str) -> MoveReport:
         """Move a suspected wrong label into the folder its neighbours say (undoable)."""
         report = relabel(self.search, path, label)
-        self._moved(report.moved)
-        self.moves.append(Move("train", report))
+        self.moves.append(Move("train", report, self._moved(report.moved)))
         return report
 
-    def _moved(self, paths: list[str]) -> None:
+    def _moved(self, paths: list[str]) -> dict:
+        """Take moved pictures out of their groups and sections at once; what was taken
+        out of the sections, for an undo to put back."""
         with self.lock:
+            self._remember_rows(paths)
             self.away.update(paths)
             self.marks.difference_update(paths)
             _quietly(self.search.store.set_choices, "mark", {}, paths)
-            self._drop_from_sections(set(paths))
-        self.regroup()
+            stash = self._drop_from_sections(set(paths))
+        self.regroup(paths)
+        return stash
 
-    def _drop_from_sections(self, gone: set[str]) -> None:
-        s = self._sections
-        for key in ("outliers", "mislabeled", "unusable"):
-            s[key] = [x for x in s.get(key, []) if x.path not in gone]
-        s["leaks"] = [x for x in s.get("leaks", []) if x.path not in gone]
+    def _drop_from_sections(self, gone: set[str]) -> dict:
+        s, out = self._sections, {}
+        for key in ("outliers", "mislabeled", "unusable", "leaks"):
+            items = s.get(key, [])
+            s[key] = [x for x in items if x.path not in gone]
+            out[key] = [x for x in items if x.path in gone]
         s["images"] = s.get("images", 0) - len(gone)
+        return out
+
+    def _put_back_in_sections(self, stash: dict, count: int) -> None:
+        s = self._sections
+        for key, back in stash.items():
+            s[key] = sorted(s.get(key, []) + back, key=SECTION_ORDER[key])
+        s["images"] = s.get("images", 0) + count
 
     def undo(self, on_progress: Callable[[int, int], None] | None = None) -> MoveReport:
         """Put back the newest move (of this session first, else this folder's newest);
         the pictures come back into their groups at once."""
-        side = self.moves[-1].side if self.moves else "train"
-        if side == "test":
+        last = self.moves[-1] if self.moves else Move("train", MoveReport())
+        if last.side == "test":
             with open_against(self.search, self.against, self.against_store) as test:
                 report = undo_latest(test)
         else:
             report = undo_latest(self.search)
         if self.moves:
             self.moves.pop()
-        if side == "train":
-            with self.lock:
-                self.away.difference_update(report.moved)
-                back = set(report.moved)
-                s = self._sections
-                s["images"] = s.get("images", 0) + len(back)
-        self.regroup()
+        with self.lock:
+            back = set(report.moved)
+            if last.side == "train":
+                self.away.difference_update(back)
+
+            # what came back (a leak moved aside is known by its copy, in the other folder)
+            def came_back(key: str, item) -> bool:
+                return (item.other if key == "leaks" and last.side == "test" else item.path) in back
+
+            stash = {k: [x for x in v if came_back(k, x)] for k, v in last.stash.items()}
+            self._put_back_in_sections(stash, len(back) if last.side == "train" else 0)
+        self.regroup(sorted(back) if last.side == "train" else [])
         return report
 
 

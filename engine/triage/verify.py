@@ -256,7 +256,8 @@ def verify(
     points = np.flatnonzero(copies.needs_points(pairs, sides) & (pairs.points < 0))
     say("checking", 0.0)
     verified = measure_points(pairs, points, opener, cache, workers, say, cancel)
-    copies.decide(pairs, flat, sides, one_sided)
+    if len(fine) or len(points):  # the new evidence decides: again (nothing else changed)
+        copies.decide(pairs, flat, sides, one_sided)
     return verified
 
 

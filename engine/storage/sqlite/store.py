@@ -498,15 +498,46 @@ class SQLiteStore:
 
     def image_facts(self) -> ImageFacts:
         """Path, mtime, difference hash, pixel count and digest of every usable image,
-        each value checked (an index may have been crafted)."""
+        each value checked (an index may have been crafted): by one query that counts
+        the rows of any other shape (a hundred thousand rows checked in SQLite, not one
+        by one in Python), then, only when there are some, row by row to name one."""
+        thumb = "thumb" if self._has_thumbs else "NULL"
+        quality = "quality" if self._has_quality else "NULL"
         with self.transaction() as db:
             slots = whole(self._meta(db), "slots", 0, 1 << 40, self.damaged)
+            bad = db.execute(
+                f"SELECT COUNT(*) FROM images WHERE status = 'ok' AND NOT ("
+                f" typeof(slot) = 'integer' AND slot BETWEEN 0 AND {slots - 1}"
+                " AND typeof(mtime_ns) = 'integer'"
+                " AND (dhash IS NULL OR typeof(dhash) = 'integer')"
+                f" AND (pixels IS NULL OR (typeof(pixels) = 'integer' AND pixels BETWEEN 0 AND {1 << 48}))"
+                " AND (digest IS NULL OR (typeof(digest) = 'blob' AND length(digest) = 32))"
+                f" AND ({thumb} IS NULL OR (typeof({thumb}) = 'blob' AND length({thumb}) = 256))"
+                f" AND ({quality} IS NULL OR (typeof({quality}) = 'blob' AND length({quality}) = 28)))"
+            ).fetchone()[0]
             rows = db.execute(
-                "SELECT slot, path, mtime_ns, dhash, pixels, digest,"
-                f" {'thumb' if self._has_thumbs else 'NULL'},"
-                f" {'quality' if self._has_quality else 'NULL'} FROM images"
-                " WHERE status = 'ok' ORDER BY slot"
+                f"SELECT slot, path, mtime_ns, dhash, pixels, digest, {thumb}, {quality}"
+                " FROM images WHERE status = 'ok' ORDER BY slot"
             ).fetchall()
+        if bad:
+            self._name_damage(rows, slots)
+        cols = list(zip(*rows)) if rows else [()] * 8
+        dhash = cols[3]
+        return ImageFacts(
+            slots=np.array(cols[0], np.int64),
+            paths=[decode_path(p) for p in cols[1]],
+            mtimes=np.array(cols[2], np.int64),
+            dhash=np.array([d or 0 for d in dhash], np.int64).view(np.uint64),
+            known=np.array([d is not None for d in dhash], bool),
+            pixels=np.array([p or 0 for p in cols[4]], np.int64),
+            digests=list(cols[5]),
+            thumbs=list(cols[6]),
+            quality=list(cols[7]),
+        )
+
+    def _name_damage(self, rows: list, slots: int) -> None:
+        """The damaged-index error for the first row of *rows* of a shape lookalike never
+        writes."""
         for slot, _path, mtime, dhash, pixels, digest, thumb, measured in rows:
             if measured is not None and not (isinstance(measured, bytes) and len(measured) == 28):
                 raise self.damaged("a quality record is not 28 bytes")
@@ -522,17 +553,7 @@ class SQLiteStore:
                 raise self.damaged("a layout hash is not a number")
             if pixels is not None and not is_int(pixels, 0, 1 << 48):
                 raise self.damaged("a pixel count is not a number")
-        return ImageFacts(
-            slots=np.array([r[0] for r in rows], np.int64),
-            paths=[decode_path(r[1]) for r in rows],
-            mtimes=np.array([r[2] for r in rows], np.int64),
-            dhash=np.array([r[3] or 0 for r in rows], np.int64).view(np.uint64),
-            known=np.array([r[3] is not None for r in rows], bool),
-            pixels=np.array([r[4] or 0 for r in rows], np.int64),
-            digests=[r[5] for r in rows],
-            thumbs=[r[6] for r in rows],
-            quality=[r[7] for r in rows],
-        )
+        raise self.damaged("an image record is not one lookalike wrote")
 
     # --- copy verdicts and rejected pairs ---------------------------------------------------
 
