@@ -323,10 +323,10 @@ async def test_triage_screen(collection: Path, capsys):
         await pilot.press("A")
         assert not session.marks
         floor = screen.report.floor
-        assert f"threshold {floor:.2f}: every copy" in marks()
+        assert f"threshold {floor:.2f}: every copy found" in marks()
         await _after(pilot, screen, "plus")
         assert screen.report.threshold == round(floor + 0.05, 2)
-        assert f"threshold {floor + 0.05:.2f}: only copies" in marks()
+        assert f"threshold {floor + 0.05:.2f}: only copies this alike" in marks()
         await _after(pilot, screen, "minus")
         assert screen.report.threshold == 0.0 and screen.report.duplicates == 15
         # k keeps the highlighted copy instead: its group is made again around it
@@ -602,3 +602,25 @@ def test_the_graph_followed_is_the_graph_made_whole(collection: Path, tmp_path: 
         assert {
             g.representative.path: sorted(m.path for m in g.members) for g in whole.report.groups
         } == groups
+
+
+async def test_thumbnails_follow_a_fast_scroll_by_themselves(collection: Path):
+    """Keys pressed faster than pictures are drawn: once the keys stop, every card in
+    view gets its picture without another key."""
+    from test_app import SIZE, wait_for
+
+    from tui.app import create_app
+
+    app = create_app(collection)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_triage(pilot)
+        for _ in range(3):
+            await pilot.press("end", "home", "pagedown", "down", "down")
+        shown = lambda: [  # noqa: E731
+            c for v in screen.views for c in v.cards if c.display and c.slot.kind != "broken"
+        ]
+        await wait_for(
+            pilot,
+            lambda: shown() and all("…" not in str(c._thumb.render()) for c in shown()),
+            timeout=30,
+        )

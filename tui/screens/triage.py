@@ -384,15 +384,9 @@ class TriageScreen(Screen[None]):
         report = self.report
         if report is not None:
             if session.threshold is None:
-                parts.append(
-                    (f"threshold {report.floor:.2f}: every copy the rule finds (+/- to group"
-                     " only closer pairs)", "dim")
-                )  # fmt: skip
+                parts.append((f"threshold {report.floor:.2f}: every copy found (+/-)", "dim"))
             else:
-                parts.append(
-                    (f"threshold {report.threshold:.2f}: only copies at least this visually"
-                     " similar (+/-)", "dim")
-                )  # fmt: skip
+                parts.append((f"threshold {report.threshold:.2f}: only copies this alike", "dim"))
         self.query_one("#triage-marks", Static).update(line(*parts))
 
     # --- moving around ---------------------------------------------------------------------
