@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from textual import events, work
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
@@ -37,6 +37,7 @@ from tui import keys
 from tui.layout import COMPACT, Tier
 from tui.screens.confirm import ConfirmMove
 from tui.text import line, plain
+from tui.widgets.line import Line
 from tui.widgets.results import CardData
 from tui.widgets.triage_card import COMPARED, TriageCard, TriageState
 from tui.widgets.triage_rows import Row, Rows, RowView
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 
 #: How far ``+`` and ``-`` move the threshold.
 THRESHOLD_STEP = 0.05
+#: A report's cursor: the picture the cursor is on when the report arrives (a refresh
+#: lands while the person keeps moving).
+HERE = "\0here"
 
 
 class TriageReady(Message):
@@ -87,11 +91,12 @@ class TriageScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="triage-head"):
-            yield Static(line(("finding copies…", "dim")), id="triage-status")
-            yield ProgressBar(total=1.0, show_eta=False, id="triage-bar")
-            yield Static("", id="triage-sections")
-            yield Static("", id="triage-why")
-            yield Static("", id="triage-marks")
+            with Horizontal(id="triage-top"):
+                yield Line(line(("finding copies…", "dim")), id="triage-status")
+                yield ProgressBar(total=1.0, show_eta=False, id="triage-bar")
+            yield Line("", id="triage-sections")
+            yield Line("", id="triage-why")
+            yield Line("", id="triage-marks")
         yield Vertical(id="triage-rows")
         yield Footer()
 
@@ -146,8 +151,9 @@ class TriageScreen(Screen[None]):
         self.post_message(TriageProgress(phase, done))
 
     @work(thread=True, exclusive=True, group="triage", exit_on_error=False)
-    def open_session(self) -> None:
-        """Open the session (the first visit), or bring it up to the index."""
+    def open_session(self, cursor=None) -> None:
+        """Open the session (the first visit), or bring it up to the index; the cursor
+        goes to *cursor* (None: where the app kept it)."""
         from engine.triage import TriageSession
 
         state = self.state
@@ -162,14 +168,15 @@ class TriageScreen(Screen[None]):
         state.stale = False
         if not fresh and report.images != before:
             said = f"refreshed: {report.images - before:+d} pictures since the last look"
-        self.post_message(TriageReady(report, state.cursor, said))
+        self.post_message(TriageReady(report, state.cursor if cursor is None else cursor, said))
 
     def refresh_session(self) -> None:
-        """The index changed (indexing ended, ``i``): triage the new pictures."""
+        """The index changed (indexing ended, ``i``): triage the new pictures; the cursor
+        stays on the picture it is on."""
         self.query_one("#triage-status", Static).update(
             line(("the index changed: triaging the new pictures…", "dim"))
         )
-        self.open_session()
+        self.open_session(HERE)
 
     def _act(self, what, cursor=None, said: str = "") -> None:
         """Run session action *what* (returns a report) in a worker; lay out its report."""
@@ -190,17 +197,21 @@ class TriageScreen(Screen[None]):
             self.query_one("#triage-status", Static).update(
                 line(("triage failed", "bold red"), ": ", str(error) or type(error).__name__)
             )
-            self.query_one("#triage-bar", ProgressBar).display = False
+            self.query_one("#triage-bar", ProgressBar).visible = False
 
     def on_triage_progress(self, message: TriageProgress) -> None:
         bar = self.query_one("#triage-bar", ProgressBar)
-        bar.display = True
+        bar.visible = True  # not display: showing it must not lay the screen out again
         bar.update(progress=message.done)
         self.query_one("#triage-status", Static).update(line(("triage: ", "dim"), message.phase))
 
     async def on_triage_ready(self, message: TriageReady) -> None:
         report = message.report
-        self.query_one("#triage-bar", ProgressBar).display = False
+        cursor = message.cursor
+        if cursor == HERE:
+            card = self.current
+            cursor = card.slot.path if card is not None else None
+        self.query_one("#triage-bar", ProgressBar).visible = False
         self.report = report
         session = self.session
         test_root = Path(self.state.against).resolve() if self.state.against else None
@@ -209,7 +220,7 @@ class TriageScreen(Screen[None]):
             self._said = message.said
         self._show_status()
         await self._fit_views()
-        self._place(message.cursor)
+        self._place(cursor)
         self._paint()
 
     def _show_status(self) -> None:
@@ -218,6 +229,8 @@ class TriageScreen(Screen[None]):
             (f"{len(report.groups)} groups", "bold"),
             f" of copies: {report.duplicates} pictures could go, of {report.images}",
         ]
+        if self._said:
+            parts += [" · ", (self._said, "green")]
         app = self.app
         progress = getattr(app, "index_progress", None)
         if getattr(app, "indexing", False) and progress is not None:
@@ -229,8 +242,6 @@ class TriageScreen(Screen[None]):
                     "yellow",
                 ),
             ]
-        elif self._said:
-            parts += [" · ", (self._said, "green")]
         self.query_one("#triage-status", Static).update(line(*parts))
 
     # --- the cursor and the view -------------------------------------------------------------
@@ -291,11 +302,13 @@ class TriageScreen(Screen[None]):
             if i == self.row and self.col >= per_row:
                 first = self.col - per_row + 1
             view.bind(row, first)
-            for card in view.cards:
-                card.set_class(False, "-cursor")
         card = self.current
-        if card is not None:
-            card.set_class(True, "-cursor")
+        for view in self.views:
+            for c in view.cards:
+                if c.has_class("-cursor") and c is not card:
+                    c.remove_class("-cursor")
+        if card is not None and not card.has_class("-cursor"):
+            card.add_class("-cursor")
         self._show_sections()
         self._show_why(card)
         self._show_marks()

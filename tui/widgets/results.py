@@ -53,9 +53,10 @@ class ResultCard(Vertical):
         # the rank gives way to the score's word on the narrowest cards
         rank = (f"#{data.rank} ", "bold") if self.tier.card_width > 22 else ""
         word = (f" {data.label}", "italic") if data.label else ""
-        self._score.update(line(rank, f"{data.score:.3f}", word))
-        self._name.update(fit_path(data.name, self.tier.card_width - 4))  # border, padding
-        self._thumb.update("…")
+        # the card's parts have fixed sizes: no layout of the screen for a new content
+        self._score.update(line(rank, f"{data.score:.3f}", word), layout=False)
+        self._name.update(fit_path(data.name, self.tier.card_width - 4), layout=False)
+        self._thumb.update("…", layout=False)
         self._thumb.remove_class("-broken")
 
     def on_click(self) -> None:
@@ -65,9 +66,11 @@ class ResultCard(Vertical):
 
     def show_thumb(self, thumb: Thumb) -> None:
         if thumb.art is not None:
-            self._thumb.update(thumb.art)
+            self._thumb.update(thumb.art, layout=False)
         else:
-            self._thumb.update(line(("cannot show", "red"), NEWLINE, thumb.error or ""))
+            self._thumb.update(
+                line(("cannot show", "red"), NEWLINE, thumb.error or ""), layout=False
+            )
             self._thumb.add_class("-broken")
 
 

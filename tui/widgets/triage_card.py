@@ -73,16 +73,25 @@ class TriageCard(ResultCard):
         super().__init__(CardData(0, slot.score, where, slot.path), tier)
 
     def bind(self, slot: Slot) -> None:
-        """Show *slot* (its thumbnail comes later, from a worker)."""
+        """Show *slot* (its thumbnail comes later, from a worker). The same picture as
+        before keeps its drawing: only its label is made again (a card redrawn for
+        nothing costs a terminal frame)."""
+        same = slot.path == self.slot.path and slot.base == self.slot.base and slot.kind != "broken"
         self.slot = slot
+        if same and self.slot.path:
+            self.refresh_label()
+            return
         where = (slot.base or self.root) / slot.path
         self.set_data(CardData(0, slot.score, where, slot.path))
 
     def set_data(self, data: CardData) -> None:
         super().set_data(data)
+        self._head = None  # the result card's own label was just drawn over it
         self.refresh_label()
         if self.slot.kind == "broken":
-            self._thumb.update(line(("cannot read", "red"), NEWLINE, plain(self.slot.why)))
+            self._thumb.update(
+                line(("cannot read", "red"), NEWLINE, plain(self.slot.why)), layout=False
+            )
             self._thumb.add_class("-broken")
 
     def refresh_label(self) -> None:
@@ -109,5 +118,7 @@ class TriageCard(ResultCard):
                 (" kept", "bold green") if s.kept else "",
                 ("  ✓ set aside", "bold yellow") if s.marked else "",
             )
-        self._score.update(head)
+        if head != getattr(self, "_head", None):
+            self._head = head
+            self._score.update(head, layout=False)
         self.set_class(s.marked, "-marked")

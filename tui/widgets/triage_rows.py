@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Static
 
 from tui.layout import Tier
 from tui.text import line, plain
+from tui.widgets.line import Line
 from tui.widgets.triage_card import Slot, TriageCard
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ class RowView(Vertical):
     def __init__(self, root: Path, tier: Tier) -> None:
         super().__init__(classes="triage-rowview")
         self.root, self.tier = root, tier
-        self.label = Static("", classes="triage-label")
+        self.label = Line("", classes="triage-label")
         self.strip = Horizontal(classes="triage-row")
         self.cards: list[TriageCard] = []
         self.row: Row | None = None
@@ -222,17 +222,20 @@ class RowView(Vertical):
     def bind(self, row: Row | None, first: int) -> None:
         """Show *row* from its card *first* on (None: nothing, the view is past the end)."""
         self.row, self.first = row, first
-        self.display = row is not None
+        if self.display != (row is not None):
+            self.display = row is not None
         if row is None:
             return
-        self.label.update(row.label)
+        if row.label != getattr(self, "_label", None):
+            self._label = row.label
+            self.label.update(row.label)
         for j, card in enumerate(self.cards):
             k = first + j
-            if k < len(row.slots):
-                card.display = True
+            shown = k < len(row.slots)
+            if card.display != shown:
+                card.display = shown
+            if shown:
                 card.bind(row.slots[k])
-            else:
-                card.display = False
 
     def card_at(self, col: int) -> TriageCard | None:
         j = col - self.first
