@@ -426,6 +426,13 @@ def bench_app(rep: Report, root: Path, index: Path) -> None:
     rep.section("The app", body, "python -m benchmarks.run --only index,app")
 
 
+def _measured_on(part: str) -> str:
+    """A section measured on another machine than the one the report's head names."""
+    title, body = part.split("\n", 1)
+    when = time.strftime("%Y-%m-%d")
+    return f"{title}\n\nMeasured {when} on {cpu_kind()}, not the machine above.\n{body}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated sections: " + ",".join(SECTIONS))
@@ -438,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     index = DATA / "index-10k.sqlite"
     if "index" in only or not index.exists():
-        index = bench_index(rep, root)
+        index = bench_index(rep if "index" in only else Report(), root)
     if "throughput" in only:
         from benchmarks.throughput import bench_throughput
 
@@ -501,7 +508,13 @@ def main(argv: list[str] | None = None) -> int:
     parts = rep.parts
     out = Path(args.out)
     if args.only and out.exists():  # keep the sections this run did not measure
-        old = out.read_text().split("\n## ")[1:]
+        text = out.read_text()
+        old = text.split("\n## ")[1:]
+        machine_was = next((p for p in old if p.startswith("Machine")), "")
+        if machine_was and machine_was.split("\n", 1)[1].strip() != machine().strip():
+            # the machine above is the full run's; sections measured elsewhere say where
+            head = text.split("\n## ", 1)[0] + "\n\n## " + machine_was.rstrip() + "\n\n"
+            parts = [_measured_on(p) for p in parts]
         kept = {
             p.split("\n", 1)[0]: "## " + p.rstrip() + "\n"
             for p in old

@@ -73,7 +73,7 @@ def find_leaks(
 ) -> list[Leak]:
     """Every picture of *test* that is a copy of one in *train* (both indexes up to
     date), but pairs (train path, test path) in *rejected* (marked not a leak)."""
-    from engine.triage.session import facts_of
+    from engine.triage.view import facts_of
 
     say = on_progress or (lambda _phase, _done: None)
     cancel = cancel or threading.Event()

@@ -164,7 +164,8 @@ class TriageScreen(Screen[None]):
         else:
             said = "the index changed: only the new pictures were triaged"
         before = state.session.report.images if state.session.report else 0
-        report = state.session.refresh(self._progress, self._cancel)
+        run = state.session.open if fresh else state.session.refresh
+        report = run(self._progress, self._cancel)
         state.stale = False
         if not fresh and report.images != before:
             said = f"refreshed: {report.images - before:+d} pictures since the last look"
