@@ -49,6 +49,7 @@ SECTIONS = (
     "session",
     "dataset",
     "labels",
+    "wrong-labels",
     "disk",
     "app",
     "shared",
@@ -486,6 +487,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.labels_bench import bench_labels
 
         bench_labels(rep, index, root)
+    if "wrong-labels" in only:
+        from benchmarks.wrong_labels_bench import bench_wrong_labels
+
+        bench_wrong_labels(rep)
     if "disk" in only:
         search_bench.bench_disk(rep, index)
     if "app" in only:

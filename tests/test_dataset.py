@@ -178,7 +178,7 @@ def test_leaks_json_csv_and_text(training: Path, test_split: Path, capsys):
     assert (wrong["why"], wrong["other"]) == ("stripes", "dots")
     assert main(["triage", str(training), "--against", str(test_split)]) == 0
     text = capsys.readouterr().out
-    assert "2 leaks" in text and "suspected wrong labels" in text and "hard to learn from" in text
+    assert "2 leaks" in text and "suspected wrong label" in text and "hard to learn from" in text
     assert main(["triage", str(training), "--against", str(training / "nope")]) == 2
 
 
@@ -239,3 +239,42 @@ async def test_triage_screen_sections_and_moving_to_the_suggested_folder(
     leaks = json.loads(capsys.readouterr().out)["leaks"]
     assert (first.path, first.other) not in [(x["path"], x["other"]) for x in leaks]
     assert len(leaks) == 1
+
+
+def test_labels_top_and_min_on_the_command_line(training: Path, capsys):
+    assert main(["triage", str(training), "--labels-top", "2", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["mislabeled"]) == 2 and out["mislabeled"][0]["path"] == "stripes/flipped.png"
+    assert {"classifier", "vote"} <= set(out["mislabeled"][0])
+    assert "confused_classes" in out and "labels_under_cut" in out
+    assert main(["triage", str(training), "--labels-min", "0.99", "--json"]) == 0
+    strict = json.loads(capsys.readouterr().out)["mislabeled"]
+    assert all(m["confidence"] >= 0.99 for m in strict)
+    for bad in (
+        ["--labels-top", "0"],
+        ["--labels-min", "2"],
+        ["--labels-top", "1", "--labels-min", "0.5"],
+    ):
+        assert main(["triage", str(training), *bad]) == 2
+        assert "error: argument --labels" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["sqlite", "redis"])
+def test_wrong_labels_on_both_stores_keep_the_classifier_in_the_index(
+    training: Path, where: str, request, monkeypatch
+):
+    from engine.triage import labels
+
+    store = request.getfixturevalue("redis_url") if where == "redis" else None
+    with ImageSimilaritySearch(training, store=store) as search:
+        search.index()
+        first = triage(search)
+        assert first.mislabeled[0].path == "stripes/flipped.png"
+        assert search.store.get_blob(labels.BLOB)
+
+        def trained_again(*_a, **_k):
+            raise AssertionError("the classifier was trained again though nothing changed")
+
+        monkeypatch.setattr(labels, "out_of_fold", trained_again)
+        again = triage(search)
+        assert again.mislabeled == first.mislabeled

@@ -202,6 +202,21 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SHARE",
         help="share of images reported as outliers (default 0.01)",
     )
+    labels = p.add_mutually_exclusive_group()
+    labels.add_argument(
+        "--labels-top",
+        type=_positive,
+        metavar="N",
+        help="list the N pictures most likely filed in the wrong class folder, those between"
+        " classes confused as a rule included (default: those scored at least 0.5)",
+    )
+    labels.add_argument(
+        "--labels-min",
+        type=_similarity,
+        metavar="SCORE",
+        help="list wrong labels scored at least SCORE, 0-1 (default 0.5: more likely wrong"
+        " than right; lower asks for more)",
+    )
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="one JSON object on stdout")
     out.add_argument(

@@ -172,7 +172,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from engine.triage import DEFAULT_THRESHOLD, triage
+    from engine.triage import DEFAULT_THRESHOLD, labels, triage
 
     if args.move_to is not None and not args.move_to.strip():
         raise UsageError("--move-to needs a folder to move the copies into")
@@ -187,7 +187,14 @@ def cmd_triage(args: argparse.Namespace) -> int:
         keep_in = kept_folders(search.root, args.keep_in)
         if not args.no_update:
             _update_before_search(search)
-        found = triage(search, args.threshold or DEFAULT_THRESHOLD, args.outliers, keep_in=keep_in)
+        found = triage(
+            search,
+            args.threshold or DEFAULT_THRESHOLD,
+            args.outliers,
+            keep_in=keep_in,
+            labels_top=args.labels_top,
+            labels_cut=args.labels_min if args.labels_min is not None else labels.CUT,
+        )
         if args.against:
             found.leaks = _leaks(search, args)
         if args.json:

@@ -198,7 +198,7 @@ KEYS: tuple[Key, ...] = (
         "l",
         "relabel",
         "",
-        "a suspected wrong label: move it to the folder its neighbours say (u undoes it)",
+        "a suspected wrong label: move it to the folder it looks like it belongs in (u undoes it)",
     ),
     Key(
         "triage",

@@ -213,16 +213,16 @@ def triage_json(report) -> dict:
             }
             for x in report.leaks
         ],
-        "mislabeled": [
+        "mislabeled": [_mislabel_json(m) for m in report.mislabeled],
+        "confused_classes": [
             {
-                **json_path(m.path),
-                **json_path(m.folder, "folder"),
-                **json_path(m.suggested, "suggested"),
-                "confidence": m.confidence,
-                "neighbours": [json_path(x)["path"] for x in m.neighbours],
+                "classes": [json_path(c)["path"] for c in x.classes],
+                "count": x.count,
+                "pictures": [_mislabel_json(m) for m in x.pictures],
             }
-            for m in report.mislabeled
+            for x in report.confusions
         ],
+        "labels_under_cut": report.labels_under_cut,
         "quality": [
             {**json_path(u.path), "flags": list(u.flags), "values": u.values}
             for u in report.unusable
@@ -230,6 +230,18 @@ def triage_json(report) -> dict:
         "notes": report.notes,
         "method": report.method,
         "seconds": round(report.seconds, 3),
+    }
+
+
+def _mislabel_json(m) -> dict:
+    return {
+        **json_path(m.path),
+        **json_path(m.folder, "folder"),
+        **json_path(m.suggested, "suggested"),
+        "confidence": m.confidence,
+        "classifier": m.classifier,
+        "vote": m.vote,
+        "neighbours": [json_path(x)["path"] for x in m.neighbours],
     }
 
 
@@ -272,6 +284,9 @@ def triage_csv(report) -> None:
         row("", x.path, "leak", f"{x.score:.6f}", "", x.why, x.other)
     for m in report.mislabeled:
         row("", m.path, "mislabeled", f"{m.confidence:.6f}", "", m.folder, m.suggested)
+    for c in report.confusions:
+        for m in c.pictures:
+            row("", m.path, "between classes", f"{m.confidence:.6f}", "", m.folder, m.suggested)
     for u in report.unusable:
         row("", u.path, "quality", "", "", " ".join(u.flags))
 
@@ -305,12 +320,25 @@ def triage_text(report) -> None:
                 f"  {x.score:6.3f}  {printable(x.other)}  copies  {printable(x.path)}  ({printable(x.why)})"
             )
     if report.mislabeled:
-        print(f"\n{len(report.mislabeled)} suspected wrong labels (confidence, now → suggested):")
+        print(
+            f"\n{count(len(report.mislabeled), 'suspected wrong label')}"
+            " (score: how likely the folder is wrong; now → suggested):"
+        )
         for m in report.mislabeled:
             print(
                 f"  {m.confidence:5.2f}  {printable(m.path)}"
                 f"  {printable(m.folder)} → {printable(m.suggested)}"
             )
+    if report.confusions:
+        print("\nclasses confused as a rule (not listed above; --labels-top N lists them too):")
+        for c in report.confusions:
+            shown = ", ".join(printable(m.path) for m in c.pictures[:3])
+            print(f"  {printable(c.text())}, e.g. {shown}")
+    if report.labels_under_cut:
+        print(
+            f"\n{count(report.labels_under_cut, 'more picture')} scored under the cut"
+            " (--labels-min lowers it)"
+        )
     if report.unusable:
         print(f"\n{len(report.unusable)} pictures hard to learn from:")
         for u in report.unusable:

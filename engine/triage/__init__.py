@@ -17,6 +17,7 @@ Where each job lives:
 * ``groups`` — groups from the pairs, and which copy each keeps;
 * ``report`` — what a triage finds, as plain data;
 * ``leaks`` — pictures of another folder that copy one of this one;
+* ``labels`` — suspected wrong labels and the classes confused as a rule;
 * ``session`` — the use-case layer: a triage kept current action by action.
 """
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.dataset import Mislabel, Unusable
+from engine.dataset import Unusable
 from engine.images import SkippedFile
 from engine.quarantine import Keep
+from engine.triage.labels import Confusion, Mislabel
 from engine.triage.leaks import Leak
 
 
@@ -66,8 +67,11 @@ class TriageReport:
     verified: int = 0  # pairs whose local features were compared in this run (not cached)
     keep_in: tuple[str, ...] = ()  # kept folders, relative to the root
     prefer: frozenset[str] = frozenset()  # keepers the user chose
-    #: data-set triage (engine.dataset, engine.triage.leaks)
+    #: data-set triage (engine.dataset, engine.triage.labels, engine.triage.leaks)
     mislabeled: list[Mislabel] = field(default_factory=list)
+    #: classes confused as a rule, each with the pictures between them (not listed)
+    confusions: list[Confusion] = field(default_factory=list)
+    labels_under_cut: int = 0  # candidates for a wrong label scored under the cut
     unusable: list[Unusable] = field(default_factory=list)
     leaks: list[Leak] = field(default_factory=list)
     #: the lowest visual similarity among the copies found: the threshold the copy rule

@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.quarantine import Keep, MoveReport, relabel, set_aside, undo_latest
 from engine.triage import candidates as cand
+from engine.triage import labels
 from engine.triage.groups import DEFAULT_THRESHOLD, Graph, group_pairs, numbered
 from engine.triage.leaks import Leak, open_against
 from engine.triage.report import TriageReport
@@ -77,6 +78,9 @@ class TriageSession:
     against_store: str | None = None
     #: the threshold asked for; None: the copy rule's own (:attr:`TriageReport.floor`)
     threshold: float | None = None
+    #: wrong labels: the N likeliest (None: those scored at least *labels_cut*)
+    labels_top: int | None = None
+    labels_cut: float = labels.CUT
     report: TriageReport | None = None
     marks: set[str] = field(default_factory=set)
     test_marks: set[str] = field(default_factory=set)
@@ -118,7 +122,7 @@ class TriageSession:
                     self._paths = Paths(self.search)
                 ask = Ask(
                     set(self.away), dict(self._kept_rows), self.outlier_share, self.against,
-                    self.against_store, set(self._not_leaks),
+                    self.against_store, set(self._not_leaks), self.labels_top, self.labels_cut,
                 )  # fmt: skip
                 previous = self.graph
             view, test_marks = make(self.search, previous, ask, self._paths, say, cancel)
@@ -189,6 +193,8 @@ class TriageSession:
             keep_in=self.keep_in,
             prefer=frozenset(self.prefer),
             mislabeled=s.get("mislabeled", []),
+            confusions=s.get("confusions", []),
+            labels_under_cut=s.get("labels_under_cut", 0),
             unusable=s.get("unusable", []),
             leaks=self._leaks_shown(),
             floor=view.floor if view is not None else 0.0,
@@ -220,6 +226,7 @@ class TriageSession:
             "images": s.get("images", report.images),
             "outliers": s.get("outliers", report.outliers),
             "mislabeled": s.get("mislabeled", report.mislabeled),
+            "confusions": s.get("confusions", report.confusions),
             "unusable": s.get("unusable", report.unusable),
         }
         if not parts:
@@ -344,7 +351,7 @@ class TriageSession:
             return report
 
     def relabel(self, path: str, label: str) -> MoveReport:
-        """Move a suspected wrong label into the folder its neighbours say (undoable)."""
+        """Move a suspected wrong label into the folder it most likely belongs in (undoable)."""
         with self.lock:
             report = relabel(self.search, path, label)
             self.moves.append(Move("train", report, self._moved(report.moved)))
@@ -384,7 +391,12 @@ class TriageSession:
             def came_back(key: str, item) -> bool:
                 return (item.other if key == "leaks" and last.side == "test" else item.path) in back
 
-            stash = {k: [x for x in v if came_back(k, x)] for k, v in last.stash.items()}
+            stash = {
+                k: _confusions(v, lambda m: m.path in back)
+                if k == "confusions"
+                else [x for x in v if came_back(k, x)]
+                for k, v in last.stash.items()
+            }
             _put_back(self._view.sections, stash, len(back) if last.side == "train" else 0)
             self.regroup(sorted(back) if last.side == "train" else [])
             return report
@@ -399,14 +411,34 @@ def _drop_from(sections: dict, gone: set[str]) -> dict:
         items = sections.get(key, [])
         sections[key] = [x for x in items if x.path not in gone]
         out[key] = [x for x in items if x.path in gone]
+    before = sections.get("confusions", [])
+    sections["confusions"] = _confusions(before, lambda m: m.path not in gone)
+    out["confusions"] = _confusions(before, lambda m: m.path in gone)
     sections["images"] = sections.get("images", 0) - len(gone)
     return out
 
 
 def _put_back(sections: dict, stash: dict, count: int) -> None:
     for key, back in stash.items():
-        sections[key] = sorted(sections.get(key, []) + back, key=SECTION_ORDER[key])
+        if key == "confusions":
+            sections[key] = _confusions(sections.get(key, []) + back, lambda _m: True)
+        else:
+            sections[key] = sorted(sections.get(key, []) + back, key=SECTION_ORDER[key])
     sections["images"] = sections.get("images", 0) + count
+
+
+def _confusions(confusions: list, take) -> list:
+    """The pairs of confused classes made again from the pictures of *confusions* that
+    *take* keeps (a pair given twice is one), most pictures first."""
+    by: dict[tuple[str, str], dict[str, labels.Mislabel]] = {}
+    for c in confusions:
+        by.setdefault(c.classes, {}).update({m.path: m for m in c.pictures if take(m)})
+    out = [
+        labels.Confusion(k, tuple(sorted(v.values(), key=SECTION_ORDER["mislabeled"])))
+        for k, v in by.items()
+        if v
+    ]
+    return sorted(out, key=lambda c: (-c.count, c.classes))
 
 
 def _quietly(fn, *args) -> None:
@@ -424,14 +456,20 @@ def triage(
     cancel: threading.Event | None = None,
     keep_in: tuple[str, ...] = (),
     prefer: frozenset[str] = frozenset(),
+    labels_top: int | None = None,
+    labels_cut: float = labels.CUT,
 ) -> TriageReport:
     """Triage *search*'s index as it is (bring it up to date first): a session opened
     once. *threshold*: the minimum visual similarity of a grouped pair (0 or None: the
     copy rule alone); *keep_in*: kept folders relative to the root; *prefer*: paths to
-    keep first, besides the keepers remembered in the index."""
+    keep first, besides the keepers remembered in the index; *labels_top*,
+    *labels_cut*: which wrong labels are listed (:mod:`engine.triage.labels`)."""
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise ValueError("the threshold is a similarity between 0 and 1")
-    session = TriageSession(search, tuple(keep_in), outlier_share, threshold=threshold or None)
+    session = TriageSession(
+        search, tuple(keep_in), outlier_share, threshold=threshold or None,
+        labels_top=labels_top, labels_cut=labels_cut,
+    )  # fmt: skip
     session.open(on_progress, cancel)
     if prefer:
         session.prefer |= set(prefer)

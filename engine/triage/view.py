@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import copies
-from engine.dataset import mislabeled, unusable
+from engine.dataset import unusable
 from engine.names import first_bad_relpath
 from engine.selfjoin import unit_codes
 from engine.triage import candidates as cand
+from engine.triage import labels
 from engine.triage.groups import IDENTICAL, Graph, components, floor_of
 from engine.triage.leaks import Leak, find_leaks, open_against
 from engine.triage.report import Outlier
@@ -238,6 +239,8 @@ class Ask:
     against: str | None = None
     against_store: str | None = None
     not_leaks: set[tuple[str, str]] = field(default_factory=set)
+    labels_top: int | None = None  # list the N likeliest wrong labels (None: the cut)
+    labels_cut: float = labels.CUT
 
 
 def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View, list[str]]:
@@ -284,7 +287,8 @@ def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View
         )
         if dirty or measured:
             _write_blob(store, cand.encode(graph))
-    view.sections, test_marks = _sections(search, view, ask, say, cancel)
+    codes = (lambda: vectors()[1]) if graph is not None else None
+    view.sections, test_marks = _sections(search, view, ask, index_of, codes, fp, say, cancel)
     view.copies_graph(str(search.root), paths_of)  # made now, not at the first action
     return view, test_marks
 
@@ -362,13 +366,16 @@ def _measure(search, view: View, index_of, facts, vectors, paths_of, say, cancel
     return measured or before != after, verified
 
 
-def _sections(search, view: View, ask: Ask, say, cancel) -> tuple[dict, list[str]]:
+def _sections(
+    search, view: View, ask: Ask, index_of: np.ndarray, codes, fp: str, say, cancel
+) -> tuple[dict, list[str]]:
     """Outliers, wrong labels, pictures hard to learn from, broken files and leaks, and
-    the other folder's marks."""
+    the other folder's marks. *index_of*: each graph row's place in the index's facts
+    (and in *codes()*), -1 for none."""
     graph = view.graph
     out: dict = {"broken": search.failures(), "notes": [], "certain": 1.0}
     if graph is None or len(graph) < 2:
-        out.update(outliers=[], mislabeled=[], unusable=[], leaks=[], candidates=0)
+        out.update(outliers=[], mislabeled=[], unusable=[], leaks=[], candidates=0, confusions=[])
         out["images"] = len(graph) if graph is not None else 0
         return out, []
     shown = view.shown(ask.away)
@@ -383,10 +390,11 @@ def _sections(search, view: View, ask: Ask, say, cancel) -> tuple[dict, list[str
     out["certain"] = graph.certain
     flagged, quality_note = unusable(paths, view.quality, search.store.damaged)
     out["unusable"] = [u for u in flagged if u.path not in ask.away]
-    sub = pairs.take(both)
-    suspects, labels_note = mislabeled(paths, sub.left, sub.right, sub.similarity)
-    out["mislabeled"] = [m for m in suspects if m.path not in ask.away]
-    out["notes"] = [x for x in (quality_note, labels_note) if x]
+    say("weighing labels", 0.0)
+    found = _labels(search, view, ask, shown & (index_of >= 0), index_of, codes, fp, cancel)
+    out["mislabeled"], out["confusions"] = found.listed, found.confusions
+    out["labels_under_cut"] = found.under_cut
+    out["notes"] = [x for x in (quality_note, found.note) if x]
     out["candidates"] = len(pairs)
     out["images"] = int(shown.sum())
     test_marks: list[str] = []
@@ -394,6 +402,35 @@ def _sections(search, view: View, ask: Ask, say, cancel) -> tuple[dict, list[str
     if ask.against:
         out["leaks"], test_marks = _leaks(search, ask, say, cancel)
     return out, test_marks
+
+
+def _labels(search, view: View, ask: Ask, rows, index_of, codes, fp: str, cancel) -> labels.Labels:
+    """Wrong labels among the *rows* shown (a mask of graph rows), from their candidate
+    pairs and codes; the classifier's work kept in the index under what it depends on."""
+    graph = view.graph
+    sel = np.flatnonzero(rows)
+    at = np.full(len(graph), -1, np.int64)
+    at[sel] = np.arange(len(sel))
+    pairs = graph.pairs
+    keep = (at[pairs.left] >= 0) & (at[pairs.right] >= 0)
+    left, right = at[pairs.left[keep]], at[pairs.right[keep]]
+    similarity = pairs.similarity[keep]
+    paths = [graph.paths[r] for r in sel.tolist()]
+    digests = b"".join(view.digests[r] or b"-" for r in sel.tolist())
+    key = labels.cache_key(fp, "\n".join(paths), digests, left, right, similarity)
+    store = search.store
+    cache = (
+        key,
+        lambda: _read_blob(store, labels.BLOB),
+        lambda b: _write_blob(store, b, labels.BLOB),
+    )
+
+    def sel_codes() -> np.ndarray:
+        return codes()[index_of[sel]]
+
+    return labels.wrong_labels(
+        paths, sel_codes, left, right, similarity, cache, ask.labels_top, ask.labels_cut, cancel
+    )
 
 
 def _outliers(graph, alone: np.ndarray, share: float) -> list[Outlier]:
@@ -437,14 +474,14 @@ def _leaks(search, ask: Ask, say, cancel) -> tuple[list[Leak], list[str]]:
         return find_leaks(search, test, say, cancel, ask.not_leaks), marks
 
 
-def _read_blob(store) -> bytes | None:
+def _read_blob(store, name: str = cand.BLOB) -> bytes | None:
     try:
-        return store.get_blob(cand.BLOB)
+        return store.get_blob(name)
     except Exception:  # a cache: an index that cannot give it makes it again
         return None
 
 
-def _write_blob(store, data: bytes) -> None:
+def _write_blob(store, data: bytes, name: str = cand.BLOB) -> None:
     if not store.readonly:
         with contextlib.suppress(Exception):  # a cache: read-only or full, it goes without
-            store.put_blob(cand.BLOB, data)
+            store.put_blob(name, data)

@@ -380,8 +380,8 @@ class TriageScreen(Screen[None]):
             why.update(line(plain(s.path), " (the other folder): ", s.why))
         elif s.kind == "mislabeled":
             why.update(
-                line(plain(s.path), ": its neighbours say ", plain(s.why),
-                     f" (confidence {s.score:.2f}) · l moves it there")
+                line(plain(s.path), ": it looks like ", plain(s.why),
+                     f" (score {s.score:.2f}: how likely its folder is wrong) · l moves it there")
             )  # fmt: skip
         elif s.kind == "neighbour":
             why.update(line(plain(s.path), (" · one of its nearest neighbours", "dim")))
@@ -656,7 +656,7 @@ class TriageScreen(Screen[None]):
     def action_relabel(self) -> None:
         card = self.current
         if card is None or card.slot.kind != "mislabeled":
-            self.notify("l moves a suspected wrong label to the folder its neighbours say")
+            self.notify("l moves a suspected wrong label to the folder it looks like it belongs in")
             return
         self.relabel_worker(card.slot.path, card.slot.why)
 

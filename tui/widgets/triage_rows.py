@@ -81,6 +81,8 @@ class Rows:
         for name, title in SECTIONS:
             n = items[name]
             rows = -(-n // CHUNK) if name in chunked else n
+            if name == "labels":  # then one row per pair of classes confused as a rule
+                rows += len(report.confusions)
             self.sections.append(Section(name, title, n, start, rows))
             start += rows
         self.count = start
@@ -154,6 +156,8 @@ class Rows:
         return Row("leaks", label, slots)
 
     def _labels(self, k: int, s: Section) -> Row:
+        if k >= len(self.report.mislabeled):
+            return self._confusion(k - len(self.report.mislabeled))
         m = self.report.mislabeled[k]
         slots = [
             Slot(m.path, "mislabeled", m.confidence, marked=m.path in self.marks, why=m.suggested)
@@ -161,8 +165,20 @@ class Rows:
         slots += [Slot(n, "neighbour", 0.0) for n in m.neighbours]
         label = line(
             (f"{k + 1} of {s.items}: ", "bold"), ("filed under ", "dim"), plain(m.folder),
-            ("; its neighbours say ", "dim"), plain(m.suggested), (" · l moves it there", "dim"),
+            ("; it looks like ", "dim"), plain(m.suggested), (" · l moves it there", "dim"),
         )  # fmt: skip
+        return Row("labels", label, slots)
+
+    def _confusion(self, k: int) -> Row:
+        c = self.report.confusions[k]
+        slots = [
+            Slot(m.path, "mislabeled", m.confidence, marked=m.path in self.marks, why=m.suggested)
+            for m in c.pictures[:CHUNK]
+        ]
+        more = f", the {CHUNK} likeliest wrong shown" if c.count > CHUNK else ""
+        label = line(
+            plain(c.text()), (f" (confused as a rule, not listed one by one{more})", "dim")
+        )
         return Row("labels", label, slots)
 
     def _unusable(self, k: int, s: Section) -> Row:

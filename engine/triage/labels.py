@@ -1,0 +1,410 @@
+"""Suspected wrong labels, ranked by one score, and the classes that are confused as a rule.
+
+**Labels** are the first folder level under the root (the ImageFolder layout:
+``DIR/cat/001.png`` is a ``cat``). They are used only when they look like classes: at
+least two of them, 90 % of the pictures inside one, and pictures whose nearest
+neighbours share their folder far more often than chance (the mean share at least
+:data:`AGREEMENT` and twice what random folders would give). Folders by year or by
+camera fail that test, and no wrong label is reported for them.
+
+**Two kinds of evidence**, each a probability for every class:
+
+* the *classifier*: a softmax regression on the index's codes, trained in
+  :data:`FOLDS` folds so that each picture's probabilities come from a model that never
+  saw it (out of fold);
+* the *neighbour vote*: each picture's :data:`VOTERS` most similar pictures (the
+  candidate pairs duplicate triage finds) vote for their folders, weighted by similarity.
+
+They are averaged (:data:`VOTE_WEIGHT`; the classifier alone for a picture without
+voters). **The score** of a picture is ``1 - p(its folder)`` under that average: how
+likely, by both, its folder is wrong; the suggested label is the most likely other one.
+The vote catches what the classifier misses (a picture whose own class was learned
+from few like it) and the classifier what the vote misses (a picture whose neighbours
+are few or far).
+
+**Candidates** are what cleanlab's ``find_label_issues`` finds in the averaged
+probabilities (it prunes by each class's estimated count of wrong labels), and the
+pictures the vote alone is sure of (:func:`surprise` at least :data:`MIN_CONFIDENCE`).
+
+**Confusable classes.** Two classes whose pictures give each other, on average, at
+least :data:`CONFUSABLE` of their probability (shirts and T-shirts) are confused as a
+rule: a candidate filed under one and suggested the other is counted in that pair's
+:class:`Confusion` (a count and a few examples) instead of listed, unless its folder's
+probability is below :data:`STANDS_OUT`.
+
+**The cut.** A candidate is listed when its score is at least :data:`CUT` (0.5: more
+likely wrong than right by the evidence). On the benchmark sets (2 % of the pictures
+moved to a wrong folder) the listed pictures were wrong 17-49 % of the time: the rest
+are mostly pictures truly between classes, or labelled wrong in the source already.
+``--labels-top N`` asks for the N highest scores instead, summarised ones included.
+
+Measured (``python -m benchmarks.run --only wrong-labels``, docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.dataset import label_of
+
+#: Neighbours that vote on a picture's label, and how many of them a report names.
+VOTERS = 10
+SHOWN = 4
+#: The vote alone makes a picture a candidate when :func:`surprise` is at least this.
+MIN_CONFIDENCE = 0.5
+#: Folders count as classes when neighbours share theirs at least this often on average.
+AGREEMENT = 0.5
+#: ... and at least this share of the pictures are in a class folder.
+LABELLED_SHARE = 0.9
+#: The vote's weight in the averaged probabilities (the classifier's: the rest).
+VOTE_WEIGHT = 0.5
+#: Folds of the classifier, and the most pictures each fold trains on (a random share of
+#: the others beyond it): at 70,000 pictures all of them cost 5 folds of 56,000, about
+#: 20 s on 2 cores; 10,000 gave the same ranking on the benchmark sets' sizes.
+FOLDS = 5
+TRAIN_CAP = 10_000
+#: Two classes are confused as a rule when their mutual probability is at least this.
+CONFUSABLE = 0.1
+#: ... and a candidate between them is listed all the same below this folder probability.
+STANDS_OUT = 0.02
+#: Listed when the score is at least this.
+CUT = 0.5
+#: The cache of the classifier's probabilities in the index.
+BLOB = "triage-labels"
+MAGIC = b"LKLABELS1"
+
+
+@dataclass(frozen=True)
+class Mislabel:
+    path: str
+    folder: str  # its label now
+    suggested: str  # the most likely other label
+    confidence: float  # the score: how likely its folder is wrong, in [0, 1]
+    neighbours: tuple[str, ...] = ()  # its most similar voters, most similar first
+    classifier: float = 0.0  # the classifier's probability of its folder
+    vote: float = 0.0  # the share of its neighbours' votes for its folder
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Two classes confused as a rule: how many candidates sit between them (filed under
+    either, suggested the other), the most likely wrong first."""
+
+    classes: tuple[str, str]
+    pictures: tuple[Mislabel, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.pictures)
+
+    def text(self) -> str:
+        a, b = self.classes
+        return f"{a} ↔ {b}: {self.count} pictures sit between these classes"
+
+
+@dataclass
+class Labels:
+    """What :func:`wrong_labels` finds: the listed pictures (highest score first), the
+    confused pairs, how many candidates fell under the cut, and a note when folders
+    were not used as classes."""
+
+    listed: list[Mislabel] = field(default_factory=list)
+    confusions: list[Confusion] = field(default_factory=list)
+    under_cut: int = 0
+    note: str = ""
+
+
+def class_folders(paths: list[str]) -> tuple[list[str], np.ndarray, str]:
+    """The class names and each path's class (-1: none), or a note why the folders are
+    not used as classes (fewer than two, or too few pictures inside them)."""
+    labels = [label_of(p) for p in paths]
+    names = sorted({x for x in labels if x is not None})
+    labelled = sum(x is not None for x in labels)
+    index = {x: i for i, x in enumerate(names)}
+    lab = np.array([index[x] if x is not None else -1 for x in labels], np.int64)
+    if len(names) < 2 or labelled < LABELLED_SHARE * max(len(paths), 1):
+        return names, lab, "no class folders: wrong labels not looked for"
+    return names, lab, ""
+
+
+@dataclass
+class Votes:
+    """Each picture's :data:`VOTERS` most similar neighbours' votes: ``share[i, L]`` the
+    part of picture i's votes (weighted by similarity) for label L; ``voted`` the
+    pictures with a vote; ``a``/``b`` the voting pairs sorted by picture, most similar
+    first (for naming neighbours)."""
+
+    share: np.ndarray
+    voted: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+
+    def neighbours(self, i: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.a, i), np.searchsorted(self.a, i, side="right")
+        return self.b[lo:hi][:SHOWN]
+
+
+def votes(
+    lab: np.ndarray, n_labels: int, left: np.ndarray, right: np.ndarray, similarity: np.ndarray
+) -> Votes:
+    """The neighbour vote from candidate pairs (rows of *lab*, both ways)."""
+    n = len(lab)
+    a = np.concatenate([left, right]).astype(np.int64)
+    b = np.concatenate([right, left]).astype(np.int64)
+    s = np.concatenate([similarity, similarity]).astype(np.float64)
+    order = np.lexsort((-s, a))
+    a, b, s = a[order], b[order], s[order]
+    starts = np.concatenate([[0], np.flatnonzero(a[1:] != a[:-1]) + 1]) if len(a) else a
+    rank = np.arange(len(a)) - np.repeat(starts, np.diff(np.append(starts, len(a))))
+    keep = (rank < VOTERS) & (lab[b] >= 0) & (lab[a] >= 0)
+    a, b, w = a[keep], b[keep], np.maximum(s[keep], 0.0)
+    share = np.zeros((n, n_labels))
+    np.add.at(share, (a, lab[b]), w)
+    total = share.sum(axis=1)
+    voted = (total > 0) & (lab >= 0)
+    share[voted] /= total[voted, None]
+    return Votes(share, voted, a, b)
+
+
+def agreement_note(lab: np.ndarray, n_labels: int, vote: Votes) -> str:
+    """Empty when neighbours share their folder far more often than chance (folders look
+    like classes), else why wrong labels are not looked for."""
+    have = lab >= 0
+    own = vote.share[vote.voted, lab[vote.voted]]
+    agreement = float(own.mean()) if len(own) else 0.0
+    counts = np.bincount(lab[have], minlength=n_labels) / max(1, int(have.sum()))
+    chance = float(np.sum(counts**2))
+    if agreement >= max(AGREEMENT, 2 * chance):
+        return ""
+    return (
+        f"folders do not look like classes (neighbours share a folder {agreement:.0%}"
+        f" of the time, by chance {chance:.0%}): wrong labels not looked for"
+    )
+
+
+def surprise(lab: np.ndarray, n_labels: int, vote: Votes) -> np.ndarray:
+    """How sure the vote alone is that each picture's label is wrong, in [0, 1]. Some
+    classes look alike, so what a vote means depends on what is usual: ``usual(o, L)``
+    is the mean share of votes for L among the pictures filed under o; the surprise of
+    a picture filed under o whose best other label is ``b`` (the one whose share most
+    exceeds what is usual) is
+    ``((share(b) - usual(o, b)) - (share(o) - usual(o, o))) / 2``, or 0 unless b has
+    more votes than o. A bag among shirts scores near 1 (bags' neighbours are bags); a
+    shirt among T-shirts much less (shirts' neighbours are often T-shirts)."""
+    share, voted = vote.share, vote.voted
+    n = len(lab)
+    usual = np.zeros((n_labels, n_labels))
+    np.add.at(usual, lab[voted], share[voted])
+    usual /= np.maximum(np.bincount(lab[voted], minlength=n_labels), 1)[:, None]
+    safe = np.maximum(lab, 0)
+    rows = np.arange(n)
+    own = share[rows, safe]
+    beyond = share - usual[safe]
+    beyond[rows, safe] = -np.inf
+    beyond[share <= 0] = -np.inf
+    best = np.argmax(beyond, axis=1)
+    gap = beyond[rows, best]
+    conf = np.clip((np.where(np.isfinite(gap), gap, -1.0) - (own - usual[safe, safe])) / 2, 0, 1)
+    conf[(share[rows, best] <= own) | ~np.isfinite(gap) | ~voted] = 0.0
+    return conf
+
+
+def out_of_fold(codes: np.ndarray, lab: np.ndarray, n_labels: int, cancel=None) -> np.ndarray:
+    """Each picture's class probabilities from a softmax regression that never saw it
+    (:data:`FOLDS` folds, each trained on at most :data:`TRAIN_CAP` of the others; the
+    codes standardised, a small L2 penalty, L-BFGS). Rows of *lab* below 0 are neither
+    trained on nor predicted (zeros)."""
+    import torch
+
+    n = len(lab)
+    out = np.zeros((n, n_labels), np.float32)
+    have = np.flatnonzero(lab >= 0)
+    if len(have) < 2:
+        return out
+    x = torch.from_numpy(np.ascontiguousarray(codes[have], np.float32))
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    y = torch.from_numpy(lab[have])
+    rng = np.random.RandomState(0)
+    fold = np.empty(len(have), np.int64)
+    for c in range(n_labels):  # stratified: each class spread over the folds
+        idx = np.flatnonzero(lab[have] == c)
+        rng.shuffle(idx)
+        fold[idx] = np.arange(len(idx)) % FOLDS
+    for f in range(FOLDS):
+        if cancel is not None and cancel.is_set():
+            break
+        train = np.flatnonzero(fold != f)
+        if len(train) > TRAIN_CAP:
+            train = np.sort(rng.choice(train, TRAIN_CAP, replace=False))
+        test = np.flatnonzero(fold == f)
+        w, b = _fit(x[train], y[train], n_labels)
+        with torch.no_grad():
+            out[have[test]] = torch.softmax(x[test] @ w + b, 1).numpy()
+    return out
+
+
+def _fit(x, y, n_labels: int):
+    """The weights and biases of a softmax regression of *y* on *x* (torch tensors)."""
+    import torch
+
+    w = torch.zeros(x.shape[1], n_labels, requires_grad=True)
+    b = torch.zeros(n_labels, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=100, history_size=10, line_search_fn="strong_wolfe")
+
+    def loss():
+        opt.zero_grad()
+        value = torch.nn.functional.cross_entropy(x @ w + b, y) + 1e-3 * (w * w).sum()
+        value.backward()
+        return value
+
+    opt.step(loss)
+    return w.detach(), b.detach()
+
+
+def cache_key(*parts) -> bytes:
+    """What the cached probabilities and candidates hold only under: the paths, their
+    content tags, the candidate pairs and the codes' identity."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p.tobytes() if isinstance(p, np.ndarray) else str(p).encode("utf-8", "replace"))
+        h.update(b"\0")
+    return h.digest()
+
+
+def encode_cache(key: bytes, probs: np.ndarray, candidate: np.ndarray) -> bytes:
+    n, c = probs.shape
+    body = np.ascontiguousarray(probs, np.float32).tobytes() + np.packbits(candidate).tobytes()
+    return MAGIC + key + struct.pack("<II", n, c) + body
+
+
+def decode_cache(blob: object, key: bytes, n: int, c: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The cached probabilities and candidates if *blob* is exactly what
+    :func:`encode_cache` wrote under *key* for *n* pictures and *c* classes; else None
+    (made again)."""
+    if not isinstance(blob, (bytes, bytearray, memoryview)):
+        return None
+    view = memoryview(blob)
+    head = len(MAGIC) + len(key) + 8
+    size = n * c * 4 + (n + 7) // 8
+    if len(view) != head + size or bytes(view[: len(MAGIC)]) != MAGIC:
+        return None
+    if bytes(view[len(MAGIC) : len(MAGIC) + len(key)]) != key:
+        return None
+    if struct.unpack_from("<II", view, head - 8) != (n, c):
+        return None
+    probs = np.frombuffer(view[head : head + n * c * 4], np.float32).reshape(n, c).copy()
+    if not np.all(np.isfinite(probs)) or probs.min(initial=0) < 0 or probs.max(initial=0) > 1:
+        return None
+    candidate = np.unpackbits(np.frombuffer(view[head + n * c * 4 :], np.uint8))[:n].astype(bool)
+    return probs, candidate
+
+
+def wrong_labels(
+    paths: list[str],
+    codes,
+    left: np.ndarray,
+    right: np.ndarray,
+    similarity: np.ndarray,
+    cache=None,
+    top: int | None = None,
+    cut: float = CUT,
+    cancel=None,
+) -> Labels:
+    """Suspected wrong labels among *paths* (see the module's notes). *codes*: a callable
+    giving each path's code (rows of *paths*), called only when the cache misses;
+    *left*/*right*/*similarity*: candidate pairs (rows of *paths*); *cache*: a
+    ``(key, get, put)`` of the index's cache, or None; *top*: list the N highest scores
+    instead of those at least *cut*, summarised ones included."""
+    names, lab, note = class_folders(paths)
+    if note or not len(left):
+        return Labels(note=note or "no class folders: wrong labels not looked for")
+    n_labels = len(names)
+    vote = votes(lab, n_labels, left, right, similarity)
+    note = agreement_note(lab, n_labels, vote)
+    if note:
+        return Labels(note=note)
+    held = decode_cache(cache[1](), cache[0], len(paths), n_labels) if cache else None
+    if held is None:
+        probs = out_of_fold(codes(), lab, n_labels, cancel)
+        both = _average(probs, vote)
+        candidate = _cleanlab(lab, both) | (surprise(lab, n_labels, vote) >= MIN_CONFIDENCE)
+        if cache and not (cancel is not None and cancel.is_set()):
+            cache[2](encode_cache(cache[0], probs, candidate))
+    else:
+        probs, candidate = held
+        both = _average(probs, vote)
+    candidate &= lab >= 0
+    return _report(paths, names, lab, probs, vote, both, candidate, top, cut)
+
+
+def _average(probs: np.ndarray, vote: Votes) -> np.ndarray:
+    both = np.where(
+        vote.voted[:, None], (1 - VOTE_WEIGHT) * probs + VOTE_WEIGHT * vote.share, probs
+    )
+    return both / np.maximum(both.sum(axis=1, keepdims=True), 1e-12)
+
+
+def _cleanlab(lab: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """cleanlab's label issues among the labelled rows (a mask over all rows)."""
+    from cleanlab.filter import find_label_issues
+
+    out = np.zeros(len(lab), bool)
+    have = np.flatnonzero(lab >= 0)
+    present = np.unique(lab[have])
+    if len(present) < 2:
+        return out
+    # cleanlab wants the classes numbered 0..k-1, each present
+    renumber = np.full(probs.shape[1], -1)
+    renumber[present] = np.arange(len(present))
+    p = probs[np.ix_(have, present)]
+    p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+    out[have] = find_label_issues(renumber[lab[have]], p, n_jobs=1)
+    return out
+
+
+def _report(paths, names, lab, probs, vote, both, candidate, top, cut) -> Labels:
+    n = len(paths)
+    rows = np.arange(n)
+    safe = np.maximum(lab, 0)
+    own = both[rows, safe]
+    other = both.copy()
+    other[rows, safe] = -1.0
+    suggested = other.argmax(axis=1)
+    mass = np.zeros((len(names), len(names)))
+    have = lab >= 0
+    np.add.at(mass, lab[have], both[have])
+    mass /= np.maximum(np.bincount(lab[have], minlength=len(names)), 1)[:, None]
+    confused = (mass + mass.T) >= CONFUSABLE
+    np.fill_diagonal(confused, False)
+
+    def item(i: int) -> Mislabel:
+        return Mislabel(
+            paths[i],
+            names[lab[i]],
+            names[suggested[i]],
+            round(float(1.0 - own[i]), 6),
+            tuple(paths[j] for j in vote.neighbours(i)),
+            round(float(probs[i, lab[i]]), 6),
+            round(float(vote.share[i, lab[i]]), 6),
+        )
+
+    order = [int(i) for i in sorted(np.flatnonzero(candidate), key=lambda i: (own[i], paths[i]))]
+    if top is not None:
+        return Labels([item(i) for i in order[: max(0, top)]])
+    listed, pairs, under = [], {}, 0
+    for i in order:
+        a, b = int(lab[i]), int(suggested[i])
+        if confused[a, b] and own[i] >= STANDS_OUT:
+            key = (names[min(a, b)], names[max(a, b)])
+            pairs.setdefault(key, []).append(item(i))
+        elif 1.0 - own[i] >= cut:
+            listed.append(item(i))
+        else:
+            under += 1
+    confusions = [Confusion(k, tuple(v)) for k, v in pairs.items()]
+    confusions.sort(key=lambda c: (-c.count, c.classes))
+    return Labels(listed, confusions, under)
