@@ -127,3 +127,17 @@ def test_weights_files_are_named_in_the_message(tiny_folder: Path, tmp_path: Pat
         capsys.readouterr()
         assert main(["index", str(tiny_folder), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["unchanged"] == 5
+
+
+def test_version_and_a_misspelt_command(tmp_path, monkeypatch, capsys):
+    from tui.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.startswith("lookalike ")
+    for typo, meant in (("serach", "search"), ("triag", "triage"), ("indx", "index")):
+        assert main([typo, "x"]) == 2
+        assert f"did you mean {meant}?" in capsys.readouterr().err
+    (tmp_path / "serach").mkdir()  # a folder of that name is a folder, opened as one
+    monkeypatch.setattr("tui.commands.cmd_app", lambda args: 0)
+    assert main(["serach"]) == 0

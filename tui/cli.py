@@ -293,6 +293,7 @@ def build_app_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="image folder (default ./fashion-dataset if it exists, else .)",
     )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--query", metavar="IMAGE", help="open with this image's lookalikes")
     _add_keep_in(parser)
     parser.add_argument(
@@ -323,6 +324,27 @@ def _on_sigterm(_signum, _frame) -> None:
     raise Terminated
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lookalike")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
+def _no_such_command(word: str) -> None:
+    """A first word that is neither a command nor a folder but reads like a command
+    misspelt (``serach``): the usage error, with the command meant."""
+    import difflib
+
+    if word.startswith("-") or os.path.lexists(word):
+        return
+    close = difflib.get_close_matches(word, COMMANDS, n=1, cutoff=0.7)
+    if close:
+        raise UsageError(f"no command or folder {word!r} (did you mean {close[0]}?)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if threading.current_thread() is threading.main_thread():
@@ -339,6 +361,11 @@ def main(argv: list[str] | None = None) -> int:
                 "fashion-mnist": commands.cmd_fashion,
             }[args.command]
             return handler(args)
+        if argv and argv[0] == "--version":
+            print(f"lookalike {_version()}")
+            return 0
+        if argv and argv[0] not in COMMANDS:
+            _no_such_command(argv[0])
         if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
             build_parser().print_help()
             print("\n" + build_app_parser().format_usage().strip())

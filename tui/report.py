@@ -89,7 +89,7 @@ def index_with_progress(search, quiet: bool):
 
 def readonly_note(stats) -> str:
     pending = (
-        f"; {stats.pending} files are new, changed or gone since it was written"
+        f"; {count(stats.pending, 'file')} new, changed or gone since it was written"
         " (pass --index PATH to write an up-to-date index elsewhere)"
         if stats.pending
         else "; it is up to date"
@@ -295,7 +295,7 @@ def triage_text(report) -> None:
     groups = report.groups
     floor = f", visual similarity ≥ {report.threshold:.2f}" if report.threshold else ""
     print(
-        f"{len(groups)} groups of copies: {report.duplicates} images could go"
+        f"{count(len(groups), 'group')} of copies: {count(report.duplicates, 'image')} could go"
         f" ({report.images} images{floor}; {report.candidates} candidate pairs,"
         f" {report.verified} verified by local features; {report.seconds:.1f} s)"
     )
@@ -306,11 +306,11 @@ def triage_text(report) -> None:
             mark = "kept " if m.kept else "=    " if m.identical else "     "
             print(f"  {mark}{m.score:6.3f}  {printable(m.path)}  ({printable(m.why)})")
     if report.outliers:
-        print(f"\n{len(report.outliers)} outliers (least like anything else):")
+        print(f"\n{count(len(report.outliers), 'outlier')} (least like anything else):")
         for o in report.outliers:
             print(f"  {o.score:6.3f}  {printable(o.path)}  (nearest: {printable(o.neighbour)})")
     if report.broken:
-        print(f"\n{len(report.broken)} broken files:")
+        print(f"\n{count(len(report.broken), 'broken file')}:")
         for b in report.broken:
             print(f"  {printable(b.path)}: {printable(b.reason)}")
     if report.leaks:
