@@ -624,10 +624,10 @@ class TriageScreen(Screen[None]):
             return
         first = f" ({skipped[0][0]}: {skipped[0][1]})" if skipped else ""
         said = f"set {moved} aside{f', {len(skipped)} not moved' if skipped else ''} · u puts them back"
+        self.post_message(TriageReady(report, None, said))  # first: saying it waits
         self.app.call_from_thread(
             self.app.say, said + first, severity="error" if skipped else "information"
         )
-        self.post_message(TriageReady(report, None, said))
 
     def action_undo(self) -> None:
         self.undo_worker()
@@ -648,9 +648,9 @@ class TriageScreen(Screen[None]):
             return
         skipped = f", {len(done.skipped)} not put back" if done.skipped else ""
         said = f"put back {len(done.moved)}{skipped}"
-        self.app.call_from_thread(self.app.say, said)
         cursor = done.moved[0] if done.moved else None
         self.post_message(TriageReady(report, cursor, said))
+        self.app.call_from_thread(self.app.say, said)
         self.app.call_from_thread(self.app.index_quietly)
 
     def action_relabel(self) -> None:
