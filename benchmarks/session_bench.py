@@ -305,14 +305,17 @@ def with_pilot(root: Path, repeats: int = 5) -> dict:
                 t1 = next(t for t, r in painted if r is not before)
                 out.setdefault(name, []).append(t1 - t0)
 
-            for _ in range(repeats):
-                screen.row, screen.col = 0, 1
+            async def at_first_copy() -> None:
+                screen.row, screen.col = 0, 1  # a copy of the first group, not its keeper
                 screen._paint()
+                await until(lambda: screen.current is not None)  # its row is bound
+
+            for _ in range(repeats):
+                await at_first_copy()
                 await timed("keep", "k")
                 await timed("threshold step", "plus")
                 await timed("threshold back", "minus")
-                screen.row, screen.col = 0, 1  # a copy, not the keeper `k` just chose
-                screen._paint()
+                await at_first_copy()  # not the keeper `k` just chose
                 await pilot.press("space")
                 await timed("set aside", "m", "enter")
                 await timed("undo", "u")
@@ -339,14 +342,6 @@ def bench_session(rep, small: bool = False) -> None:
             ]
         )
         t = in_terminal(root, repeats=2 if small else 5)
-        p = with_pilot(root, repeats=2 if small else 5)
-        pilots.append(
-            [
-                f"{m['images']:,}",
-                f"{p['open']:.2f} s",
-                *(f"{p[k]:.0f} ms" for k in ("keep", "threshold step", "set aside", "undo")),
-            ]
-        )
         screens.append(
             [
                 f"{m['images']:,}",
@@ -358,6 +353,16 @@ def bench_session(rep, small: bool = False) -> None:
                 ),
             ]
         )  # fmt: skip
+        if size != "10k":  # see the note under the table
+            continue
+        p = with_pilot(root, repeats=2 if small else 5)
+        pilots.append(
+            [
+                f"{m['images']:,}",
+                f"{p['open']:.2f} s",
+                *(f"{p[k]:.0f} ms" for k in ("keep", "threshold step", "set aside", "undo")),
+            ]
+        )
     body = table(
         ["images", "groups", "open (cached)", "`lookalike triage`", "mark a group",
          "set a group aside", "undo", "keep", "not a copy", "threshold step",
@@ -387,7 +392,9 @@ def bench_session(rep, small: bool = False) -> None:
     )
     body += (
         "\n\nThe same through Textual's Pilot (160x50), from the key press until the screen"
-        " has painted the report it gives back. Targets: open ≤ 2 s at 10k and ≤ 10 s at 100k; each"
+        " has painted the report it gives back (at 10k only: at 100k, `k` pressed through"
+        " Pilot gave back no report within a minute, while the same key in tmux did in the"
+        " time above; not understood yet). Targets: open ≤ 2 s at 10k and ≤ 10 s at 100k; each"
         " action ≤ 300 ms at 10k and ≤ 1 s at 100k; the command line ≤ 3 s at 10k and"
         " ≤ 15 s at 100k. Sets: Fashion-MNIST (the test split for 10k, all 70,000 for"
         " 100k) and edited copies of some of its pictures (enlarged, shrunk, JPEG,"
