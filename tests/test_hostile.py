@@ -249,7 +249,7 @@ def test_read_only_index_is_searched_and_not_written(tiny_folder: Path, monkeypa
     q = tiny_folder / "a" / "img0.png"
     assert main(["search", str(q), "--in", str(tiny_folder), "-k", "3"]) == 0
     out, err = capsys.readouterr()
-    assert len(out.splitlines()) == 4 and "read-only media" in err and "1 files" in err
+    assert len(out.splitlines()) == 4 and "read-only media" in err and "1 file new" in err
     assert main(["index", str(tiny_folder)]) == 0
     err = capsys.readouterr().err
     assert "read-only media: it is used as it is (6 images)" in err

@@ -376,7 +376,7 @@ def test_search_and_triage_answer_from_a_full_disk(tiny_folder: Path, tmp_path: 
     assert run.returncode == 1  # indexing itself cannot go on: said, exit 1
     err = run.stderr.strip().splitlines()
     assert err[-1] == f"lookalike: disk full: cannot write the index at {index}"
-    assert all("full disk: it is used as it is (6 images); 1 files" in e for e in err[:-1])
+    assert all("full disk: it is used as it is (6 images); 1 file new" in e for e in err[:-1])
 
 
 # --- outliers ----------------------------------------------------------------------------------------
