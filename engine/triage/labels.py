@@ -201,9 +201,7 @@ def surprise(lab: np.ndarray, n_labels: int, vote: Votes) -> np.ndarray:
     shirt among T-shirts much less (shirts' neighbours are often T-shirts)."""
     share, voted = vote.share, vote.voted
     n = len(lab)
-    usual = np.zeros((n_labels, n_labels))
-    np.add.at(usual, lab[voted], share[voted])
-    usual /= np.maximum(np.bincount(lab[voted], minlength=n_labels), 1)[:, None]
+    usual = _class_means(share, lab, voted, n_labels)
     safe = np.maximum(lab, 0)
     rows = np.arange(n)
     own = share[rows, safe]
@@ -215,6 +213,15 @@ def surprise(lab: np.ndarray, n_labels: int, vote: Votes) -> np.ndarray:
     conf = np.clip((np.where(np.isfinite(gap), gap, -1.0) - (own - usual[safe, safe])) / 2, 0, 1)
     conf[(share[rows, best] <= own) | ~np.isfinite(gap) | ~voted] = 0.0
     return conf
+
+
+def _class_means(
+    values: np.ndarray, lab: np.ndarray, rows: np.ndarray, n_labels: int
+) -> np.ndarray:
+    """``out[o]``: the mean of *values*' rows among the *rows* (a mask) filed under o."""
+    out = np.zeros((n_labels, values.shape[1]))
+    np.add.at(out, lab[rows], values[rows])
+    return out / np.maximum(np.bincount(lab[rows], minlength=n_labels), 1)[:, None]
 
 
 def out_of_fold(codes: np.ndarray, lab: np.ndarray, n_labels: int, cancel=None) -> np.ndarray:
@@ -332,15 +339,14 @@ def wrong_labels(
     if note:
         return Labels(note=note)
     held = decode_cache(cache[1](), cache[0], len(paths), n_labels) if cache else None
+    probs = out_of_fold(codes(), lab, n_labels, cancel) if held is None else held[0]
+    both = _average(probs, vote)
     if held is None:
-        probs = out_of_fold(codes(), lab, n_labels, cancel)
-        both = _average(probs, vote)
         candidate = _cleanlab(lab, both) | (surprise(lab, n_labels, vote) >= MIN_CONFIDENCE)
         if cache and not (cancel is not None and cancel.is_set()):
             cache[2](encode_cache(cache[0], probs, candidate))
     else:
-        probs, candidate = held
-        both = _average(probs, vote)
+        candidate = held[1]
     candidate &= lab >= 0
     return _report(paths, names, lab, probs, vote, both, candidate, top, cut)
 
@@ -378,10 +384,7 @@ def _report(paths, names, lab, probs, vote, both, candidate, top, cut) -> Labels
     other = both.copy()
     other[rows, safe] = -1.0
     suggested = other.argmax(axis=1)
-    mass = np.zeros((len(names), len(names)))
-    have = lab >= 0
-    np.add.at(mass, lab[have], both[have])
-    mass /= np.maximum(np.bincount(lab[have], minlength=len(names)), 1)[:, None]
+    mass = _class_means(both, lab, lab >= 0, len(names))
     confused = (mass + mass.T) >= CONFUSABLE
     np.fill_diagonal(confused, False)
 
