@@ -293,7 +293,7 @@ def build_app_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="image folder (default ./fashion-dataset if it exists, else .)",
     )
-    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--version", action="version", version=f"lookalike {_version()}")
     parser.add_argument("--query", metavar="IMAGE", help="open with this image's lookalikes")
     _add_keep_in(parser)
     parser.add_argument(
@@ -361,9 +361,6 @@ def main(argv: list[str] | None = None) -> int:
                 "fashion-mnist": commands.cmd_fashion,
             }[args.command]
             return handler(args)
-        if argv and argv[0] == "--version":
-            print(f"lookalike {_version()}")
-            return 0
         if argv and argv[0] not in COMMANDS:
             _no_such_command(argv[0])
         if argv and argv[0] in ("-h", "--help") and len(argv) == 1:
