@@ -69,8 +69,9 @@ class IndexContext:
     identity: Identity
     #: the centre and the searchable view, told after every commit so searches see it
     view: LiveView
-    #: the encoder, built (and checked against the index) on first call
-    encoder: Callable[[], Any]
+    #: the encoder, built (and checked against the index) on first call; its argument
+    #: hears of each way of running the CNN timed meanwhile (the first run on a machine)
+    encoder: Callable[..., Any]
 
 
 class Indexer:
@@ -81,10 +82,19 @@ class Indexer:
         self.view = ctx.view
         self.store: Store = ctx.view.store
 
-    def _claim_identity(self) -> None:
+    def _claim_identity(self, emit=None) -> None:
         """Record the encoder and LSH settings in a new index (fails early, before any
-        decoding, when the weights are missing)."""
-        enc = self.ctx.encoder()
+        decoding, when the weights are missing). The first run on a machine times the
+        ways the CNN can run here (seconds to a minute): *emit* says so, step by step."""
+
+        def step(path, i: int, n: int) -> None:
+            if emit is not None:
+                what = f"timing the ways the CNN can run here, once: {i} of {n} ({path.name})"
+                emit(i - 1, n, what, "preparing", force=True)
+
+        if emit is not None:
+            emit(0, 0, "loading the CNN", "preparing", force=True)
+        enc = self.ctx.encoder(step)
         identities.record(self.store, self.ctx.identity, enc, feature_dim(enc), self.ctx.root)
 
     def diff(self, stats: IndexStats, known: dict, cancel: threading.Event, on_entry=None):
@@ -162,7 +172,7 @@ class Indexer:
         emit(0, 0, "", "scanning", force=True)
         todo, gone = self._walk(stats, cancel, emit)
         if todo and not stats.cancelled:
-            self._claim_identity()
+            self._claim_identity(emit)
             self._encode_all(todo, stats, cancel, emit)
         stats.cancelled = stats.cancelled or cancel.is_set()
         if not stats.cancelled and (todo or gone or self.store.get_meta().get("upkeep")):
@@ -218,7 +228,7 @@ class Indexer:
 
         job = Job(self.store)
         emit(0, 0, "", "scanning", force=True)
-        self._claim_identity()  # fails early (weights, a clashing identity)
+        self._claim_identity(emit)  # fails early (weights, a clashing identity)
         if job.join(cancel):
             self._queue(job, stats, cancel, emit)
         self.view.reload_centre()  # the last job may have refitted it
@@ -290,7 +300,11 @@ class Indexer:
                     job.enqueue(list(chunk), counts["queued"])
                     chunk.clear()
 
-        self._walk(stats, cancel, emit, on_entry=found)
+        try:
+            self._walk(stats, cancel, emit, on_entry=found)
+        except BaseException:
+            job.release()  # a refused walk (say, the wrong folder) leaves no lease to wait out
+            raise
         if cancel.is_set():
             stats.cancelled = True
             return  # what was queued stays queued; the next walker queues the rest

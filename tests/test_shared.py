@@ -506,12 +506,30 @@ def test_a_worker_says_it_waits_for_an_abandoned_chunk(redis_url, tmp_path: Path
     assert job.join(threading.Event())
     job.enqueue([FileEntry(f"{i:02d}.png", 1, 1) for i in range(12)], 1)
     job.walked()
-    job.r.xreadgroup(job.group, "dead-worker", {job.stream: ">"}, count=1)
-    run = _lookalike("index", str(root), "--store", redis_url, env={"LOOKALIKE_CLAIM_IDLE": "12"})
-    assert run.returncode == 0, run.stderr
-    waits = [line for line in run.stderr.splitlines() if "waiting for" in line]
-    assert waits and "taken over in" in waits[0], run.stderr
-    assert "12 images in the index" in run.stderr
+    (_s, [(mid, _f)]), *_ = job.r.xreadgroup(job.group, "dead-worker", {job.stream: ">"}, count=1)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "tui", "index", str(root), "--store", redis_url],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "LOOKALIKE_CLAIM_IDLE": "1"},
+    )
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(run.stderr), daemon=True)
+    reader.start()
+    # the dead worker's chunk looks fresh until the new worker has said it waits on it:
+    # the claim time short, and no test time spent waiting out a long one
+    deadline = time.time() + 120
+    while not any("waiting for" in line for line in said) and run.poll() is None:
+        job.r.xclaim(job.stream, job.group, "dead-worker", 0, [mid])
+        assert time.time() < deadline, said
+        time.sleep(0.05)
+    assert run.wait(timeout=120) == 0, said
+    reader.join(10)
+    waits = [line for line in said if "waiting for" in line]
+    assert waits and "taken over in" in waits[0], said
+    assert "12 images in the index" in "".join(said)
 
 
 def test_leaks_and_quality_from_a_shared_index(redis_url, tmp_path: Path, capsys):
