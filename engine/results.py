@@ -49,7 +49,10 @@ class Progress:
     failed: int
     images_per_s: float
     current: str
-    phase: str  # "scanning", "encoding", "finishing", "done"
+    #: "scanning", "preparing" (the CNN loads; on a machine's first run, its ways of
+    #: running are timed: *current* says which, *done* of *total*), "encoding",
+    #: "waiting" (a shared index: on another worker), "finishing", "done"
+    phase: str
 
 
 @dataclass

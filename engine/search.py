@@ -113,9 +113,15 @@ class ImageSimilaritySearch:
     def encoder(self):
         """The CNN, built on first use (importing torch and loading weights takes seconds)
         and checked against the index's identity."""
+        return self.load_encoder()
+
+    def load_encoder(self, on_step=None):
+        """:attr:`encoder`, with *on_step* told of each way of running the CNN timed
+        while it is built (the first run on a machine; see
+        :data:`engine.encoding.chooser.StepCallback`)."""
         with self._encoder_lock:
             if self._encoder is None:
-                enc = _build_encoder(self.settings, self.identity)
+                enc = _build_encoder(self.settings, self.identity, on_step)
                 self._check_encoder(enc)
                 self._encoder = enc
             elif not self._identity_checked:
@@ -154,7 +160,7 @@ class ImageSimilaritySearch:
             backbone=self.backbone, index_path=str(self.index_path), store=self.store.kind
         )
         indexer = Indexer(
-            IndexContext(self.root, self.settings, self.identity, self.view, lambda: self.encoder)
+            IndexContext(self.root, self.settings, self.identity, self.view, self.load_encoder)
         )
         if self.store.readonly:
             indexer.pending(stats)
@@ -357,7 +363,7 @@ def _links_in(folder: Path) -> set[str]:
         return set()
 
 
-def _build_encoder(settings: Settings, ident: identities.Identity):
+def _build_encoder(settings: Settings, ident: identities.Identity, on_step=None):
     """The CNN for *ident*, any failure as one line (:class:`SearchError`)."""
     from engine.encoding import build_encoder
     from engine.encoding.backbones import EncoderError
@@ -375,6 +381,7 @@ def _build_encoder(settings: Settings, ident: identities.Identity):
         return build_encoder(
             ident.hash_dim,
             ident.backbone,
+            on_step,
             weights=settings.weights,
             device=settings.device,
             precision=ident.precision,

@@ -22,6 +22,17 @@ os.environ["LOOKALIKE_PRECISION"] = "fp32"
 os.environ["LOOKALIKE_COLORS"] = "truecolor"
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """Test processes for ``-n auto``: one per core, at most 4. Most tests are CPU-bound
+    (the CNN, decoding, the app's rendering), so more processes than cores only queue;
+    each process loads torch (a few hundred MB), so a large machine gets 4, not 64."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     """Six distinct small images in two sub-folders."""

@@ -256,7 +256,10 @@ def exported(tmp_path_factory):
     old = os.environ.get("XDG_CACHE_HOME")
     os.environ["XDG_CACHE_HOME"] = str(cache)
     try:
-        enc = DeepImageEncoder(hash_dim=16, backbone="efficientnet-lite0", device="cpu")
+        # one runtime asked for: nothing to time, this fixture is about the exported model
+        enc = DeepImageEncoder(
+            hash_dim=16, backbone="efficientnet-lite0", device="cpu", runtime="onnx"
+        )
         yield onnx_cnn.export_encoder(enc)
     finally:
         if old is None:
@@ -353,3 +356,68 @@ def test_cached_models_are_checked_before_use(exported, tmp_path: Path, monkeypa
         assert ov._refusal(model) is None and not refused.exists()
     finally:
         logging.getLogger("lookalike").removeHandler(handler)
+
+
+def test_a_disturbed_measurement_is_made_again_later(monkeypatch, tmp_path: Path):
+    """Rounds that disagree mark the timings as disturbed: they are used, made again on a
+    start after RETRY_AFTER (not before), and kept once a measurement is quiet."""
+    from engine.encoding import chooser
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(chooser.Meter, "OTHERS", 1.01)  # other work on the machine: not here
+    paths = [chooser.EncoderPath("onnx", "fp32"), chooser.EncoderPath("torch", "fp32")]
+    calls: list[str] = []
+    wobbly = iter([100, 90, 40, 95, 100, 92])  # onnx: 100, 40, 100; torch: 90, 95, 92
+
+    def rate_of(path):
+        calls.append(path.name)
+        return next(wobbly)
+
+    steps: list[tuple[str, int, int]] = []
+    first = chooser.choose(
+        paths, rate_of, "k", on_step=lambda p, i, n: steps.append((p.name, i, n))
+    )
+    assert steps == [("onnxruntime fp32", 1, 2), ("torch fp32", 2, 2)]  # told once each
+    assert "rounds disagreed" in first.why and "measured again" in first.why
+    assert first.path.runtime == "onnx" and len(calls) == 6
+    entry = chooser._read_cache()["k"]
+    assert entry["tries"] == 1 and chooser.due_again(entry) is False  # not yet
+    assert chooser.choose(paths, rate_of, "k").path.runtime == "onnx" and len(calls) == 6
+
+    monkeypatch.setattr(chooser, "RETRY_AFTER", 0.0)
+    steady = iter([50, 80] * 3)  # quiet now: torch is the faster
+    second = chooser.choose(paths, lambda p: next(steady), "k")
+    assert second.path.runtime == "torch" and "disturbed" not in second.why
+    entry = chooser._read_cache()["k"]
+    assert "disturbed" not in entry and entry["rates"] == {"onnxruntime fp32": 50, "torch fp32": 80}
+    assert chooser.due_again(entry) is False
+
+
+def test_other_work_on_the_cores_counts_as_disturbed():
+    """Processes spinning on this process's cores while it measures: the meter says so."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from engine.encoding import chooser
+
+    if chooser._busy(chooser._affinity()) < 0:
+        pytest.skip("no per-core CPU accounting here")
+    cores = len(os.sched_getaffinity(0))
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(min(cores, 8))
+    ]
+    try:
+        time.sleep(0.3)
+        meter = chooser.Meter()
+        with meter:
+            end = time.perf_counter() + 0.6
+            while time.perf_counter() < end:
+                pass
+        why = meter.disturbed({})
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    assert why is not None and "busy" in why, (meter.others, meter.wall)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import pytest
 
 from support import REPO
 
+#: tmux server of this test process (test runs in parallel do not share one)
+SOCKET = f"lookalike-test-{os.getpid()}"
+
 pytestmark = [
     pytest.mark.tmux,
     pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed"),
@@ -19,13 +23,11 @@ pytestmark = [
 
 
 def _tmux(*args: str) -> str:
-    return subprocess.run(
-        ["tmux", "-L", "lookalike-test", *args], capture_output=True, text=True
-    ).stdout
+    return subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True).stdout
 
 
 def _tmux_err(*args: str) -> str:
-    run = subprocess.run(["tmux", "-L", "lookalike-test", *args], capture_output=True, text=True)
+    run = subprocess.run(["tmux", "-L", SOCKET, *args], capture_output=True, text=True)
     return run.stdout + run.stderr
 
 

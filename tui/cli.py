@@ -261,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--runtime", choices=("auto", "onnx", "openvino", "torch"), default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto")
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="time the ways of running each backbone again (say, after the machine was busy"
+        " the first time)",
+    )
 
     p = sub.add_parser("fashion-mnist", help="write Fashion-MNIST as PNG files into DEST")
     p.add_argument("dest", metavar="DEST")

@@ -307,6 +307,7 @@ def _rejections(search, args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from engine.encoding import chooser
     from engine.encoding.torch_cnn import (
         DeepImageEncoder,
         EncoderError,
@@ -324,12 +325,18 @@ def cmd_models(args: argparse.Namespace) -> int:
         if not info.available or info.name == "resnet50":
             print(f"  get them: {info.how_to_get}")
         if info.available:
+            if args.measure:  # forget this machine's timings: they are made again now
+                chooser.forget(chooser.cache_key(info.name, info.input_size))
             try:
                 enc = DeepImageEncoder(
                     backbone=info.name,
                     device=args.device,
                     precision=args.precision,
                     runtime=args.runtime,
+                    on_step=lambda path, i, n: report.say(
+                        f"lookalike: timing the ways the CNN can run here: {i} of {n}"
+                        f" ({path.name})…"
+                    ),
                 )
             except EncoderError as exc:
                 print(f"  runs here: cannot run ({printable(exc)})")

@@ -40,12 +40,14 @@ def index_with_progress(search, quiet: bool):
     if quiet or not sys.stderr.isatty():
         said = [0.0]
 
-        def on_progress(p) -> None:  # no bar: only say why a run is waiting, every 10 s
+        def on_progress(p) -> None:  # no bar: say why a run waits (every 10 s) or times
             import time
 
             if p.phase == "waiting" and time.monotonic() - said[0] >= 10:
                 said[0] = time.monotonic()
                 say(f"lookalike: waiting for {p.current}")
+            elif p.phase == "preparing" and p.total:
+                say(f"lookalike: {p.current}…")
 
         try:
             return search.index(on_progress=on_progress, cancel=cancel)
@@ -63,7 +65,7 @@ def index_with_progress(search, quiet: bool):
 
     console = Console(stderr=True)
     with Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]:>7.1f} img/s"),
@@ -77,7 +79,7 @@ def index_with_progress(search, quiet: bool):
         def on_progress(p) -> None:
             bar.update(
                 task,
-                description=p.phase,
+                description=p.current if p.phase == "preparing" else p.phase,
                 completed=p.done,
                 total=p.total or None,
                 rate=p.images_per_s,

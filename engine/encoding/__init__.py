@@ -18,11 +18,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def build_encoder(hash_dim: int, backbone: str, **options):
+def build_encoder(hash_dim: int, backbone: str, on_step=None, **options):
     """The encoder for these settings: ONNX Runtime without torch when that is what would
     run anyway (a second saved on every one-off query of a new picture), else
     :class:`~engine.encoding.torch_cnn.DeepImageEncoder`. *options*: ``weights``,
-    ``device``, ``precision``, ``runtime``, ``input_size``. Raises
+    ``device``, ``precision``, ``runtime``, ``input_size``; *on_step* hears of each way
+    of running the CNN as it is timed (the first run on a machine:
+    :data:`~engine.encoding.chooser.StepCallback`). Raises
     :class:`~engine.encoding.backbones.EncoderError` with a one-line message."""
     from engine.encoding.onnx_cnn import light_encoder
 
@@ -30,7 +32,7 @@ def build_encoder(hash_dim: int, backbone: str, **options):
     if enc is None:
         from engine.encoding.torch_cnn import DeepImageEncoder
 
-        enc = DeepImageEncoder(hash_dim, backbone, **options)
+        enc = DeepImageEncoder(hash_dim, backbone, on_step=on_step, **options)
     return enc
 
 

@@ -199,6 +199,7 @@ class DeepImageEncoder(nn.Module):
         precision: str = "auto",
         runtime: str = "auto",
         input_size: int = INPUT_SIZE,
+        on_step: chooser.StepCallback | None = None,
     ) -> None:
         super().__init__()
         if input_size not in INPUT_SIZES:
@@ -253,7 +254,7 @@ class DeepImageEncoder(nn.Module):
         self.features.to(memory_format=torch.channels_last)
         self._onnx = None
         self._openvino: dict[str, openvino_cnn.OpenVinoFeatures] = {}
-        self.choice = self._choose(paths, asked=runtime != "auto" or precision != "auto")
+        self.choice = self._choose(paths, runtime != "auto" or precision != "auto", on_step)
         self.runtime, self.precision = self.choice.path.runtime, self.choice.path.precision
         if self.runtime == "onnx" and self._onnx is None:
             self._onnx = self._onnx_session()
@@ -280,7 +281,7 @@ class DeepImageEncoder(nn.Module):
                 raise EncoderError(f"cannot run with OpenVINO {precision}: {exc}") from None
         return self._openvino[precision]
 
-    def _choose(self, paths: list, asked: bool):
+    def _choose(self, paths: list, asked: bool, on_step: chooser.StepCallback | None = None):
         """The fastest of *paths* here, measured on a small batch unless remembered."""
         key = chooser.cache_key(self.backbone_name, self.input_size)
         size = (CPU_MICRO_BATCH, self.input_size, self.input_size, 3)
@@ -297,7 +298,7 @@ class DeepImageEncoder(nn.Module):
             return chooser.time_batches(lambda: run(probe), len(probe))
 
         try:
-            return chooser.choose(paths, rate_of, key, asked)
+            return chooser.choose(paths, rate_of, key, asked, on_step)
         except chooser.RuntimeChoiceError as exc:
             raise EncoderError(str(exc)) from None
 

@@ -46,6 +46,10 @@ class IndexPanel(Vertical):
             bar.update(total=None)
             state.update(Text(f"scanning… {p.total} to encode"))
             return
+        if p.phase == "preparing":  # the CNN loads (and is timed, on a first run)
+            bar.update(total=p.total or None, progress=p.done)
+            state.update(line(p.current + "…"))
+            return
         bar.update(total=max(p.total, 1), progress=p.done)
         state.update(
             line(
