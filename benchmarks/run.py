@@ -2,6 +2,7 @@
 
     python -m benchmarks.run                # everything (about 40 minutes on 2 cores)
     python -m benchmarks.run --only quality,latency
+    python -m benchmarks.run --smoke        # every benchmark small, to see it runs (CI)
 
 Data (built under bench-data/ on first use, see :mod:`benchmarks.data` and
 :mod:`benchmarks.scale`): Fashion-MNIST's test split and all 70,000 images from Debian's
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import search_bench
-from benchmarks.data import DATA, REPO, ensure_fashion
+from benchmarks.data import DATA, REPO, SMOKE, ensure_fashion, sized
 from benchmarks.report import Report, table
 
 SECTIONS = (
@@ -252,6 +253,7 @@ def bench_encoder(rep: Report, repeats: int) -> None:
     def probe(backbone: str, weights: str | None, runtime: str, precision: str) -> dict:
         cmd = [sys.executable, "-m", "benchmarks.encoder_probe", "--backbone", backbone]
         cmd += ["--runtime", runtime, "--precision", precision, "--batch", str(CPU_MICRO_BATCH)]
+        cmd += ["--repeats", str(sized(10, 1))]
         cmd += ["--weights", weights] if weights else []
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, check=True)
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -259,18 +261,25 @@ def bench_encoder(rep: Report, repeats: int) -> None:
     rows = []
     for backbone, weights in (("efficientnet-lite0", None), ("resnet50", str(r50))):
         rates: dict[str, list[float]] = {n: [] for n in names.values()}
+        refused: dict[str, str] = {}
         for _ in range(repeats):
             for (runtime, precision), name in names.items():
-                rates[name].append(probe(backbone, weights, runtime, precision)["rate"])
+                got = probe(backbone, weights, runtime, precision)
+                if "error" in got:
+                    refused[name] = got["error"]
+                else:
+                    rates[name].append(got["rate"])
         auto = probe(backbone, weights, "auto", "auto")["path"]
         auto_name = {
             f"{'onnxruntime' if r == 'onnx' else r} {p}": n for (r, p), n in names.items()
         }[auto]
-        med = {n: statistics.median(v) for n, v in rates.items()}
+        med = {n: statistics.median(v) for n, v in rates.items() if v}
         best = max(med.values())
         for name, rate in med.items():
             mark = "**auto's choice**" if name == auto_name else ""
             rows.append([backbone, name, f"{rate:.1f}", f"{rate / best:.0%}", mark])
+        for name, why in refused.items():
+            rows.append([backbone, name, "cannot run here", "", why.replace("|", "/")])
         rows.append(
             [
                 backbone,
@@ -387,9 +396,9 @@ def keypress_to_results(
 
 
 def bench_app(rep: Report, root: Path, index: Path) -> None:
-    frames, footers = first_paint(root, 7)
+    frames, footers = first_paint(root, sized(7, 2))
     thumbs: list[float] = []
-    keys = keypress_to_results(root, index, 20, thumbs)
+    keys = keypress_to_results(root, index, sized(20, 3), thumbs)
     body = table(
         ["figure", "median", "max", "target"],
         [
@@ -437,8 +446,19 @@ def _measured_on(part: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated sections: " + ",".join(SECTIONS))
-    parser.add_argument("--out", default=str(REPO / "docs" / "BENCHMARKS.md"))
+    parser.add_argument("--out", help="where the report goes (default docs/BENCHMARKS.md)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every benchmark at a small size, on data of its own under bench-data/smoke;"
+        " the report goes there too (its figures say nothing: it shows the benchmarks run)",
+    )
     args = parser.parse_args(argv)
+    if args.smoke and not SMOKE:  # the sizes are read when the modules load: start again
+        os.environ["LOOKALIKE_BENCH_SMOKE"] = "1"
+        argv = sys.argv[1:] if argv is None else argv
+        return subprocess.run([sys.executable, "-m", "benchmarks.run", *argv], cwd=REPO).returncode
+    args.out = args.out or str(DATA / "BENCHMARKS.md" if SMOKE else REPO / "docs" / "BENCHMARKS.md")
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
     DATA.mkdir(exist_ok=True)
     root = ensure_fashion()
@@ -452,9 +472,9 @@ def main(argv: list[str] | None = None) -> int:
 
         bench_throughput(rep, root)
     if "compare" in only:
-        bench_compare(rep, root, n_eff=400, n_r50=120, rounds=2)
+        bench_compare(rep, root, n_eff=sized(400, 40), n_r50=sized(120, 8), rounds=sized(2, 1))
     if "encoder" in only:
-        bench_encoder(rep, repeats=3)
+        bench_encoder(rep, repeats=sized(3, 1))
     if "paths" in only:
         from benchmarks.paths_bench import bench_paths
 

@@ -10,6 +10,13 @@ import pytest
 
 from support import SAMPLE, RedisServer, make_image
 
+# Tests run in parallel processes (pytest-xdist): each runs the CNN on its share of the
+# cores, so that two processes' runtime threads do not take turns on the same cores.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "").isdigit():
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    _share = max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("LOOKALIKE_THREADS", str(_share))
+
 # Tests run on CPUs of several kinds. Left to "auto", the CNN's precision would be
 # whatever is fastest on each (bf16 on some), and scores would differ between them;
 # fp32 codes agree across CPUs and runtimes to about 1e-6. The runtime stays "auto",

@@ -212,7 +212,7 @@ def test_two_workers_a_killed_one_and_a_searcher(tmp_path: Path, redis_url):
     the answers are those of a local SQLite index of the same folder."""
     from engine import ImageSimilaritySearch
 
-    root = _picture_folder(tmp_path / "pics", 240)
+    root = _picture_folder(tmp_path / "pics", 100)
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
     store = open_store(redis_url)
     first = _start(root, redis_url, "--batch-size", "4")

@@ -189,11 +189,14 @@ def _write_cache(data: dict) -> None:
 
 
 def threads() -> int:
-    """Threads for the CNN: the cores this process may run on."""
+    """Threads for the CNN: the cores this process may run on, or fewer where
+    ``LOOKALIKE_THREADS`` says so (leaving cores to other work on a shared machine)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    asked = os.environ.get("LOOKALIKE_THREADS", "").strip()
+    return max(1, min(cores, int(asked))) if asked.isdigit() else cores
 
 
 def may_have_gpu() -> bool:

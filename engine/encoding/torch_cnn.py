@@ -53,6 +53,8 @@ from engine.encoding.backbones import (  # noqa: F401  (re-exported: the encoder
 from engine.settings import INPUT_SIZE, INPUT_SIZES
 
 CPU_MICRO_BATCH = chooser.CPU_MICRO_BATCH
+if torch.get_num_threads() > chooser.threads():  # LOOKALIKE_THREADS asks for fewer
+    torch.set_num_threads(chooser.threads())
 
 
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
