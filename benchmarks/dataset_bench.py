@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from benchmarks.copies import flat, sources
-from benchmarks.data import DATA
+from benchmarks.data import DATA, sized
 from benchmarks.report import table
 
 #: Strengths of the planted faults: blur sigma as a share of the long side, brightness
@@ -38,7 +38,7 @@ def _fashion(split: str, per_class: int, offset: int = 0) -> list[tuple[str, Ima
     """(class, picture) from Fashion-MNIST's *split* files under bench-data/fashion-all."""
     root = DATA / "fashion-all"
     out = []
-    for cls in sorted(p.name for p in root.iterdir() if p.is_dir()):
+    for cls in sorted(p.name for p in root.iterdir() if p.is_dir() and p.name[0] != "."):
         files = sorted((root / cls).glob(f"{split}-*.png"))[offset : offset + per_class]
         out += [(cls, Image.open(f).convert("RGB")) for f in files]
     return out
@@ -219,10 +219,13 @@ def leaks_at_scale(train_root: Path, test_root: Path) -> tuple[float, int, int]:
 
 
 def bench_dataset(rep) -> None:
+    from benchmarks.scale import ensure_source
+
+    ensure_source()  # Fashion-MNIST's pictures, indexed: the sets are drawn from them
     sets = [
-        ("Fashion-MNIST, tuning strengths (tuned on)", "fmnist-tune", lambda: _fashion("test", 250), TUNE),
-        ("Fashion-MNIST training pictures, other strengths (held out)", "fmnist-held", lambda: _fashion("train", 250, 3000), HELD),
-        ("clip-art and photographs, other strengths (held out)", "varied-held", lambda: _varied(30), HELD),
+        ("Fashion-MNIST, tuning strengths (tuned on)", "fmnist-tune", lambda: _fashion("test", sized(250, 20)), TUNE),
+        ("Fashion-MNIST training pictures, other strengths (held out)", "fmnist-held", lambda: _fashion("train", sized(250, 20), sized(3000, 40)), HELD),
+        ("clip-art and photographs, other strengths (held out)", "varied-held", lambda: _varied(sized(30, 3)), HELD),
     ]  # fmt: skip
     share = {"varied-held": 0.1}  # a small set: a tenth of it planted, to count anything
     rows, kinds = [], []

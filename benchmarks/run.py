@@ -252,7 +252,14 @@ def bench_encoder(rep: Report, repeats: int) -> None:
 
     def probe(backbone: str, weights: str | None, runtime: str, precision: str) -> dict:
         cmd = [sys.executable, "-m", "benchmarks.encoder_probe", "--backbone", backbone]
-        cmd += ["--runtime", runtime, "--precision", precision, "--batch", str(CPU_MICRO_BATCH)]
+        cmd += [
+            "--runtime",
+            runtime,
+            "--precision",
+            precision,
+            "--batch",
+            str(sized(CPU_MICRO_BATCH, 2)),
+        ]
         cmd += ["--repeats", str(sized(10, 1))]
         cmd += ["--weights", weights] if weights else []
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, check=True)

@@ -21,9 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.data import DATA, REPO
+from benchmarks.data import DATA, REPO, sized
 
 SOURCE = DATA / "fashion-all"
+#: Fashion-MNIST's images in the source (all 70,000; 2,000 in a smoke run)
+SOURCE_N = sized(70_000, 2_000)
+#: the large index sizes of the scale benchmarks
+MID, BIG = sized(100_000, 5_000), sized(1_000_000, 20_000)
 
 
 def ensure_source() -> Path:
@@ -31,11 +35,11 @@ def ensure_source() -> Path:
     from engine import ImageSimilaritySearch
     from engine.fashion import export
 
-    if len(list(SOURCE.glob("*/*.png"))) < 70_000:
-        print("writing all 70,000 Fashion-MNIST images as PNG…", flush=True)
-        export(SOURCE, ("train", "test"), None)
+    if len(list(SOURCE.glob("*/*.png"))) < SOURCE_N:
+        print(f"writing {SOURCE_N:,} Fashion-MNIST images as PNG…", flush=True)
+        export(SOURCE, ("train", "test"), sized(None, SOURCE_N // 20))
     with ImageSimilaritySearch(SOURCE) as search:
-        if search.count() < 70_000:
+        if search.count() < SOURCE_N:
             print("indexing them…", flush=True)
             search.index()
     return SOURCE
@@ -62,8 +66,8 @@ def build(n: int, dest: Path, seed: int = 0, chunk: int = 50_000) -> dict:
     facts = src.store.image_facts()
     src_hash = facts.dhash[np.searchsorted(facts.slots, live)]
 
-    remove_index(str(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_index(str(dest))
     store = open_store(str(dest))
     keep = (
         "backbone", "weights_id", "hash_dim", "input_size", "hash_layer", "precision",
@@ -113,7 +117,7 @@ def build(n: int, dest: Path, seed: int = 0, chunk: int = 50_000) -> dict:
                     pixels=[784] * m,
                     codes=codes,
                     features=block.astype(np.float16),
-                    band_keys=writer.band_keys(codes),
+                    band_keys=writer.view.band_keys(codes),
                 )
             )
             written += m
@@ -149,4 +153,4 @@ def ensure(n: int) -> Path:
     return path
 
 
-__all__ = ["REPO", "build", "ensure", "ensure_source", "index_path"]
+__all__ = ["BIG", "MID", "REPO", "SOURCE_N", "build", "ensure", "ensure_source", "index_path"]

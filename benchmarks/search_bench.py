@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks.data import CLIPART, REPO, ensure_clipart, label_of
 from benchmarks.report import table
-from benchmarks.scale import SOURCE, ensure, ensure_source
+from benchmarks.scale import BIG, MID, SOURCE, SOURCE_N, ensure, ensure_source
 
 
 def ms(xs: list[float], q: float) -> float:
@@ -58,7 +58,8 @@ def precision_exact(units: np.ndarray, labels: np.ndarray, queries: np.ndarray, 
 def precision_rerank(codes_u, rich_u, labels, queries, k=10, n_short=100) -> float:
     s = codes_u[queries] @ codes_u.T
     s[np.arange(len(queries)), queries] = -np.inf
-    short = np.argpartition(-s, n_short, axis=1)[:, :n_short]
+    n_short = min(n_short, len(codes_u) - 1)  # a small set (a smoke run)
+    short = np.argpartition(-s, n_short - 1, axis=1)[:, :n_short]
     hits = []
     for qi, q in enumerate(queries):
         cand = short[qi]
@@ -265,7 +266,7 @@ def bench_latency(rep, index10k: Path) -> None:
     sources = [
         ("Fashion-MNIST test, real", index10k),
         ("Fashion-MNIST train+test, real", Path(SOURCE) / ".lookalike" / "index.sqlite"),
-        ("70k real + synthetic", ensure(1_000_000)),
+        ("70k real + synthetic", ensure(BIG)),
     ]
     rows = []
     for kind, index in sources:
@@ -313,7 +314,7 @@ def bench_kernels(rep) -> None:
         import torch
     except ImportError:  # pragma: no cover
         torch = None
-    for n in (70_000, 1_000_000):
+    for n in (SOURCE_N, BIG):
         c32 = rng.standard_normal((n, 128)).astype(np.float32)
         q = rng.standard_normal(128).astype(np.float32)
         c16, q16 = c32.astype(np.float16), q.astype(np.float16)
@@ -373,7 +374,7 @@ def bench_lsh_where(rep) -> None:
 
     sims = (0.99, 0.97, 0.95, 0.9, 0.8)
     rows = []
-    for n in (20_000, 100_000, 1_000_000):
+    for n in (MID // 5, MID, BIG):
         codes, members, sim_of = _clustered(n, 128, sims, 20, seed=n)
         index = Path(tempfile.mkdtemp(prefix="lookalike-lsh-")) / "index.sqlite"
         remove_index(str(index))
@@ -468,8 +469,9 @@ import numpy as np
 from engine import ImageSimilaritySearch
 search = ImageSimilaritySearch(tempfile.mkdtemp(), sys.argv[1])
 vec = search.vectors()
-code = np.asarray(vec.snap.codes[12345], np.float32)
-feats = np.asarray(vec.snap.features[12345], np.float32)
+row = 12345 % vec.snap.slots
+code = np.asarray(vec.snap.codes[row], np.float32)
+feats = np.asarray(vec.snap.features[row], np.float32)
 result = search.search_code(code, 10, features=feats)
 seconds = time.perf_counter() - t0
 rss = [int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS')][0]
@@ -479,7 +481,7 @@ print(seconds, rss, vec.count, result.mode)
 
 def bench_scale(rep) -> None:
     rows = []
-    for n in (100_000, 1_000_000):
+    for n in (MID, BIG):
         index = ensure(n)
         runs = []
         for _ in range(3):
@@ -540,7 +542,7 @@ def bench_selfjoin(rep, brute_share: float = 0.04) -> None:
             ]
         )
     fm.close()
-    big = ImageSimilaritySearch(Path(tempfile.mkdtemp()), ensure(1_000_000))
+    big = ImageSimilaritySearch(Path(tempfile.mkdtemp()), ensure(BIG))
     vec = big.vectors()
     units, slots = unit_codes(vec)
     n = len(units)

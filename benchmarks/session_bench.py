@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from benchmarks.data import DATA, REPO
+from benchmarks.data import DATA, REPO, SMOKE, sized
 from benchmarks.report import table
 
 EDITS = ("enlarged", "shrunk", "jpeg", "mirrored", "brighter", "cropped")
@@ -64,7 +64,7 @@ def ensure_set(size: str, copies: int) -> Path:
     if not done.exists():
         shutil.rmtree(root, ignore_errors=True)
         print(f"writing the {size} session set…", flush=True)
-        export(root / "fashion", split, None)
+        export(root / "fashion", split, sized(None, 60 if size == "10k" else 100))
         sources = sorted((root / "fashion").glob("*/*.png"))
         rng = np.random.RandomState(28)
         for n, i in enumerate(rng.choice(len(sources), copies, replace=False)):
@@ -328,6 +328,8 @@ def with_pilot(root: Path, repeats: int = 5) -> dict:
 def bench_session(rep, small: bool = False) -> None:
     rows, screens, pilots = [], [], []
     sets = [("10k", 200)] if small else [("10k", 200), ("100k", 30_000)]
+    if SMOKE:
+        sets, small = [("10k", 20), ("100k", 60)], True
     for size, copies in sets:
         root = ensure_set(size, copies)
         m = measure(root, repeats=3 if small else 5)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.data import DATA, REPO
+from benchmarks.data import DATA, REPO, sized
 from tests.support import RedisServer
 
-SCALE_N = 100_000
-QUERIES = 200
+SCALE_N = sized(100_000, 5_000)
+QUERIES = sized(200, 20)
 
 
 def _copy(
@@ -219,7 +219,7 @@ def bench_store(rep) -> None:
     )
 
 
-def bench_workers(rep, root: Path, n: int = 2000) -> None:
+def bench_workers(rep, root: Path, n: int = sized(2000, 100)) -> None:
     """`lookalike index` end to end into Redis: one worker, two, and a killed one."""
     subset = DATA / f"fashion-{n}"
     if not subset.exists():
@@ -276,6 +276,16 @@ def bench_workers(rep, root: Path, n: int = 2000) -> None:
     rep.section("Shared index (Redis): workers", body, "python -m benchmarks.run --only shared")
 
 
+def _until(done, *workers: subprocess.Popen, timeout: float = 600.0) -> None:
+    """Wait for *done*; a failure (the workers ended first, or the time ran out) rather
+    than a benchmark that hangs."""
+    deadline = time.perf_counter() + timeout
+    while not done():
+        if all(w.poll() is not None for w in workers) or time.perf_counter() > deadline:
+            raise RuntimeError("the workers ended (or stalled) before the benchmark's moment")
+        time.sleep(0.02)
+
+
 def _takeover(server: RedisServer, subset: Path, env: dict) -> float:
     """Seconds from killing a worker until its pending chunks were all acknowledged."""
     from engine import open_store
@@ -283,19 +293,22 @@ def _takeover(server: RedisServer, subset: Path, env: dict) -> float:
     url = server.url + "?name=takeover"
     store = open_store(url)
     cmd = [sys.executable, "-m", "tui", "index", str(subset), "--store", url]
+    cmd += ["--batch-size", str(sized(64, 4))]  # a smoke run's few pictures: chunks to hold
+    total = len(list(subset.rglob("*.png")))
     first = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, env=env)
-    while store.count() < 200:
-        time.sleep(0.05)
+    _until(lambda: store.count() >= total // 10, first)
     second = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, env=env)
-    while store.count() < 400:
-        time.sleep(0.05)
+    _until(lambda: store.count() >= total // 5, first, second)
     r = store.r
     tag = f":{first.pid}:".encode()
-    while True:  # kill it while it holds a chunk
+    mine: list = []
+
+    def holding() -> bool:  # kill it while it holds a chunk
         consumers = r.xinfo_consumers(store.k("work"), b"workers")
-        mine = [c["name"] for c in consumers if tag in c["name"] and c["pending"]]
-        if mine:
-            break
+        mine[:] = [c["name"] for c in consumers if tag in c["name"] and c["pending"]]
+        return bool(mine)
+
+    _until(holding, first)
     first.send_signal(signal.SIGKILL)
     killed = time.perf_counter()
     first.wait()
@@ -306,7 +319,7 @@ def _takeover(server: RedisServer, subset: Path, env: dict) -> float:
         time.sleep(0.02)
     took = time.perf_counter() - killed
     second.wait()
-    assert store.count() == len(list(subset.rglob("*.png")))
+    assert store.count() == total
     return took
 
 

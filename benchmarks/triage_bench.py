@@ -11,7 +11,7 @@ from pathlib import Path
 from benchmarks.copies import KINDS, MILD
 from benchmarks.copies import build as build_copies
 from benchmarks.report import table
-from benchmarks.scale import SOURCE, ensure, ensure_source
+from benchmarks.scale import BIG, SOURCE, ensure, ensure_source
 
 
 def _pairs(groups: list[list[str]]) -> set[tuple[str, str]]:
@@ -44,10 +44,10 @@ def _fastdup_quality(root: Path, at: float = 0.9) -> tuple[float, float] | None:
     precision and recall (None without fastdup's environment)."""
     import subprocess
 
-    from benchmarks.throughput import FASTDUP_VENV
+    from benchmarks.throughput import fastdup_python
 
-    py = FASTDUP_VENV / "bin" / "python"
-    if not py.exists():
+    py = fastdup_python()
+    if py is None:
         return None
     with tempfile.TemporaryDirectory() as work:
         run = subprocess.run(
@@ -111,6 +111,9 @@ def bench_triage(rep, fashion10k_index: Path, fashion: Path) -> None:
     rows, kinds = [], {}
     for label, source, strength, family in SETS:
         root = build_copies(source, strength, family)
+        if not any(root.glob("*/*")):
+            rows.append([label, 0, "no pictures of this source here", "", "", ""])
+            continue
         q = _quality(root)
         peer = _fastdup_quality(root)
         rows.append(
@@ -200,7 +203,7 @@ def bench_triage(rep, fashion10k_index: Path, fashion: Path) -> None:
                 len(report.outliers),
             ]
         )
-    with ImageSimilaritySearch(Path(tempfile.mkdtemp()), ensure(1_000_000)) as search:
+    with ImageSimilaritySearch(Path(tempfile.mkdtemp()), ensure(BIG)) as search:
         t0 = time.perf_counter()
         report = triage(search)
         rows.append(

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.data import DATA
+from benchmarks.data import DATA, sized
 from benchmarks.report import table
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
@@ -53,11 +53,13 @@ def _fashion(split: str, per_class: int, seed: int) -> list[tuple[str, Path]]:
     from engine.fashion import export
 
     root = DATA / "fashion-all"
-    export(root, (split,), 600)  # written once; 600 per class and split at most
+    export(root, (split,), sized(600, per_class))  # written once; 600 per class and split at most
     rng = np.random.RandomState(seed)
     out = []
-    for cls in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        files = sorted((root / cls).glob(f"{split}-*.png"))[:600]  # the same everywhere
+    for cls in sorted(p.name for p in root.iterdir() if p.is_dir() and p.name[0] != "."):
+        files = sorted((root / cls).glob(f"{split}-*.png"))[
+            : sized(600, per_class)
+        ]  # the same everywhere
         out += [(cls, files[i]) for i in sorted(rng.choice(len(files), per_class, False))]
     return out
 
@@ -90,6 +92,7 @@ def _clipart(n: int, seed: int) -> list[tuple[str, Path]]:
     (about 850: the library holds no more); for 3,000, up to 300 from each folder of
     both lists (about 2,500)."""
     folders, per = (UNSEEN, 100) if n <= 1000 else (SEEN + UNSEEN, 300)
+    per = sized(per, n // 20)
     rng = np.random.RandomState(seed)
     out = []
     for name in folders:
@@ -136,7 +139,7 @@ def build(name: str, pictures: list[tuple[str, Path]], seed: int) -> Path:
 def sets() -> list[tuple[Path, str]]:
     out = []
     for seed in (0, 1):
-        for n in (1000, 3000):
+        for n in (sized(1000, 100), sized(3000, 200)):
             per = n // 10
             out.append((build(f"fm-test-{n}-s{seed}", _fashion("test", per, seed), seed), "tune"))
             out.append((build(f"fm-train-{n}-s{seed}", _fashion("train", per, seed), seed), "held"))
@@ -243,7 +246,7 @@ def cost_at_70k() -> tuple[int, float, float]:
     from engine import ImageSimilaritySearch
     from engine.triage import TriageSession, labels
 
-    root = ensure_set("100k", 30_000)
+    root = ensure_set("100k", sized(30_000, 60))
     with ImageSimilaritySearch(root) as search:
         session = TriageSession(search)
         session.open()
