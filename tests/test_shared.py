@@ -212,7 +212,7 @@ def test_two_workers_a_killed_one_and_a_searcher(tmp_path: Path, redis_url):
     the answers are those of a local SQLite index of the same folder."""
     from engine import ImageSimilaritySearch
 
-    root = _picture_folder(tmp_path / "pics", 100)
+    root = _picture_folder(tmp_path / "pics", 60)
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
     store = open_store(redis_url)
     first = _start(root, redis_url, "--batch-size", "4")
@@ -256,7 +256,7 @@ def test_a_server_that_goes_away_loses_nothing_committed(tmp_path: Path, redis_b
     server = RedisServer()
     try:
         url = server.url + "?name=away"
-        root = _picture_folder(tmp_path / "pics", 80)
+        root = _picture_folder(tmp_path / "pics", 40)
         store = open_store(url)
         worker = subprocess.Popen(
             [sys.executable, "-m", "tui", "index", str(root), "--store", url, "--batch-size", "4"],
@@ -278,7 +278,7 @@ def test_a_server_that_goes_away_loses_nothing_committed(tmp_path: Path, redis_b
         assert kept >= 40
         again = _lookalike("index", str(root), "--store", url, env={"LOOKALIKE_CLAIM_IDLE": "1"})
         assert again.returncode == 0, again.stderr
-        assert store.count() == 280 and len(store.file_states()) == 280
+        assert store.count() == 240 and len(store.file_states()) == 240
     finally:
         server.stop()
 
