@@ -79,6 +79,7 @@ class SearchScreen(Screen[None]):
         self.scale: Any = None  # engine.labels.ScoreScale, once measured
         self._before: list[str] | None = None  # the results before x, to say what changed
         self._request = 0
+        self.last_request = 0  # the newest search whose answer is shown
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="main"):
@@ -134,9 +135,17 @@ class SearchScreen(Screen[None]):
             self.history.append(self.query_path)
         self.query_path = path
         self._request += 1
-        mode = "exact" if self.exact else "auto"
-        self.set_status(line(f"searching ({mode})… ", (self.rel(path), "dim")))
-        self.search_worker(self._request, path, self.num_results, self.exact)
+        request, mode = self._request, "exact" if self.exact else "auto"
+
+        def still_searching() -> None:
+            if self._request == request and self.last_request != request:
+                self.set_status(line(f"searching ({mode})… ", (self.rel(path), "dim")))
+
+        # Said only when the answer is slow to come: a search takes tens of milliseconds,
+        # and a frame painted for "searching…" meanwhile (24 ms at 160x50) held back the
+        # frame with the scores.
+        self.set_timer(0.15, still_searching)
+        self.search_worker(request, path, self.num_results, self.exact)
 
     @work(thread=True, group="search", exit_on_error=False)
     def search_worker(self, request: int, path: Path, k: int, exact: bool) -> None:
@@ -146,6 +155,7 @@ class SearchScreen(Screen[None]):
     def on_search_finished(self, message: SearchFinished) -> None:
         if message.request != self._request:
             return  # an older search finished late: only the newest is shown
+        self.last_request = message.request
         result = message.result
         self.last_result = result
         self.app.searched(result)
@@ -258,6 +268,7 @@ class SearchScreen(Screen[None]):
             text = str(error) or type(error).__name__
             self.app.say(text, title=f"{event.worker.group} failed", severity="error", timeout=10)
             if event.worker.group == "search":
+                self.last_request = self._request  # answered, with the failure
                 self.set_status(line(("search failed", "red"), ": ", text))
 
     # --- tree and results events ----------------------------------------------------
