@@ -89,7 +89,10 @@ class Indexer:
 
         def step(path, i: int, n: int) -> None:
             if emit is not None:
-                what = f"timing the ways the CNN can run here, once: {i} of {n} ({path.name})"
+                what = (
+                    "timing the ways the CNN can run here (once per machine, usually under"
+                    f" a minute): {i} of {n}, {path.name}"
+                )
                 emit(i - 1, n, what, "preparing", force=True)
 
         if emit is not None:

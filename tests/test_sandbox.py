@@ -622,3 +622,6 @@ def test_a_cache_that_cannot_be_written_makes_no_noise(tiny_folder: Path, tmp_pa
     assert run.returncode == 0, run.stderr
     assert "Errno" not in run.stderr and "Traceback" not in run.stderr, run.stderr
     assert "6 images in the index" in run.stderr
+    # the first run on a machine says what it does while it times the CNN's ways
+    timing = [ln for ln in run.stderr.splitlines() if "timing the ways the CNN" in ln]
+    assert timing and "1 of " in timing[0] and "under a minute" in timing[0], run.stderr
