@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run([sys.executable, "-m", "benchmarks.run", *argv], cwd=REPO).returncode
     args.out = args.out or str(DATA / "BENCHMARKS.md" if SMOKE else REPO / "docs" / "BENCHMARKS.md")
     only = set(args.only.split(",")) if args.only else set(SECTIONS)
-    DATA.mkdir(exist_ok=True)
+    DATA.mkdir(parents=True, exist_ok=True)
     root = ensure_fashion()
     rep = Report()
     started = time.perf_counter()
