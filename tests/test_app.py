@@ -350,3 +350,28 @@ async def test_copy_escapes_a_name_that_would_act_on_a_terminal(tmp_path: Path):
         assert not any(ch in copied[0] for ch in "\x1b\x07\n")
         await pilot.press("j", "c")  # a plain name is copied exactly
         assert copied[-1] == str(root / "plain.png")
+
+
+async def test_the_index_line_says_the_cnn_is_being_timed():
+    """A machine's first run: the index line says what it does (no "scanning… 0 to
+    encode" for a minute), with a bar of the ways timed."""
+    from textual.app import App
+    from textual.widgets import ProgressBar, Static
+
+    from engine.results import Progress
+    from tui.widgets.progress import IndexPanel
+
+    class One(App):
+        def compose(self):
+            yield IndexPanel()
+
+    app = One()
+    async with app.run_test(size=(120, 10)) as pilot:
+        panel = app.query_one(IndexPanel)
+        what = "timing the ways the CNN can run here (once per machine): 2 of 4, openvino fp32"
+        panel.show_progress(Progress(1, 4, 0, 0.0, what, "preparing"))
+        await pilot.pause()
+        state = str(app.query_one("#index-state", Static).render())
+        assert "2 of 4, openvino fp32…" in state
+        bar = app.query_one("#index-bar", ProgressBar)
+        assert (bar.total, bar.progress) == (4, 1)
