@@ -375,3 +375,22 @@ async def test_the_index_line_says_the_cnn_is_being_timed():
         assert "2 of 4, openvino fp32…" in state
         bar = app.query_one("#index-bar", ProgressBar)
         assert (bar.total, bar.progress) == (4, 1)
+
+
+async def test_sigterm_after_the_app_ended_goes_to_the_handler_before(tmp_path: Path):
+    """The app's SIGTERM handler outlives it in the process (and in processes forked
+    from it, such as a pool's workers): once the app has ended, a SIGTERM goes to what
+    handled it before, never into the closed app."""
+    import signal
+
+    heard: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _frame: heard.append(signum))
+    try:
+        make_image(tmp_path / "a.png", 1)
+        app = create_app(tmp_path)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause()
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        assert heard == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGTERM, before)

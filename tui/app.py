@@ -118,7 +118,18 @@ class LookalikeApp(App[int]):
         self.search_view.retier()
         if threading.current_thread() is threading.main_thread():
             loop = asyncio.get_running_loop()
-            signal.signal(signal.SIGTERM, lambda *_: loop.call_soon_threadsafe(self._terminate))
+            before = signal.getsignal(signal.SIGTERM)
+
+            def on_term(*_) -> None:
+                if loop.is_closed() or not self.is_running:
+                    # the app has ended (a process forked from this one, say a pool's
+                    # worker, inherits the handler): what was there before decides
+                    signal.signal(signal.SIGTERM, before if before is not None else signal.SIG_DFL)
+                    signal.raise_signal(signal.SIGTERM)
+                    return
+                loop.call_soon_threadsafe(self._terminate)
+
+            signal.signal(signal.SIGTERM, on_term)
         notes.to_app(self)
         # The engine's imports (numpy, datasketch, torch) hold the interpreter for a
         # second or more: start them once the first frame is on screen.
