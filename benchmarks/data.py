@@ -89,6 +89,11 @@ def _usable(path: Path) -> bool:
         return False
 
 
+def class_folders(root: Path) -> list[str]:
+    """The class folders of a set, sorted (not the index's hidden ``.lookalike``)."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def label_of(relpath: str) -> str:
     """The class of an image in either set: its top folder."""
     return relpath.split("/")[0]

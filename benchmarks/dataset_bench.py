@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from benchmarks.copies import flat, sources
-from benchmarks.data import DATA, sized
+from benchmarks.data import DATA, class_folders, sized
 from benchmarks.report import table
 
 #: Strengths of the planted faults: blur sigma as a share of the long side, brightness
@@ -38,7 +38,7 @@ def _fashion(split: str, per_class: int, offset: int = 0) -> list[tuple[str, Ima
     """(class, picture) from Fashion-MNIST's *split* files under bench-data/fashion-all."""
     root = DATA / "fashion-all"
     out = []
-    for cls in sorted(p.name for p in root.iterdir() if p.is_dir() and p.name[0] != "."):
+    for cls in class_folders(root):
         files = sorted((root / cls).glob(f"{split}-*.png"))[offset : offset + per_class]
         out += [(cls, Image.open(f).convert("RGB")) for f in files]
     return out

@@ -21,7 +21,6 @@ import numpy as np
 from benchmarks.data import DATA, REPO, sized
 from tests.support import RedisServer
 
-SCALE_N = sized(100_000, 5_000)
 QUERIES = sized(200, 20)
 
 
@@ -102,10 +101,10 @@ def _groups(store) -> dict[str, int]:
 
 def bench_store(rep) -> None:
     """Insert rate, query latency and memory at 100k images: Redis against SQLite."""
-    from benchmarks.scale import ensure
+    from benchmarks.scale import MID, ensure
     from engine import ImageSimilaritySearch, open_store
 
-    src_path = ensure(SCALE_N)
+    src_path = ensure(MID)
     local = open_store(str(src_path))
     snap = local.snapshot()
     rows = np.setdiff1d(np.arange(snap.slots), snap.dead)

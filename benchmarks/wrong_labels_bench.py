@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.data import DATA, sized
+from benchmarks.data import DATA, class_folders, sized
 from benchmarks.report import table
 
 OPENCLIPART = Path("/usr/share/openclipart/png")
@@ -53,13 +53,12 @@ def _fashion(split: str, per_class: int, seed: int) -> list[tuple[str, Path]]:
     from engine.fashion import export
 
     root = DATA / "fashion-all"
-    export(root, (split,), sized(600, per_class))  # written once; 600 per class and split at most
+    cap = sized(600, per_class)  # 600 per class and split at most
+    export(root, (split,), cap)  # written once
     rng = np.random.RandomState(seed)
     out = []
-    for cls in sorted(p.name for p in root.iterdir() if p.is_dir() and p.name[0] != "."):
-        files = sorted((root / cls).glob(f"{split}-*.png"))[
-            : sized(600, per_class)
-        ]  # the same everywhere
+    for cls in class_folders(root):
+        files = sorted((root / cls).glob(f"{split}-*.png"))[:cap]  # the same everywhere
         out += [(cls, files[i]) for i in sorted(rng.choice(len(files), per_class, False))]
     return out
 

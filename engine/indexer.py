@@ -34,7 +34,7 @@ from engine import centre as centres
 from engine import identity as identities
 from engine import quality
 from engine.copies import grey_copy, thumbnail
-from engine.encoding import encode_batch, feature_dim
+from engine.encoding import chooser, encode_batch, feature_dim
 from engine.identity import Identity
 from engine.images import (
     FileEntry,
@@ -89,11 +89,7 @@ class Indexer:
 
         def step(path, i: int, n: int) -> None:
             if emit is not None:
-                what = (
-                    "timing the ways the CNN can run here (once per machine, usually under"
-                    f" a minute): {i} of {n}, {path.name}"
-                )
-                emit(i - 1, n, what, "preparing", force=True)
+                emit(i - 1, n, chooser.step_text(path, i, n), "preparing", force=True)
 
         if emit is not None:
             emit(0, 0, "loading the CNN", "preparing", force=True)

@@ -10,11 +10,19 @@ import pytest
 
 from support import SAMPLE, RedisServer, make_image
 
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 # Tests run in parallel processes (pytest-xdist): each runs the CNN on its share of the
 # cores, so that two processes' runtime threads do not take turns on the same cores.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "").isdigit():
-    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    _share = max(1, _cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    _share = max(1, _cores() // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
     os.environ.setdefault("LOOKALIKE_THREADS", str(_share))
 
 # Tests run on CPUs of several kinds. Left to "auto", the CNN's precision would be
@@ -34,11 +42,7 @@ def pytest_xdist_auto_num_workers(config) -> int:
     CPU-bound (the CNN, decoding, the app's rendering), but many also wait (on a
     subprocess, a terminal, a server): measured on 2 cores, the suite took 195-200 s in 2
     processes and 186 s in 3. Each process loads torch (a few hundred MB): at most 4."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(1, min(cores + 1, 4))
+    return max(1, min(_cores() + 1, 4))
 
 
 @pytest.fixture

@@ -334,8 +334,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                     precision=args.precision,
                     runtime=args.runtime,
                     on_step=lambda path, i, n: report.say(
-                        f"lookalike: timing the ways the CNN can run here: {i} of {n}"
-                        f" ({path.name})…"
+                        f"lookalike: {chooser.step_text(path, i, n)}…"
                     ),
                 )
             except EncoderError as exc:

@@ -20,6 +20,7 @@ only when it has native bf16 units (AVX512-BF16 or AMX), or when asked for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -191,10 +192,7 @@ def _write_cache(data: dict) -> None:
 def threads() -> int:
     """Threads for the CNN: the cores this process may run on, or fewer where
     ``LOOKALIKE_THREADS`` says so (leaving cores to other work on a shared machine)."""
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        cores = max(1, os.cpu_count() or 1)
+    cores = len(_affinity()) or max(1, os.cpu_count() or 1)
     asked = os.environ.get("LOOKALIKE_THREADS", "").strip()
     return max(1, min(cores, int(asked))) if asked.isdigit() else cores
 
@@ -228,9 +226,8 @@ def cache_key(backbone: str, input_size: int) -> str:
 def remembered_best(backbone: str, input_size: int, paths: list[EncoderPath]) -> PathChoice | None:
     """The fastest of *paths* as measured here before, if every one of them was (and the
     measurement is not one to make again, see :func:`due_again`)."""
-    key = cache_key(backbone, input_size)
-    rates = _cached_rates(key)
-    entry = _read_cache().get(key)
+    entry = _read_cache().get(cache_key(backbone, input_size))
+    rates = _rates_in(entry)
     failed = entry.get("failed") if isinstance(entry, dict) else None
     failed = failed if isinstance(failed, dict) else {}
     if len(paths) < 2 or not all(p.name in rates or p.name in failed for p in paths):
@@ -269,8 +266,8 @@ def forget(key: str) -> None:
         _write_cache(data)
 
 
-def _cached_rates(key: str) -> dict[str, float]:
-    entry = _read_cache().get(key)
+def _rates_in(entry: object) -> dict[str, float]:
+    """The well-formed rates of a cached entry (images/s by path name)."""
     rates = entry.get("rates") if isinstance(entry, dict) else None
     if not isinstance(rates, dict):
         return {}
@@ -293,6 +290,15 @@ def _why(best: str, rates: dict[str, float]) -> str:
 StepCallback = Callable[[EncoderPath, int, int], None]
 
 
+def step_text(path: EncoderPath, i: int, n: int) -> str:
+    """What a first run says while it times *path*, the *i*-th of *n* (one wording for
+    the app, the index command and ``lookalike models``)."""
+    return (
+        "timing the ways the CNN can run here (once per machine, usually under a minute):"
+        f" {i} of {n}, {path.name}"
+    )
+
+
 def choose(
     paths: list[EncoderPath],
     rate_of: Callable[[EncoderPath], float],
@@ -311,7 +317,7 @@ def choose(
     if len(paths) == 1:
         return PathChoice(paths[0], "asked for" if asked else "the only path for these settings")
     entry = _read_cache().get(key)
-    known = _cached_rates(key)
+    known = _rates_in(entry)
     again = due_again(entry)
     rates = {} if again else {p.name: known[p.name] for p in paths if p.name in known}
     errors: list[str] = []
@@ -458,7 +464,7 @@ def time_batches(run: Callable[[], object], images: int, repeats: int = 3) -> fl
     (the best, not the median: on a shared machine noise only ever slows a run). Inside
     :func:`choose`, the timed runs are metered for other work on the machine."""
     run()
-    meter = getattr(_metering, "meter", None) or Meter()
+    meter = getattr(_metering, "meter", None) or contextlib.nullcontext()
     best = float("inf")
     for _ in range(repeats):
         with meter:
