@@ -14,13 +14,14 @@ copies would otherwise set its bars on the copies):
 * ``related`` — below that.
 
 Whether two pictures really are copies is for triage to decide (it verifies with local
-features); the words only place a score. How well they place it is measured by
+features); the words only place a score, but for a pair triage verified: that is called
+``copy`` (:func:`word_for`). How well they place it is measured by
 ``python -m benchmarks.run --only labels`` (figures in docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +49,34 @@ class ScoreScale:
             if score >= bar:
                 return word
         return WORDS[-1]
+
+
+@dataclass(frozen=True)
+class KnownCopies:
+    """Path -> {path of a verified copy: why}; both ways round."""
+
+    by_path: dict[str, dict[str, str]] = field(default_factory=dict)
+    from_triage: bool = False  # a triage's evidence was there (else identical bytes only)
+
+    def why(self, a: str | None, b: str) -> str | None:
+        """Why *b* is a copy of *a*, or None when it is not known to be one."""
+        return self.by_path.get(a, {}).get(b) if a is not None else None
+
+
+def word_for(
+    scale: ScoreScale | None,
+    known: KnownCopies | None,
+    query: str | None,
+    path: str,
+    score: float,
+) -> tuple[str, str]:
+    """The word beside a result's score, and triage's reason when it is a verified copy
+    of the query (:mod:`engine.triage.known`): ``("copy", why)``; else the collection's
+    word for the score ("" before the scale is known) and no reason."""
+    why = known.why(query, path) if known is not None else None
+    if why is not None:
+        return "copy", why
+    return (scale.label(score) if scale is not None else ""), ""
 
 
 def measure(search, sample: int = SAMPLE, seed: int = 0) -> ScoreScale | None:

@@ -38,6 +38,7 @@ class SearchResult:
     seconds: float
     query_from_index: bool
     reranked: int = 0  # images re-scored on the backbone's full features
+    query_path: str | None = None  # the query's stored path, when it is an indexed file
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ query never matches itself, and always gets ``min(num_results, N-1)`` results.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 import time
@@ -199,8 +200,9 @@ class ImageSimilaritySearch:
         return vec.count
 
     def _query_vectors(self, query: str | os.PathLike[str]):
-        """The query's code, features and stored slot: the stored ones when *query* is an
-        indexed, unchanged file (no CNN), else encoded now."""
+        """The query's code, features, stored slot and stored path: the stored ones when
+        *query* is an indexed, unchanged file (no CNN), else encoded now (slot and path
+        None)."""
         qpath = Path(query).expanduser()
         if qpath.is_dir():
             raise SearchError(f"the query is a folder, not an image: {query}")
@@ -217,7 +219,7 @@ class ImageSimilaritySearch:
         from engine.encoding import encode_batch
 
         codes, feats = encode_batch(self.encoder, pixels[None])
-        return codes[0], None if feats is None else feats[0], None
+        return codes[0], None if feats is None else feats[0], None, None
 
     def _stored_vectors(self, qpath: Path):
         try:
@@ -237,7 +239,7 @@ class ImageSimilaritySearch:
             return None
         feats = vec.snap.features
         code = np.asarray(vec.snap.codes[slot], np.float32)
-        return code, None if feats is None else np.asarray(feats[slot], np.float32), slot
+        return code, None if feats is None else np.asarray(feats[slot], np.float32), slot, rel
 
     def search(
         self,
@@ -250,9 +252,10 @@ class ImageSimilaritySearch:
         if num_results < 1:
             raise SearchError("num_results must be at least 1")
         t0 = time.perf_counter()
-        code, feats, slot = self._query_vectors(query)
+        code, feats, slot, rel = self._query_vectors(query)
         mode = "exact" if exact else mode
-        return self._search(code, feats, num_results, mode, slot, t0, reused=slot is not None)
+        found = self._search(code, feats, num_results, mode, slot, t0, reused=slot is not None)
+        return dataclasses.replace(found, query_path=rel)
 
     def search_code(
         self,

@@ -141,3 +141,37 @@ def test_version_and_a_misspelt_command(tmp_path, monkeypatch, capsys):
     (tmp_path / "serach").mkdir()  # a folder of that name is a folder, opened as one
     monkeypatch.setattr("tui.commands.cmd_app", lambda args: 0)
     assert main(["serach"]) == 0
+
+
+def test_search_says_copy_for_what_triage_verified_and_writes_csv(tmp_path: Path, capsys):
+    import csv
+    import io
+
+    from support import edited_copy, make_picture
+
+    for seed in range(12):
+        make_picture(tmp_path / f"p{seed:02d}.png", seed, (320, 240))
+    edited_copy(tmp_path / "p00.png", tmp_path / "p00-copy.jpg", "jpeg")
+    query, root = str(tmp_path / "p00.png"), str(tmp_path)
+    assert main(["search", query, "--in", root, "-k", "3", "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)["results"]
+    assert before[0]["path"].endswith("p00-copy.jpg") and before[0]["word"] != "copy"
+    assert main(["triage", root, "--json"]) == 0  # triage verifies the pair
+    capsys.readouterr()
+
+    assert main(["search", query, "--in", root, "-k", "3", "--json"]) == 0
+    after = json.loads(capsys.readouterr().out)["results"]
+    assert after[0]["word"] == "copy" and "aligned pixels" in after[0]["why"]
+    assert all(r["word"] in ("very similar", "similar", "related") for r in after[1:])
+    assert main(["search", query, "--in", root, "-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "copy" in lines[1] and lines[1].endswith(f"({after[0]['why']})")
+    assert main(["search", query, "--in", root, "-k", "2", "--csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["rank"] for r in rows] == ["1", "2"] and rows[0]["word"] == "copy"
+    assert rows[0]["query"] == query and rows[1]["why"] == ""
+
+    assert main(["search", query, "--in", root, "--bogus"]) == 2  # the command's own usage
+    assert "usage: lookalike search" in capsys.readouterr().err
+    assert main(["triage", query]) == 2  # a picture where a folder is wanted
+    assert f"(a file; the folder it is in: {root})" in capsys.readouterr().err

@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'lookalike DIR' for the app, or 'lookalike COMMAND --help'.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.commands = sub.choices  # type: ignore[attr-defined]  # each command's parser
 
     p = sub.add_parser("index", help="index a folder (incremental)")
     p.add_argument("dir", metavar="DIR")
@@ -166,7 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-update", action="store_true", help="do not bring the index up to date first"
     )
     _add_index_options(p)
-    p.add_argument("--json", action="store_true", help="one JSON line per query")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="one JSON line per query")
+    out.add_argument(
+        "--csv",
+        action="store_true",
+        help="CSV rows: query,rank,path,score,word,why,query_b64,path_b64",
+    )
 
     p = sub.add_parser(
         "triage",
@@ -351,6 +358,16 @@ def _no_such_command(word: str) -> None:
         raise UsageError(f"no command or folder {word!r} (did you mean {close[0]}?)")
 
 
+def _parse_command(argv: list[str]) -> argparse.Namespace:
+    """A command's arguments; one it does not know is refused with the command's own usage
+    (argparse would print the top-level one, which does not list the command's options)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if threading.current_thread() is threading.main_thread():
@@ -358,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     notes.to_stderr()
     try:
         if argv and argv[0] in COMMANDS:
-            args = build_parser().parse_args(argv)
+            args = _parse_command(argv)
             handler = {
                 "index": commands.cmd_index,
                 "search": commands.cmd_search,

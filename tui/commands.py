@@ -91,15 +91,19 @@ def _open_search(args: argparse.Namespace, rebuild: bool = False):
     return ImageSimilaritySearch(args.dir, settings=settings_from(args), rebuild=rebuild)
 
 
-def not_found(what: str, given: str) -> str:
-    """*what*: *given*, with the closest name beside it when there is one (a typo)."""
+def not_found(what: str, given: str, folder: bool = True) -> str:
+    """*what*: *given*, with what was probably meant beside it: where a *folder* is
+    wanted, the folder holding a file given instead, else the closest name of the kind
+    wanted (a typo)."""
     import difflib
 
     path = Path(given)
     parent = path.parent
+    if folder and path.exists() and not path.is_dir():
+        return f"{what}: {given} (a file; the folder it is in: {parent})"
     try:
-        names = [e.name for e in os.scandir(parent)] if parent.is_dir() else []
-    except OSError:
+        names = [e.name for e in os.scandir(parent) if e.is_dir() == folder]
+    except (OSError, ValueError):  # no such parent, or one that cannot be listed
         names = []
     close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.6)
     hint = f" (did you mean {parent / close[0]}?)" if close else ""
@@ -127,7 +131,7 @@ def check_query(image: str) -> None:
     if path.is_dir():
         raise UsageError(f"the query is a folder, not an image: {image}")
     if not path.is_file():
-        raise UsageError(not_found("query image not found", image))
+        raise UsageError(not_found("query image not found", image, folder=False))
 
 
 def _update_before_search(search) -> None:
@@ -166,8 +170,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     with search:
         if not args.no_update:
             _update_before_search(search)
+        fmt = "json" if args.json else "csv" if args.csv else ""
+        words = report.SearchWords(search, Path(args.dir), fmt)
         for image in args.images:
-            report.search_result(image, Path(args.dir), search.search(image, args.k), args.json)
+            words.print(image, search.search(image, args.k))
     return 0
 
 
@@ -293,7 +299,7 @@ def _rejections(search, args: argparse.Namespace) -> int:
         if rel[-1].split("/", 1)[0] == ".lookalike":
             raise UsageError(f"not a picture, a file of the index: {given}")
         if not (search.root / rel[-1]).is_file():
-            raise UsageError(not_found("no such picture", given))
+            raise UsageError(not_found("no such picture", given, folder=False))
     if rel[0] == rel[1]:
         raise UsageError(f"the same picture twice: {rel[0]}")
     for path, state in zip(rel, search.store.states_of(rel)):

@@ -155,17 +155,55 @@ def index_text(stats, note: str) -> None:
         say(kept_note(stats))
 
 
-def search_result(image: str, root: Path, result, as_json: bool) -> None:
-    """One query's lookalikes on stdout: a JSON line, or a header and a line each."""
-    rows = [(m.rank, str(root / m.path), m.score) for m in result.matches]
-    if as_json:
-        results = [{"rank": r, **json_path(p), "score": round(s, 6)} for r, p, s in rows]
-        line = {**json_path(image, "query"), "mode": result.mode, "results": results}
-        print(dumps(line), flush=True)
-        return
-    print(f"{printable(image)}  ({result.mode}, {result.candidates} of {result.indexed} scored)")
-    for r, p, s in rows:
-        print(f"{r:4d}  {s:6.3f}  {printable(p)}")
+class SearchWords:
+    """Each query's lookalikes on stdout, each score with its word: ``copy`` (and why)
+    for a pair the last triage verified, else the collection's word for the score
+    (:mod:`engine.labels`). Paths are shown under *root* as the user gave it. *fmt*: ""
+    (a header and a line each), "json" (a line per query) or "csv" (a header, then a
+    row per result)."""
+
+    def __init__(self, search, root: Path, fmt: str = "") -> None:
+        from engine.labels import measure
+        from engine.triage.known import known_copies
+
+        self.root, self.fmt = root, fmt
+        self.scale, self.known = measure(search), known_copies(search)
+        if fmt == "csv":
+            import csv
+
+            self.csv = csv.writer(sys.stdout, lineterminator="\n")
+            self.csv.writerow(
+                ["query", "rank", "path", "score", "word", "why", "query_b64", "path_b64"]
+            )
+
+    def print(self, image: str, result) -> None:
+        from engine.labels import word_for
+
+        q = result.query_path
+        rows = [
+            (m.rank, str(self.root / m.path), m.score, *word_for(self.scale, self.known, q, m.path, m.score))
+            for m in result.matches
+        ]  # fmt: skip
+        if self.fmt == "json":
+            results = [
+                {"rank": r, **json_path(p), "score": round(s, 6), "word": w, "why": why or None}
+                for r, p, s, w, why in rows
+            ]
+            line = {**json_path(image, "query"), "mode": result.mode, "results": results}
+            print(dumps(line), flush=True)
+        elif self.fmt == "csv":
+            for r, p, s, w, why in rows:
+                self.csv.writerow(
+                    [csv_cell(image), r, csv_cell(p), f"{s:.6f}", w, csv_cell(why)]
+                    + [exact_bytes(image), exact_bytes(p)]
+                )
+            sys.stdout.flush()
+        else:
+            head = f"({result.mode}, {result.candidates} of {result.indexed} scored)"
+            print(f"{printable(image)}  {head}")
+            for r, p, s, w, why in rows:
+                tail = f"  ({why})" if why else ""
+                print(f"{r:4d}  {s:6.3f}  {w:<12}  {printable(p)}{tail}")
 
 
 def plan_text(planned, root) -> str:
@@ -256,8 +294,15 @@ def csv_cell(text: str) -> str:
     return "'" + shown if shown[:1] in ("=", "+", "-", "@", "\t", "\r") else shown
 
 
-def triage_csv(report) -> None:
+def exact_bytes(path: str) -> str:
+    """A path's exact bytes in base64 for a CSV cell, where its shown text differs from it
+    (else empty)."""
     import base64
+
+    return "" if printable(path) == path else base64.b64encode(os.fsencode(path)).decode()
+
+
+def triage_csv(report) -> None:
     import csv
 
     out = csv.writer(sys.stdout, lineterminator="\n")
@@ -265,12 +310,9 @@ def triage_csv(report) -> None:
         ["group_id", "path", "role", "score", "sha256", "why", "path_b64", "other", "other_b64"]
     )
 
-    def exact(path: str) -> str:
-        return "" if printable(path) == path else base64.b64encode(os.fsencode(path)).decode()
-
     def row(group, path: str, role: str, score: str, sha: str, why: str, other: str = "") -> None:
-        cells = [group, csv_cell(path), role, score, sha, csv_cell(why), exact(path)]
-        out.writerow(cells + [csv_cell(other), exact(other)])
+        cells = [group, csv_cell(path), role, score, sha, csv_cell(why), exact_bytes(path)]
+        out.writerow(cells + [csv_cell(other), exact_bytes(other)])
 
     for g in report.groups:
         rep = g.representative

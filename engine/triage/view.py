@@ -254,7 +254,7 @@ def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View
     fp = fingerprint(search)
     graph = previous if previous is not None and previous.fingerprint == fp else None
     if graph is None:
-        graph = cand.decode(_read_blob(store), fp)
+        graph = cand.decode(read_blob(store), fp)
     vec_box: list = []
 
     def vectors():
@@ -421,7 +421,7 @@ def _labels(search, view: View, ask: Ask, rows, index_of, codes, fp: str, cancel
     store = search.store
     cache = (
         key,
-        lambda: _read_blob(store, labels.BLOB),
+        lambda: read_blob(store, labels.BLOB),
         lambda b: _write_blob(store, b, labels.BLOB),
     )
 
@@ -474,7 +474,7 @@ def _leaks(search, ask: Ask, say, cancel) -> tuple[list[Leak], list[str]]:
         return find_leaks(search, test, say, cancel, ask.not_leaks), marks
 
 
-def _read_blob(store, name: str = cand.BLOB) -> bytes | None:
+def read_blob(store, name: str = cand.BLOB) -> bytes | None:
     try:
         return store.get_blob(name)
     except Exception:  # a cache: an index that cannot give it makes it again

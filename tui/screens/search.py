@@ -47,11 +47,12 @@ class SearchFinished(Message):
 
 
 class ScaleReady(Message):
-    """The collection's score scale (engine.labels), for the words beside the scores."""
+    """The collection's score scale (engine.labels) and the copies triage verified
+    (engine.triage.known), for the words beside the scores."""
 
-    def __init__(self, scale: Any) -> None:
+    def __init__(self, scale: Any, known: Any) -> None:
         super().__init__()
-        self.scale = scale
+        self.scale, self.known = scale, known
 
 
 class ThumbReady(Message):
@@ -77,6 +78,7 @@ class SearchScreen(Screen[None]):
         self.highlighted: Path | None = None
         self.sort = SORTS[0]
         self.scale: Any = None  # engine.labels.ScoreScale, once measured
+        self.known: Any = None  # engine.triage.known.KnownCopies, once read
         self._before: list[str] | None = None  # the results before x, to say what changed
         self._request = 0
         self.last_request = 0  # the newest search whose answer is shown
@@ -190,11 +192,16 @@ class SearchScreen(Screen[None]):
 
     def _cards(self, result: SearchResult) -> list[CardData]:
         """The result cards in the chosen order, each score with its word."""
-        word = self.scale.label if self.scale is not None else lambda _s: ""
+        from engine.labels import word_for  # light: numpy only
+
+        scale, known, query = self.scale, self.known, result.query_path
         cards = [
-            CardData(m.rank, m.score, self.folder / m.path, m.path, word(m.score))
+            CardData(
+                m.rank, m.score, self.folder / m.path, m.path,
+                word_for(scale, known, query, m.path, m.score)[0],
+            )
             for m in result.matches
-        ]
+        ]  # fmt: skip
         if self.sort == "path":
             cards.sort(key=lambda c: c.name)
         elif self.sort == "size":
@@ -218,13 +225,16 @@ class SearchScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="scale", exit_on_error=False)
     def measure_scale(self) -> None:
-        """Learn the collection's score scale (a few dozen stored codes searched)."""
+        """Learn the collection's score scale (a few dozen stored codes searched) and the
+        copies the last triage verified."""
         from engine.labels import measure
+        from engine.triage.known import known_copies
 
-        self.post_message(ScaleReady(measure(self.app.search_engine)))
+        search = self.app.search_engine
+        self.post_message(ScaleReady(measure(search), known_copies(search)))
 
     def on_scale_ready(self, message: ScaleReady) -> None:
-        self.scale = message.scale
+        self.scale, self.known = message.scale, message.known
         if self.last_result is not None:
             cards = self._cards(self.last_result)
             self.query_one(ResultsGrid).show(cards)
