@@ -228,6 +228,7 @@ def triage_json(report) -> dict:
         "keep_in": list(report.keep_in),
         "candidates": report.candidates,
         "verified": report.verified,
+        "verified_now": report.verified_now,
         "images": report.images,
         "groups": [
             {

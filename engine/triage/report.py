@@ -64,7 +64,10 @@ class TriageReport:
     outliers_certain_below: float = 1.0
     notes: list[str] = field(default_factory=list)
     candidates: int = 0  # candidate pairs looked at
-    verified: int = 0  # pairs whose local features were compared in this run (not cached)
+    #: candidate pairs decided by comparing local features, in this run or cached from an
+    #: earlier one (the same count however often it is asked), and of them in this run
+    verified: int = 0
+    verified_now: int = 0
     keep_in: tuple[str, ...] = ()  # kept folders, relative to the root
     prefer: frozenset[str] = frozenset()  # keepers the user chose
     #: data-set triage (engine.dataset, engine.triage.labels, engine.triage.leaks)

@@ -190,6 +190,7 @@ class TriageSession:
             notes,
             candidates=s.get("candidates", 0),
             verified=view.verified if view is not None else 0,
+            verified_now=view.verified_now if view is not None else 0,
             keep_in=self.keep_in,
             prefer=frozenset(self.prefer),
             mislabeled=s.get("mislabeled", []),

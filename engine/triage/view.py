@@ -156,7 +156,8 @@ class View:
     row_of_path: dict[str, int]
     allowed: np.ndarray
     sections: dict = field(default_factory=dict)
-    verified: int = 0
+    verified: int = 0  # pairs with a local-feature verdict, cached ones included
+    verified_now: int = 0  # of them, compared in this refresh
     copies: Graph | None = None
     floor: float = 0.0
     parts: dict[int, int] = field(default_factory=dict)
@@ -282,9 +283,10 @@ def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View
         dirty = change.any
     view = _rows_of(graph, index_of, facts, ask.kept_rows, paths_of)
     if graph is not None:
-        measured, view.verified = _measure(
+        measured, view.verified_now = _measure(
             search, view, index_of, facts, vectors, paths_of, say, cancel
         )
+        view.verified = int((graph.pairs.points >= 0).sum())
         if dirty or measured:
             _write_blob(store, cand.encode(graph))
     codes = (lambda: vectors()[1]) if graph is not None else None
