@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine import quality
+from engine.names import count
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def unusable(paths: list[str], blobs: list[bytes | None], damaged) -> tuple[list
     note = ""
     if len(rows) < len(paths):
         note = (
-            f"{len(paths) - len(rows)} pictures were indexed before quality was measured:"
+            f"{count(len(paths) - len(rows), 'picture')} indexed before quality was measured:"
             " lookalike index DIR --rebuild measures them"
         )
     if not len(rows):

@@ -46,6 +46,7 @@ from engine.images import (
     walk_images,
 )
 from engine.live import LiveView
+from engine.names import count
 from engine.results import IndexStats, Progress
 from engine.settings import Settings
 from engine.storage import Batch, CentreMoved, IndexFileError, Store
@@ -211,7 +212,7 @@ class Indexer:
             built = self.store.get_meta().get("folder")
             where = f" (built from {built})" if isinstance(built, str) else ""
             raise IndexFileError(
-                f"none of the {len(known)} files of {self.store.location}{where} is under"
+                f"none of the {count(len(known), 'file')} of {self.store.location}{where} is under"
                 f" {self.ctx.root}: give every worker the same collection, or pass --prune"
                 " to remove them from the index"
             )

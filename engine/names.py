@@ -44,6 +44,12 @@ def _escape(match: re.Match[str]) -> str:
     return f"\\u{code:04x}"
 
 
+def count(n: int, one: str, many: str | None = None) -> str:
+    """*n* and the noun that goes with it: ``1 file``, ``2 files`` (``many``: an
+    irregular plural)."""
+    return f"{n} {one if n == 1 else many or one + 's'}"
+
+
 def printable(text: object) -> str:
     """*text* with everything a terminal could act on shown as a visible escape.
 

@@ -69,7 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import IndexFileError, LookalikeError, SearchError, os_reason
-from engine.names import check_relpath, first_bad_relpath, printable
+from engine.names import check_relpath, count, first_bad_relpath, printable
 from engine.paths import INDEX_DIRNAME, user_cache_dir
 from engine.sandbox import Folder, Refused
 
@@ -121,8 +121,9 @@ class MovePlan:
     def summary(self, root: str | os.PathLike[str]) -> list[str]:
         """The plan in words, escaped for a terminal: how many files, from where to
         where, how many leave each top-level folder, and how many copies stay."""
-        stay = f"; {len(self.kept)} copies stay (under a kept folder)" if self.kept else ""
-        lines = [f"{len(self.paths)} files would move from {root} into {self.folder}{stay}"]
+        stay = f"; {count(len(self.kept), 'copy', 'copies')} stay (under a kept folder)"
+        moving = count(len(self.paths), "file")
+        lines = [f"{moving} would move from {root} into {self.folder}{stay if self.kept else ''}"]
         lines += [f"  {n:6d} from {top}" for top, n in self.by_top()]
         return [printable(x) for x in lines]
 

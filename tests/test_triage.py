@@ -301,7 +301,7 @@ async def test_triage_screen(collection: Path, capsys):
         # m shows the plan and asks once; escape moves nothing
         await pilot.press("m")
         assert isinstance(app.screen, ConfirmMove)
-        assert "1 files would move" in str(app.screen.query_one("#confirm-plan").render())
+        assert "1 file would move" in str(app.screen.query_one("#confirm-plan").render())
         await pilot.press("escape")
         assert (collection / marked[0]).exists()
         await _after(pilot, screen, "m", "enter")

@@ -21,6 +21,7 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from engine.names import count as counted
 from engine.names import printable
 from engine.settings import Settings
 from tui import keys, notes
@@ -153,7 +154,7 @@ class LookalikeApp(App[int]):
         self._failures = message.search.failures()
         count = message.search.count()
         view.set_status(
-            line(f"{count} images indexed · enter on an image searches")
+            line(f"{counted(count, 'image')} indexed · enter on an image searches")
             if count
             else line(("nothing indexed yet", "dim"))
         )
@@ -174,7 +175,10 @@ class LookalikeApp(App[int]):
         assert self.search_engine is not None
         self.search_view.panel.show_message(
             line(
-                (f"shared index ({self.search_engine.store.kind}): {count} images", "bold"),
+                (
+                    f"shared index ({self.search_engine.store.kind}): {counted(count, 'image')}",
+                    "bold",
+                ),
                 (" · kept up to date by lookalike index workers; i joins them", "dim"),
             )
         )
@@ -260,7 +264,9 @@ class LookalikeApp(App[int]):
             view.run_search(view.query_path, remember=False)  # results over the complete index
         elif view.query_path is None:
             view.set_status(
-                line(f"{message.stats.total} images indexed · enter on an image searches")
+                line(
+                    f"{counted(message.stats.total, 'image')} indexed · enter on an image searches"
+                )
             )
 
     def index_quietly(self) -> None:

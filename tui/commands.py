@@ -286,7 +286,7 @@ def _rejections(search, args: argparse.Namespace) -> int:
     """``--not-duplicate A B`` and ``--forget-rejections``: kept in the index."""
     if args.forget_rejections:
         n = search.store.forget_rejections()
-        report.say(f"forgot {n} pairs marked not duplicates")
+        report.say(f"forgot {report.count(n, 'pair')} marked not duplicates")
         return 0
     rel = []
     for given in args.not_duplicate:

@@ -15,18 +15,12 @@ import sys
 import threading
 from pathlib import Path
 
-from engine.names import json_path, printable
+from engine.names import count, json_path, printable
 
 
 def say(text: str) -> None:
     """One line on stderr, with whatever came from the disk escaped."""
     print(printable(text), file=sys.stderr)
-
-
-def count(n: int, one: str, many: str | None = None) -> str:
-    """*n* and the noun that goes with it: ``1 file``, ``2 files`` (``many``: an
-    irregular plural)."""
-    return f"{n} {one if n == 1 else many or one + 's'}"
 
 
 def dumps(obj: object) -> str:
@@ -99,7 +93,7 @@ def readonly_note(stats) -> str:
     where = "a full disk" if stats.readonly_why == "disk full" else "read-only media"
     return (
         f"the index {stats.index_path} is on {where}: it is used as it is"
-        f" ({stats.total} images){pending}"
+        f" ({count(stats.total, 'image')}){pending}"
     )
 
 
@@ -141,7 +135,7 @@ def index_text(stats, note: str) -> None:
         say(readonly_note(stats))
         return
     say(
-        f"{stats.total} images in the index ({stats.indexed} encoded"
+        f"{count(stats.total, 'image')} in the index ({stats.indexed} encoded"
         + (" by this worker" if "shared" in stats.store else "")
         + f", {stats.unchanged} unchanged,"
         f" {stats.removed} removed, {len(stats.failed)} skipped) in {stats.seconds:.1f} s"
@@ -341,7 +335,7 @@ def triage_text(report) -> None:
     floor = f", visual similarity ≥ {report.threshold:.2f}" if report.threshold else ""
     print(
         f"{count(len(groups), 'group')} of copies: {count(report.duplicates, 'image')} could go"
-        f" ({report.images} images{floor}; {report.candidates} candidate pairs,"
+        f" ({count(report.images, 'image')}{floor}; {count(report.candidates, 'candidate pair')},"
         f" {report.verified} verified by local features; {report.seconds:.1f} s)"
     )
     for g in groups:
@@ -359,7 +353,7 @@ def triage_text(report) -> None:
         for b in report.broken:
             print(f"  {printable(b.path)}: {printable(b.reason)}")
     if report.leaks:
-        print(f"\n{len(report.leaks)} leaks (pictures of the other folder that copy one here):")
+        print(f"\n{count(len(report.leaks), 'leak')} (pictures of the other folder that copy one here):")
         for x in report.leaks:
             print(
                 f"  {x.score:6.3f}  {printable(x.other)}  copies  {printable(x.path)}  ({printable(x.why)})"
@@ -385,7 +379,7 @@ def triage_text(report) -> None:
             " (--labels-min lowers it)"
         )
     if report.unusable:
-        print(f"\n{len(report.unusable)} pictures hard to learn from:")
+        print(f"\n{count(len(report.unusable), 'picture')} hard to learn from:")
         for u in report.unusable:
             print(f"  {' '.join(u.flags):20s}  {printable(u.path)}")
     for note in report.notes:

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from engine.names import count
 from engine.quarantine import Keep, MoveReport, relabel, set_aside, undo_latest
 from engine.triage import candidates as cand
 from engine.triage import labels
@@ -177,7 +178,10 @@ class TriageSession:
         s = view.sections if view is not None else {}
         notes = list(s.get("notes", []))
         if self._rejected:
-            notes.append(f"{len(self._rejected)} pairs marked not duplicates are never grouped")
+            n = len(self._rejected)
+            notes.append(
+                f"{count(n, 'pair')} marked not duplicates {'is' if n == 1 else 'are'} never grouped"
+            )
         return TriageReport(
             threshold,
             groups,

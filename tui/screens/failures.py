@@ -9,6 +9,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from engine.images import SkippedFile
+from engine.names import count
 from tui.text import line, plain
 
 
@@ -22,7 +23,10 @@ class FailuresScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="failures-box"):
             yield Static(
-                line((f"{len(self.failures)} files skipped", "bold"), ("  escape closes", "dim"))
+                line(
+                    (f"{count(len(self.failures), 'file')} skipped", "bold"),
+                    ("  escape closes", "dim"),
+                )
             )
             table = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("path", "reason")

@@ -22,7 +22,7 @@ from textual.widgets import DirectoryTree, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from engine.errors import LookalikeError, os_reason
-from engine.names import printable
+from engine.names import count, printable
 from tui import keys
 from tui.text import NEWLINE, fit_path, line, plain
 from tui.widgets.image_tree import ImageTree
@@ -166,7 +166,7 @@ class SearchScreen(Screen[None]):
         grid.show(cards)
         self._say_what_changed(result)
         mode = MODE_NAMES.get(result.mode, result.mode)
-        head = f"{len(cards)} lookalikes of "
+        head = f"{count(len(cards), 'lookalike')} of "
         order = f" · by {self.sort}" if self.sort != SORTS[0] else ""
         room = self.query_one("#results-status").size.width - 2 - len(head) - len(order)
         name = (
@@ -217,7 +217,7 @@ class SearchScreen(Screen[None]):
         changed = len(set(now) - set(before))
         how = "exact" if self.exact else "auto"
         if changed:
-            self.notify(f"{how}: {changed} of {len(now)} results changed")
+            self.notify(f"{how}: {changed} of {count(len(now), 'result')} changed")
         elif now == before:
             self.notify(f"{how}: the same {len(now)} results, in the same order")
         else:
@@ -316,13 +316,13 @@ class SearchScreen(Screen[None]):
     def _set_k(self, k: int) -> None:
         k = min(max(k, MIN_RESULTS), MAX_RESULTS)
         if k == self.num_results:
-            self.notify(f"{k} results is the {'least' if k == MIN_RESULTS else 'most'}")
+            self.notify(f"{count(k, 'result')} is the {'least' if k == MIN_RESULTS else 'most'}")
             return
         self.num_results = k
         if self.query_path is not None:
             self.run_search(self.query_path, remember=False)
         else:
-            self.notify(f"{k} results per search")
+            self.notify(f"{count(k, 'result')} per search")
 
     def action_toggle_exact(self) -> None:
         self.exact = not self.exact

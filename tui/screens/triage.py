@@ -32,7 +32,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from engine.names import printable
+from engine.names import count, printable
 from tui import keys
 from tui.layout import COMPACT, Tier
 from tui.screens.confirm import ConfirmMove
@@ -168,7 +168,10 @@ class TriageScreen(Screen[None]):
         report = run(self._progress, self._cancel)
         state.stale = False
         if not fresh and report.images != before:
-            said = f"refreshed: {report.images - before:+d} pictures since the last look"
+            n = report.images - before
+            said = (
+                f"refreshed: {n:+d} {'picture' if abs(n) == 1 else 'pictures'} since the last look"
+            )
         self.post_message(TriageReady(report, state.cursor if cursor is None else cursor, said))
 
     def refresh_session(self) -> None:
@@ -227,8 +230,8 @@ class TriageScreen(Screen[None]):
     def _show_status(self) -> None:
         report = self.report
         parts: list = [
-            (f"{len(report.groups)} groups", "bold"),
-            f" of copies: {report.duplicates} pictures could go, of {report.images}",
+            (count(len(report.groups), "group"), "bold"),
+            f" of copies: {count(report.duplicates, 'picture')} could go, of {report.images}",
         ]
         if self._said:
             parts += [" · ", (self._said, "green")]

@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
+from engine.names import count
 from tui.text import line
 
 if TYPE_CHECKING:  # keep the engine out of the first frame's imports
@@ -73,20 +74,20 @@ class IndexPanel(Vertical):
             state.update(
                 line(
                     ("indexing cancelled", "yellow"),
-                    f": {stats.total} images searchable · i resumes",
+                    f": {count(stats.total, 'image')} searchable · i resumes",
                     failed,
                 )
             )
         elif stats.readonly:
             bar.update(total=1, progress=1)
-            pending = f" · {stats.pending} changes not in it" if stats.pending else ""
+            pending = f" · {count(stats.pending, 'change')} not in it" if stats.pending else ""
             state.update(
                 line(
                     (
                         "disk full" if stats.readonly_why == "disk full" else "read-only index",
                         "yellow",
                     ),
-                    f": {stats.total} images{pending}",
+                    f": {count(stats.total, 'image')}{pending}",
                     failed,
                 )
             )
@@ -95,7 +96,11 @@ class IndexPanel(Vertical):
             bar.update(total=1, progress=1)
             added = f", {stats.indexed} new" if stats.indexed else ""
             state.update(
-                line(("✓ index up to date", "green"), f": {stats.total} images{added}", failed)
+                line(
+                    ("✓ index up to date", "green"),
+                    f": {count(stats.total, 'image')}{added}",
+                    failed,
+                )
             )
 
     def show_message(self, text: Text) -> None:
