@@ -65,7 +65,7 @@ def test_words_follow_the_collections_scale(sample_copy: Path, tmp_path: Path):
         assert measure(search) is None  # too few pictures to say what is close
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 50)])
+@pytest.mark.parametrize("size", [(80, 24), (120, 40), (160, 50)])
 async def test_names_and_the_caption_are_in_view(long_names: Path, size):
     app = create_app(long_names)
     async with app.run_test(size=size) as pilot:
@@ -82,7 +82,7 @@ async def test_names_and_the_caption_are_in_view(long_names: Path, size):
             shown = str(card.query_one(".card-name").render())
             assert name in shown, (name, shown)  # the file name whole, the folders cut
             score = str(card.query_one(".card-score").render())
-            assert any(word in score for word in WORDS), score
+            assert score.endswith(card.data.label) and card.data.label in WORDS, score
         query = app.query_one("#query")
         info = app.query_one("#query-info")
         await wait_for(pilot, lambda: "px" in str(info.render()))
@@ -163,3 +163,26 @@ def test_export_folder_follows_the_index(sample_copy: Path, tmp_path: Path):
     with ImageSimilaritySearch(few, index_path=elsewhere) as search:
         search.index()
         assert export_folder(search) == elsewhere.parent / "exports"
+
+
+async def test_a_copy_triage_verified_is_called_a_copy(tmp_path: Path):
+    from support import edited_copy, make_picture
+
+    for seed in range(12):
+        make_picture(tmp_path / f"p{seed:02d}.png", seed, (320, 240))
+    edited_copy(tmp_path / "p00.png", tmp_path / "p00-copy.jpg", "jpeg")
+    app = create_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        view = app.search_view
+        await wait_for(pilot, lambda: view.scale is not None)
+        await pilot.press("j", "enter")  # p00-copy.jpg, the first in the tree
+        await wait_for(pilot, lambda: view.last_result is not None)
+        first = app.query_one(ResultsGrid).cards[0]
+        assert first.data.name == "p00.png" and first.data.label != "copy"
+        await pilot.press("d")
+        screen = app.screen
+        await wait_for(pilot, lambda: getattr(screen, "report", None) is not None)
+        await pilot.press("escape")  # back from triage: its copies are known now
+        await wait_for(pilot, lambda: app.query_one(ResultsGrid).cards[0].data.label == "copy")
+        assert "copy" in str(app.query_one(ResultsGrid).cards[0].query_one(".card-score").render())

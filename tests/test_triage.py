@@ -289,6 +289,10 @@ async def test_triage_screen(collection: Path, capsys):
         screen._paint()
         await pilot.press("z")
         assert isinstance(app.screen, CompareScreen) and app.screen.left == "keep"
+        shown = app.screen.cards[app.screen.index]  # with triage's reason beside its score
+        assert shown.label == screen.current.slot.why != ""
+        title = str(app.screen.query_one("#compare-result .compare-title").render())
+        assert shown.label[:20] in title
         await pilot.press("escape")
         assert app.screen is screen and sorted(session.marks) == marked
         await pilot.press("enter")
@@ -352,6 +356,28 @@ async def test_triage_screen(collection: Path, capsys):
     out = json.loads(capsys.readouterr().out)
     (group,) = [g for g in out["groups"] if g["representative"] == chosen]
     assert group["kept_because"] == "you chose it"
+
+
+async def test_every_key_of_the_footer_is_seen_at_80_columns(collection: Path):
+    from textual.widgets._footer import FooterKey
+
+    from tui.app import create_app
+
+    app = create_app(collection)
+    async with app.run_test(size=(80, 24)) as pilot:
+        for opened in (False, True):
+            if opened:
+                await open_triage(pilot)
+            else:
+                from test_app import ready
+
+                await ready(pilot)
+            await pilot.pause(0.1)
+            keys = sorted(app.screen.query(FooterKey), key=lambda k: k.region.x)
+            assert keys and keys[-1].region.right <= 80  # none drawn over another
+            assert all(a.region.right <= b.region.x for a, b in zip(keys, keys[1:]))
+            text = " ".join(str(k.render()) for k in keys)
+            assert "Quit" in text and "Help" in text, text
 
 
 async def test_every_card_of_a_wide_group_can_be_seen(tmp_path: Path):

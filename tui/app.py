@@ -297,7 +297,11 @@ class LookalikeApp(App[int]):
             return
         if self.triage_state is None:
             self.triage_state = TriageState(keep_in=self.keep_in, against=self.against)
-        self.push_screen(TriageScreen(self.search_engine, self.triage_state, tier=self.tier))
+        # back from triage, the copies it verified are called so beside the scores
+        self.push_screen(
+            TriageScreen(self.search_engine, self.triage_state, tier=self.tier),
+            lambda _: self.search_view.measure_scale(),
+        )
 
     def action_failures(self) -> None:
         if not self._failures:

@@ -353,7 +353,9 @@ def triage_text(report) -> None:
         for b in report.broken:
             print(f"  {printable(b.path)}: {printable(b.reason)}")
     if report.leaks:
-        print(f"\n{count(len(report.leaks), 'leak')} (pictures of the other folder that copy one here):")
+        print(
+            f"\n{count(len(report.leaks), 'leak')} (pictures of the other folder that copy one here):"
+        )
         for x in report.leaks:
             print(
                 f"  {x.score:6.3f}  {printable(x.other)}  copies  {printable(x.path)}  ({printable(x.why)})"

@@ -13,11 +13,12 @@ from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from tui import keys
 from tui.text import line
 from tui.thumbs import Thumb
+from tui.widgets.footer import KeysFooter
 from tui.widgets.query import show_picture
 from tui.widgets.results import CardData
 
@@ -69,7 +70,7 @@ class CompareScreen(Screen[None]):
         with Horizontal(id="compare"):
             yield ComparePane(id="compare-query")
             yield ComparePane(id="compare-result")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#compare-query").border_title = self.left

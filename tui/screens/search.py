@@ -18,13 +18,14 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DirectoryTree, Footer, Input, Static
+from textual.widgets import DirectoryTree, Input, Static
 from textual.worker import Worker, WorkerState
 
 from engine.errors import LookalikeError, os_reason
 from engine.names import count, printable
 from tui import keys
 from tui.text import NEWLINE, fit_path, line, plain
+from tui.widgets.footer import KeysFooter
 from tui.widgets.image_tree import ImageTree
 from tui.widgets.progress import IndexPanel
 from tui.widgets.query import QueryPanel
@@ -93,7 +94,7 @@ class SearchScreen(Screen[None]):
                 yield Static("", id="results-status")
                 yield ResultsGrid(id="results")
         yield IndexPanel(id="index")
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one(ResultsGrid).tier = self.app.tier

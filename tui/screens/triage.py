@@ -29,7 +29,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, ProgressBar, Static
+from textual.widgets import ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from engine.names import count, printable
@@ -37,6 +37,7 @@ from tui import keys
 from tui.layout import COMPACT, Tier
 from tui.screens.confirm import ConfirmMove
 from tui.text import line, plain
+from tui.widgets.footer import KeysFooter
 from tui.widgets.line import Line
 from tui.widgets.results import CardData
 from tui.widgets.triage_card import COMPARED, TriageCard, TriageState
@@ -65,6 +66,23 @@ class TriageProgress(Message):
     def __init__(self, phase: str, done: float) -> None:
         super().__init__()
         self.phase, self.done = phase, done
+
+
+#: How ``z`` names the two sides, by the kind of the row's first picture.
+COMPARED_NAMES = {
+    "keep": ("keep", "copy"),
+    "leak": ("leak", "original"),
+    "mislabeled": ("wrong label?", "neighbour"),
+}
+
+
+def _compared_why(first, other) -> str:
+    """What the compare view says beside the score of *other*, compared with *first*."""
+    if other.kind == "neighbour":
+        return f"filed under {other.path.rpartition('/')[0] or '.'}"
+    if other.kind == "source":
+        return first.why  # the leak's reason
+    return "identical bytes" if other.identical and not other.why else other.why
 
 
 class TriageScreen(Screen[None]):
@@ -98,7 +116,7 @@ class TriageScreen(Screen[None]):
             yield Line("", id="triage-why")
             yield Line("", id="triage-marks")
         yield Vertical(id="triage-rows")
-        yield Footer()
+        yield KeysFooter()
 
     @property
     def session(self):
@@ -553,11 +571,14 @@ class TriageScreen(Screen[None]):
         if card is None or card.slot.kind != "duplicate":
             self.notify("n applies to a copy (not the first of its group), or to a leak")
             return
-        keeper = self.current_row().slots[0].path
-        other = card.slot.path
+        slots = self.current_row().slots
+        keeper, other = slots[0].path, card.slot.path
+        # a group of two is gone after it: the next group takes its row (the keeper's path
+        # may well be listed in another section, which is not where the user was)
+        cursor = keeper if len(slots) > 2 else (self.row, 0)
         self._act(
             lambda s: s.not_copy(keeper, other),
-            keeper,
+            cursor,
             f"{printable(other)} is no copy of {printable(keeper)}: never grouped again",
         )
 
@@ -572,12 +593,16 @@ class TriageScreen(Screen[None]):
         def where(slot) -> Path:
             return (slot.base or self.search.root) / slot.path
 
-        keeper, others = row.slots[0], row.slots[1:]
+        first, others = row.slots[0], row.slots[1:]
         index = others.index(card.slot) if card.slot in others else 0
-        cards = [CardData(i + 1, s.score, where(s), s.path) for i, s in enumerate(others)]
-        self.app.push_screen(
-            CompareScreen(where(keeper), keeper.path, cards, index, "keep", "copy")
-        )
+        # each picture with what triage says of it: a copy's reason, a leak's, a neighbour's
+        # folder beside the folder the picture is filed under
+        cards = [
+            CardData(i + 1, s.score, where(s), s.path, _compared_why(first, s))
+            for i, s in enumerate(others)
+        ]
+        left, right = COMPARED_NAMES[first.kind]
+        self.app.push_screen(CompareScreen(where(first), first.path, cards, index, left, right))
 
     # --- moving files ----------------------------------------------------------------------------
 

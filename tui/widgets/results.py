@@ -28,13 +28,13 @@ class CardData:
 class ResultCard(Vertical):
     """One match: rank and score, thumbnail, file name."""
 
-    def __init__(self, data: CardData, tier: Tier) -> None:
+    def __init__(self, data: CardData, tier: Tier, width: int | None = None) -> None:
         super().__init__(classes="card")
         self.data = data
         self._score = Static("", classes="card-score")
         self._thumb = Static("…", classes="card-thumb")
         self._name = Static("", classes="card-name")
-        self.set_tier(tier)
+        self.set_tier(tier, width)
         self.set_data(data)
 
     def compose(self):
@@ -42,20 +42,27 @@ class ResultCard(Vertical):
         yield self._thumb
         yield self._name
 
-    def set_tier(self, tier: Tier) -> None:
+    def set_tier(self, tier: Tier, width: int | None = None) -> None:
+        """The tier's thumbnail, in a card *width* cells wide (the grid's column; at least
+        the tier's card width)."""
         self.tier = tier
-        self.styles.width = tier.card_width
+        self.card_width = max(tier.card_width, width or 0)
+        self.styles.width = self.card_width
         self._thumb.styles.width, self._thumb.styles.height = tier.thumb
+        spare = self.card_width - 4 - tier.thumb[0]  # border and padding
+        self._thumb.styles.margin = (0, 0, 0, max(0, spare // 2))  # centred in the card
 
     def set_data(self, data: CardData) -> None:
         """Reuse this card for another match: updating beats mounting a new widget."""
         self.data = data
-        # the rank gives way to the score's word on the narrowest cards
-        rank = (f"#{data.rank} ", "bold") if self.tier.card_width > 22 else ""
-        word = (f" {data.label}", "italic") if data.label else ""
+        room = self.card_width - 4  # border and padding
+        score = f"{data.score:.3f}"
+        word = f" {data.label}" if data.label else ""
+        # the rank gives way to the score's word where both do not fit (the order says it)
+        rank = f"#{data.rank} " if len(f"#{data.rank} {score}{word}") <= room else ""
         # the card's parts have fixed sizes: no layout of the screen for a new content
-        self._score.update(line(rank, f"{data.score:.3f}", word), layout=False)
-        self._name.update(fit_path(data.name, self.tier.card_width - 4), layout=False)
+        self._score.update(line((rank, "bold"), score, (word, "italic")), layout=False)
+        self._name.update(fit_path(data.name, room), layout=False)
         self._thumb.update("…", layout=False)
         self._thumb.remove_class("-broken")
 
@@ -97,8 +104,19 @@ class ResultsGrid(VerticalScroll, can_focus=True):
     def columns(self) -> int:
         return max(1, (self.size.width - 2) // self.tier.card_width)
 
+    @property
+    def card_width(self) -> int:
+        """Each column's width: the room there is, shared (a wider card shows the whole
+        score word and more of the path)."""
+        return max(self.tier.card_width, (self.size.width - 2) // self.columns)
+
     def on_resize(self) -> None:
         self.styles.grid_size_columns = self.columns
+        width = self.card_width
+        for card in self.cards:
+            if card.card_width != width:
+                card.set_tier(self.tier, width)
+                card.set_data(card.data)
 
     def show(self, cards: list[CardData]) -> None:
         """Show *cards*, best first (UI thread). Existing card widgets are reused and only
@@ -107,10 +125,11 @@ class ResultsGrid(VerticalScroll, can_focus=True):
         keep = self.cards[: len(cards)]
         for card in self.cards[len(cards) :]:
             card.remove()
+        width = self.card_width
         for card, data in zip(keep, cards):
-            card.set_tier(self.tier)
+            card.set_tier(self.tier, width)
             card.set_data(data)
-        new = [ResultCard(c, self.tier) for c in cards[len(keep) :]]
+        new = [ResultCard(c, self.tier, width) for c in cards[len(keep) :]]
         self.cards = keep + new
         self.styles.grid_size_columns = self.columns
         if new:
