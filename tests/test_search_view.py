@@ -186,3 +186,19 @@ async def test_a_copy_triage_verified_is_called_a_copy(tmp_path: Path):
         await pilot.press("escape")  # back from triage: its copies are known now
         await wait_for(pilot, lambda: app.query_one(ResultsGrid).cards[0].data.label == "copy")
         assert "copy" in str(app.query_one(ResultsGrid).cards[0].query_one(".card-score").render())
+
+
+async def test_while_indexing_the_status_says_scores_settle(sample_copy: Path):
+    app = create_app(sample_copy)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        view = app.search_view
+        app.indexing = True  # as while a run goes on: the centre still moves
+        await search_first_bag(pilot)
+        status = lambda: str(app.query_one("#results-status").render())  # noqa: E731
+        assert "scores settle when it ends" in status()
+        app.indexing = False
+        before = view.last_request
+        view.run_search(view.query_path, remember=False)
+        await wait_for(pilot, lambda: view.last_request > before)
+        assert "settle" not in status() and "scored" in status()

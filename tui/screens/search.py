@@ -180,6 +180,9 @@ class SearchScreen(Screen[None]):
                 name,
                 order,
                 NEWLINE,
+                # the scores are taken around the collection's centre, which moves while
+                # new pictures come in: the same pair scores otherwise at the end
+                ("indexing: scores settle when it ends · ", "yellow") if self.app.indexing else "",
                 (f"{mode}, {result.candidates} of {result.indexed} scored", "dim"),
                 (f" · {result.seconds * 1000:.1f} ms", "dim") if self.app.show_timings else "",
                 (" · ⌫ previous", "dim") if self.history else "",
