@@ -231,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="CSV rows: group_id,path,role,score,sha256,why,path_b64,other,other_b64",
     )
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the report as one self-contained web page (pictures embedded, no"
+        " script, no server) to share: groups, leaks, wrong labels, unusable pictures",
+    )
     act = p.add_mutually_exclusive_group()
     act.add_argument(
         "--move-to",

@@ -184,6 +184,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
         raise UsageError("--move-to needs a folder to move the copies into")
     if args.dry_run and not args.move_to:
         raise UsageError("--dry-run shows what --move-to FOLDER would move: give both")
+    if args.html is not None:
+        _check_html_target(args.html)
     search = _open_search(args)
     with search:
         if args.undo:
@@ -203,6 +205,12 @@ def cmd_triage(args: argparse.Namespace) -> int:
         )
         if args.against:
             found.leaks = _leaks(search, args)
+        if args.html is not None:
+            from tui import html
+
+            test_root = Path(args.against).resolve() if args.against else None
+            body = html.page(found, search.root, test_root, args.follow_links)
+            report.say(f"wrote {html.write(args.html, body)}")
         if args.json:
             print(report.dumps(report.triage_json(found)))
         elif args.csv:
@@ -212,6 +220,15 @@ def cmd_triage(args: argparse.Namespace) -> int:
         if args.move_to:
             return _move(search, found, args)
     return 0
+
+
+def _check_html_target(given: str) -> None:
+    """``--html FILE``: refused before any work when it cannot be written there."""
+    target = Path(given)
+    if not given.strip() or target.is_dir():
+        raise UsageError(f"--html needs a file name, not a folder: {given}")
+    if not target.parent.is_dir():
+        raise UsageError(not_found("--html: no such folder", str(target.parent)))
 
 
 def _leaks(search, args: argparse.Namespace) -> list:

@@ -51,6 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.dataset import label_of
+from engine.names import count as counted
 
 #: Neighbours that vote on a picture's label, and how many of them a report names.
 VOTERS = 10
@@ -107,7 +108,8 @@ class Confusion:
 
     def text(self) -> str:
         a, b = self.classes
-        return f"{a} ↔ {b}: {self.count} pictures sit between these classes"
+        n = self.count
+        return f"{a} ↔ {b}: {counted(n, 'picture')} {'sits' if n == 1 else 'sit'} between these classes"
 
 
 @dataclass
