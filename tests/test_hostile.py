@@ -384,7 +384,7 @@ async def test_app_shows_odd_names_as_plain_text(hostile: Path):
         assert "lookalikes of x[/i]y.png" in status
         grid = app.query_one(ResultsGrid)
         names = {str(c.query_one(".card-name").render()).strip() for c in grid.cards}
-        width = grid.cards[0].tier.card_width - 4  # long names are cut, escaped first
+        width = grid.cards[0].card_width - 4  # long names are cut, escaped first
         shown = ("[red]a.png", "osc\\x1b]52;c;aGVsbG8=\\x07.png", "\\xff\\xfe.png")
         assert {fit_path(n, width).plain for n in shown} <= names
         assert all(not any(ch in n for ch in CONTROL) for n in names)
