@@ -29,6 +29,7 @@ triage of an unchanged folder verifies nothing again.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -89,7 +90,7 @@ def grey_copy(im: Image.Image, side: int = 128) -> Image.Image:
                 max(1, grey.width * side // max(grey.size)),
                 max(1, grey.height * side // max(grey.size)),
             ),
-            Image.BOX,
+            Image.Resampling.BOX,
         )
     return grey
 
@@ -100,7 +101,7 @@ def thumbnail(im: Image.Image, grey: Image.Image | None = None) -> np.ndarray:
     a = np.asarray(grey if grey is not None else grey_copy(im))
     top, bottom, left, right = _trim_box(a)
     cut = Image.fromarray(a[top:bottom, left:right])
-    return np.asarray(cut.resize((THUMB, THUMB), Image.BOX), np.uint8).reshape(-1)
+    return np.asarray(cut.resize((THUMB, THUMB), Image.Resampling.BOX), np.uint8).reshape(-1)
 
 
 def _dihedral(t: np.ndarray) -> np.ndarray:
@@ -187,10 +188,10 @@ def _sift():
 
 def describe(im: Image.Image) -> Described:
     """Keypoints of a 256 px greyscale copy of *im*, and of its mirror image."""
-    grey = im.convert("L")
-    scale = DESCRIBE_SIDE / max(grey.size)
-    size = (max(8, round(grey.width * scale)), max(8, round(grey.height * scale)))
-    grey = np.ascontiguousarray(np.asarray(grey.resize(size, Image.BILINEAR)))
+    small = im.convert("L")
+    scale = DESCRIBE_SIDE / max(small.size)
+    size = (max(8, round(small.width * scale)), max(8, round(small.height * scale)))
+    grey = np.ascontiguousarray(np.asarray(small.resize(size, Image.Resampling.BILINEAR)))
     sift = _sift()
     kp, desc = sift.detectAndCompute(grey, None)
     mkp, mdesc = sift.detectAndCompute(np.ascontiguousarray(grey[:, ::-1]), None)
@@ -212,7 +213,7 @@ def _inliers(pa, da, pb, db) -> tuple[int, np.ndarray | None]:
     good = [m for m, *n in pairs if n and m.distance < RATIO * n[0].distance]
     # one to one: many points of a simple drawing matched to one point of the other would
     # fit a transform that shrinks everything to that point
-    best: dict[int, object] = {}
+    best: dict[int, Any] = {}  # cv2.DMatch
     for m in good:
         if m.trainIdx not in best or m.distance < best[m.trainIdx].distance:
             best[m.trainIdx] = m
@@ -476,7 +477,7 @@ def fine_picture(im: Image.Image) -> np.ndarray:
     """A picture as greyscale float32 at most FINE_SIDE on its long side."""
     grey = im.convert("L")
     if max(grey.size) > FINE_SIDE:
-        grey.thumbnail((FINE_SIDE, FINE_SIDE), Image.BOX)
+        grey.thumbnail((FINE_SIDE, FINE_SIDE), Image.Resampling.BOX)
     return np.asarray(grey, np.float32)
 
 
@@ -493,7 +494,7 @@ def fine_score(a: np.ndarray, b: np.ndarray, transform: int) -> float:
             continue  # not the same shape: no copy at full size
         if large.shape != small.shape:
             img = Image.fromarray(large)
-            large = np.asarray(img.resize((w, h), Image.BOX), np.float32)
+            large = np.asarray(img.resize((w, h), Image.Resampling.BOX), np.float32)
         u, v = small - small.mean(), large - large.mean()
         denom = float(np.sqrt((u * u).sum() * (v * v).sum()))
         if denom > 1e-6:

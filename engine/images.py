@@ -312,7 +312,7 @@ def square_pixels(im: Image.Image, size: int) -> np.ndarray:
     w, h = im.size
     scale = size / max(w, h)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    im = im.resize((nw, nh), Image.BILINEAR, reducing_gap=3.0)
+    im = im.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=3.0)
     if (nw, nh) != (size, size):
         canvas = Image.new("RGB", (size, size), (255, 255, 255))
         canvas.paste(im, ((size - nw) // 2, (size - nh) // 2))

@@ -394,13 +394,13 @@ class Indexer:
         keep = feats is not None and self.store.get_meta().get("feature_dim")
         batch.features = feats.astype(np.float16) if keep else None
         batch.band_keys = view.band_keys(codes)
-        batch.centre_gen = view.centre.generation
+        batch.centre_gen = view.generation
         try:
             refused = self.store.commit(batch)
         except CentreMoved:  # a shared index was refitted meanwhile: re-sign, once
             view.reload_centre()
             batch.band_keys = view.band_keys(codes)
-            batch.centre_gen = view.centre.generation
+            batch.centre_gen = view.generation
             refused = self.store.commit(batch)
         for path, why in refused:
             stats.failed.append(SkippedFile(path, why))
@@ -421,7 +421,7 @@ class Indexer:
             feats = _mean_rows(snap.features, idx)
         codes_mean = _mean_rows(snap.codes, idx)
         proj = getattr(self.ctx.encoder(), "projection", None)
-        gen = view.centre.generation + 1
+        gen = view.generation + 1
         if feats is not None and proj is not None:
             new = centres.Centre(
                 (proj.astype(np.float64) @ feats).astype(np.float32),
@@ -464,7 +464,7 @@ class Indexer:
         self.view.committed()
 
 
-def _mean_rows(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def _mean_rows(array, rows: np.ndarray) -> np.ndarray:
     """Mean of *array*'s *rows* in float64, read in blocks (it may be a memory map)."""
     total = np.zeros(array.shape[1], np.float64)
     step = 1 << 15

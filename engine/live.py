@@ -41,6 +41,13 @@ class LiveView:
     def centre(self) -> Centre | None:
         return self._centre
 
+    @property
+    def generation(self) -> int:
+        """The current centre's generation (asked once the first batch has set one)."""
+        if self._centre is None:
+            raise ValueError("no centre yet: the first batch sets it")
+        return self._centre.generation
+
     def set_centre(self, centre: Centre) -> None:
         with self._lock:
             self._centre = centre
@@ -61,7 +68,10 @@ class LiveView:
 
     def band_keys(self, codes: np.ndarray, centre: Centre | None = None) -> np.ndarray:
         """LSH band keys of *codes* around *centre* (default: the current one)."""
-        return self.identity.band_keys(codes, (centre or self._centre).codes)
+        use = centre or self._centre
+        if use is None:
+            raise ValueError("no centre yet: the first batch sets it")
+        return self.identity.band_keys(codes, use.codes)
 
     def committed(self) -> None:
         """The store changed (a batch, a refit, a compaction): searches take a new view."""

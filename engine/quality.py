@@ -134,7 +134,7 @@ def floors(measured: np.ndarray) -> Floors:
     if not len(measured):
         return Floors(TINY_PIXELS)
     pixels = measured[:, 0] * measured[:, 1]
-    tiny = TINY_PIXELS
+    tiny = float(TINY_PIXELS)
     if np.mean(pixels < TINY_PIXELS) >= TINY_SHARE:
         tiny = TINY_SHARE * float(np.median(pixels))
     return Floors(tiny)

@@ -64,7 +64,7 @@ import secrets
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,7 +155,7 @@ def destination(folder: str | os.PathLike[str]) -> Path:
     return Path(os.path.abspath(folder if folder.is_absolute() else Path.cwd() / folder))
 
 
-def plan(relpaths: list[str], folder: str | os.PathLike[str], kept: list[str] = ()) -> MovePlan:
+def plan(relpaths: list[str], folder: str | os.PathLike[str], kept: Sequence[str] = ()) -> MovePlan:
     return MovePlan(str(destination(folder)), list(relpaths), list(kept))
 
 
@@ -216,6 +216,14 @@ def _key(create: bool) -> bytes | None:
         finally:
             os.close(fd)
         return key
+
+
+def _new_key() -> bytes:
+    """This user's key for move records, made now if there is none."""
+    key = _key(create=True)
+    if key is None:  # never: made, or a MoveError saying why not
+        raise MoveError("cannot keep the key that signs move records")
+    return key
 
 
 def _read_key(folder: Folder) -> bytes:
@@ -525,7 +533,8 @@ def move_file(src: Folder, name: str, dst: Folder, dst_name: str) -> None:
         os.symlink(os.readlink(name, dir_fd=src.fd), part, dir_fd=dst.fd)
     else:
         _copy(src, name, dst, part)
-        if dst.lstat(part).st_size != st.st_size or _sha(dst, part) != _sha(src, name):
+        copied = dst.lstat(part)
+        if copied is None or copied.st_size != st.st_size or _sha(dst, part) != _sha(src, name):
             dst.unlink(part)
             raise OSError(errno.EIO, f"the copy of {src.child(name)} differs from it")
     try:
@@ -633,7 +642,7 @@ def _moves(top, root, dest, head, pairs, leaves, first, on_progress) -> MoveRepo
     report = MoveReport(folder=_unb64(head["folder"]))
     within = dest.same(top)
     with _moves_folder(top) as moves:
-        record = _Record(moves, {"root": _b64(root), **head}, _key(create=True))
+        record = _Record(moves, {"root": _b64(root), **head}, _new_key())
         try:
             for done, (rel, to) in enumerate(pairs):
                 if on_progress is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,6 +124,7 @@ class VectorIndex:
     @property
     def live(self) -> np.ndarray:
         self.prepare()
+        assert self._live is not None  # made by prepare()
         return self._live
 
     # --- stage 1: codes ----------------------------------------------------------------
@@ -148,12 +150,14 @@ class VectorIndex:
     def scores_of(self, code: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Centred cosine of *code* with the given slots only."""
         self.prepare()
+        inv_norm = self._inv_norm
+        assert inv_norm is not None  # made by prepare()
         qu, mq = self._query_terms(code)
         order = np.argsort(slots)  # read the file in order
         ordered = slots[order]
         block = np.asarray(self.snap.codes[ordered], np.float32)
         out = np.empty(len(slots), np.float32)
-        out[order] = (block @ qu - mq) * self._inv_norm[ordered]
+        out[order] = (block @ qu - mq) * inv_norm[ordered]
         return out
 
     def lsh_candidates(self, key: np.ndarray, limit: int | None = None) -> np.ndarray | None:
@@ -177,7 +181,10 @@ class VectorIndex:
         )
         qc = q - m
         qc = qc / (np.linalg.norm(qc) or 1e-12)
-        block = np.asarray(self.snap.features[slots], np.float32) - m
+        stored = self.snap.features
+        if stored is None:  # asked only of an index that keeps features
+            raise ValueError("this index keeps no features to re-rank with")
+        block = np.asarray(stored[slots], np.float32) - m
         norms = np.linalg.norm(block, axis=1)
         return (block @ qc) / np.maximum(norms, 1e-12)
 
@@ -187,7 +194,7 @@ class VectorIndex:
         self,
         code: np.ndarray,
         features: np.ndarray | None,
-        key: np.ndarray | None,
+        key: np.ndarray | Callable[[], np.ndarray] | None,
         k: int,
         planner: Planner,
         mode: str = "auto",
@@ -227,7 +234,7 @@ class VectorIndex:
                 and (want == 0 or float(self.scores_of(code, found.slots).min()) >= self.reliable)
             )
             planner.lsh_done(time.perf_counter() - t0, sure)
-            if sure or mode == "lsh":
+            if found is not None and (sure or mode == "lsh"):
                 found.mode = "lsh"
                 return found
             unsure = True

@@ -214,7 +214,7 @@ class LookalikeApp(App[int]):
             return
         self.indexing = True
         self._cancel = threading.Event()
-        self.search_view.panel.show_message("scanning…")
+        self.search_view.panel.show_message(line("scanning…"))
         self.run_index(self._cancel)
 
     @work(thread=True, exclusive=True, group="index", exit_on_error=False)
@@ -297,11 +297,12 @@ class LookalikeApp(App[int]):
             return
         if self.triage_state is None:
             self.triage_state = TriageState(keep_in=self.keep_in, against=self.against)
-        # back from triage, the copies it verified are called so beside the scores
-        self.push_screen(
-            TriageScreen(self.search_engine, self.triage_state, tier=self.tier),
-            lambda _: self.search_view.measure_scale(),
-        )
+
+        def back(_result: None) -> None:
+            # the copies triage verified are called so beside the scores from now on
+            self.search_view.measure_scale()
+
+        self.push_screen(TriageScreen(self.search_engine, self.triage_state, tier=self.tier), back)
 
     def action_failures(self) -> None:
         if not self._failures:
@@ -316,7 +317,7 @@ class LookalikeApp(App[int]):
         renderers that draw real pixels (kitty); once per picture."""
         art = getattr(thumb, "art", None)
         send = getattr(art, "transmission", None)
-        if send is None or art.image_id in self._sent:
+        if send is None or art is None or art.image_id in self._sent:
             return
         self._sent.add(art.image_id)
         driver = getattr(self, "_driver", None)

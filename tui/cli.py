@@ -26,6 +26,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Mapping
 
 from engine.errors import BadStoreURL
 from engine.settings import BATCH_RANGE, HASH_DIM_RANGE, INPUT_SIZES, NUM_PERM_RANGE
@@ -128,14 +129,21 @@ def _add_index_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class CommandParser(argparse.ArgumentParser):
+    """The parser of the commands, which knows each command's own parser (for its usage
+    in errors)."""
+
+    commands: Mapping[str, argparse.ArgumentParser]
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="lookalike",
         description="Find visually similar images from the terminal.",
         epilog="Run 'lookalike DIR' for the app, or 'lookalike COMMAND --help'.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    parser.commands = sub.choices  # type: ignore[attr-defined]  # each command's parser
+    parser.commands = sub.choices
 
     p = sub.add_parser("index", help="index a folder (incremental)")
     p.add_argument("dir", metavar="DIR")

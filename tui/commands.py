@@ -319,10 +319,10 @@ def _rejections(search, args: argparse.Namespace) -> int:
             raise UsageError(not_found("no such picture", given, folder=False))
     if rel[0] == rel[1]:
         raise UsageError(f"the same picture twice: {rel[0]}")
-    for path, state in zip(rel, search.store.states_of(rel)):
+    for stored, state in zip(rel, search.store.states_of(rel)):
         if state is None or not state.ok:
             raise UsageError(
-                f"not an indexed picture: {path} (lookalike index {search.root} indexes it)"
+                f"not an indexed picture: {stored} (lookalike index {search.root} indexes it)"
             )
     search.store.reject(*rel)
     report.say(f"{rel[0]} and {rel[1]} will not be grouped again (--forget-rejections undoes it)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ PLACES = {
 }
 
 
-def bindings(place: str) -> list[Binding]:
+def bindings(place: str) -> list[BindingType]:
     """The Textual bindings of *place* (keys the widget handles itself are left out)."""
     return [
         Binding(k.keys, k.action, k.label or k.help, show=bool(k.label))

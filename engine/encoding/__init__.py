@@ -29,11 +29,11 @@ def build_encoder(hash_dim: int, backbone: str, on_step=None, **options):
     from engine.encoding.onnx_cnn import light_encoder
 
     enc = light_encoder(hash_dim, backbone, **options)
-    if enc is None:
-        from engine.encoding.torch_cnn import DeepImageEncoder
+    if enc is not None:
+        return enc
+    from engine.encoding.torch_cnn import DeepImageEncoder
 
-        enc = DeepImageEncoder(hash_dim, backbone, on_step=on_step, **options)
-    return enc
+    return DeepImageEncoder(hash_dim, backbone, on_step=on_step, **options)
 
 
 def encode_batch(encoder, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

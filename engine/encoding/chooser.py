@@ -237,7 +237,7 @@ def remembered_best(backbone: str, input_size: int, paths: list[EncoderPath]) ->
     mine = {p.name: rates[p.name] for p in paths if p.name in rates}
     if not mine:
         return None
-    best = max(mine, key=mine.get)
+    best = max(mine, key=lambda name: mine[name])
     return PathChoice(next(p for p in paths if p.name == best), _why(best, mine), mine)
 
 
@@ -349,7 +349,7 @@ def choose(
     disturbed = meter.disturbed(rounds) if measured else None
     if measured:
         _remember(key, entry, known, rates, errors, disturbed, again)
-    best = max(rates, key=rates.get)
+    best = max(rates, key=lambda name: rates[name])
     by_name = {p.name: p for p in paths}
     note = f"; {disturbed}: measured again on a later start" if disturbed else ""
     return PathChoice(by_name[best], _why(best, rates) + skipped + note, rates)

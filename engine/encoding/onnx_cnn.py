@@ -21,6 +21,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def export_encoder(encoder) -> Path:
 #: threads: opening the same index or folder again (the app after a rebuild, a second
 #: search object) reuses the loaded model instead of parsing and optimising it again
 #: (0.1-0.3 s each). A session runs calls from several threads at once.
-_SESSIONS: dict[tuple, object] = {}
+_SESSIONS: dict[tuple, Any] = {}  # onnxruntime.InferenceSession
 _SESSIONS_LOCK = threading.Lock()
 
 
@@ -180,6 +181,7 @@ class OnnxEncoder:
         self.projection = orthogonal_projection(self.feature_dim, hash_dim)
         self.choice = choice
         self.runtime, self.precision = choice.path.runtime, choice.path.precision
+        self._onnx: OnnxFeatures | OpenVinoFeatures
         if self.runtime == "openvino":
             from engine.encoding.openvino_cnn import OpenVinoFeatures
 
@@ -243,6 +245,7 @@ def light_encoder(
         paths = chooser.candidates("cpu", runtime, precision, True, openvino_cnn.available())
     except chooser.RuntimeChoiceError:
         return None
+    choice: chooser.PathChoice | None
     if len(paths) == 1 and runtime != "auto":
         choice = chooser.PathChoice(paths[0], "asked for")
     else:
@@ -250,7 +253,8 @@ def light_encoder(
     if choice is None or choice.path.runtime == "torch":
         return None
     if choice.path.precision == "int8":
-        model = openvino_cnn.usable_int8(model)
-        if model is None:
+        int8 = openvino_cnn.usable_int8(model)
+        if int8 is None:
             return None
+        model = int8
     return OnnxEncoder(hash_dim, backbone, weights_id, model, choice, input_size)

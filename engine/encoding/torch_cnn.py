@@ -321,7 +321,8 @@ class DeepImageEncoder(nn.Module):
 
         Written in tensor operations only, so the ONNX export carries it in its graph.
         """
-        return pixels.permute(0, 3, 1, 2).float() * self._scale - self._offset
+        scale, offset = self.get_buffer("_scale"), self.get_buffer("_offset")
+        return pixels.permute(0, 3, 1, 2).float() * scale - offset
 
     def prepare(self, batch: np.ndarray) -> torch.Tensor:
         """uint8 (N, H, W, 3) pixels to the normalised, channels-last tensor on device."""
@@ -349,7 +350,7 @@ class DeepImageEncoder(nn.Module):
         return onnx_cnn.project(feats, self.projection), feats
 
     def _features(self, batch: np.ndarray) -> np.ndarray:
-        if self.runtime == "onnx":
+        if self.runtime == "onnx" and self._onnx is not None:
             return self._onnx(batch)
         if self.runtime == "openvino":
             return self._openvino[self.precision](batch)

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -281,13 +282,15 @@ class Snapshot:
 
     slots: int
     codes: np.ndarray
-    features: RowFile | None
+    features: Rows | None
     band_keys: np.ndarray
     dead: np.ndarray
     meta: dict
     generation: int
     lsh_base: int = 0
-    lsh: SortedBands | None = None
+    #: SortedBands, or a store's own buckets answering every band at once (``lookup_all``:
+    #: a shared index's, in one round trip); :class:`engine.lsh.BandTable` takes either
+    lsh: Any = None
 
 
 class Store(Protocol):
@@ -318,7 +321,10 @@ class Store(Protocol):
     def file_states(self) -> dict[str, StoredFile]: ...
     def failures(self) -> list[tuple[str, str]]: ...
     def count(self) -> int: ...
-    def commit(self, batch: Batch) -> None: ...
+    def commit(self, batch: Batch) -> list[tuple[str, str]]:
+        """Write *batch* in one transaction; returns the (path, why) of rows refused."""
+        ...
+
     def snapshot(self) -> Snapshot: ...
     def version(self) -> tuple: ...
     def paths_of(self, slots: np.ndarray) -> list[str]: ...
@@ -338,7 +344,7 @@ class Store(Protocol):
         other shape left out."""
         ...
 
-    def set_choices(self, kind: str, add: dict[str, bytes], remove: list[str] = ()) -> None: ...
+    def set_choices(self, kind: str, add: dict[str, bytes], remove: Sequence[str] = ()) -> None: ...
     def get_blob(self, name: str) -> bytes | None: ...
     def put_blob(self, name: str, data: bytes) -> None: ...
     def sweep(self) -> None: ...
@@ -396,11 +402,9 @@ def open_index(
 
     if url and is_redis(url):
         return _open_or_rebuild(lambda: open_store(url, root=root), url, None, rebuild)
-    path = index_path or (_sqlite_path(url) if url else None)
-    own = not path
-    if own:
-        path = default_index_path(Path(root))
-        own = path == Path(root).resolve() / ".lookalike" / INDEX_FILENAME
+    given = index_path or (_sqlite_path(url) if url else None)
+    path = given or default_index_path(Path(root))
+    own = not given and path == Path(root).resolve() / ".lookalike" / INDEX_FILENAME
     folder = (
         index_folder(root)
         if own

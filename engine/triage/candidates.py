@@ -55,14 +55,14 @@ BANDED_FLOOR = 0.85
 #: than many rows against all).
 REBUILD_SHARE = 0.3
 
-ROW_ARRAYS = {
+ROW_ARRAYS: dict[str, np.dtype] = {
     "tags": np.dtype("<i8"),
     "flat": np.dtype("<f4"),
     "nearest": np.dtype("<f4"),
     "nearest_row": np.dtype("<i8"),
     "nearest_exact": np.dtype("u1"),
 }
-PAIR_ARRAYS = {
+PAIR_ARRAYS: dict[str, np.dtype] = {
     "left": np.dtype("<i8"),
     "right": np.dtype("<i8"),
     "rank": np.dtype("<i8"),
@@ -341,7 +341,7 @@ def encode(graph: CandidateGraph) -> bytes:
         "point_why": np.asarray(codes, np.int32).reshape(-1),
     }
     paths = [p.encode("utf-8", "surrogateescape") for p in graph.paths]
-    texts = [w.encode("utf-8", "surrogateescape") for w in whys]
+    encoded = [w.encode("utf-8", "surrogateescape") for w in whys]
     header = {
         "version": VERSION,
         "fingerprint": graph.fingerprint,
@@ -349,13 +349,13 @@ def encode(graph: CandidateGraph) -> bytes:
         "certain": graph.certain,
         "rows": len(graph),
         "pairs": len(graph.pairs),
-        "whys": len(texts),
+        "whys": len(encoded),
     }
     head = json.dumps(header).encode()
     body = [MAGIC, struct.pack("<I", len(head)), head]
     for name, dtype in {**ROW_ARRAYS, **PAIR_ARRAYS}.items():
         body.append(np.ascontiguousarray(arrays[name], dtype).tobytes())
-    for strings in (paths, texts):  # lengths, then the bytes
+    for strings in (paths, encoded):  # lengths, then the bytes
         body.append(np.array([len(x) for x in strings], TEXT_LENGTH).tobytes())
         body += strings
     return b"".join(body)

@@ -404,7 +404,9 @@ def _report(paths, names, lab, probs, vote, both, candidate, top, cut) -> Labels
     order = [int(i) for i in sorted(np.flatnonzero(candidate), key=lambda i: (own[i], paths[i]))]
     if top is not None:
         return Labels([item(i) for i in order[: max(0, top)]])
-    listed, pairs, under = [], {}, 0
+    listed: list[Mislabel] = []
+    pairs: dict[tuple[str, str], list[Mislabel]] = {}
+    under = 0
     for i in order:
         a, b = int(lab[i]), int(suggested[i])
         if confused[a, b] and own[i] >= STANDS_OUT:

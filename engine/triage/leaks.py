@@ -13,7 +13,7 @@ its best TRAIN match (identical bytes first, then the most similar).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,7 +69,7 @@ def find_leaks(
     test,
     on_progress: Callable[[str, float], None] | None = None,
     cancel: threading.Event | None = None,
-    rejected: set[tuple[str, str]] = frozenset(),
+    rejected: Set[tuple[str, str]] = frozenset(),
 ) -> list[Leak]:
     """Every picture of *test* that is a copy of one in *train* (both indexes up to
     date), but pairs (train path, test path) in *rejected* (marked not a leak)."""
@@ -107,15 +107,19 @@ def find_leaks(
         d = digests[i]
         if d is not None and (d not in by_digest or paths_a[i] < paths_a[by_digest[d]]):
             by_digest[d] = i
-    same = {j: by_digest[digests[na + j]] for j in range(nb) if digests[na + j] in by_digest}
-    left, right, rank = (np.concatenate(x).astype(np.int64) for x in (left, right, rank))
+    same = {}
+    for j in range(nb):
+        d = digests[na + j]
+        if d is not None and d in by_digest:
+            same[j] = by_digest[d]
+    lefts, rights, ranks = (np.concatenate(x).astype(np.int64) for x in (left, right, rank))
     # pictures whose stored path leads out of their folder through a link are left out
     allowed = np.array(train.openable(paths_a) + test.openable(paths_b), bool)
     if not allowed.all():
-        keep = allowed[left] & allowed[right]
-        left, right, rank = left[keep], right[keep], rank[keep]
+        keep = allowed[lefts] & allowed[rights]
+        lefts, rights, ranks = lefts[keep], rights[keep], ranks[keep]
         same = {j: i for j, i in same.items() if allowed[na + j] and allowed[i]}
-    pairs = copies.Pairs(left, right, rank)
+    pairs = copies.Pairs(lefts, rights, ranks)
     pairs.similarity = _cross_similarity(va, sa, vb, sb, pairs.left, pairs.right - na)
     stored = list(fa.thumbs) + list(fb.thumbs)
     needed = np.zeros(na + nb, bool)

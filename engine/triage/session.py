@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,6 +41,9 @@ from engine.triage.groups import DEFAULT_THRESHOLD, Graph, group_pairs, numbered
 from engine.triage.leaks import Leak, open_against
 from engine.triage.report import TriageReport
 from engine.triage.view import Ask, Paths, Row, View, make
+
+if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch
 
 #: The share of images reported as outliers.
 OUTLIER_SHARE = 0.01
@@ -72,7 +76,7 @@ class TriageSession:
     milliseconds; a refresh makes its new :class:`~engine.triage.view.View` without the
     lock (actions answer from the current one meanwhile) and swaps it in under it."""
 
-    search: object
+    search: ImageSimilaritySearch
     keep_in: tuple[str, ...] = ()
     outlier_share: float = OUTLIER_SHARE
     against: str | None = None
@@ -96,6 +100,20 @@ class TriageSession:
     _not_leaks: set[tuple[str, str]] = field(default_factory=set, repr=False)
     _refreshing: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _pending: tuple[dict, dict] | None = field(default=None, repr=False)
+
+    @property
+    def view(self) -> View:
+        """The view of the last refresh (a session is opened before any action)."""
+        if self._view is None:
+            raise RuntimeError("the triage session is not open yet")
+        return self._view
+
+    @property
+    def opened(self) -> TriageReport:
+        """The report of the last refresh or action (a session is opened first)."""
+        if self.report is None:
+            raise RuntimeError("the triage session is not open yet")
+        return self.report
 
     @property
     def graph(self) -> cand.CandidateGraph | None:
@@ -164,7 +182,7 @@ class TriageSession:
         root = str(self.search.root)
         if view is None:
             return Graph({}, [], np.zeros(0), np.zeros(0), [], set(), {}, root)
-        base = view.copies_graph(root, self._paths)
+        base = view.copies_graph(root, self._paths or Paths(self.search))
         base.hidden = {view.row_of_path[p] for p in self.away if p in view.row_of_path}
         base.rejected = self._rejected
         return base
@@ -220,7 +238,7 @@ class TriageSession:
             return self.report
 
     def _regroup_parts(self, report: TriageReport, touched: list[str]) -> TriageReport:
-        view = self._view
+        view = self.view
         graph = self._copies()
         rows = [view.row_of_path[p] for p in touched if p in view.row_of_path]
         parts = {view.parts[r] for r in rows if r in view.parts}
@@ -246,7 +264,7 @@ class TriageSession:
         return replace(report, groups=numbered(stay + fresh), **others)
 
     def _leaks_shown(self) -> list[Leak]:
-        leaks = self._view.sections.get("leaks", []) if self._view is not None else []
+        leaks = self.view.sections.get("leaks", []) if self._view is not None else []
         return [x for x in leaks if (x.path, x.other) not in self._not_leaks]
 
     # --- choices -------------------------------------------------------------------------------
@@ -267,7 +285,7 @@ class TriageSession:
         remembered in the index (the other members' earlier choices are dropped)."""
         with self.lock:
             group = next(
-                (g for g in self.report.groups
+                (g for g in self.opened.groups
                  if path in [m.path for m in (g.representative, *g.members)]),
                 None,
             )  # fmt: skip
@@ -285,7 +303,7 @@ class TriageSession:
         """*a* and *b* are no copies: never grouped again (remembered in the index)."""
         with self.lock:
             self.search.store.reject(a, b)
-            self._rejected.add(tuple(sorted((a, b))))
+            self._rejected.add((a, b) if a < b else (b, a))
             return self.regroup([a, b])
 
     def not_leak(self, leak: Leak) -> TriageReport:
@@ -330,7 +348,7 @@ class TriageSession:
         """Move *paths* of this folder into its quarantine (undoable), never a keeper;
         the moved pictures leave their groups at once."""
         with self.lock:
-            keep = self.report.keep()
+            keep = self.opened.keep()
             graph = self._copies()
             links = tuple(graph.paths[i] for i in graph.links)
             keep = Keep(keep.paths, keep.folders, links)  # the kept links are known here
@@ -348,8 +366,8 @@ class TriageSession:
                 _quietly(test.store.set_choices, "mark", {}, report.moved)
             self.test_marks.difference_update(report.moved)
             moved = set(report.moved)
-            leaks = self._view.sections.get("leaks", [])
-            self._view.sections["leaks"] = [x for x in leaks if x.other not in moved]
+            leaks = self.view.sections.get("leaks", [])
+            self.view.sections["leaks"] = [x for x in leaks if x.other not in moved]
             stash = {"leaks": [x for x in leaks if x.other in moved]}
             self.moves.append(Move("test", report, stash))
             self.regroup([])
@@ -366,13 +384,13 @@ class TriageSession:
         """Take moved pictures out of their groups and sections at once; what was taken
         out of the sections, for an undo to put back."""
         for p in paths:  # the index forgets them: their facts stay here, for an undo
-            row = self._view.row_facts(p)
+            row = self.view.row_facts(p)
             if row is not None:
                 self._kept_rows[p] = row
         self.away.update(paths)
         self.marks.difference_update(paths)
         _quietly(self.search.store.set_choices, "mark", {}, paths)
-        stash = _drop_from(self._view.sections, set(paths))
+        stash = _drop_from(self.view.sections, set(paths))
         self.regroup(paths)
         return stash
 
@@ -402,14 +420,14 @@ class TriageSession:
                 else [x for x in v if came_back(k, x)]
                 for k, v in last.stash.items()
             }
-            _put_back(self._view.sections, stash, len(back) if last.side == "train" else 0)
+            _put_back(self.view.sections, stash, len(back) if last.side == "train" else 0)
             self.regroup(sorted(back) if last.side == "train" else [])
             return report
 
 
 def _drop_from(sections: dict, gone: set[str]) -> dict:
     """Take the pictures *gone* out of the report's sections; what was taken out."""
-    out = {}
+    out: dict = {}
     if not gone:
         return out
     for key in ("outliers", "mislabeled", "unusable", "leaks"):
@@ -479,4 +497,4 @@ def triage(
     if prefer:
         session.prefer |= set(prefer)
         session.regroup()
-    return session.report
+    return session.opened

@@ -151,8 +151,8 @@ def measure_fine(
     rows = np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]]))
     side = copies.FINE_SIDE * 2
     made = []
-    for k, r in enumerate(rows):
-        if k % 4096 == 0 and cancel.is_set():
+    for n, r in enumerate(rows.tolist()):
+        if n % 4096 == 0 and cancel.is_set():
             raise JoinCancelled
         made.append(opener(int(r), side, copies.fine_picture))
     fine = dict(zip(rows.tolist(), made))

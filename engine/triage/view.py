@@ -334,10 +334,11 @@ def _measure(search, view: View, index_of, facts, vectors, paths_of, say, cancel
     thumbnail spread, then what the rule needs (full-size pixels, local features).
     Returns whether anything was measured, and how many pairs by local features."""
     graph = view.graph
+    assert graph is not None  # measured only where there is a graph
     pairs = graph.pairs
     present = index_of >= 0
     todo_sim = np.flatnonzero(np.isnan(pairs.pixels))
-    rows_needed = np.zeros(len(graph), bool)
+    rows_needed = np.zeros(len(graph), np.bool_)
     rows_needed[pairs.left[todo_sim]] = rows_needed[pairs.right[todo_sim]] = True
     rows_needed |= np.isnan(graph.flat)
     rows_needed &= present
@@ -410,6 +411,7 @@ def _labels(search, view: View, ask: Ask, rows, index_of, codes, fp: str, cancel
     """Wrong labels among the *rows* shown (a mask of graph rows), from their candidate
     pairs and codes; the classifier's work kept in the index under what it depends on."""
     graph = view.graph
+    assert graph is not None  # wrong labels are looked for only where there is a graph
     sel = np.flatnonzero(rows)
     at = np.full(len(graph), -1, np.int64)
     at[sel] = np.arange(len(sel))

@@ -112,7 +112,7 @@ def picture(im: Image.Image, cells_w: int, cells_h: int, choice: Choice):
     # reducing_gap: shrink by a whole factor first (a box filter), then Lanczos over the
     # last steps: the same picture at a fraction of the cost for large images
     size = (w * pw, h * ph)
-    rgb = np.asarray(im.convert("RGB").resize(size, Image.LANCZOS, reducing_gap=3.0))
+    rgb = np.asarray(im.convert("RGB").resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0))
     return renderer.cells(rgb, choice.colours == "256")
 
 
@@ -159,6 +159,8 @@ def reconstruct(art, px: tuple[int, int] = (6, 6)) -> np.ndarray:
     img = out.reshape(art.height * 6, art.width * 6, 3)
     if px != (6, 6):
         img = np.asarray(
-            Image.fromarray(img).resize((art.width * px[0], art.height * px[1]), Image.BOX)
+            Image.fromarray(img).resize(
+                (art.width * px[0], art.height * px[1]), Image.Resampling.BOX
+            )
         )
     return img

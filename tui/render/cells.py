@@ -61,7 +61,7 @@ class CellArt:
             indexed = self.indexed
             for chars, fgs, bgs in zip(self.chars.tolist(), self.fg.tolist(), self.bg.tolist()):
                 row: list[Segment] = []
-                run, key = "", None
+                run, key = "", (-1, -1)  # no colour: the first cell starts a run
                 for ch, f, b in zip(chars, fgs, bgs):
                     if (f, b) == key:
                         run += ch

@@ -77,7 +77,7 @@ class KittyArt:
         with _id_lock:
             self.image_id = next(_ids) & 0xFFFFFF or 1
         small = im.convert("RGB").resize(
-            (self.width * CELL_PX[0], self.height * CELL_PX[1]), Image.LANCZOS
+            (self.width * CELL_PX[0], self.height * CELL_PX[1]), Image.Resampling.LANCZOS
         )
         buf = io.BytesIO()
         small.save(buf, "PNG", optimize=False, compress_level=1)

@@ -12,10 +12,10 @@ from pathlib import Path
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import Static
 
 from tui import keys
+from tui.screens.base import AppScreen
 from tui.text import line
 from tui.thumbs import Thumb
 from tui.widgets.footer import KeysFooter
@@ -44,7 +44,7 @@ class ComparePane(Vertical):
         )
 
 
-class CompareScreen(Screen[None]):
+class CompareScreen(AppScreen):
     """Query on the left, result *index* of *cards* on the right. *left* names the left
     picture (``keep`` when triage compares copies with their keeper)."""
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
@@ -14,7 +17,7 @@ from tui.text import line, plain
 
 
 class FailuresScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,f", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,f", "dismiss", "Close")]
 
     def __init__(self, failures: list[SkippedFile]) -> None:
         super().__init__()
@@ -28,11 +31,8 @@ class FailuresScreen(ModalScreen[None]):
                     ("  escape closes", "dim"),
                 )
             )
-            table = DataTable(cursor_type="row", zebra_stripes=True)
+            table: DataTable[Text] = DataTable(cursor_type="row", zebra_stripes=True)
             table.add_columns("path", "reason")
             for f in self.failures:
                 table.add_row(plain(f.path), plain(f.reason))
             yield table
-
-    def action_dismiss(self) -> None:
-        self.dismiss(None)

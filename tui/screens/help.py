@@ -3,10 +3,12 @@ everywhere, from the one key table (:mod:`tui.keys`)."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
@@ -15,7 +17,7 @@ from tui import keys
 
 
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def __init__(self, places: tuple[str, ...]) -> None:
         super().__init__()
@@ -38,6 +40,3 @@ class HelpScreen(ModalScreen[None]):
             yield Static(Text("lookalike — keys", style="bold"), id="help-title")
             yield Static(table)
             yield Static(Text("\nescape closes · every action by name: ctrl+p", style="dim"))
-
-    def action_dismiss(self) -> None:
-        self.dismiss(None)

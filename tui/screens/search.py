@@ -17,13 +17,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import DirectoryTree, Input, Static
 from textual.worker import Worker, WorkerState
 
 from engine.errors import LookalikeError, os_reason
 from engine.names import count, printable
 from tui import keys
+from tui.screens.base import AppScreen
 from tui.text import NEWLINE, fit_path, line, plain
 from tui.widgets.footer import KeysFooter
 from tui.widgets.image_tree import ImageTree
@@ -62,7 +62,7 @@ class ThumbReady(Message):
         self.target, self.path, self.thumb = target, path, thumb
 
 
-class SearchScreen(Screen[None]):
+class SearchScreen(AppScreen):
     """Walk from lookalike to lookalike in one folder."""
 
     BINDINGS = keys.bindings("search")
@@ -152,8 +152,9 @@ class SearchScreen(Screen[None]):
 
     @work(thread=True, group="search", exit_on_error=False)
     def search_worker(self, request: int, path: Path, k: int, exact: bool) -> None:
-        result = self.app.search_engine.search(path, k, exact=exact)
-        self.post_message(SearchFinished(request, path, result))
+        search = self.app.search_engine
+        if search is not None:  # searches start once the engine is there
+            self.post_message(SearchFinished(request, path, search.search(path, k, exact=exact)))
 
     def on_search_finished(self, message: SearchFinished) -> None:
         if message.request != self._request:
@@ -342,7 +343,7 @@ class SearchScreen(Screen[None]):
 
     def action_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        if self.last_result is None:
+        if self.last_result is None or self.query_path is None:
             self.notify(f"results will be sorted by {self.sort}")
             return
         self.on_search_finished(SearchFinished(self._request, self.query_path, self.last_result))

@@ -28,13 +28,13 @@ from textual import events, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from engine.names import count, printable
 from tui import keys
 from tui.layout import COMPACT, Tier
+from tui.screens.base import AppScreen
 from tui.screens.confirm import ConfirmMove
 from tui.text import line, plain
 from tui.widgets.footer import KeysFooter
@@ -85,7 +85,7 @@ def _compared_why(first, other) -> str:
     return "identical bytes" if other.identical and not other.why else other.why
 
 
-class TriageScreen(Screen[None]):
+class TriageScreen(AppScreen):
     """See the module's notes."""
 
     BINDINGS = keys.bindings("triage")
@@ -175,14 +175,16 @@ class TriageScreen(Screen[None]):
         from engine.triage import TriageSession
 
         state = self.state
-        fresh = state.session is None
-        if fresh:
-            state.session = TriageSession(self.search, keep_in=state.keep_in, against=state.against)
+        session = state.session
+        fresh = session is None
+        if session is None:
+            session = TriageSession(self.search, keep_in=state.keep_in, against=state.against)
+            state.session = session
             said = ""
         else:
             said = "the index changed: only the new pictures were triaged"
-        before = state.session.report.images if state.session.report else 0
-        run = state.session.open if fresh else state.session.refresh
+        before = session.report.images if session.report else 0
+        run = session.open if fresh else session.refresh
         report = run(self._progress, self._cancel)
         state.stale = False
         if not fresh and report.images != before:
@@ -247,6 +249,8 @@ class TriageScreen(Screen[None]):
 
     def _show_status(self) -> None:
         report = self.report
+        if report is None:
+            return
         parts: list = [
             (count(len(report.groups), "group"), "bold"),
             f" of copies: {count(report.duplicates, 'picture')} could go, of {report.images}",
@@ -370,6 +374,8 @@ class TriageScreen(Screen[None]):
 
     def _show_sections(self) -> None:
         rows = self.rows
+        if rows is None:
+            return
         here = rows.section_of(self.row).name if len(rows) else ""
         parts: list = []
         for n, s in enumerate(rows.sections, 1):
@@ -388,7 +394,7 @@ class TriageScreen(Screen[None]):
             why.update(line(plain(s.path), (" · kept: ", "dim"), (s.why, "green")))
         elif s.kind == "duplicate":
             kept = " · under a kept folder: never moved" if s.kept else ""
-            keeper = self.current_row().slots[0]
+            keeper = self._slots(self.row)[0]
             why.update(
                 line(plain(s.path), ": ", s.why, (kept, "green"),
                      (f" · copy of {printable(keeper.path)} (kept: {keeper.why})", "dim"))
@@ -438,7 +444,7 @@ class TriageScreen(Screen[None]):
 
     def _jump(self, row: int) -> None:
         """Put the cursor on *row*, shown at the top of the view."""
-        self.row, self.col = min(max(row, 0), len(self.rows) - 1), 0
+        self.row, self.col = min(max(row, 0), len(self.rows or ()) - 1), 0
         self.top = self.row
         self._paint()
 
@@ -530,7 +536,8 @@ class TriageScreen(Screen[None]):
         on = not set(paths) <= session.marks
         (session.marks.update if on else session.marks.difference_update)(paths)
         self._remember_marks(paths, [], on)
-        self.rows = Rows(report, session.marks, session.test_marks, self.rows.test_root)
+        test_root = self.rows.test_root if self.rows is not None else None
+        self.rows = Rows(report, session.marks, session.test_marks, test_root)
         self._paint()
 
     # --- deciding ----------------------------------------------------------------------------
@@ -571,7 +578,7 @@ class TriageScreen(Screen[None]):
         if card is None or card.slot.kind != "duplicate":
             self.notify("n applies to a copy (not the first of its group), or to a leak")
             return
-        slots = self.current_row().slots
+        slots = self._slots(self.row)
         keeper, other = slots[0].path, card.slot.path
         # a group of two is gone after it: the next group takes its row (the keeper's path
         # may well be listed in another section, which is not where the user was)
@@ -616,15 +623,17 @@ class TriageScreen(Screen[None]):
 
         root = self.search.root
         if here:
-            planned = plan(here, root / QUARANTINE, session.report.kept_members())
-        else:
-            planned = plan(there, Path(self.state.against).resolve() / QUARANTINE)
+            kept = session.report.kept_members() if session.report is not None else []
+            planned = plan(here, root / QUARANTINE, kept)
+        else:  # only the other folder's pictures are marked: there is one
+            root = Path(str(self.state.against)).resolve()
+            planned = plan(there, root / QUARANTINE)
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.move_worker(here, there)
 
-        self.app.push_screen(ConfirmMove(planned, root if here else planned.folder), answered)
+        self.app.push_screen(ConfirmMove(planned, root), answered)
 
     @work(thread=True, exclusive=True, group="triage-move", exit_on_error=False)
     def move_worker(self, here: list[str], there: list[str]) -> None:
@@ -636,7 +645,7 @@ class TriageScreen(Screen[None]):
         def progress(done: int, _n: int, base: int = 0) -> None:
             self.post_message(TriageProgress("setting files aside", (base + done) / max(total, 1)))
 
-        moved, skipped = 0, []
+        moved, skipped = 0, list[tuple[str, str]]()
         try:
             with session.lock:
                 if here:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual.widgets import DirectoryTree
@@ -20,6 +21,10 @@ from tui.text import plain
 
 #: Entries a folder is searched through for a match before it is shown anyway.
 FOLDER_LOOK = 20_000
+
+
+if TYPE_CHECKING:
+    from textual.timer import Timer
 
 
 class ImageTree(DirectoryTree):
@@ -38,7 +43,7 @@ class ImageTree(DirectoryTree):
         self.follow_links = follow_links
         super().__init__(path, **kwargs)
         self.name_filter = ""
-        self._filter_timer = None
+        self._filter_timer: Timer | None = None
         self._opened: set[Path] = set()  # folders the filter opened
         self._reloading = False
 

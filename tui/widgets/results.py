@@ -33,14 +33,14 @@ class ResultCard(Vertical):
         self.data = data
         self._score = Static("", classes="card-score")
         self._thumb = Static("…", classes="card-thumb")
-        self._name = Static("", classes="card-name")
+        self._caption = Static("", classes="card-name")
         self.set_tier(tier, width)
         self.set_data(data)
 
     def compose(self):
         yield self._score
         yield self._thumb
-        yield self._name
+        yield self._caption
 
     def set_tier(self, tier: Tier, width: int | None = None) -> None:
         """The tier's thumbnail, in a card *width* cells wide (the grid's column; at least
@@ -62,7 +62,7 @@ class ResultCard(Vertical):
         rank = f"#{data.rank} " if len(f"#{data.rank} {score}{word}") <= room else ""
         # the card's parts have fixed sizes: no layout of the screen for a new content
         self._score.update(line((rank, "bold"), score, (word, "italic")), layout=False)
-        self._name.update(fit_path(data.name, room), layout=False)
+        self._caption.update(fit_path(data.name, room), layout=False)
         self._thumb.update("…", layout=False)
         self._thumb.remove_class("-broken")
 

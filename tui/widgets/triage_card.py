@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.text import Text
+
 from tui.layout import Tier
 from tui.text import NEWLINE, line, plain
 from tui.widgets.results import CardData, ResultCard
@@ -86,7 +88,7 @@ class TriageCard(ResultCard):
 
     def set_data(self, data: CardData) -> None:
         super().set_data(data)
-        self._head = None  # the result card's own label was just drawn over it
+        self._head: Text | None = None  # the result card's own label was just drawn over it
         self.refresh_label()
         if self.slot.kind == "broken":
             self._thumb.update(

@@ -228,7 +228,7 @@ class RowView(Vertical):
         """Hold *count* card widgets (the cards the width shows)."""
         while len(self.cards) > count:
             await self.cards.pop().remove()
-        new = []
+        new: list[TriageCard] = []
         while len(self.cards) + len(new) < count:
             new.append(TriageCard(Slot("", "outlier", 0.0), self.root, self.tier))
         if new:

@@ -70,7 +70,9 @@ class Record:
         "quality",
     )
 
-    def __init__(self, raw: bytes, damaged) -> None:
+    def __init__(self, raw: object, damaged) -> None:
+        """*raw*: whatever the server returned (anything but bytes of the record's shape is
+        the damaged-index error)."""
         if not isinstance(raw, bytes) or len(raw) < HEAD.size:
             raise damaged("an image record is too short")
         size, mtime, slot, pixels, dhash, flags, dlen, plen = HEAD.unpack_from(raw)

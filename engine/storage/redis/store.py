@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -290,17 +290,17 @@ class RedisStore:
         # Refuse paths whose id another path holds (never merged).
         every = [*batch.paths, *(f[0] for f in batch.failed), *batch.delete]
         if every:
-            ids = [id_bytes(p) for p in every]
-            held = dict(zip(every, self.r.hmget(self.k("img"), ids)))
+            idents = [id_bytes(p) for p in every]
+            held = dict(zip(every, self.r.hmget(self.k("img"), idents)))
             seen: dict[bytes, str] = {}
             clash = set()
-            for p, i in zip(every, ids):
+            for p, ident in zip(every, idents):
                 raw = held[p]
-                other = Record(raw, self.damaged).path if raw is not None else seen.get(i, p)
+                other = Record(raw, self.damaged).path if raw is not None else seen.get(ident, p)
                 if other != p:
                     clash.add(p)
                     refused.append((p, f"its id collides with {other}"))
-                seen.setdefault(i, p)
+                seen.setdefault(ident, p)
             ok_rows = [i for i in ok_rows if batch.paths[i] not in clash]
         n = len(batch.paths)
         start = 0
@@ -536,12 +536,12 @@ class RedisStore:
         if not short:
             return {}
         got = self.r.hmget(self.k("verdicts"), short)
-        return {k: v.decode("utf-8", "replace") for k, v in zip(short, got) if v is not None}
+        return {k: v.decode("utf-8", "replace") for k, v in zip(short, got) if isinstance(v, bytes)}
 
     @guarded
     def put_verdicts(self, items: dict[bytes, str]) -> None:
         if items:
-            self.r.hset(self.k("verdicts"), mapping=items)
+            self.r.hset(self.k("verdicts"), mapping={k: v.encode() for k, v in items.items()})
 
     @guarded
     def forget_verdicts(self) -> None:
@@ -595,7 +595,7 @@ class RedisStore:
         return checked_choices(rows)
 
     @guarded
-    def set_choices(self, kind: str, add: dict[str, bytes], remove: list[str] = ()) -> None:
+    def set_choices(self, kind: str, add: dict[str, bytes], remove: Sequence[str] = ()) -> None:
         import os
 
         if kind not in CHOICE_KINDS:
@@ -613,7 +613,8 @@ class RedisStore:
         key = self.k("blob:" + name)
         if self.r.type(key) != b"string" or int(self.r.strlen(key)) > BLOB_MAX:
             return None
-        return self.r.get(key)
+        got = self.r.get(key)
+        return got if isinstance(got, bytes) else None
 
     @guarded
     def put_blob(self, name: str, data: bytes) -> None:

@@ -54,7 +54,7 @@ def no_space(path: str) -> bool:
 
 
 def write_all(fd: int, data: np.ndarray, offset: int) -> None:
-    raw = memoryview(np.ascontiguousarray(data)).cast("B")
+    raw = memoryview(np.ascontiguousarray(data).data).cast("B")
     done = 0
     while done < len(raw):
         done += os.pwrite(fd, raw[done:], offset + done)
@@ -185,8 +185,8 @@ class ArrayFiles:
     def current(self, meta: dict) -> list[str]:
         """The array files of the generations *meta* names."""
         vec, band, lsh = self.gens(meta)
-        kinds = (("codes", vec), ("features", vec), ("bands", band))
-        kinds += tuple((k, lsh) for k in ("lsh-keys", "lsh-slots", "lsh-fences"))
+        kinds = [("codes", vec), ("features", vec), ("bands", band)]
+        kinds += [(k, lsh) for k in ("lsh-keys", "lsh-slots", "lsh-fences")]
         return [self.file(kind, gen) for kind, gen in kinds]
 
     def every(self) -> list[str]:

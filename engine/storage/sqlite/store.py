@@ -9,7 +9,7 @@ import sqlite3
 import stat
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 
 import numpy as np
@@ -183,7 +183,8 @@ class SQLiteStore:
                 return
             except sqlite3.DatabaseError as exc:
                 last = exc
-        raise IndexFileError(f"unreadable index {self.path}: {describe(last)}") from None
+        why = describe(last) if last is not None else "cannot be opened"
+        raise IndexFileError(f"unreadable index {self.path}: {why}") from None
 
     def _check_schema(self, create_missing: bool) -> None:
         self._has_thumbs, self._has_quality = check_tables(
@@ -344,7 +345,7 @@ class SQLiteStore:
                 pixels = batch.pixels or [None] * n_ok
                 thumbs = batch.thumbs or [None] * n_ok
                 measured = batch.quality or [None] * n_ok
-                rows = [
+                rows: list[tuple] = [
                     (p, size, mtime, "ok", None, slots + i, digest, dh, px, th, q)
                     for i, (p, size, mtime, digest, dh, px, th, q) in enumerate(
                         zip(
@@ -623,7 +624,7 @@ class SQLiteStore:
             ).fetchall()
         return checked_choices((decode_path(p), v) for p, v in rows)
 
-    def set_choices(self, kind: str, add: dict[str, bytes], remove: list[str] = ()) -> None:
+    def set_choices(self, kind: str, add: dict[str, bytes], remove: Sequence[str] = ()) -> None:
         if kind not in CHOICE_KINDS:
             raise ValueError(f"not a kind of choice: {kind}")
         with self.transaction(write=True) as db:
