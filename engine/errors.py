@@ -69,3 +69,31 @@ class IndexBusy(IndexFileError):
 class BadStoreURL(IndexFileError):
     """A store URL that cannot be used as written (a bad name, port or scheme): the
     command line treats it as a usage error."""
+
+
+class MoveError(LookalikeError):
+    """A move that cannot be done or undone; the message says why."""
+
+
+class ImageError(LookalikeError):
+    """An image that cannot be used; ``str(err)`` is a one-line reason fit for a report."""
+
+
+class SettingsError(LookalikeError):
+    """A setting out of range; the message names it."""
+
+
+class DatasetError(LookalikeError):
+    """The IDX files are missing or malformed."""
+
+
+class EncoderError(LookalikeError):
+    """A backbone that cannot be built; the message says how to fix it."""
+
+
+class RuntimeChoiceError(LookalikeError):
+    """A runtime or precision that cannot be used here; the message says why."""
+
+
+class Refused(IndexFileError):
+    """A folder or file that is a symbolic link, or not what lookalike put there."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine.errors import LookalikeError
+from engine.errors import DatasetError
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASSES = (
@@ -35,10 +35,6 @@ _FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-
-
-class DatasetError(LookalikeError):
-    """The IDX files are missing or malformed."""
 
 
 def _read_idx(path: Path) -> np.ndarray:

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-from engine.errors import LookalikeError
+from engine.errors import ImageError
 
 #: Images claiming more pixels than this are refused before any pixel is allocated.
 #: 64 megapixels covers every camera sensor sold today with room to spare.
@@ -76,10 +76,6 @@ def image_extensions() -> frozenset[str]:
     # Formats Pillow can open but whose files are rarely photos and often something else.
     exts -= {".ps", ".eps", ".pdf", ".h5", ".hdf", ".grib", ".bufr", ".fits", ".fit"}
     return frozenset(exts)
-
-
-class ImageError(LookalikeError):
-    """An image that cannot be used; ``str(err)`` is a one-line reason fit for a report."""
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import IndexFileError, LookalikeError, SearchError, os_reason
+from engine.errors import IndexFileError, MoveError, SearchError, os_reason
 from engine.names import check_relpath, count, first_bad_relpath, printable
 from engine.paths import INDEX_DIRNAME, user_cache_dir
 from engine.sandbox import Folder, Refused
@@ -86,10 +86,6 @@ MAX_LINE = 1 << 16
 #: The signing key's file in the user's cache folder, and its length.
 KEY_FILE = "moves.key"
 KEY_BYTES = 32
-
-
-class MoveError(LookalikeError):
-    """A move that cannot be done or undone; the message says why."""
 
 
 @dataclass

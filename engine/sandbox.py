@@ -31,16 +31,12 @@ import os
 import stat
 from pathlib import Path
 
-from engine.errors import IndexFileError
+from engine.errors import IndexFileError, Refused
 from engine.paths import INDEX_DIRNAME
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 #: The descriptor paths the kernel offers (Linux); elsewhere paths are joined by name.
 _PROC_FD = Path("/proc/self/fd")
-
-
-class Refused(IndexFileError):
-    """A folder or file that is a symbolic link, or not what lookalike put there."""
 
 
 def _check_name(name: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 
-from engine.errors import LookalikeError
+from engine.errors import SettingsError
 
 DEFAULT_HASH_DIM = 128
 DEFAULT_NUM_PERM = 128
@@ -31,10 +31,6 @@ SEARCH_MODES = ("auto", "exact", "lsh")
 #: offered (``--input-size``), and an index records its size.
 INPUT_SIZE = 224
 INPUT_SIZES = (160, 192, 224)
-
-
-class SettingsError(LookalikeError):
-    """A setting out of range; the message names it."""
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,22 @@ def test_a_new_image_needs_no_torch_once_exported(sample_copy, tmp_path):
     assert os.environ.get("LOOKALIKE_PRECISION") == "fp32"
     mods = _modules_after(code)
     assert "onnxruntime" in mods and "torch" not in mods
+
+
+def test_every_user_facing_error_of_the_engine_lives_in_errors():
+    """One place holds the errors a user may see (their one-line messages): any class
+    deriving from LookalikeError is defined in engine/errors.py."""
+    import ast
+
+    bases = {"LookalikeError"}
+    defined: dict[str, str] = {}
+    for path in sorted((REPO / "engine").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                names = {getattr(b, "id", getattr(b, "attr", "")) for b in node.bases}
+                defined[node.name] = str(path.relative_to(REPO))
+                if names & bases or node.name == "LookalikeError":
+                    bases.add(node.name)
+    errors = {name: where for name, where in defined.items() if name in bases}
+    assert len(errors) > 10  # the check itself is live
+    assert {w for w in errors.values()} == {"engine/errors.py"}, errors

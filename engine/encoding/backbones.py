@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import LookalikeError
+from engine.errors import EncoderError
 
 BACKBONES = ("resnet50", "efficientnet-lite0")
 
@@ -43,10 +43,6 @@ NORMALISATION = {
     "resnet50": Normalisation((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
     "efficientnet-lite0": Normalisation((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # to [-1, 1]
 }
-
-
-class EncoderError(LookalikeError):
-    """A backbone that cannot be built; the message says how to fix it."""
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from engine.errors import LookalikeError
+from engine.errors import RuntimeChoiceError
 from engine.paths import runtime_cache_file
 
 RUNTIMES = ("auto", "onnx", "torch", "openvino")
@@ -47,10 +47,6 @@ ROUNDS = 3
 #: 324 images/s in batches of 8 and 265 in batches of 64 (PyTorch bf16: 275 and 94).
 #: The indexer's batch (images per committed transaction) stays larger.
 CPU_MICRO_BATCH = 8
-
-
-class RuntimeChoiceError(LookalikeError):
-    """A runtime or precision that cannot be used here; the message says why."""
 
 
 @dataclass(frozen=True)
