@@ -40,7 +40,7 @@ from tui.text import line, plain
 from tui.widgets.footer import KeysFooter
 from tui.widgets.line import Line
 from tui.widgets.results import CardData
-from tui.widgets.triage_card import COMPARED, TriageCard, TriageState
+from tui.widgets.triage_card import COMPARED, Kind, TriageCard, TriageState
 from tui.widgets.triage_rows import Row, Rows, RowView
 
 if TYPE_CHECKING:
@@ -70,17 +70,17 @@ class TriageProgress(Message):
 
 #: How ``z`` names the two sides, by the kind of the row's first picture.
 COMPARED_NAMES = {
-    "keep": ("keep", "copy"),
-    "leak": ("leak", "original"),
-    "mislabeled": ("wrong label?", "neighbour"),
+    Kind.KEEP: ("keep", "copy"),
+    Kind.LEAK: ("leak", "original"),
+    Kind.MISLABELED: ("wrong label?", "neighbour"),
 }
 
 
 def _compared_why(first, other) -> str:
     """What the compare view says beside the score of *other*, compared with *first*."""
-    if other.kind == "neighbour":
+    if other.kind == Kind.NEIGHBOUR:
         return f"filed under {other.path.rpartition('/')[0] or '.'}"
-    if other.kind == "source":
+    if other.kind == Kind.SOURCE:
         return first.why  # the leak's reason
     return "identical bytes" if other.identical and not other.why else other.why
 
@@ -348,7 +348,7 @@ class TriageScreen(AppScreen):
         todo = []
         for view in self.views:
             for card in view.cards:
-                if not card.display or card.slot.kind == "broken" or not card.slot.path:
+                if not card.display or card.slot.kind == Kind.BROKEN or not card.slot.path:
                     continue
                 have = thumbs.peek(card.data.path, *self.tier.thumb)
                 if have is not None:
@@ -390,27 +390,27 @@ class TriageScreen(AppScreen):
             why.update(line(("no copies, outliers or broken files", "dim")) if empty else "")
             return
         s = card.slot
-        if s.kind == "keep":
+        if s.kind == Kind.KEEP:
             why.update(line(plain(s.path), (" · kept: ", "dim"), (s.why, "green")))
-        elif s.kind == "duplicate":
+        elif s.kind == Kind.DUPLICATE:
             kept = " · under a kept folder: never moved" if s.kept else ""
             keeper = self._slots(self.row)[0]
             why.update(
                 line(plain(s.path), ": ", s.why, (kept, "green"),
                      (f" · copy of {printable(keeper.path)} (kept: {keeper.why})", "dim"))
             )  # fmt: skip
-        elif s.kind == "outlier":
+        elif s.kind == Kind.OUTLIER:
             why.update(line(plain(s.path), (" · nearest: ", "dim"), plain(s.why)))
-        elif s.kind in ("broken", "unusable"):
+        elif s.kind in (Kind.BROKEN, Kind.UNUSABLE):
             why.update(line(plain(s.path), ": ", (s.why, "red")))
-        elif s.kind == "leak":
+        elif s.kind == Kind.LEAK:
             why.update(line(plain(s.path), " (the other folder): ", s.why))
-        elif s.kind == "mislabeled":
+        elif s.kind == Kind.MISLABELED:
             why.update(
                 line(plain(s.path), ": it looks like ", plain(s.why),
                      f" (score {s.score:.2f}: how likely its folder is wrong) · l moves it there")
             )  # fmt: skip
-        elif s.kind == "neighbour":
+        elif s.kind == Kind.NEIGHBOUR:
             why.update(line(plain(s.path), (" · one of its nearest neighbours", "dim")))
         else:
             why.update(line(plain(s.path), (" · the original in this folder", "dim")))
@@ -544,14 +544,14 @@ class TriageScreen(AppScreen):
 
     def _group_card(self, what: str) -> TriageCard | None:
         card = self.current
-        if card is None or card.slot.kind not in ("keep", "duplicate"):
+        if card is None or card.slot.kind not in (Kind.KEEP, Kind.DUPLICATE):
             self.notify(f"{what} applies to a picture of a group of copies")
             return None
         return card
 
     def action_keep(self) -> None:
         card = self._group_card("k")
-        if card is None or card.slot.kind == "keep":
+        if card is None or card.slot.kind == Kind.KEEP:
             return
         path = card.slot.path
         self._act(lambda s: s.keep(path), path, f"keeping {printable(path)} (remembered)")
@@ -571,11 +571,11 @@ class TriageScreen(AppScreen):
 
     def action_not_duplicate(self) -> None:
         card = self.current
-        if card is not None and card.slot.kind == "leak":
+        if card is not None and card.slot.kind == Kind.LEAK:
             leak = card.slot.extra
             self._act(lambda s: s.not_leak(leak), (self.row, 0), "not a leak: remembered")
             return
-        if card is None or card.slot.kind != "duplicate":
+        if card is None or card.slot.kind != Kind.DUPLICATE:
             self.notify("n applies to a copy (not the first of its group), or to a leak")
             return
         slots = self._slots(self.row)
@@ -692,7 +692,7 @@ class TriageScreen(AppScreen):
 
     def action_relabel(self) -> None:
         card = self.current
-        if card is None or card.slot.kind != "mislabeled":
+        if card is None or card.slot.kind != Kind.MISLABELED:
             self.notify("l moves a suspected wrong label to the folder it looks like it belongs in")
             return
         self.relabel_worker(card.slot.path, card.slot.why)
@@ -721,7 +721,7 @@ class TriageScreen(AppScreen):
 
     def action_search(self) -> None:
         card = self.current
-        if card is None or card.slot.kind in ("broken", "leak"):
+        if card is None or card.slot.kind in (Kind.BROKEN, Kind.LEAK):
             return
         path = card.data.path
         self.dismiss(None)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +31,26 @@ class TriageState:
     stale: bool = False
 
 
+class Kind(str, Enum):
+    """What a card stands for."""
+
+    KEEP = "keep"  # the picture a group of copies keeps
+    DUPLICATE = "duplicate"  # a copy of it
+    OUTLIER = "outlier"
+    BROKEN = "broken"
+    LEAK = "leak"  # a TEST picture that copies one of DIR
+    SOURCE = "source"  # the DIR picture a leak copies
+    MISLABELED = "mislabeled"  # a suspected wrong label
+    NEIGHBOUR = "neighbour"  # one of its voters
+    UNUSABLE = "unusable"  # hard to learn from
+
+
 @dataclass
 class Slot:
     """One card on the screen and what it stands for."""
 
     path: str  # relative to the root (or to ``base``)
-    #: "keep", "duplicate", "outlier", "broken", "leak" (a TEST picture), "source" (its
-    #: TRAIN original), "mislabeled", "neighbour" (one of its voters), "unusable"
-    kind: str
+    kind: Kind
     score: float
     identical: bool = False
     marked: bool = False
@@ -50,18 +63,18 @@ class Slot:
     def movable(self) -> bool:
         """Whether ``m`` may set it aside: copies not kept, suspected wrong labels and
         unusable pictures of this folder, and a leak's copy in the other folder."""
-        if self.kind == "duplicate":
+        if self.kind == Kind.DUPLICATE:
             return not self.kept
-        return self.kind in ("mislabeled", "unusable", "leak")
+        return self.kind in (Kind.MISLABELED, Kind.UNUSABLE, Kind.LEAK)
 
     @property
     def test(self) -> bool:
         """A picture of the other folder (``--against``)."""
-        return self.kind == "leak"
+        return self.kind == Kind.LEAK
 
 
 #: Rows whose first card is compared with the others by ``z``.
-COMPARED = ("keep", "leak", "mislabeled")
+COMPARED = (Kind.KEEP, Kind.LEAK, Kind.MISLABELED)
 
 
 class TriageCard(ResultCard):
@@ -78,7 +91,9 @@ class TriageCard(ResultCard):
         """Show *slot* (its thumbnail comes later, from a worker). The same picture as
         before keeps its drawing: only its label is made again (a card redrawn for
         nothing costs a terminal frame)."""
-        same = slot.path == self.slot.path and slot.base == self.slot.base and slot.kind != "broken"
+        same = (
+            slot.path == self.slot.path and slot.base == self.slot.base and slot.kind != Kind.BROKEN
+        )
         self.slot = slot
         if same and self.slot.path:
             self.refresh_label()
@@ -90,7 +105,7 @@ class TriageCard(ResultCard):
         super().set_data(data)
         self._head: Text | None = None  # the result card's own label was just drawn over it
         self.refresh_label()
-        if self.slot.kind == "broken":
+        if self.slot.kind == Kind.BROKEN:
             self._thumb.update(
                 line(("cannot read", "red"), NEWLINE, plain(self.slot.why)), layout=False
             )
@@ -99,19 +114,19 @@ class TriageCard(ResultCard):
     def refresh_label(self) -> None:
         s = self.slot
         mark = ("  ✓", "bold yellow") if s.marked else ""
-        if s.kind == "keep":
+        if s.kind == Kind.KEEP:
             head = line(("keep", "bold green"), (f" · {s.why}", "green") if s.why else "")
-        elif s.kind == "outlier":
+        elif s.kind == Kind.OUTLIER:
             head = line(("nearest ", "dim"), f"{s.score:.3f}")
-        elif s.kind == "broken":
+        elif s.kind == Kind.BROKEN:
             head = line(("broken", "bold red"))
-        elif s.kind == "leak":
+        elif s.kind == Kind.LEAK:
             head = line(("leak ", "bold red"), f"{s.score:.3f}", mark)
-        elif s.kind in ("source", "neighbour"):
-            head = line((s.kind, "dim"))
-        elif s.kind == "mislabeled":
+        elif s.kind in (Kind.SOURCE, Kind.NEIGHBOUR):
+            head = line((s.kind.value, "dim"))
+        elif s.kind == Kind.MISLABELED:
             head = line(("→ ", "bold"), (s.why, "bold"), f" {s.score:.2f}", mark)
-        elif s.kind == "unusable":
+        elif s.kind == Kind.UNUSABLE:
             head = line((s.why, "bold red"), mark)
         else:
             head = line(

@@ -19,7 +19,7 @@ from textual.containers import Horizontal, Vertical
 from tui.layout import Tier
 from tui.text import line, plain
 from tui.widgets.line import Line
-from tui.widgets.triage_card import Slot, TriageCard
+from tui.widgets.triage_card import Kind, Slot, TriageCard
 
 if TYPE_CHECKING:
     from engine.triage import TriageReport
@@ -109,11 +109,11 @@ class Rows:
 
     def _copies(self, k: int, s: Section) -> Row:
         g = self.report.groups[k]
-        slots = [Slot(g.representative.path, "keep", 1.0, why=g.kept_because)]
+        slots = [Slot(g.representative.path, Kind.KEEP, 1.0, why=g.kept_because)]
         for m in g.members:
             slots.append(
                 Slot(
-                    m.path, "duplicate", m.score, m.identical,
+                    m.path, Kind.DUPLICATE, m.score, m.identical,
                     marked=not m.kept and m.path in self.marks, why=m.why, kept=m.kept,
                 )
             )  # fmt: skip
@@ -133,21 +133,21 @@ class Rows:
 
     def _outliers(self, k: int, s: Section) -> Row:
         part, label = self._chunk(k, self.report.outliers, "outliers")
-        slots = [Slot(o.path, "outlier", o.score, why=o.neighbour) for o in part]
+        slots = [Slot(o.path, Kind.OUTLIER, o.score, why=o.neighbour) for o in part]
         return Row("outliers", line(label, (": least like anything else", "dim")), slots)
 
     def _broken(self, k: int, s: Section) -> Row:
         part, label = self._chunk(k, self.report.broken, "broken files")
-        return Row("broken", label, [Slot(b.path, "broken", 0.0, why=b.reason) for b in part])
+        return Row("broken", label, [Slot(b.path, Kind.BROKEN, 0.0, why=b.reason) for b in part])
 
     def _leaks(self, k: int, s: Section) -> Row:
         x = self.report.leaks[k]
         slots = [
             Slot(
-                x.other, "leak", x.score, x.identical, marked=x.other in self.test_marks,
+                x.other, Kind.LEAK, x.score, x.identical, marked=x.other in self.test_marks,
                 why=x.why, base=self.test_root, extra=x,
             ),
-            Slot(x.path, "source", x.score),
+            Slot(x.path, Kind.SOURCE, x.score),
         ]  # fmt: skip
         label = line(
             (f"leak {k + 1} of {s.items}: ", "bold red"), plain(x.other), " copies ",
@@ -160,9 +160,11 @@ class Rows:
             return self._confusion(k - len(self.report.mislabeled))
         m = self.report.mislabeled[k]
         slots = [
-            Slot(m.path, "mislabeled", m.confidence, marked=m.path in self.marks, why=m.suggested)
+            Slot(
+                m.path, Kind.MISLABELED, m.confidence, marked=m.path in self.marks, why=m.suggested
+            )
         ]
-        slots += [Slot(n, "neighbour", 0.0) for n in m.neighbours]
+        slots += [Slot(n, Kind.NEIGHBOUR, 0.0) for n in m.neighbours]
         label = line(
             (f"{k + 1} of {s.items}: ", "bold"), ("filed under ", "dim"), plain(m.folder),
             ("; it looks like ", "dim"), plain(m.suggested), (" · l moves it there", "dim"),
@@ -172,7 +174,9 @@ class Rows:
     def _confusion(self, k: int) -> Row:
         c = self.report.confusions[k]
         slots = [
-            Slot(m.path, "mislabeled", m.confidence, marked=m.path in self.marks, why=m.suggested)
+            Slot(
+                m.path, Kind.MISLABELED, m.confidence, marked=m.path in self.marks, why=m.suggested
+            )
             for m in c.pictures[:CHUNK]
         ]
         more = f", the {CHUNK} likeliest wrong shown" if c.count > CHUNK else ""
@@ -184,7 +188,7 @@ class Rows:
     def _unusable(self, k: int, s: Section) -> Row:
         part, label = self._chunk(k, self.report.unusable, "hard to learn from")
         slots = [
-            Slot(u.path, "unusable", 0.0, marked=u.path in self.marks, why=" ".join(u.flags))
+            Slot(u.path, Kind.UNUSABLE, 0.0, marked=u.path in self.marks, why=" ".join(u.flags))
             for u in part
         ]
         return Row("unusable", label, slots)
@@ -230,7 +234,7 @@ class RowView(Vertical):
             await self.cards.pop().remove()
         new: list[TriageCard] = []
         while len(self.cards) + len(new) < count:
-            new.append(TriageCard(Slot("", "outlier", 0.0), self.root, self.tier))
+            new.append(TriageCard(Slot("", Kind.OUTLIER, 0.0), self.root, self.tier))
         if new:
             self.cards += new
             await self.strip.mount_all(new)
