@@ -57,6 +57,8 @@ def settings_from(args: argparse.Namespace):
 
 def kept_folders(root, given: list[str]) -> tuple[str, ...]:
     """``--keep-in`` folders relative to *root*, or a usage error."""
+    if not given:
+        return ()
     from engine.triage import kept_folder
 
     try:

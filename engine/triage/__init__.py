@@ -21,21 +21,41 @@ Where each job lives:
 * ``session`` — the use-case layer: a triage kept current action by action.
 """
 
-from engine.triage.groups import DEFAULT_THRESHOLD, Graph, group_pairs, kept_folder, under
-from engine.triage.report import Group, Member, Outlier, TriageReport
-from engine.triage.session import OUTLIER_SHARE, TriageSession, triage
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_THRESHOLD",
-    "OUTLIER_SHARE",
-    "Graph",
-    "Group",
-    "Member",
-    "Outlier",
-    "TriageReport",
-    "TriageSession",
-    "group_pairs",
-    "kept_folder",
-    "triage",
-    "under",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+#: What the package gives, and the module each comes from. Imported on first use: the
+#: session pulls in the classifier's libraries (about 0.6 s), which the app must not wait
+#: for before its first frame (``--keep-in`` needs only ``kept_folder``).
+_EXPORTS = {
+    "DEFAULT_THRESHOLD": "engine.triage.groups",
+    "Graph": "engine.triage.groups",
+    "group_pairs": "engine.triage.groups",
+    "kept_folder": "engine.triage.groups",
+    "under": "engine.triage.groups",
+    "Group": "engine.triage.report",
+    "Member": "engine.triage.report",
+    "Outlier": "engine.triage.report",
+    "TriageReport": "engine.triage.report",
+    "OUTLIER_SHARE": "engine.triage.session",
+    "TriageSession": "engine.triage.session",
+    "triage": "engine.triage.session",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from engine.triage.groups import DEFAULT_THRESHOLD, Graph, group_pairs, kept_folder, under
+    from engine.triage.report import Group, Member, Outlier, TriageReport
+    from engine.triage.session import OUTLIER_SHARE, TriageSession, triage
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine.triage' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Set
-from dataclasses import dataclass
 
 import numpy as np
 
 from engine import copies
 from engine.selfjoin import JoinCancelled, unit_codes
+from engine.triage.report import Leak
 from engine.triage.verify import (
     Cache,
     Opener,
@@ -34,15 +34,6 @@ from engine.triage.verify import (
 BLOCK = 512
 #: How TEST paths are told apart from TRAIN ones in the verdict cache's keys.
 TEST_MARK = "\0test\0"
-
-
-@dataclass(frozen=True)
-class Leak:
-    path: str  # in TRAIN
-    other: str  # in TEST
-    score: float  # visual similarity (1.0 when identical)
-    identical: bool
-    why: str
 
 
 def open_against(train, folder, store: str | None = None):

@@ -10,7 +10,6 @@ from engine.dataset import Unusable
 from engine.images import SkippedFile
 from engine.quarantine import Keep
 from engine.triage.labels import Confusion, Mislabel
-from engine.triage.leaks import Leak
 
 
 @dataclass(slots=True)
@@ -41,6 +40,17 @@ class Group:
     #: folder", "a file, not a link", "most pixels", "oldest", "shortest path", "first
     #: by name" (the first rule of the keeper order it wins by)
     kept_because: str = ""
+
+
+@dataclass(frozen=True)
+class Leak:
+    """A picture of TEST that copies one of DIR (``--against``)."""
+
+    path: str  # in DIR (TRAIN)
+    other: str  # in TEST
+    score: float  # visual similarity (1.0 when identical)
+    identical: bool
+    why: str
 
 
 @dataclass(slots=True)
