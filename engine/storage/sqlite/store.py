@@ -309,93 +309,64 @@ class SQLiteStore:
         with self._lock:
             meta = self.get_meta()
             slots = whole(meta, "slots", 0, 1 << 40, self.damaged)
-            hash_dim, feature_dim, bands = self._dims(meta)
-            if n_new:
-                vec, band, _ = self.arrays.gens(meta)
-                codes = np.asarray(batch.codes, CODE_DTYPE).reshape(n_new, hash_dim)
-                keys = np.asarray(batch.band_keys, KEY_DTYPE).reshape(n_new, bands)
-                self.arrays.append(
-                    self.arrays.file("codes", vec), slots * hash_dim * 4, codes, "codes"
-                )
-                if feature_dim:
-                    feats = np.asarray(batch.features, FEATURE_DTYPE)
-                    feats = feats.reshape(n_new, feature_dim)
-                    self.arrays.append(
-                        self.arrays.file("features", vec),
-                        slots * feature_dim * 2,
-                        feats,
-                        "features",
-                    )
-                self.arrays.append(
-                    self.arrays.file("bands", band), slots * bands * 8, keys, "band keys"
-                )
-            refused: list[tuple[str, str]] = []
+            if n_new:  # the arrays first: rows past the committed count are never read
+                self._append_arrays(batch, meta, slots)
             with self.transaction(write=True) as db:
-                gone = [*batch.delete, *batch.paths, *(f[0] for f in batch.failed)]
-                for p in gone:
-                    raw = encode_path(p)
-                    row = db.execute("SELECT slot FROM images WHERE path = ?", (raw,)).fetchone()
-                    if row is None:
-                        continue
-                    db.execute("DELETE FROM images WHERE path = ?", (raw,))
-                    if row[0] is not None:
-                        db.execute("INSERT OR IGNORE INTO dead (slot) VALUES (?)", (row[0],))
-                n_ok = len(batch.paths)
-                dhashes = batch.dhashes or [None] * n_ok
-                pixels = batch.pixels or [None] * n_ok
-                thumbs = batch.thumbs or [None] * n_ok
-                measured = batch.quality or [None] * n_ok
-                rows: list[tuple] = [
-                    (p, size, mtime, "ok", None, slots + i, digest, dh, px, th, q)
-                    for i, (p, size, mtime, digest, dh, px, th, q) in enumerate(
-                        zip(
-                            batch.paths,
-                            batch.sizes,
-                            batch.mtimes,
-                            batch.digests,
-                            dhashes,
-                            pixels,
-                            thumbs,
-                            measured,
-                        )
-                    )
-                ]
-                rows += [
-                    (p, size, mtime, "failed", why, None, None, None, None, None, None)
-                    for p, size, mtime, why in batch.failed
-                ]
-                for p, size, mtime, status, why, slot, digest, dh, px, th, q in rows:
-                    try:
-                        db.execute(
-                            "INSERT INTO images (id, path, size, mtime_ns, status, error, slot,"
-                            " digest, dhash, pixels, thumb, quality)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            (
-                                image_id(p),
-                                encode_path(p),
-                                size,
-                                mtime,
-                                status,
-                                why,
-                                slot,
-                                digest,
-                                dh,
-                                px,
-                                th,
-                                q,
-                            ),
-                        )
-                    except sqlite3.IntegrityError:
-                        other = db.execute(
-                            "SELECT path FROM images WHERE id = ?", (image_id(p),)
-                        ).fetchone()
-                        refused.append(
-                            (p, f"its id collides with {decode_path(other[0]) if other else '?'}")
-                        )
-                        if slot is not None:
-                            db.execute("INSERT OR IGNORE INTO dead (slot) VALUES (?)", (slot,))
+                self._forget(db, [*batch.delete, *batch.paths, *(f[0] for f in batch.failed)])
+                refused = self._insert(db, _image_rows(batch, slots))
                 if n_new:
                     self.put_meta(db, {"slots": slots + n_new})
+        return refused
+
+    def _append_arrays(self, batch: Batch, meta: dict, slots: int) -> None:
+        """The batch's codes, features and band keys after the first *slots* rows."""
+        n = len(batch.paths)
+        hash_dim, feature_dim, bands = self._dims(meta)
+        vec, band, _ = self.arrays.gens(meta)
+        codes = np.asarray(batch.codes, CODE_DTYPE).reshape(n, hash_dim)
+        self.arrays.append(self.arrays.file("codes", vec), slots * hash_dim * 4, codes, "codes")
+        if feature_dim:
+            feats = np.asarray(batch.features, FEATURE_DTYPE).reshape(n, feature_dim)
+            where = self.arrays.file("features", vec)
+            self.arrays.append(where, slots * feature_dim * 2, feats, "features")
+        keys = np.asarray(batch.band_keys, KEY_DTYPE).reshape(n, bands)
+        self.arrays.append(self.arrays.file("bands", band), slots * bands * 8, keys, "band keys")
+
+    @staticmethod
+    def _forget(db: sqlite3.Connection, paths: list[str]) -> None:
+        """The records of *paths* removed, their slots marked dead."""
+        for p in paths:
+            raw = encode_path(p)
+            row = db.execute("SELECT slot FROM images WHERE path = ?", (raw,)).fetchone()
+            if row is None:
+                continue
+            db.execute("DELETE FROM images WHERE path = ?", (raw,))
+            if row[0] is not None:
+                db.execute("INSERT OR IGNORE INTO dead (slot) VALUES (?)", (row[0],))
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, rows: list[tuple]) -> list[tuple[str, str]]:
+        """*rows* written; the (path, why) of those refused (an id another path holds),
+        whose slots are marked dead."""
+        refused: list[tuple[str, str]] = []
+        for p, size, mtime, status, why, slot, digest, dh, px, th, q in rows:
+            try:
+                db.execute(
+                    "INSERT INTO images (id, path, size, mtime_ns, status, error, slot,"
+                    " digest, dhash, pixels, thumb, quality)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (image_id(p), encode_path(p), size, mtime, status, why, slot)
+                    + (digest, dh, px, th, q),
+                )
+            except sqlite3.IntegrityError:
+                other = db.execute(
+                    "SELECT path FROM images WHERE id = ?", (image_id(p),)
+                ).fetchone()
+                refused.append(
+                    (p, f"its id collides with {decode_path(other[0]) if other else '?'}")
+                )
+                if slot is not None:
+                    db.execute("INSERT OR IGNORE INTO dead (slot) VALUES (?)", (slot,))
         return refused
 
     def snapshot(self) -> Snapshot:
@@ -693,3 +664,25 @@ class SQLiteStore:
         with self._lock:
             self._db.close()
             self.folder.close()
+
+
+def _image_rows(batch: Batch, slots: int) -> list[tuple]:
+    """The image records of *batch*: its pictures at the slots after *slots*, then the
+    files that failed (no slot)."""
+    n = len(batch.paths)
+    dhashes = batch.dhashes or [None] * n
+    pixels = batch.pixels or [None] * n
+    thumbs = batch.thumbs or [None] * n
+    measured = batch.quality or [None] * n
+    facts = zip(
+        batch.paths, batch.sizes, batch.mtimes, batch.digests, dhashes, pixels, thumbs, measured
+    )
+    rows: list[tuple] = [
+        (p, size, mtime, "ok", None, slots + i, digest, dh, px, th, q)
+        for i, (p, size, mtime, digest, dh, px, th, q) in enumerate(facts)
+    ]
+    rows += [
+        (p, size, mtime, "failed", why, None, None, None, None, None, None)
+        for p, size, mtime, why in batch.failed
+    ]
+    return rows
