@@ -166,6 +166,22 @@ def self_join(
 # --- exact blocks --------------------------------------------------------------------------
 
 
+def _pairs_at(s: np.ndarray, best: np.ndarray, i: int, j: int, tau: float, pair_filter):
+    """The pairs of block *s* (rows from *i*, columns from *j*) at or above *tau* with
+    left < right and passing *pair_filter*: (left, right, score), or None. Only the rows
+    whose *best* reaches *tau* are scanned."""
+    hot = np.flatnonzero(best >= tau)
+    if not len(hot):
+        return None
+    r, c = np.nonzero(s[hot] >= tau)
+    keep = c + j > hot[r] + i
+    r, c = r[keep], c[keep]
+    if pair_filter is not None and len(r):
+        keep = pair_filter(hot[r] + i, c + j)
+        r, c = r[keep], c[keep]
+    return hot[r] + i, c + j, s[hot[r], c]
+
+
 def exact_blocks(
     units: np.ndarray,
     tau: float,
@@ -202,13 +218,10 @@ def exact_blocks(
             raise JoinCancelled
         a = units[i : i + BLOCK_ROWS]
         rows = np.arange(len(a))
-        if top_k:
-            k = min(top_k, n - 1)
-            cur_v = np.full((len(a), k), -np.inf, np.float32)
-            cur_c = np.full((len(a), k), -1, np.int64)
+        if top_k:  # each row's first top k, from the sample
             s0 = a @ seed_units.T
             s0[(seed[None, :] == (rows + i)[:, None])] = -np.inf
-            part = np.argpartition(-s0, k - 1, axis=1)[:, :k]
+            part = np.argpartition(-s0, min(top_k, n - 1) - 1, axis=1)[:, : min(top_k, n - 1)]
             cur_v, cur_c = np.take_along_axis(s0, part, axis=1), seed[part]
         for j in range(0, n, BLOCK_COLS):
             s = a @ units[j : j + BLOCK_COLS].T
@@ -233,17 +246,11 @@ def exact_blocks(
                 continue
             if j + s.shape[1] <= i:
                 continue  # only pairs with left < right are kept: this block holds none
-            hot = np.flatnonzero(best >= tau)  # only rows holding a pair are scanned
-            if len(hot):
-                r, c = np.nonzero(s[hot] >= tau)
-                keep = c + j > hot[r] + i
-                r, c = r[keep], c[keep]
-                if pair_filter is not None and len(r):
-                    keep = pair_filter(hot[r] + i, c + j)
-                    r, c = r[keep], c[keep]
-                lefts.append(hot[r] + i)
-                rights.append(c + j)
-                scores.append(s[hot[r], c])
+            found = _pairs_at(s, best, i, j, tau, pair_filter)
+            if found is not None:
+                lefts.append(found[0])
+                rights.append(found[1])
+                scores.append(found[2])
         if top_k:
             r, q = np.nonzero((cur_v >= tau) & (cur_c >= 0))
             lefts.append(r + i)

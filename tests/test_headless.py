@@ -85,3 +85,16 @@ def test_every_user_facing_error_of_the_engine_lives_in_errors():
     errors = {name: where for name, where in defined.items() if name in bases}
     assert len(errors) > 10  # the check itself is live
     assert {w for w in errors.values()} == {"engine/errors.py"}, errors
+
+
+def test_no_function_of_engine_or_tui_is_over_80_lines():
+    """A function a reader can hold in view: longer ones are split into named steps."""
+    import ast
+
+    long = []
+    for path in sorted([*(REPO / "engine").rglob("*.py"), *(REPO / "tui").rglob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.end_lineno - node.lineno + 1 > 80:
+                    long.append(f"{path.relative_to(REPO)}:{node.name}")
+    assert not long, long

@@ -229,6 +229,20 @@ class Change:
         return bool(self.new or self.gone or self.rebuilt)
 
 
+def _merged(joined: copies.Pairs, n: int) -> copies.Pairs:
+    """*joined* with one of each pair (the one with evidence first), kept where it is
+    among either picture's first candidates, ranked."""
+    packed = joined.left * n + joined.right
+    measured = ~np.isnan(joined.pixels)
+    order = np.lexsort((~measured, packed))
+    first = order[np.concatenate([[True], packed[order][1:] != packed[order][:-1]])]
+    merged = joined.take(np.sort(first))
+    keep_at, rank = nearest_candidates(merged.left, merged.right, merged.score, n)
+    merged = merged.take(keep_at)
+    merged.rank = rank
+    return merged
+
+
 def update(
     graph: CandidateGraph,
     paths: list[str],
@@ -298,16 +312,7 @@ def update(
     lo, hi = np.minimum(left, right), np.maximum(left, right)
     fresh = copies.Pairs(lo, hi, np.zeros(len(lo), np.int64))
     fresh.score = found_s.astype(np.float32)
-    merged = copies.Pairs.join([grown.pairs, fresh])
-    # one of each pair: the one with evidence first
-    packed = merged.left * n + merged.right
-    measured = ~np.isnan(merged.pixels)
-    order = np.lexsort((~measured, packed))
-    first = order[np.concatenate([[True], packed[order][1:] != packed[order][:-1]])]
-    merged = merged.take(np.sort(first))
-    keep_at, rank = nearest_candidates(merged.left, merged.right, merged.score, n)
-    merged = merged.take(keep_at)
-    merged.rank = rank
+    merged = _merged(copies.Pairs.join([grown.pairs, fresh]), n)
     grown.pairs = merged
     best, at = _nearest_from_pairs(merged, n)
     exact = grown.method == "exact blocks"
@@ -370,6 +375,22 @@ def decode(blob: object, fingerprint: str) -> CandidateGraph | None:
         return None
 
 
+def _consistent(arrays: dict[str, np.ndarray], n: int, m: int, whys: int) -> bool:
+    """Whether the arrays of a graph of *n* rows and *m* pairs (with *whys* reasons) hold
+    only what lookalike writes: rows in range, pairs ordered, finite scores."""
+    left, right, why = arrays["left"], arrays["right"], arrays["point_why"]
+    if m and (left.min() < 0 or right.max() >= n or (left >= right).any()):
+        return False
+    if m and (why.min() < -1 or why.max() >= whys):
+        return False
+    near = arrays["nearest_row"]
+    if n and (near.min() < -1 or near.max() >= n):
+        return False
+    if m and ((arrays["transform"] < 0).any() or (arrays["transform"] > 7).any()):
+        return False
+    return bool(np.isfinite(arrays["score"]).all() and np.isfinite(arrays["similarity"]).all())
+
+
 def _decode(blob, fingerprint: str) -> CandidateGraph | None:
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         return None
@@ -420,18 +441,9 @@ def _decode(blob, fingerprint: str) -> CandidateGraph | None:
 
     if first_bad_relpath(paths) is not None or len(set(paths)) != n:
         return None
+    if not _consistent(arrays, n, m, len(whys)):
+        return None
     left, right, why = arrays["left"], arrays["right"], arrays["point_why"]
-    if m and (left.min() < 0 or right.max() >= n or (left >= right).any()):
-        return None
-    if m and (why.min() < -1 or why.max() >= len(whys)):
-        return None
-    near = arrays["nearest_row"]
-    if n and (near.min() < -1 or near.max() >= n):
-        return None
-    if m and ((arrays["transform"] < 0).any() or (arrays["transform"] > 7).any()):
-        return None
-    if not (np.isfinite(arrays["score"]).all() and np.isfinite(arrays["similarity"]).all()):
-        return None
     pairs = copies.Pairs(left, right, arrays["rank"])
     for name in ("score", "similarity", "pixels", "transform", "fine", "points"):
         setattr(pairs, name, arrays[name])

@@ -55,6 +55,42 @@ def open_against(train, folder, store: str | None = None):
     return ImageSimilaritySearch(folder, settings=train.settings.with_(**same))
 
 
+def _candidates(ua: np.ndarray, ub: np.ndarray, say, cancel: threading.Event):
+    """Each TEST row's nearest TRAIN rows by code cosine, in blocks: the pairs' left
+    (TRAIN) and right (TEST, numbered after TRAIN's) rows and their ranks."""
+    na, nb = len(ua), len(ub)
+    k = min(copies.CANDIDATES, na)
+    left, right, rank = [], [], []
+    for lo in range(0, nb, BLOCK):
+        if cancel.is_set():
+            raise JoinCancelled
+        scores = ub[lo : lo + BLOCK] @ ua.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        picked = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-picked, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        left.append(top.reshape(-1))
+        right.append(np.repeat(np.arange(lo, lo + len(top)), k) + na)
+        rank.append(np.tile(np.arange(k), len(top)))
+        say("leaks: candidates", min(1.0, (lo + BLOCK) / nb))
+    return (np.concatenate(x).astype(np.int64) for x in (left, right, rank))
+
+
+def _same_bytes(digests: list, paths_a: list[str], na: int) -> dict[int, int]:
+    """TEST row -> the TRAIN row with the same bytes (the first by path)."""
+    by_digest: dict[bytes, int] = {}
+    for i in range(na):
+        d = digests[i]
+        if d is not None and (d not in by_digest or paths_a[i] < paths_a[by_digest[d]]):
+            by_digest[d] = i
+    same = {}
+    for j in range(len(digests) - na):
+        d = digests[na + j]
+        if d is not None and d in by_digest:
+            same[j] = by_digest[d]
+    return same
+
+
 def find_leaks(
     train,
     test,
@@ -78,32 +114,9 @@ def find_leaks(
     fa, paths_a = facts_of(train, sa)
     fb, paths_b = facts_of(test, sb)
     na, nb = len(sa), len(sb)
-    k = min(copies.CANDIDATES, na)
-    left, right, rank = [], [], []
-    for lo in range(0, nb, BLOCK):
-        if cancel.is_set():
-            raise JoinCancelled
-        scores = ub[lo : lo + BLOCK] @ ua.T
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        picked = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-picked, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        left.append(top.reshape(-1))
-        right.append(np.repeat(np.arange(lo, lo + len(top)), k) + na)
-        rank.append(np.tile(np.arange(k), len(top)))
-        say("leaks: candidates", min(1.0, (lo + BLOCK) / nb))
+    lefts, rights, ranks = _candidates(ua, ub, say, cancel)
     digests = list(fa.digests) + list(fb.digests)
-    by_digest: dict[bytes, int] = {}
-    for i in range(na):
-        d = digests[i]
-        if d is not None and (d not in by_digest or paths_a[i] < paths_a[by_digest[d]]):
-            by_digest[d] = i
-    same = {}
-    for j in range(nb):
-        d = digests[na + j]
-        if d is not None and d in by_digest:
-            same[j] = by_digest[d]
-    lefts, rights, ranks = (np.concatenate(x).astype(np.int64) for x in (left, right, rank))
+    same = _same_bytes(digests, paths_a, na)
     # pictures whose stored path leads out of their folder through a link are left out
     allowed = np.array(train.openable(paths_a) + test.openable(paths_b), bool)
     if not allowed.all():
