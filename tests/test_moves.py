@@ -141,7 +141,7 @@ def test_a_symlink_is_never_kept_over_its_target(tmp_path: Path, capsys):
 def _record(root: Path, folder: Path, rels: list[str], name: str, sign: bool = False) -> Path:
     """A move record planted in *root*'s index folder: unsigned (crafted), or signed
     with this user's key (as a genuine but wrong record would be)."""
-    from engine.quarantine import _key, _mac
+    from engine.quarantine.records import _key, _mac
 
     moves = root / ".lookalike" / "moves"
     moves.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,7 @@ def test_a_crafted_move_record_is_refused(dump: Path, tmp_path: Path, capsys):
 
 MOVER = """
 import errno, os, sys, time
-import engine.quarantine as q
+import engine.quarantine.files as q
 from tui.cli import main
 
 aside = sys.argv[2]
@@ -285,7 +285,7 @@ def test_a_crafted_record_inside_the_folder_never_removes_a_file(dump: Path, cap
     rename."""
     assert main(["index", str(dump)]) == 0
     before = _tree(dump)
-    from engine.quarantine import _key, _mac
+    from engine.quarantine.records import _key, _mac
 
     rec = _record(dump, dump, [], "99999999-000003-1-1.jsonl", sign=True)
     b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731

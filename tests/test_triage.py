@@ -169,7 +169,7 @@ def test_move_aside_and_undo(collection: Path, tmp_path: Path, capsys):
 
 
 def test_a_crash_mid_move_can_be_undone(collection: Path, tmp_path: Path, monkeypatch):
-    import engine.quarantine as q
+    import engine.quarantine.moves as q
 
     real = q.move_file
     calls = []
