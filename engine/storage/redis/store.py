@@ -26,6 +26,7 @@ from engine.storage import (
     Rows,
     Snapshot,
     SnapshotMoved,
+    Store,
     StoredFile,
     checked_choices,
     checked_pairs,
@@ -74,7 +75,7 @@ class RemoteRows(Rows):
         return self.store.read_rows(self.kind, rows, self.dtype, self.shape[1])
 
 
-class RedisStore:
+class RedisStore(Store):
     """:class:`engine.storage.Store` on a Redis server, for an index shared by machines.
 
     Unlike the embedded store, several processes may write at once (``writer()`` does

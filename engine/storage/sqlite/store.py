@@ -9,7 +9,7 @@ import sqlite3
 import stat
 import threading
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 import numpy as np
@@ -17,45 +17,33 @@ import numpy as np
 from engine.names import printable
 from engine.sandbox import Folder
 from engine.storage import (
-    BLOB_MAX,
-    CHOICE_KINDS,
-    PATH_BYTES,
-    REJECTIONS_MAX,
-    VERDICT_BYTES,
     Batch,
     DiskFull,
-    ImageFacts,
     IndexBusy,
     IndexDamaged,
     IndexFileError,
-    RowFile,
-    Snapshot,
-    SnapshotMoved,
-    SortedBands,
+    Store,
     StoredFile,
-    checked_choices,
-    checked_pairs,
     image_id,
 )
 from engine.storage.sqlite import rewrites
+from engine.storage.sqlite.annotations import SQLiteAnnotations
 from engine.storage.sqlite.arrays import (
     CODE_DTYPE,
     FEATURE_DTYPE,
     KEY_DTYPE,
-    LSH_STEP,
-    SLOT_DTYPE,
     ArrayFiles,
     describe,
     no_space,
     whole,
 )
+from engine.storage.sqlite.reads import SQLiteReads
 from engine.storage.sqlite.schema import (
     SCHEMA,
     check_tables,
     check_version,
     decode_path,
     encode_path,
-    is_int,
     select_in,
 )
 
@@ -67,7 +55,7 @@ def writable(folder: Folder, name: str) -> bool:
     return folder_ok and (not name or os.access(folder.at(name), os.W_OK))
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteReads, SQLiteAnnotations, Store):
     """:class:`engine.storage.Store` on one SQLite file (WAL mode) and flat arrays.
 
     One connection, shared by the threads of one process under a lock; other processes
@@ -368,258 +356,6 @@ class SQLiteStore:
                 if slot is not None:
                     db.execute("INSERT OR IGNORE INTO dead (slot) VALUES (?)", (slot,))
         return refused
-
-    def snapshot(self) -> Snapshot:
-        """The committed state, for readers (retried if a writer swaps files meanwhile)."""
-        missing = ""
-        for _ in range(5):
-            try:
-                return self._snapshot()
-            except SnapshotMoved as exc:
-                missing = str(exc.args[0]) if exc.args else "an array"
-                continue
-        raise self.damaged(f"{missing} file is missing")
-
-    def _snapshot(self) -> Snapshot:
-        with self.transaction() as db:
-            meta = self._meta(db)
-            dead = np.fromiter((r[0] for r in db.execute("SELECT slot FROM dead")), np.int64)
-        slots = whole(meta, "slots", 0, 1 << 40, self.damaged)
-        hash_dim, feature_dim, bands = self._dims(meta)
-        vec, band, lgen = self.arrays.gens(meta)
-        codes = self.arrays.map(
-            self.arrays.file("codes", vec), CODE_DTYPE, (slots, hash_dim), "codes"
-        )
-        feats = (
-            self._rows(
-                self.arrays.file("features", vec), FEATURE_DTYPE, (slots, feature_dim), "features"
-            )
-            if feature_dim
-            else None
-        )
-        keys = self.arrays.map(
-            self.arrays.file("bands", band), KEY_DTYPE, (slots, bands), "band keys"
-        )
-        if len(dead) and (dead.min() < 0 or dead.max() >= max(slots, 1)):
-            raise self.damaged("a dead slot out of range")
-        base = whole(meta, "lsh_base", 0, slots, self.damaged)
-        lsh = None
-        if base:
-            width = whole(meta, "lsh_live", 0, base, self.damaged)
-            nfence = -(-width // LSH_STEP)
-            lsh = SortedBands(
-                self._rows(self.arrays.file("lsh-keys", lgen), KEY_DTYPE, (bands, width), "LSH"),
-                self._rows(self.arrays.file("lsh-slots", lgen), SLOT_DTYPE, (bands, width), "LSH"),
-                np.asarray(
-                    self.arrays.map(
-                        self.arrays.file("lsh-fences", lgen), KEY_DTYPE, (bands, nfence), "LSH"
-                    )
-                ),
-                LSH_STEP,
-            )
-        return Snapshot(
-            slots,
-            codes,
-            feats,
-            keys,
-            dead,
-            meta,
-            generation=hash((vec, band, lgen)),
-            lsh_base=base,
-            lsh=lsh,
-        )
-
-    def _rows(self, name: str, dtype: np.dtype, shape: tuple[int, int], what: str) -> RowFile:
-        fd = self.arrays.open_sized(name, dtype, shape, what)
-        return RowFile(self.folder.child(name), dtype, shape, fd)
-
-    def version(self) -> tuple:
-        """Changes whenever a commit, rewrite or refit does (cheap: for a reader to ask
-        before each query whether another process wrote meanwhile)."""
-        with self.transaction() as db:
-            return db.execute(
-                "SELECT (SELECT group_concat(key || '=' || value) FROM meta WHERE key IN"
-                " ('slots', 'vec_gen', 'band_gen', 'lsh_gen', 'centre_gen')),"
-                " (SELECT COUNT(*) FROM dead)"
-            ).fetchone()
-
-    def paths_of(self, slots: np.ndarray) -> list[str]:
-        """The path of each slot, in order (a slot no image uses gives an error)."""
-        wanted = [int(s) for s in slots]
-        found: dict[int, str] = {}
-        with self.transaction() as db:
-            for slot, path in select_in(db, "SELECT slot, path FROM images WHERE slot", wanted):
-                found[slot] = decode_path(path)
-        missing = [s for s in wanted if s not in found]
-        if missing:
-            raise SnapshotMoved
-        return [found[s] for s in wanted]
-
-    def slot_of(self, path: str) -> tuple[StoredFile, int | None] | None:
-        with self.transaction() as db:
-            row = db.execute(
-                "SELECT size, mtime_ns, status, slot FROM images WHERE path = ?",
-                (encode_path(path),),
-            ).fetchone()
-        if row is None:
-            return None
-        slot = row[3]
-        if slot is not None and not is_int(slot, 0, 1 << 40):
-            raise self.damaged(f"slot {printable(repr(slot)[:40])} is out of range")
-        return StoredFile(row[0], row[1], row[2] == "ok"), slot
-
-    def image_facts(self) -> ImageFacts:
-        """Path, mtime, difference hash, pixel count and digest of every usable image,
-        each value checked (an index may have been crafted): by one query that counts
-        the rows of any other shape (a hundred thousand rows checked in SQLite, not one
-        by one in Python), then, only when there are some, row by row to name one."""
-        thumb = "thumb" if self._has_thumbs else "NULL"
-        quality = "quality" if self._has_quality else "NULL"
-        with self.transaction() as db:
-            slots = whole(self._meta(db), "slots", 0, 1 << 40, self.damaged)
-            bad = db.execute(
-                f"SELECT COUNT(*) FROM images WHERE status = 'ok' AND NOT ("
-                f" typeof(slot) = 'integer' AND slot BETWEEN 0 AND {slots - 1}"
-                " AND typeof(mtime_ns) = 'integer'"
-                " AND (dhash IS NULL OR typeof(dhash) = 'integer')"
-                f" AND (pixels IS NULL OR (typeof(pixels) = 'integer' AND pixels BETWEEN 0 AND {1 << 48}))"
-                " AND (digest IS NULL OR (typeof(digest) = 'blob' AND length(digest) = 32))"
-                f" AND ({thumb} IS NULL OR (typeof({thumb}) = 'blob' AND length({thumb}) = 256))"
-                f" AND ({quality} IS NULL OR (typeof({quality}) = 'blob' AND length({quality}) = 28)))"
-            ).fetchone()[0]
-            rows = db.execute(
-                f"SELECT slot, path, mtime_ns, dhash, pixels, digest, {thumb}, {quality}"
-                " FROM images WHERE status = 'ok' ORDER BY slot"
-            ).fetchall()
-        if bad:
-            self._name_damage(rows, slots)
-        cols = list(zip(*rows)) if rows else [()] * 8
-        dhash = cols[3]
-        return ImageFacts(
-            slots=np.array(cols[0], np.int64),
-            paths=[decode_path(p) for p in cols[1]],
-            mtimes=np.array(cols[2], np.int64),
-            dhash=np.array([d or 0 for d in dhash], np.int64).view(np.uint64),
-            known=np.array([d is not None for d in dhash], bool),
-            pixels=np.array([p or 0 for p in cols[4]], np.int64),
-            digests=list(cols[5]),
-            thumbs=list(cols[6]),
-            quality=list(cols[7]),
-        )
-
-    def _name_damage(self, rows: list, slots: int) -> None:
-        """The damaged-index error for the first row of *rows* of a shape lookalike never
-        writes."""
-        for slot, _path, mtime, dhash, pixels, digest, thumb, measured in rows:
-            if measured is not None and not (isinstance(measured, bytes) and len(measured) == 28):
-                raise self.damaged("a quality record is not 28 bytes")
-            if thumb is not None and not (isinstance(thumb, bytes) and len(thumb) == 256):
-                raise self.damaged("a thumbnail is not 256 bytes")
-            if digest is not None and not (isinstance(digest, bytes) and len(digest) == 32):
-                raise self.damaged("a content digest is not 32 bytes")
-            if not is_int(slot, 0, slots - 1):
-                raise self.damaged(f"slot {printable(repr(slot)[:40])} is out of range")
-            if not is_int(mtime, -(1 << 63), (1 << 63) - 1):
-                raise self.damaged("a modification time is not a number")
-            if dhash is not None and not is_int(dhash, -(1 << 63), (1 << 63) - 1):
-                raise self.damaged("a layout hash is not a number")
-            if pixels is not None and not is_int(pixels, 0, 1 << 48):
-                raise self.damaged("a pixel count is not a number")
-        raise self.damaged("an image record is not one lookalike wrote")
-
-    # --- copy verdicts and rejected pairs ---------------------------------------------------
-
-    def _tables(self) -> set[str]:
-        with self.transaction() as db:
-            return {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
-
-    def verdicts(self, keys: list[bytes]) -> dict[bytes, str]:
-        """Cached copy verdicts by pair key (see :mod:`engine.copies`); values longer than
-        :data:`~engine.storage.VERDICT_BYTES` are left unread."""
-        if not keys or "verdicts" not in self._tables():
-            return {}
-        out: dict[bytes, str] = {}
-        query = (
-            "SELECT pair, verdict FROM verdicts"
-            f" WHERE length(CAST(verdict AS BLOB)) <= {VERDICT_BYTES} AND pair"
-        )
-        with self.transaction() as db:
-            for k, v in select_in(db, query, keys):
-                if isinstance(k, bytes) and isinstance(v, str):
-                    out[k] = v
-        return out
-
-    def put_verdicts(self, items: dict[bytes, str]) -> None:
-        if items and not self.readonly:
-            with self.transaction(write=True) as db:
-                db.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)", items.items())
-
-    def forget_verdicts(self) -> None:
-        """Drop every cached verdict (they are made again as needed)."""
-        if "verdicts" in self._tables():
-            with self.transaction(write=True) as db:
-                db.execute("DELETE FROM verdicts")
-
-    def rejections(self) -> set[tuple[str, str]]:
-        """Pairs of paths the user said are not copies (each sorted). Rows lookalike never
-        writes (other types, paths too long or not inside the folder) are left out."""
-        if "rejected" not in self._tables():
-            return set()
-        with self.transaction() as db:
-            rows = db.execute(
-                "SELECT a, b FROM rejected WHERE typeof(a) = 'blob' AND typeof(b) = 'blob'"
-                f" AND length(a) <= {PATH_BYTES} AND length(b) <= {PATH_BYTES}"
-                f" LIMIT {REJECTIONS_MAX}"
-            ).fetchall()
-        return checked_pairs((decode_path(a), decode_path(b)) for a, b in rows)
-
-    def reject(self, a: str, b: str) -> None:
-        a, b = sorted((a, b))
-        with self.transaction(write=True) as db:
-            db.execute(
-                "INSERT OR IGNORE INTO rejected VALUES (?, ?)", (encode_path(a), encode_path(b))
-            )
-
-    def forget_rejections(self) -> int:
-        with self.transaction(write=True) as db:
-            return db.execute("DELETE FROM rejected").rowcount
-
-    def choices(self, kind: str) -> dict[str, bytes]:
-        if kind not in CHOICE_KINDS or "choices" not in self._tables():
-            return {}
-        with self.transaction() as db:
-            rows = db.execute(
-                "SELECT path, value FROM choices WHERE kind = ? AND typeof(path) = 'blob'"
-                f" AND length(path) <= {PATH_BYTES} LIMIT {REJECTIONS_MAX}",
-                (kind,),
-            ).fetchall()
-        return checked_choices((decode_path(p), v) for p, v in rows)
-
-    def set_choices(self, kind: str, add: dict[str, bytes], remove: Sequence[str] = ()) -> None:
-        if kind not in CHOICE_KINDS:
-            raise ValueError(f"not a kind of choice: {kind}")
-        with self.transaction(write=True) as db:
-            db.executemany(
-                "DELETE FROM choices WHERE kind = ? AND path = ?",
-                [(kind, encode_path(p)) for p in remove],
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO choices VALUES (?, ?, ?)",
-                [(kind, encode_path(p), bytes(v)) for p, v in add.items()],
-            )
-
-    def get_blob(self, name: str) -> bytes | None:
-        if "blobs" not in self._tables():
-            return None
-        with self.transaction() as db:
-            row = db.execute(
-                f"SELECT data FROM blobs WHERE name = ? AND length(data) <= {BLOB_MAX}", (name,)
-            ).fetchone()
-        return row[0] if row is not None and isinstance(row[0], bytes) else None
-
-    def put_blob(self, name: str, data: bytes) -> None:
-        with self.transaction(write=True) as db:
-            db.execute("INSERT OR REPLACE INTO blobs VALUES (?, ?)", (name, sqlite3.Binary(data)))
 
     # --- whole-array rewrites (writer only: :mod:`engine.storage.sqlite.rewrites`) -------
 
