@@ -5,35 +5,24 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
 
 from engine.names import printable
 from engine.storage import (
-    BLOB_MAX,
-    CHOICE_KINDS,
-    PATH_BYTES,
-    REJECTIONS_MAX,
-    VERDICT_BYTES,
     Batch,
     CentreMoved,
-    ImageFacts,
     IndexDamaged,
     NewerIndex,
     OlderIndex,
-    Rows,
-    Snapshot,
-    SnapshotMoved,
     Store,
     StoredFile,
-    checked_choices,
-    checked_pairs,
     image_id,
-    row_runs,
 )
 from engine.storage.redis import scripts
+from engine.storage.redis.annotations import RedisAnnotations
 from engine.storage.redis.codec import (
     CODE_DTYPE,
     FEATURE_DTYPE,
@@ -51,7 +40,8 @@ from engine.storage.redis.connection import (
     translate,
     unlink_matching,
 )
-from engine.storage.redis.datasketch_lsh import DatasketchTables, RedisBands
+from engine.storage.redis.datasketch_lsh import DatasketchTables
+from engine.storage.redis.reads import RedisReads
 
 #: 1: the first shared layout.
 SCHEMA_VERSION = 1
@@ -64,18 +54,7 @@ CHUNK = (1 << 14) - 1
 MAX_RESERVED = 1 << 20
 
 
-class RemoteRows(Rows):
-    """Rows of a chunked vector in Redis, read by ``GETRANGE`` in one pipelined round
-    trip (runs of consecutive rows at once): the features of a short list."""
-
-    def __init__(self, store: RedisStore, kind: str, dtype: np.dtype, shape: tuple[int, int]):
-        self.store, self.kind, self.dtype, self.shape = store, kind, np.dtype(dtype), shape
-
-    def _read(self, rows: np.ndarray) -> np.ndarray:
-        return self.store.read_rows(self.kind, rows, self.dtype, self.shape[1])
-
-
-class RedisStore(Store):
+class RedisStore(RedisReads, RedisAnnotations, Store):
     """:class:`engine.storage.Store` on a Redis server, for an index shared by machines.
 
     Unlike the embedded store, several processes may write at once (``writer()`` does
@@ -361,150 +340,6 @@ class RedisStore(Store):
     # --- reading -------------------------------------------------------------------------
 
     @guarded
-    def snapshot(self) -> Snapshot:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hgetall(self.k("meta"))
-        pipe.get(self.k("slots"))
-        pipe.get(self.k("live"))
-        raw_meta, raw_slots, live_raw = pipe.execute()
-        meta = self._decode_meta(raw_meta, raw_slots)
-        slots = meta["slots"]
-        hash_dim, feature_dim, bands = self._dims(meta)
-        live_raw = live_raw or b""
-        self._check_counter(slots, len(live_raw))
-        live = np.unpackbits(np.frombuffer(live_raw, np.uint8))[:slots].astype(bool)
-        # Rows past the last live one are never read (reserved by a batch not committed
-        # yet, or never written): the snapshot ends there.
-        slots = int(np.flatnonzero(live)[-1]) + 1 if live.any() else 0
-        live = live[:slots]
-        gen = meta.get("band_gen", 0)
-        with self._lock:
-            self._refresh_mirror(live, (hash_dim, feature_dim, bands), gen)
-            codes = self._mirror["codes"][:slots]
-            keys = self._mirror["bands"][:slots]
-        dead = np.flatnonzero(~live).astype(np.int64)
-        feats = (
-            RemoteRows(self, "feats", FEATURE_DTYPE, (slots, feature_dim)) if feature_dim else None
-        )
-        return Snapshot(
-            slots,
-            codes,
-            feats,
-            keys,
-            dead,
-            meta,
-            generation=hash(("redis", gen)),
-            lsh_base=slots,
-            lsh=RedisBands(self.lsh, bands, int(live.sum())) if bands else None,
-        )
-
-    def _refresh_mirror(self, live: np.ndarray, dims: tuple[int, int, int], gen) -> None:
-        """Bring the local copy of codes, band keys and ids up to the live slots."""
-        hash_dim, _, bands = dims
-        slots = len(live)
-        if self._mirror_dims != dims or self._mirror_gen != gen or len(self._have) > slots:
-            self._mirror = {
-                "codes": np.zeros((0, hash_dim), CODE_DTYPE),
-                "bands": np.zeros((0, bands), KEY_DTYPE),
-                "ids": np.zeros((0, 1), ID_DTYPE),
-            }
-            self._have = np.zeros(0, bool)
-            self._mirror_dims, self._mirror_gen = dims, gen
-        if len(self._have) < slots:
-            # the last live slot's code must be stored before anything is sized by it
-            chunk, off = divmod(slots - 1, CHUNK)
-            if self.r.strlen(self.k(f"codes:{chunk}")) < (off + 1) * hash_dim * 4:
-                raise self.damaged("live slots beyond the stored rows")
-            cap = max(slots, 2 * len(self._have))
-            for name, arr in self._mirror.items():
-                grown = np.zeros((cap, arr.shape[1]), arr.dtype)
-                grown[: len(arr)] = arr
-                self._mirror[name] = grown
-            have = np.zeros(cap, bool)
-            have[: len(self._have)] = self._have
-            self._have = have
-        need = np.flatnonzero(live & ~self._have[:slots])
-        if not len(need):
-            return
-        for name, dtype in (("codes", CODE_DTYPE), ("bands", KEY_DTYPE), ("ids", ID_DTYPE)):
-            width = self._mirror[name].shape[1]
-            self._mirror[name][need] = self.read_rows(name, need, dtype, width)
-        self._have[need] = True
-
-    def read_rows(self, kind: str, rows: np.ndarray, dtype: np.dtype, width: int) -> np.ndarray:
-        """Rows of a chunked vector: one pipelined round trip, a GETRANGE per run."""
-        row = width * dtype.itemsize
-        out = np.empty((len(rows), width), dtype)
-        if not len(rows) or not row:
-            return out
-        order, srt, starts, ends = row_runs(rows, CHUNK)
-        pipe = self.r.pipeline(transaction=False)
-        for a, b in zip(starts, ends):
-            chunk, off = divmod(int(srt[a]), CHUNK)
-            pipe.getrange(self.k(f"{kind}:{chunk}"), int(off * row), int((off + b - a) * row - 1))
-        buf = np.empty((len(rows), width), dtype)
-        for (a, b), data in zip(zip(starts, ends), pipe.execute()):
-            if len(data) != (b - a) * row:
-                raise self.damaged(f"the {kind} rows are shorter than the index says")
-            buf[a:b] = np.frombuffer(data, dtype).reshape(b - a, width)
-        out[order] = buf
-        return out
-
-    @guarded
-    def version(self) -> tuple:
-        """Changes whenever a commit, removal or refit does: one round trip."""
-        pipe = self.r.pipeline(transaction=True)
-        pipe.get(self.k("slots"))
-        pipe.bitcount(self.k("live"))
-        pipe.hmget(self.k("meta"), ["band_gen", "centre_gen"])
-        slots, live, gens = pipe.execute()
-        return (slots, live, *gens)
-
-    @guarded
-    def paths_of(self, slots: np.ndarray) -> list[str]:
-        slots = np.asarray(slots, np.int64)
-        with self._lock:
-            if len(slots) and (slots.max() >= len(self._have) or not self._have[slots].all()):
-                raise SnapshotMoved
-            ids = [int(i).to_bytes(8, "little", signed=True) for i in self._mirror["ids"][slots, 0]]
-        raws = self.r.hmget(self.k("img"), ids) if ids else []
-        out = []
-        for slot, raw in zip(slots, raws):
-            if raw is None:
-                raise SnapshotMoved
-            rec = Record(raw, self.damaged)
-            if rec.slot != slot:
-                raise SnapshotMoved
-            out.append(rec.path)
-        return out
-
-    @guarded
-    def slot_of(self, path: str) -> tuple[StoredFile, int | None] | None:
-        raw = self.r.hget(self.k("img"), id_bytes(path))
-        if raw is None:
-            return None
-        rec = Record(raw, self.damaged)
-        if rec.path != path:
-            return None
-        return StoredFile(rec.size, rec.mtime, rec.ok), rec.slot if rec.slot >= 0 else None
-
-    @guarded
-    def image_facts(self) -> ImageFacts:
-        recs = sorted((r for r in self._records() if r.ok), key=lambda r: r.slot)
-        return ImageFacts(
-            slots=np.array([r.slot for r in recs], np.int64),
-            paths=[r.path for r in recs],
-            mtimes=np.array([r.mtime for r in recs], np.int64),
-            dhash=np.array([r.dhash or 0 for r in recs], np.uint64),
-            known=np.array([r.dhash is not None for r in recs], bool),
-            pixels=np.array([r.pixels or 0 for r in recs], np.int64),
-            digests=[r.digest for r in recs],
-            quality=[r.quality for r in recs],
-        )
-
-    # --- whole rewrites ----------------------------------------------------------------------
-
-    @guarded
     def rewrite_band_keys(self, band_keys: np.ndarray, meta: dict) -> None:
         """Replace every slot's band keys and LSH entries (after the centre moved)."""
         old = self.get_meta()
@@ -519,107 +354,6 @@ class RedisStore(Store):
         idx = np.flatnonzero(live)
         self.lsh.insert({**old, **meta}, idx.tolist(), keys[idx])
         self.set_meta({**meta, "band_gen": old.get("band_gen", 0) + 1})
-
-    # --- copy verdicts and rejected pairs (hashes of their own) --------------------------------
-
-    @guarded
-    def verdicts(self, keys: list[bytes]) -> dict[bytes, str]:
-        """Cached verdicts; values longer than :data:`~engine.storage.VERDICT_BYTES` are
-        left unread (their lengths are asked first)."""
-        if not keys:
-            return {}
-        if self.r.type(self.k("verdicts")) not in (b"hash", b"none"):
-            raise self.damaged("the cached verdicts are not a hash")
-        pipe = self.r.pipeline(transaction=False)
-        for k in keys:
-            pipe.hstrlen(self.k("verdicts"), k)
-        short = [k for k, n in zip(keys, pipe.execute()) if 0 < int(n) <= VERDICT_BYTES]
-        if not short:
-            return {}
-        got = self.r.hmget(self.k("verdicts"), short)
-        return {k: v.decode("utf-8", "replace") for k, v in zip(short, got) if isinstance(v, bytes)}
-
-    @guarded
-    def put_verdicts(self, items: dict[bytes, str]) -> None:
-        if items:
-            self.r.hset(self.k("verdicts"), mapping={k: v.encode() for k, v in items.items()})
-
-    @guarded
-    def forget_verdicts(self) -> None:
-        self.r.delete(self.k("verdicts"))
-
-    @guarded
-    def rejections(self) -> set[tuple[str, str]]:
-        """Pairs marked not copies; members lookalike never writes are left out."""
-        import os
-
-        key = self.k("rejected")
-        if self.r.type(key) not in (b"set", b"none"):
-            raise self.damaged("the rejected pairs are not a set")
-        found = []
-        for n, raw in enumerate(self.r.sscan_iter(key, count=1000)):
-            if n >= REJECTIONS_MAX:
-                break
-            a, sep, b = raw.partition(b"\0")
-            if sep and len(a) <= PATH_BYTES and len(b) <= PATH_BYTES:
-                found.append((os.fsdecode(a), os.fsdecode(b)))
-        return checked_pairs(found)
-
-    @guarded
-    def reject(self, a: str, b: str) -> None:
-        import os
-
-        a, b = sorted((a, b))
-        self.r.sadd(self.k("rejected"), os.fsencode(a) + b"\0" + os.fsencode(b))
-
-    @guarded
-    def forget_rejections(self) -> int:
-        n = int(self.r.scard(self.k("rejected")))
-        self.r.delete(self.k("rejected"))
-        return n
-
-    @guarded
-    def choices(self, kind: str) -> dict[str, bytes]:
-        import os
-
-        if kind not in CHOICE_KINDS:
-            return {}
-        key = self.k("choices:" + kind)
-        if self.r.type(key) not in (b"hash", b"none"):
-            raise self.damaged("a set of choices is not a hash")
-        rows = []
-        for n, (path, value) in enumerate(self.r.hscan_iter(key, count=1000)):
-            if n >= REJECTIONS_MAX:
-                break
-            if len(path) <= PATH_BYTES:
-                rows.append((os.fsdecode(path), value))
-        return checked_choices(rows)
-
-    @guarded
-    def set_choices(self, kind: str, add: dict[str, bytes], remove: Sequence[str] = ()) -> None:
-        import os
-
-        if kind not in CHOICE_KINDS:
-            raise ValueError(f"not a kind of choice: {kind}")
-        key = self.k("choices:" + kind)
-        pipe = self.r.pipeline(transaction=True)
-        if remove:
-            pipe.hdel(key, *[os.fsencode(p) for p in remove])
-        if add:
-            pipe.hset(key, mapping={os.fsencode(p): bytes(v) for p, v in add.items()})
-        pipe.execute()
-
-    @guarded
-    def get_blob(self, name: str) -> bytes | None:
-        key = self.k("blob:" + name)
-        if self.r.type(key) != b"string" or int(self.r.strlen(key)) > BLOB_MAX:
-            return None
-        got = self.r.get(key)
-        return got if isinstance(got, bytes) else None
-
-    @guarded
-    def put_blob(self, name: str, data: bytes) -> None:
-        self.r.set(self.k("blob:" + name), data)
 
     def build_lsh_tables(self) -> None:
         """Nothing to sort: the LSH is kept up to date at every commit."""
