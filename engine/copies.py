@@ -10,7 +10,7 @@ plain white shirts are as close as a shirt and its JPEG. So the decision rests o
 kinds of evidence, each robust to part of the family, and on a relative test:
 
 * **Identical bytes** (same SHA-256): a copy, always.
-* **Local features**, SIFT on a 256 px greyscale copy of each picture (and of its mirror
+* **Local features** (:mod:`engine.keypoints`), SIFT on a 256 px greyscale copy of each picture (and of its mirror
   image), matched with Lowe's ratio test and verified by RANSAC under a similarity
   transform (rotation, uniform scale, shift): many points that agree on one geometric
   transform mean the same picture, whatever crop, turn, tilt, border or caption. Small
@@ -29,25 +29,12 @@ triage of an unchanged folder verifies nothing again.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 #: Side of the thumbnail compared by correlation.
 THUMB = 16
-#: Side of the greyscale copy SIFT describes.
-DESCRIBE_SIDE = 256
-#: Keypoints kept per picture (strongest first).
-MAX_KEYPOINTS = 400
-#: Lowe's ratio test.
-RATIO = 0.78
-#: RANSAC reprojection error, in pixels of the 256 px copy.
-RANSAC_PX = 6.0
-#: The similarity's scale must lie in [MIN_SCALE, 1 / MIN_SCALE].
-MIN_SCALE = 0.25
-#: Agreeing points must spread over this share of the picture's side, both ways.
-MIN_SPREAD = 0.15
 
 
 # --- thumbnails -------------------------------------------------------------------------
@@ -160,115 +147,6 @@ def flatness(thumbs: np.ndarray) -> np.ndarray:
     """Standard deviation of each thumbnail: near zero for blank pictures, whose
     correlations mean nothing."""
     return thumbs.astype(np.float32).std(axis=1)
-
-
-# --- local features ---------------------------------------------------------------------
-
-
-class Described:
-    """SIFT keypoints and descriptors of one picture (and of its mirror image)."""
-
-    __slots__ = ("points", "desc", "mpoints", "mdesc", "grey")
-
-    def __init__(self, points, desc, mpoints, mdesc, grey: np.ndarray) -> None:
-        self.points, self.desc, self.mpoints, self.mdesc = points, desc, mpoints, mdesc
-        self.grey = grey  # the 256 px greyscale copy, for aligned comparison
-
-    @property
-    def count(self) -> int:
-        return 0 if self.desc is None else len(self.desc)
-
-
-def _sift():
-    import cv2
-
-    cv2.setNumThreads(1)
-    return cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)
-
-
-def describe(im: Image.Image) -> Described:
-    """Keypoints of a 256 px greyscale copy of *im*, and of its mirror image."""
-    small = im.convert("L")
-    scale = DESCRIBE_SIDE / max(small.size)
-    size = (max(8, round(small.width * scale)), max(8, round(small.height * scale)))
-    grey = np.ascontiguousarray(np.asarray(small.resize(size, Image.Resampling.BILINEAR)))
-    sift = _sift()
-    kp, desc = sift.detectAndCompute(grey, None)
-    mkp, mdesc = sift.detectAndCompute(np.ascontiguousarray(grey[:, ::-1]), None)
-
-    def pts(k):
-        return np.array([p.pt for p in k], np.float32).reshape(-1, 2)
-
-    return Described(pts(kp), desc, pts(mkp), mdesc, grey)
-
-
-def _inliers(pa, da, pb, db) -> tuple[int, np.ndarray | None]:
-    """Matches that agree on one similarity transform, and the transform (a to b)."""
-    import cv2
-
-    if da is None or db is None or len(da) < 3 or len(db) < 3:
-        return 0, None
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    pairs = matcher.knnMatch(da, db, k=2)
-    good = [m for m, *n in pairs if n and m.distance < RATIO * n[0].distance]
-    # one to one: many points of a simple drawing matched to one point of the other would
-    # fit a transform that shrinks everything to that point
-    best: dict[int, Any] = {}  # cv2.DMatch
-    for m in good:
-        if m.trainIdx not in best or m.distance < best[m.trainIdx].distance:
-            best[m.trainIdx] = m
-    good = list(best.values())
-    if len(good) < 4:
-        return 0, None
-    src = pa[[m.queryIdx for m in good]]
-    dst = pb[[m.trainIdx for m in good]]
-    model, mask = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX, maxIters=500, confidence=0.99
-    )
-    if model is None or mask is None:
-        return 0, None
-    scale = float(np.hypot(model[0, 0], model[1, 0]))
-    if not MIN_SCALE <= scale <= 1 / MIN_SCALE:  # both copies are 256 px: no real copy
-        return 0, None  # is four times larger than the other after that
-    inl = mask.ravel().astype(bool)
-    # the agreeing points must cover the picture, not sit in one corner
-    spread = np.ptp(src[inl], axis=0) if inl.sum() else np.zeros(2)
-    if float(spread.min()) < MIN_SPREAD * DESCRIBE_SIDE:
-        return 0, None
-    return int(inl.sum()), model
-
-
-def matching_points(a: Described, b: Described) -> tuple[int, bool, np.ndarray | None]:
-    """Keypoints of *a* and *b* that agree on one similarity transform, whether the best
-    agreement was with *b*'s mirror image, and that transform (a to b, or to b's mirror)."""
-    plain, pm = _inliers(a.points, a.desc, b.points, b.desc)
-    mirrored, mm = _inliers(a.points, a.desc, b.mpoints, b.mdesc)
-    return (mirrored, True, mm) if mirrored > plain else (plain, False, pm)
-
-
-def aligned_pixels(a: Described, b: Described, model: np.ndarray, mirrored: bool) -> float:
-    """Normalised cross-correlation of *a* with *b* brought onto it by *model*, over the
-    part they share (0 when they share under half of *a*): the check for pictures with
-    too few keypoints to decide, a few agreeing points giving the alignment."""
-    import cv2
-
-    grey_b = np.ascontiguousarray(b.grey[:, ::-1]) if mirrored else b.grey
-    h, w = a.grey.shape
-    inverse = cv2.invertAffineTransform(model.astype(np.float64))
-    warped = cv2.warpAffine(grey_b, inverse, (w, h), flags=cv2.INTER_AREA, borderValue=0)
-    inside = cv2.warpAffine(
-        np.full(grey_b.shape, 255, np.uint8), inverse, (w, h), flags=cv2.INTER_NEAREST
-    )
-    share = inside > 0
-    if share.mean() < 0.5:
-        return 0.0
-    small = (max(8, w // 4), max(8, h // 4))  # compare at 64 px: blur hides resampling
-    x = cv2.resize(a.grey, small, interpolation=cv2.INTER_AREA).astype(np.float32)
-    y = cv2.resize(warped, small, interpolation=cv2.INTER_AREA).astype(np.float32)
-    m = cv2.resize(share.astype(np.uint8), small, interpolation=cv2.INTER_NEAREST) > 0
-    x, y = x[m] - x[m].mean(), y[m] - y[m].mean()
-    denom = float(np.linalg.norm(x) * np.linalg.norm(y))
-    return float(x @ y / denom) if denom > 1e-6 else 0.0
 
 
 # --- the decision -------------------------------------------------------------------------
@@ -528,17 +406,3 @@ def fine_scores(a: np.ndarray, b: np.ndarray, transforms: np.ndarray) -> np.ndar
         if y.shape[1:] == a.shape[1:]:
             best[rows] = np.maximum(best[rows], corr(a[rows], y))
     return best
-
-
-def point_verdict(a: Described, b: Described) -> tuple[bool, int, str]:
-    """Whether local features make *b* a copy of *a*, the agreeing points, and why."""
-    m, mirrored, model = matching_points(a, b)
-    share = m / max(1, min(a.count, b.count))
-    how = "mirrored copy · " if mirrored else ""
-    if m >= MIN_POINTS and share >= MIN_POINT_SHARE:
-        return True, m, how + f"{m} matching points"
-    if m >= ALIGN_POINTS and model is not None:
-        agree = aligned_pixels(a, b, model, mirrored)
-        if agree >= ALIGNED:
-            return True, m, how + f"{agree:.2f} aligned pixels after {m} matching points"
-    return False, m, ""

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from engine import copies
+from engine import copies, keypoints
 from engine.images import ImageError, guarded, open_image
 from engine.selfjoin import JoinCancelled
 
@@ -198,13 +198,13 @@ def measure_points(
     fresh: dict[bytes, str] = {}
     verdicts: dict[bytes, tuple[bool, int, str]] = dict(known)
 
-    def describe_row(r: int) -> copies.Described | None:
-        return opener(r, copies.DESCRIBE_SIDE * 2, copies.describe)
+    def describe_row(r: int) -> keypoints.Described | None:
+        return opener(r, keypoints.DESCRIBE_SIDE * 2, keypoints.describe)
 
     # Pairs in order of their left picture; descriptions kept for a window of recent
     # pictures only (a photo's is ~250 KB: all of a large collection would not fit).
     order = [k for k in np.argsort(pairs.left[todo], kind="stable") if keys[k] not in known]
-    described: OrderedDict[int, copies.Described | None] = OrderedDict()
+    described: OrderedDict[int, keypoints.Described | None] = OrderedDict()
     with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-describe") as pool:
         for lo in range(0, len(order), VERIFY_CHUNK):
             if cancel.is_set():
@@ -221,7 +221,7 @@ def measure_points(
 
             def verify(i: int, described=described):
                 a, b = described[int(pairs.left[i])], described[int(pairs.right[i])]
-                return None if a is None or b is None else copies.point_verdict(a, b)
+                return None if a is None or b is None else keypoints.point_verdict(a, b)
 
             for k, got in zip(order[lo : lo + VERIFY_CHUNK], pool.map(verify, chunk)):
                 ok, m, why = got if got is not None else (False, 0, "")
