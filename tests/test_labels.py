@@ -149,15 +149,15 @@ def test_the_screen_shows_each_confused_pair_as_one_row_after_the_listed_ones():
 
 
 def test_a_move_takes_pictures_out_of_confused_pairs_and_an_undo_puts_them_back():
-    from engine.triage.session import _drop_from, _put_back
+    from engine.triage.sections import drop_from, put_back
 
     paths, codes, (left, right, sim), _ = _world(seed=4)
     got = labels.wrong_labels(paths, lambda: codes, left, right, sim)
     sections = {"confusions": list(got.confusions), "mislabeled": list(got.listed), "images": 9}
     gone = {got.confusions[0].pictures[0].path, got.listed[0].path}
-    stash = _drop_from(sections, gone)
+    stash = drop_from(sections, gone)
     inside = {m.path for c in sections["confusions"] for m in c.pictures}
     assert not gone & inside and got.listed[0] not in sections["mislabeled"]
-    _put_back(sections, stash, 2)
+    put_back(sections, stash, 2)
     assert sections["confusions"] == got.confusions and sections["mislabeled"] == got.listed
     assert sections["images"] == 9

@@ -20,7 +20,8 @@ from engine import copies
 from engine.labels import KnownCopies
 from engine.triage import candidates as cand
 from engine.triage.groups import IDENTICAL
-from engine.triage.view import facts_of, fingerprint, read_blob
+from engine.triage.verify import read_blob
+from engine.triage.view import facts_of, fingerprint
 
 
 def known_copies(search) -> KnownCopies:
@@ -37,7 +38,7 @@ def known_copies(search) -> KnownCopies:
             for b in same:
                 if a != b:
                     out[a][b] = IDENTICAL
-    graph = cand.decode(read_blob(search.store), fingerprint(search))
+    graph = cand.decode(read_blob(search.store, cand.BLOB), fingerprint(search))
     if graph is None:
         return KnownCopies(dict(out))
     where = {p: i for i, p in enumerate(paths)}

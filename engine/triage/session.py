@@ -40,6 +40,8 @@ from engine.triage import labels
 from engine.triage.groups import DEFAULT_THRESHOLD, Graph, group_pairs, numbered
 from engine.triage.leaks import Leak, open_against
 from engine.triage.report import TriageReport
+from engine.triage.sections import confusions, drop_from, put_back
+from engine.triage.verify import quietly
 from engine.triage.view import Ask, Paths, Row, View, make
 
 if TYPE_CHECKING:
@@ -59,15 +61,6 @@ class Move:
     side: str
     report: MoveReport
     stash: dict = field(default_factory=dict)
-
-
-#: How each section is ordered (what an undo sorts back into).
-SECTION_ORDER = {
-    "outliers": lambda o: (o.score, o.path),
-    "mislabeled": lambda m: (-m.confidence, m.path),
-    "unusable": lambda u: u.path,
-    "leaks": lambda x: (x.other, x.path),
-}
 
 
 @dataclass
@@ -147,7 +140,7 @@ class TriageSession:
             view, test_marks = make(self.search, previous, ask, self._paths, say, cancel)
             with self.lock:
                 # what moved meanwhile leaves the new view's sections too
-                _drop_from(view.sections, self.away - ask.away)
+                drop_from(view.sections, self.away - ask.away)
                 self._view = view
                 self._hold_choices()
                 if self.against:
@@ -295,8 +288,8 @@ class TriageSession:
             self.prefer.add(path)
             self.marks.discard(path)
             store = self.search.store
-            _quietly(store.set_choices, "keep", {path: self._digest(path)}, dropped)
-            _quietly(store.set_choices, "mark", {}, [path])
+            quietly(store.set_choices, "keep", {path: self._digest(path)}, dropped)
+            quietly(store.set_choices, "mark", {}, [path])
             return self.regroup([path])
 
     def not_copy(self, a: str, b: str) -> TriageReport:
@@ -327,7 +320,7 @@ class TriageSession:
                 self._mark_test(paths, on)
                 return
             add = {p: self._digest(p) for p in paths} if on else {}
-            _quietly(self.search.store.set_choices, "mark", add, [] if on else paths)
+            quietly(self.search.store.set_choices, "mark", add, [] if on else paths)
 
     def _mark_test(self, paths: list[str], on: bool) -> None:
         if not self.against:
@@ -363,7 +356,7 @@ class TriageSession:
         with self.lock:
             with open_against(self.search, self.against, self.against_store) as test:
                 report = set_aside(test, paths, on_progress=on_progress)
-                _quietly(test.store.set_choices, "mark", {}, report.moved)
+                quietly(test.store.set_choices, "mark", {}, report.moved)
             self.test_marks.difference_update(report.moved)
             moved = set(report.moved)
             leaks = self.view.sections.get("leaks", [])
@@ -389,8 +382,8 @@ class TriageSession:
                 self._kept_rows[p] = row
         self.away.update(paths)
         self.marks.difference_update(paths)
-        _quietly(self.search.store.set_choices, "mark", {}, paths)
-        stash = _drop_from(self.view.sections, set(paths))
+        quietly(self.search.store.set_choices, "mark", {}, paths)
+        stash = drop_from(self.view.sections, set(paths))
         self.regroup(paths)
         return stash
 
@@ -415,60 +408,14 @@ class TriageSession:
                 return (item.other if key == "leaks" and last.side == "test" else item.path) in back
 
             stash = {
-                k: _confusions(v, lambda m: m.path in back)
+                k: confusions(v, lambda m: m.path in back)
                 if k == "confusions"
                 else [x for x in v if came_back(k, x)]
                 for k, v in last.stash.items()
             }
-            _put_back(self.view.sections, stash, len(back) if last.side == "train" else 0)
+            put_back(self.view.sections, stash, len(back) if last.side == "train" else 0)
             self.regroup(sorted(back) if last.side == "train" else [])
             return report
-
-
-def _drop_from(sections: dict, gone: set[str]) -> dict:
-    """Take the pictures *gone* out of the report's sections; what was taken out."""
-    out: dict = {}
-    if not gone:
-        return out
-    for key in ("outliers", "mislabeled", "unusable", "leaks"):
-        items = sections.get(key, [])
-        sections[key] = [x for x in items if x.path not in gone]
-        out[key] = [x for x in items if x.path in gone]
-    before = sections.get("confusions", [])
-    sections["confusions"] = _confusions(before, lambda m: m.path not in gone)
-    out["confusions"] = _confusions(before, lambda m: m.path in gone)
-    sections["images"] = sections.get("images", 0) - len(gone)
-    return out
-
-
-def _put_back(sections: dict, stash: dict, count: int) -> None:
-    for key, back in stash.items():
-        if key == "confusions":
-            sections[key] = _confusions(sections.get(key, []) + back, lambda _m: True)
-        else:
-            sections[key] = sorted(sections.get(key, []) + back, key=SECTION_ORDER[key])
-    sections["images"] = sections.get("images", 0) + count
-
-
-def _confusions(confusions: list, take) -> list:
-    """The pairs of confused classes made again from the pictures of *confusions* that
-    *take* keeps (a pair given twice is one), most pictures first."""
-    by: dict[tuple[str, str], dict[str, labels.Mislabel]] = {}
-    for c in confusions:
-        by.setdefault(c.classes, {}).update({m.path: m for m in c.pictures if take(m)})
-    out = [
-        labels.Confusion(k, tuple(sorted(v.values(), key=SECTION_ORDER["mislabeled"])))
-        for k, v in by.items()
-        if v
-    ]
-    return sorted(out, key=lambda c: (-c.count, c.classes))
-
-
-def _quietly(fn, *args) -> None:
-    """A write to the index that may fail (read-only media, a full disk) without the
-    action failing: what it records is a convenience for the next session."""
-    with contextlib.suppress(Exception):
-        fn(*args)
 
 
 def triage(

@@ -305,3 +305,23 @@ def similarities(vec, slots: np.ndarray, left: np.ndarray, right: np.ndarray) ->
     feats = feature_units_rows(vec, slots, involved, np.float16)
     a, b = np.searchsorted(involved, left), np.searchsorted(involved, right)
     return row_dots(feats, a, feats, b)
+
+
+def read_blob(store, name: str) -> bytes | None:
+    try:
+        return store.get_blob(name)
+    except Exception:  # a cache: an index that cannot give it makes it again
+        return None
+
+
+def write_blob(store, data: bytes, name: str) -> None:
+    if not store.readonly:
+        with contextlib.suppress(Exception):  # a cache: read-only or full, it goes without
+            store.put_blob(name, data)
+
+
+def quietly(fn, *args) -> None:
+    """A write to the index that may fail (read-only media, a full disk) without the
+    action failing: what it records is a convenience for the next session."""
+    with contextlib.suppress(Exception):
+        fn(*args)

@@ -22,15 +22,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import copies
-from engine.dataset import unusable
 from engine.names import first_bad_relpath
 from engine.selfjoin import unit_codes
 from engine.triage import candidates as cand
 from engine.triage import labels
 from engine.triage.groups import IDENTICAL, Graph, components, floor_of
-from engine.triage.leaks import Leak, find_leaks, open_against
-from engine.triage.report import Outlier
-from engine.triage.verify import Cache, Opener, measure_pixels, similarities, thumbnails, verify
+from engine.triage.sections import make_sections
+from engine.triage.verify import (
+    Cache,
+    Opener,
+    measure_pixels,
+    read_blob,
+    similarities,
+    thumbnails,
+    verify,
+    write_blob,
+)
 
 
 @dataclass
@@ -255,7 +262,7 @@ def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View
     fp = fingerprint(search)
     graph = previous if previous is not None and previous.fingerprint == fp else None
     if graph is None:
-        graph = cand.decode(read_blob(store), fp)
+        graph = cand.decode(read_blob(store, cand.BLOB), fp)
     vec_box: list = []
 
     def vectors():
@@ -288,9 +295,9 @@ def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View
         )
         view.verified = int((graph.pairs.points >= 0).sum())
         if dirty or measured:
-            _write_blob(store, cand.encode(graph))
+            write_blob(store, cand.encode(graph), cand.BLOB)
     codes = (lambda: vectors()[1]) if graph is not None else None
-    view.sections, test_marks = _sections(search, view, ask, index_of, codes, fp, say, cancel)
+    view.sections, test_marks = make_sections(search, view, ask, index_of, codes, fp, say, cancel)
     view.copies_graph(str(search.root), paths_of)  # made now, not at the first action
     return view, test_marks
 
@@ -367,125 +374,3 @@ def _measure(search, view: View, index_of, facts, vectors, paths_of, say, cancel
     )
     after = (np.isnan(pairs.fine).sum(), int((pairs.points < 0).sum()))
     return measured or before != after, verified
-
-
-def _sections(
-    search, view: View, ask: Ask, index_of: np.ndarray, codes, fp: str, say, cancel
-) -> tuple[dict, list[str]]:
-    """Outliers, wrong labels, pictures hard to learn from, broken files and leaks, and
-    the other folder's marks. *index_of*: each graph row's place in the index's facts
-    (and in *codes()*), -1 for none."""
-    graph = view.graph
-    out: dict = {"broken": search.failures(), "notes": [], "certain": 1.0}
-    if graph is None or len(graph) < 2:
-        out.update(outliers=[], mislabeled=[], unusable=[], leaks=[], candidates=0, confusions=[])
-        out["images"] = len(graph) if graph is not None else 0
-        return out, []
-    shown = view.shown(ask.away)
-    pairs = graph.pairs
-    both = shown[pairs.left] & shown[pairs.right]
-    paths = graph.paths
-    copied = np.zeros(len(graph), bool)
-    copied[pairs.left[pairs.copy & both]] = copied[pairs.right[pairs.copy & both]] = True
-    for same in view.identical(shown):
-        copied[same] = True
-    out["outliers"] = _outliers(graph, shown & ~copied, ask.outlier_share)
-    out["certain"] = graph.certain
-    flagged, quality_note = unusable(paths, view.quality, search.store.damaged)
-    out["unusable"] = [u for u in flagged if u.path not in ask.away]
-    say("weighing labels", 0.0)
-    found = _labels(search, view, ask, shown & (index_of >= 0), index_of, codes, fp, cancel)
-    out["mislabeled"], out["confusions"] = found.listed, found.confusions
-    out["labels_under_cut"] = found.under_cut
-    out["notes"] = [x for x in (quality_note, found.note) if x]
-    out["candidates"] = len(pairs)
-    out["images"] = int(shown.sum())
-    test_marks: list[str] = []
-    out["leaks"] = []
-    if ask.against:
-        out["leaks"], test_marks = _leaks(search, ask, say, cancel)
-    return out, test_marks
-
-
-def _labels(search, view: View, ask: Ask, rows, index_of, codes, fp: str, cancel) -> labels.Labels:
-    """Wrong labels among the *rows* shown (a mask of graph rows), from their candidate
-    pairs and codes; the classifier's work kept in the index under what it depends on."""
-    graph = view.graph
-    assert graph is not None  # wrong labels are looked for only where there is a graph
-    sel = np.flatnonzero(rows)
-    at = np.full(len(graph), -1, np.int64)
-    at[sel] = np.arange(len(sel))
-    pairs = graph.pairs
-    keep = (at[pairs.left] >= 0) & (at[pairs.right] >= 0)
-    left, right = at[pairs.left[keep]], at[pairs.right[keep]]
-    similarity = pairs.similarity[keep]
-    paths = [graph.paths[r] for r in sel.tolist()]
-    digests = b"".join(view.digests[r] or b"-" for r in sel.tolist())
-    key = labels.cache_key(fp, "\n".join(paths), digests, left, right, similarity)
-    store = search.store
-    cache = (
-        key,
-        lambda: read_blob(store, labels.BLOB),
-        lambda b: _write_blob(store, b, labels.BLOB),
-    )
-
-    def sel_codes() -> np.ndarray:
-        return codes()[index_of[sel]]
-
-    return labels.wrong_labels(
-        paths, sel_codes, left, right, similarity, cache, ask.labels_top, ask.labels_cut, cancel
-    )
-
-
-def _outliers(graph, alone: np.ndarray, share: float) -> list[Outlier]:
-    """The lowest *share* by nearest-neighbour score, never an image with a copy: it is
-    like something else by definition."""
-    n = len(graph)
-    want = max(1, int(round(share * n)))
-    score = graph.nearest
-    ok = alone & graph.nearest_exact & ~np.isnan(score) & (score < graph.certain)
-    order = np.argsort(np.where(ok, score, np.inf), kind="stable")[:want]
-    order = order[ok[order]]
-    # the visual similarity to that neighbour: a candidate pair's, where it is one
-    pairs = graph.pairs
-    packed = pairs.left * n + pairs.right
-    by_key = np.argsort(packed)
-    out = []
-    for i in order.tolist():
-        j = int(graph.nearest_row[i])
-        if j < 0:
-            continue
-        key = min(i, j) * n + max(i, j)
-        at = int(np.searchsorted(packed, key, sorter=by_key))
-        hit = at < len(packed) and packed[by_key[min(at, len(packed) - 1)]] == key
-        s = float(pairs.similarity[by_key[at]]) if hit else float(score[i])
-        out.append(Outlier(graph.paths[i], s, graph.paths[j]))
-    out.sort(key=lambda o: (o.score, o.path))
-    return out
-
-
-def _leaks(search, ask: Ask, say, cancel) -> tuple[list[Leak], list[str]]:
-    from engine.storage import IndexBusy
-
-    def indexing(p) -> None:
-        say("indexing the other folder", p.done / max(1, p.total))
-
-    with open_against(search, ask.against, ask.against_store) as test:
-        # another process may be bringing it up to date: compare with what is there
-        with contextlib.suppress(IndexBusy):
-            test.index(on_progress=indexing, cancel=cancel)
-        marks = list(test.store.choices("mark"))
-        return find_leaks(search, test, say, cancel, ask.not_leaks), marks
-
-
-def read_blob(store, name: str = cand.BLOB) -> bytes | None:
-    try:
-        return store.get_blob(name)
-    except Exception:  # a cache: an index that cannot give it makes it again
-        return None
-
-
-def _write_blob(store, data: bytes, name: str = cand.BLOB) -> None:
-    if not store.readonly:
-        with contextlib.suppress(Exception):  # a cache: read-only or full, it goes without
-            store.put_blob(name, data)
