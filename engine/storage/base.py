@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,11 @@ class IndexStore(ABC):
     keep_features: bool
     #: the store's kind, in words for summaries ("SQLite", "Redis, shared")
     kind: str
+
+    def parallel_job(self) -> Any:
+        """The queue several workers share an index run through (a shared store's; a
+        local store has none: one process indexes it)."""
+        raise NotImplementedError(f"{self.kind} is not shared: one process indexes it")
 
     @abstractmethod
     def damaged(self, why: str) -> IndexDamaged:

@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -132,6 +133,12 @@ class RedisStore(RedisReads, RedisAnnotations, Store):
                 f"{self.location} was written by an older lookalike (schema {version});"
                 f" run lookalike index {self.root or 'DIR'} --rebuild"
             )
+
+    def parallel_job(self) -> Any:
+        """The Redis Streams job several workers share an index run through."""
+        from engine.storage.redis.streams import Job
+
+        return Job(self)
 
     def damaged(self, why: str) -> IndexDamaged:
         return IndexDamaged(self.location, why, self.root)
