@@ -545,6 +545,7 @@ def test_the_candidate_graph_is_kept_exactly_and_a_crafted_one_is_not_used():
     leaves the folder is not used."""
     from engine import copies
     from engine.triage import candidates as cand
+    from engine.triage import graph_blob
 
     rng = np.random.default_rng(0)
     n, m = 70_000, 1000
@@ -562,26 +563,28 @@ def test_the_candidate_graph_is_kept_exactly_and_a_crafted_one_is_not_used():
         pairs,
         "fp",
     )
-    blob = cand.encode(graph)
-    back = cand.decode(blob, "fp")
+    blob = graph_blob.encode(graph)
+    back = graph_blob.decode(blob, "fp")
     assert back is not None and back.paths == graph.paths
     assert np.array_equal(back.pairs.left, left) and list(back.pairs.point_why) == list(
         pairs.point_why
     )
-    assert cand.decode(blob, "other") is None
-    assert cand.decode(blob[:-1], "fp") is None
-    bad = cand.encode(cand.CandidateGraph(["../x.png"], *(a[:1] for a in (
+    assert graph_blob.decode(blob, "other") is None
+    assert graph_blob.decode(blob[:-1], "fp") is None
+    bad = graph_blob.encode(cand.CandidateGraph(["../x.png"], *(a[:1] for a in (
         graph.tags, graph.flat, graph.nearest, graph.nearest_row, graph.nearest_exact)),
         copies.Pairs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)),
         "fp"))  # fmt: skip
-    assert cand.decode(bad, "fp") is None
+    assert graph_blob.decode(bad, "fp") is None
     out_of_range = bytearray(blob)
     head = (
-        len(cand.MAGIC) + 4 + int.from_bytes(blob[len(cand.MAGIC) : len(cand.MAGIC) + 4], "little")
+        len(graph_blob.MAGIC)
+        + 4
+        + int.from_bytes(blob[len(graph_blob.MAGIC) : len(graph_blob.MAGIC) + 4], "little")
     )
     at = head + n * (8 + 4 + 4)  # tags, flat, nearest: then nearest_row
     out_of_range[at : at + 8] = np.array([n + 5], "<i8").tobytes()
-    assert cand.decode(bytes(out_of_range), "fp") is None
+    assert graph_blob.decode(bytes(out_of_range), "fp") is None
 
 
 def _pairs_by_path(graph) -> dict[tuple[str, str], int]:

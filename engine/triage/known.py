@@ -18,7 +18,7 @@ import numpy as np
 
 from engine import copies
 from engine.labels import KnownCopies
-from engine.triage import candidates as cand
+from engine.triage import graph_blob
 from engine.triage.groups import IDENTICAL
 from engine.triage.verify import read_blob
 from engine.triage.view import facts_of, fingerprint
@@ -38,7 +38,7 @@ def known_copies(search) -> KnownCopies:
             for b in same:
                 if a != b:
                     out[a][b] = IDENTICAL
-    graph = cand.decode(read_blob(search.store, cand.BLOB), fingerprint(search))
+    graph = graph_blob.decode(read_blob(search.store, graph_blob.BLOB), fingerprint(search))
     if graph is None:
         return KnownCopies(dict(out))
     where = {p: i for i, p in enumerate(paths)}

@@ -25,7 +25,7 @@ from engine import copies
 from engine.names import first_bad_relpath
 from engine.selfjoin import unit_codes
 from engine.triage import candidates as cand
-from engine.triage import labels
+from engine.triage import graph_blob, labels
 from engine.triage.groups import IDENTICAL, Graph, components, floor_of
 from engine.triage.sections import make_sections
 from engine.triage.verify import (
@@ -97,7 +97,7 @@ def fingerprint(search) -> str:
     meta = search.store.get_meta()
     keys = ("backbone", "weights_id", "hash_dim", "precision", "input_size", "feature_dim")
     ident = "|".join(str(meta.get(k)) for k in keys)
-    return f"{copies.RULE}|{ident}|centre {meta.get('centre_gen')}|v{cand.VERSION}"
+    return f"{copies.RULE}|{ident}|centre {meta.get('centre_gen')}|v{graph_blob.VERSION}"
 
 
 @dataclass
@@ -262,7 +262,7 @@ def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View
     fp = fingerprint(search)
     graph = previous if previous is not None and previous.fingerprint == fp else None
     if graph is None:
-        graph = cand.decode(read_blob(store, cand.BLOB), fp)
+        graph = graph_blob.decode(read_blob(store, graph_blob.BLOB), fp)
     vec_box: list = []
 
     def vectors():
@@ -295,7 +295,7 @@ def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View
         )
         view.verified = int((graph.pairs.points >= 0).sum())
         if dirty or measured:
-            write_blob(store, cand.encode(graph), cand.BLOB)
+            write_blob(store, graph_blob.encode(graph), graph_blob.BLOB)
     codes = (lambda: vectors()[1]) if graph is not None else None
     view.sections, test_marks = make_sections(search, view, ask, index_of, codes, fp, say, cancel)
     view.copies_graph(str(search.root), paths_of)  # made now, not at the first action
