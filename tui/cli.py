@@ -28,7 +28,7 @@ import sys
 import threading
 
 from engine.errors import BadStoreURL
-from tui import commands, notes, report
+from tui import commands, notes, report, triage_command
 from tui.commands import Failure, Terminated, UsageError
 from tui.parsers import COMMANDS, build_app_parser, build_parser
 
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             handler = {
                 "index": commands.cmd_index,
                 "search": commands.cmd_search,
-                "triage": commands.cmd_triage,
+                "triage": triage_command.cmd_triage,
                 "models": commands.cmd_models,
                 "fashion-mnist": commands.cmd_fashion,
             }[args.command]
