@@ -27,7 +27,7 @@ from textual import work
 
 from engine.names import printable
 from tui.screens.confirm import ConfirmMove
-from tui.screens.triage_base import THRESHOLD_STEP, TriageBase, TriageProgress, TriageReady
+from tui.screens.triage_base import TriageBase, TriageProgress, TriageReady
 from tui.widgets.results import CardData
 from tui.widgets.triage_card import COMPARED, Kind, TriageCard
 from tui.widgets.triage_rows import Row, Rows
@@ -50,6 +50,10 @@ def _compared_why(first, other) -> str:
     if other.kind == Kind.SOURCE:
         return first.why  # the leak's reason
     return "identical bytes" if other.identical and not other.why else other.why
+
+
+#: How far ``+`` and ``-`` move the threshold.
+THRESHOLD_STEP = 0.05
 
 
 class TriageScreen(TriageBase):

@@ -28,8 +28,6 @@ if TYPE_CHECKING:
     from engine.triage import TriageReport
 
 
-#: How far ``+`` and ``-`` move the threshold.
-THRESHOLD_STEP = 0.05
 #: A report's cursor: the picture the cursor is on when the report arrives (a refresh
 #: lands while the person keeps moving).
 HERE = "\0here"
@@ -52,8 +50,7 @@ class TriageProgress(Message):
 
 class TriageBase(AppScreen):
     """The triage screen without its actions (:class:`tui.screens.triage.TriageScreen`
-    adds them): the session opened and refreshed in workers, its reports laid out, the
-    rows in view bound, the cursor, the lines that say where it is and why."""
+    adds them): the session in workers, its reports laid out, the rows and the cursor."""
 
     BINDINGS = keys.bindings("triage")
     HELP_PLACES = ("triage",)
