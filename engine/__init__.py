@@ -9,17 +9,22 @@ Where each job lives:
 
 * ``search`` — the façade: open a folder's index, index it, answer queries;
 * ``settings``, ``identity`` — every knob; the settings an index's codes were made with;
-* ``encoding/`` — the CNN (``torch_cnn``), its ONNX and OpenVINO runs, the chooser;
+* ``encoding/`` — the CNN (``torch_cnn``), its ONNX and OpenVINO runs, the ``chooser``
+  of the fastest and its ``timing``;
 * ``images``, ``names``, ``paths`` — walking, decoding, checking paths and names;
-* ``indexer`` — walk, decode, encode, commit; ``centre`` — the mean subtracted first;
+* ``indexer`` (``indexer_shared``: several workers) — walk, decode, encode, commit;
+  ``centre`` — the mean subtracted first;
 * ``minhash``, ``lsh`` — signatures and band keys; ``vectors``, ``live`` — scoring, the
   planner, and the view searches read while indexing goes on;
-* ``storage/`` — the ``Store`` protocol, ``open_index``; ``sqlite``; ``redis/`` (URL,
-  records, scripts, datasketch's LSH, the Streams workers);
-* ``triage/`` — the triage session (candidate graph, verification, groups, leaks);
-  ``selfjoin``, ``copies``, ``quarantine`` — pairs, the copy rule, moves; ``sandbox`` —
-  the one guarded way into the index folder; ``quality``, ``dataset`` — data-set
-  triage; ``labels`` — words for scores; ``errors``, ``results`` — what comes back.
+* ``storage/`` — ``base`` (the ``IndexStore`` and ``Annotations`` halves every store
+  inherits), ``open_index``; ``sqlite/``; ``redis/`` (records, scripts, datasketch's
+  LSH, the Streams queue);
+* ``triage/`` — the session and its parts (candidate graph, verification, groups,
+  sections, leaks, wrong labels); ``selfjoin``, ``exact_join`` — pairs; ``copies``,
+  ``keypoints`` — the copy rule; ``quarantine/`` — moves; ``sandbox`` — the one guarded
+  way into the index folder; ``quality``, ``dataset`` — data-set triage; ``labels`` —
+  words for scores; ``errors`` — every error a user may see; ``results`` — what comes
+  back.
 """
 
 from __future__ import annotations
