@@ -102,3 +102,13 @@ def test_no_function_over_80_lines_and_no_module_over_450():
             if is_function and node.end_lineno - node.lineno + 1 > 80:
                 long.append(f"{path.relative_to(REPO)}:{node.name}")
     assert not long, long
+
+
+def test_the_app_tells_its_screens_by_messages():
+    """The app starts screens and posts them messages; each screen owns its widgets."""
+    import re
+
+    text = (REPO / "tui" / "app.py").read_text()
+    uses = re.findall(r"search_view\.(\w+)", text)
+    assert uses and set(uses) == {"post_message"}, uses
+    assert not re.search(r"query_one\(", text)

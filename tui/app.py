@@ -21,18 +21,18 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from engine.names import count as counted
 from engine.names import printable
 from engine.settings import Settings
 from tui import keys, notes
 from tui.layout import Tier, tier_for
 from tui.render import choose
 from tui.screens.search import SearchScreen
+from tui.screens.search_base import EngineOpened, IndexNote, IndexShown, TierChanged, WordsStale
 from tui.text import line
 from tui.thumbs import ThumbCache
 
 if TYPE_CHECKING:
-    from engine.results import IndexStats, Progress, SearchResult
+    from engine.results import IndexStats, Progress
     from engine.search import ImageSimilaritySearch
 
 
@@ -106,7 +106,7 @@ class LookalikeApp(App[int]):
         tier = tier_for(event.size.width, event.size.height)
         if tier != self.tier:
             self.tier = tier
-            self.search_view.retier()
+            self.search_view.post_message(TierChanged())
 
     def on_mount(self) -> None:
         # How pictures are drawn: from the options and what Rich made of the terminal.
@@ -116,7 +116,7 @@ class LookalikeApp(App[int]):
             hint = "; if it has, start with --colors truecolor" if choice.colours == "256" else ""
             self.notify(f"pictures: {choice.why}{hint}", timeout=8)
         self.tier = tier_for(self.size.width, self.size.height)
-        self.search_view.retier()
+        self.search_view.post_message(TierChanged())
         if threading.current_thread() is threading.main_thread():
             loop = asyncio.get_running_loop()
             before = signal.getsignal(signal.SIGTERM)
@@ -149,39 +149,14 @@ class LookalikeApp(App[int]):
 
     def on_engine_ready(self, message: EngineReady) -> None:
         self.search_engine = message.search
-        view = self.search_view
-        view.panel.set_info(message.search.describe(), str(message.search.index_path))
         self._failures = message.search.failures()
         count = message.search.count()
-        view.set_status(
-            line(f"{counted(count, 'image')} indexed · enter on an image searches")
-            if count
-            else line(("nothing indexed yet", "dim"))
-        )
+        self.search_view.post_message(EngineOpened(count, self.initial_query))
         self.warm_engine()
-        if count:
-            view.measure_scale()  # the words beside the scores
-        shared = message.search.store.shared
-        if self.auto_index and not shared:
+        # A shared index is kept up to date by `lookalike index` workers; opening the app
+        # to search must not make this machine one (i joins, when wanted).
+        if self.auto_index and not message.search.store.shared:
             self.action_reindex()
-        elif shared:
-            # A shared index is kept up to date by `lookalike index` workers; opening the
-            # app to search must not make this machine one (i joins, when wanted).
-            self._show_shared(count)
-        if self.initial_query is not None:
-            view.run_search(self.initial_query)
-
-    def _show_shared(self, count: int) -> None:
-        assert self.search_engine is not None
-        self.search_view.panel.show_message(
-            line(
-                (
-                    f"shared index ({self.search_engine.store.kind}): {counted(count, 'image')}",
-                    "bold",
-                ),
-                (" · kept up to date by lookalike index workers; i joins them", "dim"),
-            )
-        )
 
     @work(thread=True, exclusive=True, group="warm", exit_on_error=False)
     def warm_engine(self) -> None:
@@ -195,13 +170,12 @@ class LookalikeApp(App[int]):
             text = str(error) or type(error).__name__
             self.say(text, title=f"{event.worker.group} failed", severity="error", timeout=10)
             if event.worker.group == "engine":
-                self.search_view.panel.show_message(
-                    line(("cannot open the index", "red"), ": ", text)
-                )
-                self.search_view.set_status(line((text, "red")))
+                note = line(("cannot open the index", "red"), ": ", text)
+                self.search_view.post_message(IndexNote(note, line((text, "red"))))
             if event.worker.group == "index":
                 self.indexing = False
-                self.search_view.panel.show_message(line(("indexing failed", "red"), ": ", text))
+                note = line(("indexing failed", "red"), ": ", text)
+                self.search_view.post_message(IndexNote(note))
 
     # --- indexing -------------------------------------------------------------------
 
@@ -214,7 +188,7 @@ class LookalikeApp(App[int]):
             return
         self.indexing = True
         self._cancel = threading.Event()
-        self.search_view.panel.show_message(line("scanning…"))
+        self.search_view.post_message(IndexNote(line("scanning…")))
         self.run_index(self._cancel)
 
     @work(thread=True, exclusive=True, group="index", exit_on_error=False)
@@ -228,11 +202,7 @@ class LookalikeApp(App[int]):
     def on_index_progress(self, message: IndexProgress) -> None:
         self.index_progress = message.progress
         if self.indexing and message.progress.phase != "done":
-            panel = self.search_view.panel
-            panel.show_progress(message.progress)
-            if message.progress.phase == "encoding" and self.search_engine is not None:
-                # the CNN is loaded by now: say which runtime it runs on
-                panel.set_info(self.search_engine.describe(), str(self.search_engine.index_path))
+            self.search_view.post_message(IndexShown(progress=message.progress))
 
     def on_index_finished(self, message: IndexFinished) -> None:
         self.indexing = False
@@ -246,27 +216,13 @@ class LookalikeApp(App[int]):
             for screen in self.screen_stack:
                 if isinstance(screen, TriageScreen):
                     screen.refresh_session()
-        panel = self.search_view.panel
-        panel.show_done(message.stats)
-        if self.search_engine is not None:
-            panel.set_info(self.search_engine.describe(), str(self.search_engine.index_path))
+        self.search_view.post_message(IndexShown(stats=message.stats))
         if message.stats.kept_gone:
             self.say(
                 f"{message.stats.kept_gone} indexed files are gone from the folder but were"
                 " kept (a disk unmounted?); lookalike index DIR --prune removes them",
                 severity="warning",
                 timeout=15,
-            )
-        view = self.search_view
-        if message.stats.indexed or message.stats.removed:
-            view.measure_scale()  # the collection changed: its scale may have
-        if view.query_path is not None and message.stats.indexed:
-            view.run_search(view.query_path, remember=False)  # results over the complete index
-        elif view.query_path is None:
-            view.set_status(
-                line(
-                    f"{counted(message.stats.total, 'image')} indexed · enter on an image searches"
-                )
             )
 
     def index_quietly(self) -> None:
@@ -282,7 +238,7 @@ class LookalikeApp(App[int]):
     def action_cancel_index(self) -> None:
         if self.indexing:
             self._cancel.set()
-            self.search_view.panel.show_message(line(("cancelling…", "yellow")))
+            self.search_view.post_message(IndexNote(line(("cancelling…", "yellow"))))
         else:
             self.notify("nothing is being indexed")
 
@@ -300,7 +256,7 @@ class LookalikeApp(App[int]):
 
         def back(_result: None) -> None:
             # the copies triage verified are called so beside the scores from now on
-            self.search_view.measure_scale()
+            self.search_view.post_message(WordsStale())
 
         self.push_screen(TriageScreen(self.search_engine, self.triage_state, tier=self.tier), back)
 
@@ -344,13 +300,6 @@ class LookalikeApp(App[int]):
             yield SystemCommand(key.palette, key.help, getattr(owner, f"action_{name}"))
 
     # --- helpers --------------------------------------------------------------------
-
-    def searched(self, result: SearchResult) -> None:
-        """A search was answered: a shared index says how many images it holds now
-        (other machines may have added some)."""
-        engine = self.search_engine
-        if engine is not None and not self.indexing and engine.store.shared:
-            self._show_shared(result.indexed)
 
     def say(self, text: object, **kwargs: Any) -> None:
         """A notification whose text may hold paths: escaped, never read as markup."""

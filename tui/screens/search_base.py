@@ -56,6 +56,39 @@ class ThumbReady(Message):
         self.target, self.path, self.thumb = target, path, thumb
 
 
+class EngineOpened(Message, bubble=False):
+    """The app opened the engine: *count* pictures indexed; *query* to search at once."""
+
+    def __init__(self, count: int, query: Path | None) -> None:
+        super().__init__()
+        self.count, self.query = count, query
+
+
+class IndexNote(Message, bubble=False):
+    """A line for the index panel (scanning, cancelling, a failure); *status* too for the
+    status line above the results."""
+
+    def __init__(self, text: Text, status: Text | None = None) -> None:
+        super().__init__()
+        self.text, self.status = text, status
+
+
+class IndexShown(Message, bubble=False):
+    """Where the app's index run is (*progress*), or how it ended (*stats*)."""
+
+    def __init__(self, progress: Any = None, stats: Any = None) -> None:
+        super().__init__()
+        self.progress, self.stats = progress, stats
+
+
+class WordsStale(Message, bubble=False):
+    """The words beside the scores may have changed (a triage verified copies)."""
+
+
+class TierChanged(Message, bubble=False):
+    """The terminal's size asks for other thumbnail sizes (the app's ``tier``)."""
+
+
 class SearchBase(AppScreen):
     """The search screen without its actions (:class:`tui.screens.search.SearchScreen`
     adds them): the widgets, the newest search shown, thumbnails drawn as they come."""
@@ -157,7 +190,9 @@ class SearchBase(AppScreen):
         self.last_request = message.request
         result = message.result
         self.last_result = result
-        self.app.searched(result)
+        search = self.app.search_engine
+        if search is not None and search.store.shared and not self.app.indexing:
+            self.show_shared(result.indexed)  # other machines may have added pictures
         grid = self.query_one(ResultsGrid)
         cards = self._cards(result)
         grid.show(cards)
@@ -296,6 +331,70 @@ class SearchBase(AppScreen):
     @on(ResultsGrid.Chosen)
     def _result_chosen(self, event: ResultsGrid.Chosen) -> None:
         self.run_search(event.data.path)
+
+    # --- what the app tells --------------------------------------------------------
+
+    def on_engine_opened(self, message: EngineOpened) -> None:
+        search = self.app.search_engine
+        if search is None:
+            return
+        self.panel.set_info(search.describe(), str(search.index_path))
+        self.set_status(
+            line(f"{count(message.count, 'image')} indexed · enter on an image searches")
+            if message.count
+            else line(("nothing indexed yet", "dim"))
+        )
+        if message.count:
+            self.measure_scale()  # the words beside the scores
+        if search.store.shared:
+            # kept up to date by `lookalike index` workers: this machine joins on i only
+            self.show_shared(message.count)
+        if message.query is not None:
+            self.run_search(message.query)
+
+    def show_shared(self, images: int) -> None:
+        """A shared index: how many pictures it holds, who keeps it up to date."""
+        search = self.app.search_engine
+        if search is None:
+            return
+        self.panel.show_message(
+            line(
+                (f"shared index ({search.store.kind}): {count(images, 'image')}", "bold"),
+                (" · kept up to date by lookalike index workers; i joins them", "dim"),
+            )
+        )
+
+    def on_index_note(self, message: IndexNote) -> None:
+        self.panel.show_message(message.text)
+        if message.status is not None:
+            self.set_status(message.status)
+
+    def on_index_shown(self, message: IndexShown) -> None:
+        search = self.app.search_engine
+        if message.progress is not None:
+            self.panel.show_progress(message.progress)
+            if message.progress.phase == "encoding" and search is not None:
+                # the CNN is loaded by now: say which runtime it runs on
+                self.panel.set_info(search.describe(), str(search.index_path))
+            return
+        stats = message.stats
+        self.panel.show_done(stats)
+        if search is not None:
+            self.panel.set_info(search.describe(), str(search.index_path))
+        if stats.indexed or stats.removed:
+            self.measure_scale()  # the collection changed: its scale may have
+        if self.query_path is not None and stats.indexed:
+            self.run_search(self.query_path, remember=False)  # over the complete index
+        elif self.query_path is None:
+            self.set_status(
+                line(f"{count(stats.total, 'image')} indexed · enter on an image searches")
+            )
+
+    def on_words_stale(self, _message: WordsStale) -> None:
+        self.measure_scale()
+
+    def on_tier_changed(self, _message: TierChanged) -> None:
+        self.retier()
 
     def rel(self, path: Path) -> str:
         """*path* relative to the folder, for captions and status lines."""
