@@ -4,7 +4,6 @@ takes on request (move the copies aside, undo, remember pairs that are no copies
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -76,21 +75,17 @@ def _check_html_target(given: str) -> None:
 def _leaks(search, args: argparse.Namespace) -> list:
     """``--against TEST``: TEST's index (made with DIR's backbone and code settings, and
     brought up to date), and the pictures of it that copy one of DIR's."""
-    from engine.triage.leaks import find_leaks, open_against
+    from engine.triage.leaks import leaks_against
 
     if not Path(args.against).is_dir():
         raise UsageError(not_found("not a folder", args.against))
     if Path(args.against).resolve() == search.root:
         raise UsageError("--against needs another folder than DIR")
-    test = open_against(search, args.against, args.against_store)
-    with test:
-        if not args.no_update:
-            update_before_search(test)
-        not_leaks = {(p, os.fsdecode(v)) for p, v in search.store.choices("not-leak").items()}
-        try:
-            return find_leaks(search, test, rejected=not_leaks)
-        except ValueError as exc:
-            raise Failure(f"cannot compare {args.dir} with {args.against}: {exc}") from None
+    update = None if args.no_update else update_before_search
+    try:
+        return leaks_against(search, args.against, args.against_store, update)[0]
+    except ValueError as exc:
+        raise Failure(f"cannot compare {args.dir} with {args.against}: {exc}") from None
 
 
 def _move(search, found, args: argparse.Namespace) -> int:

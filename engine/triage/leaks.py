@@ -12,6 +12,7 @@ its best TRAIN match (identical bytes first, then the most similar).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Set
 
@@ -167,3 +168,26 @@ def _cross_similarity(va, sa, vb, sb, rows_a: np.ndarray, rows_b: np.ndarray) ->
     if fa.shape[1] != fb.shape[1]:
         raise ValueError("the two indexes hold features of different sizes")
     return row_dots(fa, np.searchsorted(ia, rows_a), fb, np.searchsorted(ib, rows_b))
+
+
+def leaks_against(
+    search,
+    folder: str,
+    store: str | None = None,
+    update: Callable | None = None,
+    on_progress: Callable[[str, float], None] | None = None,
+    cancel: threading.Event | None = None,
+    rejected: Set[tuple[str, str]] | None = None,
+) -> tuple[list[Leak], list[str]]:
+    """The leaks of TEST (*folder*, its index at *store*) into *search*'s folder, and the
+    pictures of TEST marked to set aside: what the command line and a session both ask.
+    *update(test)* brings TEST's index up to date first (None: compared as it is);
+    *rejected*: pairs marked not a leak (None: those remembered in *search*'s index)."""
+    if rejected is None:
+        chosen = search.store.choices("not-leak").items()
+        rejected = {(p, os.fsdecode(v)) for p, v in chosen}
+    with open_against(search, folder, store) as test:
+        if update is not None:
+            update(test)
+        marks = list(test.store.choices("mark"))
+        return find_leaks(search, test, on_progress, cancel, rejected), marks

@@ -11,7 +11,7 @@ import numpy as np
 
 from engine.dataset import unusable
 from engine.triage import labels
-from engine.triage.leaks import find_leaks, open_against
+from engine.triage.leaks import leaks_against
 from engine.triage.report import Leak, Outlier
 from engine.triage.verify import read_blob, write_blob
 
@@ -128,12 +128,13 @@ def _leaks(search, ask: Ask, say, cancel) -> tuple[list[Leak], list[str]]:
     def indexing(p) -> None:
         say("indexing the other folder", p.done / max(1, p.total))
 
-    with open_against(search, ask.against, ask.against_store) as test:
+    def update(test) -> None:
         # another process may be bringing it up to date: compare with what is there
         with contextlib.suppress(IndexBusy):
             test.index(on_progress=indexing, cancel=cancel)
-        marks = list(test.store.choices("mark"))
-        return find_leaks(search, test, say, cancel, ask.not_leaks), marks
+
+    assert ask.against is not None  # asked only with another folder
+    return leaks_against(search, ask.against, ask.against_store, update, say, cancel, ask.not_leaks)
 
 
 def drop_from(sections: dict, gone: set[str]) -> dict:
