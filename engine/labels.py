@@ -22,8 +22,12 @@ features); the words only place a score, but for a pair triage verified: that is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch
 
 #: Pictures searched to learn the collection's scale (a fixed random sample).
 SAMPLE = 48
@@ -79,7 +83,9 @@ def word_for(
     return (scale.label(score) if scale is not None else ""), ""
 
 
-def measure(search, sample: int = SAMPLE, seed: int = 0) -> ScoreScale | None:
+def measure(
+    search: ImageSimilaritySearch, sample: int = SAMPLE, seed: int = 0
+) -> ScoreScale | None:
     """The scale of *search*'s collection, from the stored codes of *sample* of its
     pictures (no CNN, no file opened); None when it holds too few pictures to say."""
     vec = search.vectors()

@@ -7,6 +7,7 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.errors import IndexFileError, MoveError, SearchError, os_reason
 from engine.names import check_relpath, printable
@@ -26,6 +27,9 @@ from engine.quarantine.common import (
 from engine.quarantine.files import _below, _Guard, _is_copy_of, _parent, _Skip, move_file
 from engine.quarantine.records import _key, _new_key, _read_record, _Record
 from engine.sandbox import Folder, Refused
+
+if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch
 
 # --- moving -----------------------------------------------------------------------------
 
@@ -331,7 +335,7 @@ def _put_back(
 
 
 def set_aside(
-    search,
+    search: ImageSimilaritySearch,
     relpaths: list[str],
     folder: str | os.PathLike[str] | None = None,
     keep: Keep | None = None,
@@ -353,7 +357,7 @@ def set_aside(
     return report
 
 
-def relabel(search, relpath: str, label: str) -> MoveReport:
+def relabel(search: ImageSimilaritySearch, relpath: str, label: str) -> MoveReport:
     """Move stored *relpath* into the class folder *label* (``DIR/label/NAME``), undoable;
     the old path is forgotten, the next run indexes the new one."""
     search.check_stored_path(relpath)
@@ -364,12 +368,12 @@ def relabel(search, relpath: str, label: str) -> MoveReport:
     return report
 
 
-def undo_latest(search) -> MoveReport:
+def undo_latest(search: ImageSimilaritySearch) -> MoveReport:
     """Put back the newest move of *search*'s folder (:func:`undo`)."""
     return undo(search.root, None if search.store.readonly else search.store)
 
 
-def _forget(search, relpaths: list[str]) -> None:
+def _forget(search: ImageSimilaritySearch, relpaths: list[str]) -> None:
     from engine.storage import Batch, IndexBusy
 
     if relpaths:

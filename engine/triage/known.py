@@ -13,6 +13,7 @@ known: the words then fall back to the score scale.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,8 +24,11 @@ from engine.triage.groups import IDENTICAL
 from engine.triage.verify import read_blob
 from engine.triage.view import facts_of, fingerprint
 
+if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch
 
-def known_copies(search) -> KnownCopies:
+
+def known_copies(search: ImageSimilaritySearch) -> KnownCopies:
     """The verified copies of *search*'s index (read in well under a second at 10,000
     pictures; call it from a worker, once per change of the index)."""
     facts, paths = facts_of(search)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Set
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,13 +32,16 @@ from engine.triage.verify import (
     verify,
 )
 
+if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch
+
 #: TEST rows scored against every TRAIN row at a time (a 512 x 60,000 block is 120 MB).
 BLOCK = 512
 #: How TEST paths are told apart from TRAIN ones in the verdict cache's keys.
 TEST_MARK = "\0test\0"
 
 
-def open_against(train, folder, store: str | None = None):
+def open_against(train: ImageSimilaritySearch, folder, store: str | None = None):
     """The other folder's search, with *train*'s backbone and code settings (its own
     index: TEST/.lookalike, or *store*). An existing index made otherwise is refused."""
     from engine.search import ImageSimilaritySearch
@@ -93,7 +97,7 @@ def _same_bytes(digests: list, paths_a: list[str], na: int) -> dict[int, int]:
 
 
 def find_leaks(
-    train,
+    train: ImageSimilaritySearch,
     test,
     on_progress: Callable[[str, float], None] | None = None,
     cancel: threading.Event | None = None,
@@ -171,7 +175,7 @@ def _cross_similarity(va, sa, vb, sb, rows_a: np.ndarray, rows_b: np.ndarray) ->
 
 
 def leaks_against(
-    search,
+    search: ImageSimilaritySearch,
     folder: str,
     store: str | None = None,
     update: Callable | None = None,

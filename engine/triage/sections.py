@@ -16,6 +16,7 @@ from engine.triage.report import Leak, Outlier
 from engine.triage.verify import read_blob, write_blob
 
 if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch
     from engine.triage.view import Ask, View
 
 #: How each section is ordered (what an undo sorts back into).
@@ -28,7 +29,14 @@ SECTION_ORDER = {
 
 
 def make_sections(
-    search, view: View, ask: Ask, index_of: np.ndarray, codes, fp: str, say, cancel
+    search: ImageSimilaritySearch,
+    view: View,
+    ask: Ask,
+    index_of: np.ndarray,
+    codes,
+    fp: str,
+    say,
+    cancel,
 ) -> tuple[dict, list[str]]:
     """Outliers, wrong labels, pictures hard to learn from, broken files and leaks, and
     the other folder's marks. *index_of*: each graph row's place in the index's facts
@@ -65,7 +73,9 @@ def make_sections(
     return out, test_marks
 
 
-def _labels(search, view: View, ask: Ask, rows, index_of, codes, fp: str, cancel) -> labels.Labels:
+def _labels(
+    search: ImageSimilaritySearch, view: View, ask: Ask, rows, index_of, codes, fp: str, cancel
+) -> labels.Labels:
     """Wrong labels among the *rows* shown (a mask of graph rows), from their candidate
     pairs and codes; the classifier's work kept in the index under what it depends on."""
     graph = view.graph
@@ -122,7 +132,7 @@ def _outliers(graph, alone: np.ndarray, share: float) -> list[Outlier]:
     return out
 
 
-def _leaks(search, ask: Ask, say, cancel) -> tuple[list[Leak], list[str]]:
+def _leaks(search: ImageSimilaritySearch, ask: Ask, say, cancel) -> tuple[list[Leak], list[str]]:
     from engine.storage import IndexBusy
 
     def indexing(p) -> None:

@@ -419,7 +419,7 @@ class TriageSession:
 
 
 def triage(
-    search,
+    search: ImageSimilaritySearch,
     threshold: float | None = DEFAULT_THRESHOLD,
     outlier_share: float = OUTLIER_SHARE,
     on_progress: Progress | None = None,

@@ -18,6 +18,7 @@ import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from engine.triage.verify import (
     verify,
     write_blob,
 )
+
+if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch
 
 
 @dataclass
@@ -60,7 +64,9 @@ class Facts:
         )
 
 
-def facts_of(search, slots: np.ndarray | None = None) -> tuple[Facts, list[str]]:
+def facts_of(
+    search: ImageSimilaritySearch, slots: np.ndarray | None = None
+) -> tuple[Facts, list[str]]:
     """The index's facts, aligned with *slots* (the live slots of its vectors; None: in
     the store's own slot order), and their paths; a crafted path, or records and vectors
     that disagree, is the damaged-index error."""
@@ -77,8 +83,8 @@ def facts_of(search, slots: np.ndarray | None = None) -> tuple[Facts, list[str]]
     bad = first_bad_relpath(paths)
     if bad is not None:
         search.check_stored_path(paths[bad])  # the damaged-index error, naming it
-    thumbs = [raw.thumbs[i] for i in at] if raw.thumbs else [None] * len(at)
-    quality = [raw.quality[i] for i in at] if raw.quality else [None] * len(at)
+    thumbs: list[bytes | None] = [raw.thumbs[i] for i in at] if raw.thumbs else [None] * len(at)
+    quality: list[bytes | None] = [raw.quality[i] for i in at] if raw.quality else [None] * len(at)
     facts = Facts(
         raw.slots[at],
         paths,
@@ -91,7 +97,7 @@ def facts_of(search, slots: np.ndarray | None = None) -> tuple[Facts, list[str]]
     return facts, paths
 
 
-def fingerprint(search) -> str:
+def fingerprint(search: ImageSimilaritySearch) -> str:
     """What a candidate graph is only valid under: the codes' identity, the centre they
     are taken around, and the copy rule."""
     meta = search.store.get_meta()
@@ -114,7 +120,7 @@ class Paths:
     """What the session learns once per path, for every view: whether it may be
     opened (and listed), and each folder's real path and links."""
 
-    def __init__(self, search) -> None:
+    def __init__(self, search: ImageSimilaritySearch) -> None:
         self.search = search
         self.allowed: dict[str, bool] = {}
         self.folders: dict[str, tuple[str, set[str]]] = {}
@@ -251,7 +257,9 @@ class Ask:
     labels_cut: float = labels.CUT
 
 
-def make(search, previous, ask: Ask, paths_of: Paths, say, cancel) -> tuple[View, list[str]]:
+def make(
+    search: ImageSimilaritySearch, previous, ask: Ask, paths_of: Paths, say, cancel
+) -> tuple[View, list[str]]:
     """A new view of *search*'s index: the candidate graph of *previous* (or the one
     kept in the index, or a new one) brought up to date, measured where it lacks
     evidence, written back when it changed; then the sections. Returns the view and the
@@ -336,7 +344,9 @@ def _rows_of(graph, index_of: np.ndarray, facts: Facts, kept: dict[str, Row], pa
     )
 
 
-def _measure(search, view: View, index_of, facts, vectors, paths_of, say, cancel):
+def _measure(
+    search: ImageSimilaritySearch, view: View, index_of, facts, vectors, paths_of, say, cancel
+):
     """The evidence the pairs lack: visual similarity, aligned pixels, each row's
     thumbnail spread, then what the rule needs (full-size pixels, local features).
     Returns whether anything was measured, and how many pairs by local features."""

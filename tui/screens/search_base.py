@@ -266,7 +266,8 @@ class SearchBase(AppScreen):
         from engine.triage.known import known_copies
 
         search = self.app.search_engine
-        self.post_message(ScaleReady(measure(search), known_copies(search)))
+        if search is not None:
+            self.post_message(ScaleReady(measure(search), known_copies(search)))
 
     def on_scale_ready(self, message: ScaleReady) -> None:
         self.scale, self.known = message.scale, message.known
