@@ -112,3 +112,37 @@ def test_the_app_tells_its_screens_by_messages():
     uses = re.findall(r"search_view\.(\w+)", text)
     assert uses and set(uses) == {"post_message"}, uses
     assert not re.search(r"query_one\(", text)
+
+
+def test_no_import_circle_in_the_engine():
+    """Modules of engine/ import each other one way only (at import time; an import
+    inside a function or for the type checker is not one)."""
+    import ast
+
+    mods = {}
+    for path in (REPO / "engine").rglob("*.py"):
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        mods[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, path in mods.items():
+        for node in ast.parse(path.read_text()).body:
+            if not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("engine")):
+                continue
+            subs = {f"{node.module}.{a.name}" for a in node.names} & set(mods)
+            graph[m] |= subs - {m}
+            if len(subs) < len(node.names) and node.module in mods and node.module != m:
+                graph[m].add(node.module)
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), [start]
+        while todo:
+            for nxt in graph[todo.pop()] - seen:
+                if nxt == goal:
+                    return True
+                seen.add(nxt)
+                todo.append(nxt)
+        return False
+
+    assert sum(map(len, graph.values())) > 50  # the check itself is live
+    circles = sorted(m for m in graph if reaches(m, m))
+    assert not circles, circles
