@@ -215,7 +215,7 @@ async def test_triage_screen_sections_and_moving_to_the_suggested_folder(
         # an unusable picture can be marked and set aside like a copy
         await pilot.press("6")
         await pilot.press("space")
-        assert app.triage_state.session.marks == {screen.current.slot.path}
+        assert app.triage_screen.session.marks == {screen.current.slot.path}
         await pilot.press("space")
         # a leak: its copy in the other folder is set aside there (and put back), or it
         # is marked not a leak and never reported again
@@ -223,7 +223,7 @@ async def test_triage_screen_sections_and_moving_to_the_suggested_folder(
         leak = screen.current.slot
         assert leak.kind == "leak" and leak.base == test.resolve()
         await pilot.press("space")
-        assert app.triage_state.session.test_marks == {leak.path}
+        assert app.triage_screen.session.test_marks == {leak.path}
         await _after(pilot, screen, "m", "enter")
         assert (test / ".lookalike" / "quarantine" / leak.path).exists()
         assert not (test / leak.path).exists()

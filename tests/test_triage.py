@@ -268,7 +268,7 @@ async def test_triage_screen(collection: Path, capsys):
         assert "1 copies 8" in bar and "3 broken 1" in bar
         marks = lambda: str(screen.query_one("#triage-marks").render())  # noqa: E731
         assert marks().startswith("0 marked") and "threshold" in marks()
-        session = app.triage_state.session
+        session = app.triage_screen.session
         await pilot.press("space")  # the keeper cannot be set aside
         assert not session.marks
         await pilot.press("right", "space")
@@ -424,12 +424,12 @@ async def test_marks_are_remembered_and_new_pictures_come_in_by_themselves(
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_triage(pilot)
         await pilot.press("right", "space")
-        marked = set(app.triage_state.session.marks)
+        marked = set(app.triage_screen.session.marks)
         await pilot.pause(0.3)
     app = create_app(collection)
     async with app.run_test(size=SIZE) as pilot:
         screen = await open_triage(pilot)
-        assert app.triage_state.session.marks == marked
+        assert app.triage_screen.session.marks == marked
         assert screen.current_row().slots[1].marked or screen.rows.row(0).slots[1].marked
         shutil.copy(collection / "orig0.png", collection / "late-copy.png")
         before = screen.report
@@ -482,7 +482,7 @@ async def test_moves_and_undo_while_indexing_lose_no_byte(collection: Path):
         await pilot.press("i")
         await wait_for(pilot, lambda: app.indexing)
         await pilot.press("a")
-        moving = sorted(app.triage_state.session.marks)
+        moving = sorted(app.triage_screen.session.marks)
         assert moving
         await _after(pilot, screen, "m", "enter")
         assert all(not (collection / p).exists() for p in moving)

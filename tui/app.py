@@ -26,8 +26,9 @@ from engine.settings import Settings
 from tui import keys, notes
 from tui.layout import Tier, tier_for
 from tui.render import choose
+from tui.screens.base import TierChanged
 from tui.screens.search import SearchScreen
-from tui.screens.search_base import EngineOpened, IndexNote, IndexShown, TierChanged, WordsStale
+from tui.screens.search_base import EngineOpened, IndexNote, IndexShown, WordsStale
 from tui.text import line
 from tui.thumbs import ThumbCache
 
@@ -93,7 +94,9 @@ class LookalikeApp(App[int]):
         self._sent: set[int] = set()  # pictures whose pixels the terminal has
         self.keep_in = tuple(keep_in)  # kept folders for triage, relative to the folder
         self.against = against  # another folder whose copies of this one are leaks
-        self.triage_state: Any = None  # the triage session and the cursor, between visits
+        #: the triage screen, made on the first visit and kept (installed): it holds the
+        #: session and the cursor between visits
+        self.triage_screen: Any = None
         self.search_view = SearchScreen(self.folder, self.settings.follow_links)
 
     # --- layout -------------------------------------------------------------------
@@ -208,14 +211,11 @@ class LookalikeApp(App[int]):
         self.indexing = False
         self.index_progress = None
         self._failures = message.stats.failed
-        if self.triage_state is not None and (message.stats.indexed or message.stats.removed):
-            # the folder changed: triage takes in the new pictures, now if it is on screen
-            self.triage_state.stale = True
-            from tui.screens.triage import TriageScreen
+        if self.triage_screen is not None and (message.stats.indexed or message.stats.removed):
+            # the folder changed: triage takes in the new pictures (now, if it is shown)
+            from tui.screens.triage_base import IndexChanged
 
-            for screen in self.screen_stack:
-                if isinstance(screen, TriageScreen):
-                    screen.refresh_session()
+            self.triage_screen.post_message(IndexChanged())
         self.search_view.post_message(IndexShown(stats=message.stats))
         if message.stats.kept_gone:
             self.say(
@@ -251,14 +251,18 @@ class LookalikeApp(App[int]):
 
         if isinstance(self.screen, TriageScreen):
             return
-        if self.triage_state is None:
-            self.triage_state = TriageState(keep_in=self.keep_in, against=self.against)
+        if self.triage_screen is None:
+            state = TriageState(keep_in=self.keep_in, against=self.against)
+            self.triage_screen = TriageScreen(self.search_engine, state, tier=self.tier)
+            self.install_screen(self.triage_screen, "triage")
+        else:
+            self.triage_screen.post_message(TierChanged())  # the terminal may have changed
 
         def back(_result: None) -> None:
             # the copies triage verified are called so beside the scores from now on
             self.search_view.post_message(WordsStale())
 
-        self.push_screen(TriageScreen(self.search_engine, self.triage_state, tier=self.tier), back)
+        self.push_screen("triage", back)
 
     def action_failures(self) -> None:
         if not self._failures:

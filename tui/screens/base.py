@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from textual.message import Message
 from textual.screen import Screen
 
 if TYPE_CHECKING:
@@ -16,3 +17,7 @@ class AppScreen(Screen[None]):
 
     if TYPE_CHECKING:
         app: LookalikeApp
+
+
+class TierChanged(Message, bubble=False):
+    """The terminal's size asks for other thumbnail sizes (the app's ``tier``)."""

@@ -17,7 +17,7 @@ from textual.worker import Worker, WorkerState
 
 from engine.names import count
 from tui import keys
-from tui.screens.base import AppScreen
+from tui.screens.base import AppScreen, TierChanged
 from tui.text import NEWLINE, fit_path, line, plain
 from tui.widgets.footer import KeysFooter
 from tui.widgets.image_tree import ImageTree
@@ -83,10 +83,6 @@ class IndexShown(Message, bubble=False):
 
 class WordsStale(Message, bubble=False):
     """The words beside the scores may have changed (a triage verified copies)."""
-
-
-class TierChanged(Message, bubble=False):
-    """The terminal's size asks for other thumbnail sizes (the app's ``tier``)."""
 
 
 class SearchBase(AppScreen):

@@ -17,7 +17,7 @@ from textual.worker import Worker, WorkerState
 from engine.names import count, printable
 from tui import keys
 from tui.layout import COMPACT, Tier
-from tui.screens.base import AppScreen
+from tui.screens.base import AppScreen, TierChanged
 from tui.text import line, plain
 from tui.widgets.footer import KeysFooter
 from tui.widgets.line import Line
@@ -46,6 +46,10 @@ class TriageProgress(Message):
     def __init__(self, phase: str, done: float) -> None:
         super().__init__()
         self.phase, self.done = phase, done
+
+
+class IndexChanged(Message, bubble=False):
+    """Indexing ended with new or removed pictures: triage takes them in."""
 
 
 class TriageBase(AppScreen):
@@ -98,6 +102,27 @@ class TriageBase(AppScreen):
     def on_unmount(self) -> None:
         self._cancel.set()
         self.state.cursor = (self.row, self.col)
+
+    def on_index_changed(self, _message: IndexChanged) -> None:
+        self.state.stale = True
+        if self.is_current and self.session is not None:
+            self.refresh_session()
+
+    def on_screen_resume(self) -> None:
+        """Back on screen (the screen is kept between visits): new pictures triaged if
+        indexing brought some meanwhile."""
+        if self.state.stale and self.session is not None:
+            self.refresh_session()
+
+    async def on_tier_changed(self, _message: TierChanged) -> None:
+        if self.app.tier != self.tier:
+            self.tier = self.app.tier
+            for view in self.views:
+                await view.remove()
+            self.views = []
+            if self.rows is not None:
+                await self._fit_views()
+                self._paint()
 
     def _per_row(self) -> int:
         """Cards a row shows at this width."""
