@@ -7,7 +7,7 @@ A set is a class-folder training split (``train/CLASS/...``) and a test split
 pictures; planted in the test split: copies of training pictures, a third byte-identical,
 the rest re-encoded (JPEG or WebP, some resized). Parameters come in two ranges that do
 not overlap (:data:`TUNE`, :data:`HELD`); the thresholds in :mod:`engine.quality` and
-:mod:`engine.dataset` were chosen on the first only. Sources: Fashion-MNIST (tuned on its
+:mod:`engine.triage.dataset` were chosen on the first only. Sources: Fashion-MNIST (tuned on its
 test split's pictures, held out on its training split's) and a varied set of clip-art
 categories and photographs (held out).
 """

@@ -1,7 +1,7 @@
 """The search core's figures: quality, latency, scale, self-join, kernels, disk.
 
 Public API only: :class:`engine.ImageSimilaritySearch` (``search_code``, ``vectors``,
-``band_keys``), :mod:`engine.selfjoin`, :mod:`engine.lsh`, :mod:`engine.minhash`.
+``band_keys``), :mod:`engine.triage.selfjoin`, :mod:`engine.lsh`, :mod:`engine.minhash`.
 """
 
 from __future__ import annotations
@@ -519,7 +519,7 @@ def bench_scale(rep) -> None:
 
 def bench_selfjoin(rep, brute_share: float = 0.04) -> None:
     from engine import ImageSimilaritySearch
-    from engine.selfjoin import exact_blocks, self_join, unit_codes
+    from engine.triage.selfjoin import exact_blocks, self_join, unit_codes
 
     rows = []
     ensure_source()

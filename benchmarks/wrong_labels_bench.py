@@ -149,7 +149,7 @@ def sets() -> list[tuple[Path, str]]:
 def _codes(search):
     """The index's vectors, its live pictures' unit codes and slots, and their paths (as
     a triage reads them)."""
-    from engine.selfjoin import unit_codes
+    from engine.triage.selfjoin import unit_codes
     from engine.triage.view import facts_of
 
     vec = search.vectors()

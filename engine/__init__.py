@@ -19,12 +19,12 @@ Where each job lives:
 * ``storage/`` — ``base`` (the ``IndexStore`` and ``Annotations`` halves every store
   inherits), ``open_index``; ``sqlite/``; ``redis/`` (records, scripts, datasketch's
   LSH, the Streams queue);
-* ``triage/`` — the session and its parts (candidate graph, verification, groups,
-  sections, leaks, wrong labels); ``selfjoin``, ``exact_join`` — pairs; ``copies``,
-  ``keypoints`` — the copy rule; ``quarantine/`` — moves; ``sandbox`` — the one guarded
-  way into the index folder; ``quality``, ``dataset`` — data-set triage; ``labels`` —
-  words for scores; ``errors`` — every error a user may see; ``results`` — what comes
-  back.
+* ``triage/`` — the session and its parts (candidate graph, verification with
+  ``keypoints``, groups, sections, leaks, wrong labels, ``dataset``; pairs from
+  ``selfjoin`` and ``exact_join``); ``copies`` — the copy rule and the thumbnails the
+  indexer stores for it; ``quarantine/`` — moves; ``sandbox`` — the one guarded way into
+  the index folder; ``quality`` — measured at indexing; ``labels`` — words for scores;
+  ``errors`` — every error a user may see; ``results`` — what comes back.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ plain white shirts are as close as a shirt and its JPEG. So the decision rests o
 kinds of evidence, each robust to part of the family, and on a relative test:
 
 * **Identical bytes** (same SHA-256): a copy, always.
-* **Local features** (:mod:`engine.keypoints`), SIFT on a 256 px greyscale copy of each picture (and of its mirror
+* **Local features** (:mod:`engine.triage.keypoints`), SIFT on a 256 px greyscale copy of each picture (and of its mirror
   image), matched with Lowe's ratio test and verified by RANSAC under a similarity
   transform (rotation, uniform scale, shift): many points that agree on one geometric
   transform mean the same picture, whatever crop, turn, tilt, border or caption. Small

@@ -10,8 +10,8 @@ import pytest
 
 from engine import ImageSimilaritySearch, open_store
 from engine.centre import fit
-from engine.selfjoin import banding_for, self_join, unit_codes
 from engine.storage import Batch
+from engine.triage.selfjoin import banding_for, self_join, unit_codes
 
 
 def _index_of_codes(codes: np.ndarray, where: Path) -> ImageSimilaritySearch:
@@ -125,7 +125,7 @@ def test_nearest_scores_and_certified_outliers(clustered: ImageSimilaritySearch)
 
 
 def test_top_k_pairs_are_each_rows_nearest():
-    from engine.selfjoin import exact_blocks
+    from engine.triage.selfjoin import exact_blocks
 
     rng = np.random.RandomState(5)
     units = rng.randn(6000, 16).astype(np.float32)  # more than the sampled columns

@@ -7,7 +7,7 @@ Per candidate pair: code cosine, visual similarity, aligned pixels and transform
 full-size pixel score, the local-feature verdict (:class:`engine.copies.Pairs`).
 Candidates are each picture's :data:`engine.copies.CANDIDATES` nearest by code cosine
 (a pair is kept when it is among the first of either picture), exactly up to
-:data:`engine.selfjoin.EXACT_MAX` pictures, from strict LSH bands beyond.
+:data:`engine.triage.selfjoin.EXACT_MAX` pictures, from strict LSH bands beyond.
 
 **Why it is kept.** A first triage of 100,000 pictures spends minutes on the self-join,
 the features and the full-size pixels; everything after that is milliseconds. The graph
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import copies
-from engine.selfjoin import EXACT_MAX, rows_top_k, self_join
+from engine.triage.selfjoin import EXACT_MAX, rows_top_k, self_join
 
 #: Beyond EXACT_MAX pictures, candidates are pairs of at least this code cosine, found by
 #: LSH bands strict enough for it (heavily edited copies may be missed there).
@@ -150,8 +150,8 @@ def build(
     vec, paths: list[str], tags: np.ndarray, fingerprint: str, outliers: float, say, cancel
 ) -> CandidateGraph:
     """A new graph of the live pictures of *vec* (rows in the order of
-    :func:`engine.selfjoin.unit_codes`): the whole self-join, no evidence yet."""
-    from engine.selfjoin import unit_codes
+    :func:`engine.triage.selfjoin.unit_codes`): the whole self-join, no evidence yet."""
+    from engine.triage.selfjoin import unit_codes
 
     units, slots = unit_codes(vec)
     n = len(slots)

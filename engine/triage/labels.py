@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.dataset import label_of
-from engine.names import count as counted
+from engine.triage.dataset import label_of
+from engine.triage.report import Confusion, Mislabel
 
 #: Neighbours that vote on a picture's label, and how many of them a report names.
 VOTERS = 10
@@ -81,35 +81,6 @@ CUT = 0.5
 #: The cache of the classifier's probabilities in the index.
 BLOB = "triage-labels"
 MAGIC = b"LKLABELS1"
-
-
-@dataclass(frozen=True)
-class Mislabel:
-    path: str
-    folder: str  # its label now
-    suggested: str  # the most likely other label
-    confidence: float  # the score: how likely its folder is wrong, in [0, 1]
-    neighbours: tuple[str, ...] = ()  # its most similar voters, most similar first
-    classifier: float = 0.0  # the classifier's probability of its folder
-    vote: float = 0.0  # the share of its neighbours' votes for its folder
-
-
-@dataclass(frozen=True)
-class Confusion:
-    """Two classes confused as a rule: how many candidates sit between them (filed under
-    either, suggested the other), the most likely wrong first."""
-
-    classes: tuple[str, str]
-    pictures: tuple[Mislabel, ...]
-
-    @property
-    def count(self) -> int:
-        return len(self.pictures)
-
-    def text(self) -> str:
-        a, b = self.classes
-        n = self.count
-        return f"{a} ↔ {b}: {counted(n, 'picture')} {'sits' if n == 1 else 'sit'} between these classes"
 
 
 @dataclass

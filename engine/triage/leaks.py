@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine import copies
-from engine.selfjoin import JoinCancelled, unit_codes
 from engine.triage.report import Leak
+from engine.triage.selfjoin import JoinCancelled, unit_codes
 from engine.triage.verify import (
     Cache,
     Opener,

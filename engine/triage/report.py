@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.dataset import Unusable
 from engine.images import SkippedFile
+from engine.names import count as counted
 from engine.quarantine import Keep
-from engine.triage.labels import Confusion, Mislabel
+from engine.triage.dataset import Unusable
 
 
 @dataclass(slots=True)
@@ -40,6 +40,35 @@ class Group:
     #: folder", "a file, not a link", "most pixels", "oldest", "shortest path", "first
     #: by name" (the first rule of the keeper order it wins by)
     kept_because: str = ""
+
+
+@dataclass(frozen=True)
+class Mislabel:
+    path: str
+    folder: str  # its label now
+    suggested: str  # the most likely other label
+    confidence: float  # the score: how likely its folder is wrong, in [0, 1]
+    neighbours: tuple[str, ...] = ()  # its most similar voters, most similar first
+    classifier: float = 0.0  # the classifier's probability of its folder
+    vote: float = 0.0  # the share of its neighbours' votes for its folder
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """Two classes confused as a rule: how many candidates sit between them (filed under
+    either, suggested the other), the most likely wrong first."""
+
+    classes: tuple[str, str]
+    pictures: tuple[Mislabel, ...]
+
+    @property
+    def count(self) -> int:
+        return len(self.pictures)
+
+    def text(self) -> str:
+        a, b = self.classes
+        n = self.count
+        return f"{a} ↔ {b}: {counted(n, 'picture')} {'sits' if n == 1 else 'sit'} between these classes"
 
 
 @dataclass(frozen=True)
@@ -80,7 +109,7 @@ class TriageReport:
     verified_now: int = 0
     keep_in: tuple[str, ...] = ()  # kept folders, relative to the root
     prefer: frozenset[str] = frozenset()  # keepers the user chose
-    #: data-set triage (engine.dataset, engine.triage.labels, engine.triage.leaks)
+    #: data-set triage (engine.triage.dataset, engine.triage.labels, engine.triage.leaks)
     mislabeled: list[Mislabel] = field(default_factory=list)
     #: classes confused as a rule, each with the pictures between them (not listed)
     confusions: list[Confusion] = field(default_factory=list)

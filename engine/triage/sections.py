@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine.dataset import unusable
 from engine.triage import labels
+from engine.triage.dataset import unusable
 from engine.triage.leaks import leaks_against
-from engine.triage.report import Leak, Outlier
+from engine.triage.report import Confusion, Leak, Mislabel, Outlier
 from engine.triage.verify import read_blob, write_blob
 
 if TYPE_CHECKING:
@@ -175,11 +175,11 @@ def put_back(sections: dict, stash: dict, count: int) -> None:
 def confusions(confusions: list, take) -> list:
     """The pairs of confused classes made again from the pictures of *confusions* that
     *take* keeps (a pair given twice is one), most pictures first."""
-    by: dict[tuple[str, str], dict[str, labels.Mislabel]] = {}
+    by: dict[tuple[str, str], dict[str, Mislabel]] = {}
     for c in confusions:
         by.setdefault(c.classes, {}).update({m.path: m for m in c.pictures if take(m)})
     out = [
-        labels.Confusion(k, tuple(sorted(v.values(), key=SECTION_ORDER["mislabeled"])))
+        Confusion(k, tuple(sorted(v.values(), key=SECTION_ORDER["mislabeled"])))
         for k, v in by.items()
         if v
     ]

@@ -31,9 +31,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from engine import copies, keypoints
+from engine import copies
 from engine.images import ImageError, guarded, open_image
-from engine.selfjoin import JoinCancelled
+from engine.triage import keypoints
+from engine.triage.selfjoin import JoinCancelled
 
 #: Pairs verified by local features at a time, and pictures' descriptions kept meanwhile.
 VERIFY_CHUNK = 256

@@ -24,11 +24,11 @@ import numpy as np
 
 from engine import copies
 from engine.names import first_bad_relpath
-from engine.selfjoin import unit_codes
 from engine.triage import candidates as cand
 from engine.triage import graph_blob, labels
 from engine.triage.groups import IDENTICAL, Graph, components, floor_of
 from engine.triage.sections import make_sections
+from engine.triage.selfjoin import unit_codes
 from engine.triage.verify import (
     Cache,
     Opener,
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 @dataclass
 class Facts:
     """What the index knows of each usable picture, in slot order (the order of
-    :func:`engine.selfjoin.unit_codes`), every path checked."""
+    :func:`engine.triage.selfjoin.unit_codes`), every path checked."""
 
     slots: np.ndarray
     paths: list[str]

@@ -304,3 +304,57 @@ class TriageScreen(TriageBase):
         self.app.call_from_thread(self.app.say, said)
         self.post_message(TriageReady(report, None, said))
         self.app.call_from_thread(self.app.index_quietly)
+
+    # --- moving around ---------------------------------------------------------------------
+
+    def action_move(self, dx: int, dy: int) -> None:
+        if not self.rows or not len(self.rows):
+            return
+        if dy:
+            self.row = min(max(self.row + dy, 0), len(self.rows) - 1)
+            self.col = 0
+        else:
+            self.col = min(max(self.col + dx, 0), len(self._slots(self.row)) - 1)
+        self._paint()
+
+    def _jump(self, row: int) -> None:
+        """Put the cursor on *row*, shown at the top of the view."""
+        self.row, self.col = min(max(row, 0), len(self.rows or ()) - 1), 0
+        self.top = self.row
+        self._paint()
+
+    def action_page(self, direction: int) -> None:
+        if self.rows and len(self.rows):
+            self._jump(self.row + direction * max(1, len(self.views)))
+
+    def action_edge(self, end: bool) -> None:
+        if self.rows and len(self.rows):
+            self._jump(len(self.rows) - 1 if end else 0)
+
+    def action_section(self, number: int) -> None:
+        """Jump to section *number* (1-6); 0 the next one with rows, -1 the previous."""
+        rows = self.rows
+        if not rows or not len(rows):
+            return
+        filled = [s for s in rows.sections if s.rows]
+        here = rows.section_of(self.row)
+        if number > 0:
+            s = rows.sections[number - 1]
+            if not s.rows:
+                self.notify(f"no {s.title.rstrip('?')} here")
+                return
+        else:
+            at = filled.index(here) if here in filled else 0
+            s = filled[(at + (1 if number == 0 else -1)) % len(filled)]
+        self._jump(s.start)
+
+    def action_search(self) -> None:
+        card = self.current
+        if card is None or card.slot.kind in (Kind.BROKEN, Kind.LEAK):
+            return
+        path = card.data.path
+        self.dismiss(None)
+        self.app.search_view.run_search(path)
+
+    def action_close(self) -> None:
+        self.dismiss(None)

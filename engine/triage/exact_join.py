@@ -1,4 +1,4 @@
-"""The exact self-join of :mod:`engine.selfjoin` (up to its ``EXACT_MAX`` pictures), and
+"""The exact self-join of :mod:`engine.triage.selfjoin` (up to its ``EXACT_MAX`` pictures), and
 each row's top k against all: the centred unit codes multiplied block by block (BLAS),
 pairs at or above a similarity and every row's nearest neighbour kept. Exact, and
 quadratic: about 14 s at 70k images on 2 cores."""

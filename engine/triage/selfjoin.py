@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.exact_join import (  # noqa: F401  (exact_blocks, rows_top_k: re-exported)
+from engine.lsh import band_keys, candidate_probability, expected_jaccard
+from engine.minhash import signatures
+from engine.triage.exact_join import (  # noqa: F401  (exact_blocks, rows_top_k: re-exported)
     BLOCK_COLS,
     BLOCK_ROWS,
     JOIN_SEED,
@@ -40,8 +42,6 @@ from engine.exact_join import (  # noqa: F401  (exact_blocks, rows_top_k: re-exp
     exact_blocks,
     rows_top_k,
 )
-from engine.lsh import band_keys, candidate_probability, expected_jaccard
-from engine.minhash import signatures
 
 #: Up to this many images the exact block product is used (measured crossover).
 EXACT_MAX = 120_000
