@@ -181,7 +181,7 @@ def cost_at_70k(fashion_all: Path) -> tuple[float, float, int]:
     """Seconds the wrong-label and quality reports add to a triage of the 70k index, and
     seconds of a leak search of its 10k test pictures against its 60k training ones."""
     from engine import ImageSimilaritySearch
-    from engine.triage import labels, triage, view
+    from engine.triage import labels, sections, triage
 
     spent = [0.0]
 
@@ -195,13 +195,13 @@ def cost_at_70k(fashion_all: Path) -> tuple[float, float, int]:
 
         return run
 
-    real_m, real_u = labels.wrong_labels, view.unusable
-    labels.wrong_labels, view.unusable = timed(real_m), timed(real_u)
+    real_m, real_u = labels.wrong_labels, sections.unusable
+    labels.wrong_labels, sections.unusable = timed(real_m), timed(real_u)
     try:
         with ImageSimilaritySearch(fashion_all) as search:
             report = triage(search)
     finally:
-        labels.wrong_labels, view.unusable = real_m, real_u
+        labels.wrong_labels, sections.unusable = real_m, real_u
     return spent[0], report.seconds, len(report.mislabeled)
 
 
