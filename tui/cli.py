@@ -29,7 +29,7 @@ import threading
 
 from engine.errors import BadStoreURL
 from tui import commands, notes, report, triage_command
-from tui.commands import Failure, Terminated, UsageError
+from tui.errors import Failure, Terminated, UsageError
 from tui.parsers import COMMANDS, build_app_parser, build_parser
 
 

@@ -16,21 +16,7 @@ from pathlib import Path
 
 from engine.names import printable
 from tui import report
-
-
-class UsageError(Exception):
-    """Exit status 2."""
-
-
-class Failure(Exception):
-    """Exit status 1."""
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM: handled like Ctrl-C (committed work is kept), exit status 143."""
-
-    #: what is said when it ends the process
-    note = "lookalike: terminated (work committed before the signal is kept)"
+from tui.errors import Failure, Terminated, UsageError
 
 
 def settings_from(args: argparse.Namespace):

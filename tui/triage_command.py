@@ -8,14 +8,8 @@ import sys
 from pathlib import Path
 
 from tui import report
-from tui.commands import (
-    Failure,
-    UsageError,
-    kept_folders,
-    not_found,
-    open_search,
-    update_before_search,
-)
+from tui.commands import kept_folders, not_found, open_search, update_before_search
+from tui.errors import Failure, UsageError
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
