@@ -132,8 +132,10 @@ def _undo(search) -> int:
 
 def _rejections(search, args: argparse.Namespace) -> int:
     """``--not-duplicate A B`` and ``--forget-rejections``: kept in the index."""
+    from engine.triage.groups import forget_rejections, reject_pair
+
     if args.forget_rejections:
-        n = search.store.forget_rejections()
+        n = forget_rejections(search)
         report.say(f"forgot {report.count(n, 'pair')} marked not duplicates")
         return 0
     rel = []
@@ -150,11 +152,9 @@ def _rejections(search, args: argparse.Namespace) -> int:
             raise UsageError(not_found("no such picture", given, folder=False))
     if rel[0] == rel[1]:
         raise UsageError(f"the same picture twice: {rel[0]}")
-    for stored, state in zip(rel, search.store.states_of(rel)):
-        if state is None or not state.ok:
-            raise UsageError(
-                f"not an indexed picture: {stored} (lookalike index {search.root} indexes it)"
-            )
-    search.store.reject(*rel)
+    try:
+        reject_pair(search, rel[0], rel[1])
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     report.say(f"{rel[0]} and {rel[1]} will not be grouped again (--forget-rejections undoes it)")
     return 0

@@ -22,10 +22,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.triage.report import Group, Member
+
+if TYPE_CHECKING:
+    from engine.search import ImageSimilaritySearch
 
 #: Default minimum visual similarity of a grouped pair: none, the copy rule decides.
 DEFAULT_THRESHOLD = 0.0
@@ -218,3 +222,19 @@ def floor_of(graph: Graph) -> float:
     rounded down to 0.05: the threshold the copy rule alone works at."""
     sims = [e[0] for near in graph.edges.values() for e in near.values() if e[1] != IDENTICAL]
     return max(0.0, float(np.floor(min(sims) * 20) / 20)) if sims else 0.0
+
+
+def reject_pair(search: ImageSimilaritySearch, a: str, b: str) -> None:
+    """Remember that the indexed pictures *a* and *b* (stored paths) are no copies: never
+    grouped again, by any session. ValueError names a picture that is not indexed."""
+    for stored, state in zip((a, b), search.store.states_of([a, b])):
+        if state is None or not state.ok:
+            raise ValueError(
+                f"not an indexed picture: {stored} (lookalike index {search.root} indexes it)"
+            )
+    search.store.reject(a, b)
+
+
+def forget_rejections(search: ImageSimilaritySearch) -> int:
+    """Forget every pair remembered as no copies; how many there were."""
+    return search.store.forget_rejections()
