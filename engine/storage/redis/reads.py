@@ -20,6 +20,7 @@ from engine.storage import (
     row_runs,
 )
 from engine.storage.redis.codec import (
+    CHUNK,
     CODE_DTYPE,
     FEATURE_DTYPE,
     ID_DTYPE,
@@ -31,16 +32,6 @@ from engine.storage.redis.connection import (
     guarded,
 )
 from engine.storage.redis.datasketch_lsh import RedisBands
-
-#: 1: the first shared layout.
-SCHEMA_VERSION = 1
-#: Rows per vector string (a features string of Lite0 is then 40 MiB, under Redis' 512).
-#: One less than a power of two: a full string plus its header then fits a jemalloc size
-#: class exactly (2**14 rows would round up by a quarter).
-CHUNK = (1 << 14) - 1
-#: Slots handed out to batches that never set their bits (killed workers) may reach this
-#: many past the live bitmap before the counter counts as damaged.
-MAX_RESERVED = 1 << 20
 
 
 class RemoteRows(Rows):

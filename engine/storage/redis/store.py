@@ -25,10 +25,13 @@ from engine.storage import (
 from engine.storage.redis import scripts
 from engine.storage.redis.annotations import RedisAnnotations
 from engine.storage.redis.codec import (
+    CHUNK,
     CODE_DTYPE,
     FEATURE_DTYPE,
     ID_DTYPE,
     KEY_DTYPE,
+    MAX_RESERVED,
+    SCHEMA_VERSION,
     Record,
     id_bytes,
     pack_record,
@@ -43,16 +46,6 @@ from engine.storage.redis.connection import (
 )
 from engine.storage.redis.datasketch_lsh import DatasketchTables
 from engine.storage.redis.reads import RedisReads
-
-#: 1: the first shared layout.
-SCHEMA_VERSION = 1
-#: Rows per vector string (a features string of Lite0 is then 40 MiB, under Redis' 512).
-#: One less than a power of two: a full string plus its header then fits a jemalloc size
-#: class exactly (2**14 rows would round up by a quarter).
-CHUNK = (1 << 14) - 1
-#: Slots handed out to batches that never set their bits (killed workers) may reach this
-#: many past the live bitmap before the counter counts as damaged.
-MAX_RESERVED = 1 << 20
 
 
 class RedisStore(RedisReads, RedisAnnotations, Store):
