@@ -23,6 +23,7 @@ killed run is never left, and a link at that name is replaced, not written throu
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import io
 import os
@@ -105,6 +106,11 @@ class Pictures:
         return f"<figure{klass}>{img}<figcaption>{caption}<br>{name}</figcaption></figure>"
 
 
+def _row(figs: list[str], head: str = "") -> str:
+    """Pictures side by side in one box, under *head* (HTML, escaped already)."""
+    return f'<div class="row">{head}{"".join(figs)}</div>'
+
+
 def _jpeg(im) -> bytes:
     im = im.convert("RGB")
     im.thumbnail((SIDE, SIDE))
@@ -185,7 +191,7 @@ def _groups(report, pics: Pictures) -> list[str]:
             figs.append(
                 pics.figure("dir", m.path, f'{m.score:.3f}{kept}<br><span class="why">{why}</span>')
             )
-        out.append(f'<div class="row"><h3>group {g.id}</h3>{"".join(figs)}</div>')
+        out.append(_row(figs, f"<h3>group {g.id}</h3>"))
     return out
 
 
@@ -198,7 +204,7 @@ def _leaks(report, pics: Pictures) -> list[str]:
     for x in report.leaks:
         a = pics.figure("test", x.other, f'<b class="bad">leak</b> {x.score:.3f}')
         b = pics.figure("dir", x.path, f'original<br><span class="why">{text(x.why)}</span>')
-        out.append(f'<div class="row">{a}{b}</div>')
+        out.append(_row([a, b]))
     return out
 
 
@@ -211,7 +217,7 @@ def _labels(report, pics: Pictures) -> list[str]:
         ]
         more = f", the {CONFUSED_SHOWN} likeliest wrong shown" if c.count > CONFUSED_SHOWN else ""
         head = f"<h3>{text(c.text())} (confused as a rule, not listed one by one{more})</h3>"
-        out.append(f'<div class="row">{head}{"".join(figs)}</div>')
+        out.append(_row(figs, head))
     for m in report.mislabeled:
         head = (
             f"filed under <b>{text(m.folder)}</b>, looks like <b>{text(m.suggested)}</b>"
@@ -219,7 +225,7 @@ def _labels(report, pics: Pictures) -> list[str]:
         )
         figs = [pics.figure("dir", m.path, head, "keep")]
         figs += [pics.figure("dir", n, "neighbour") for n in m.neighbours]
-        out.append(f'<div class="row">{"".join(figs)}</div>')
+        out.append(_row(figs))
     if report.labels_under_cut:
         more = count(report.labels_under_cut, "more picture")
         out.append(f'<p class="meta">{more} scored under the cut (--labels-min lowers it)</p>')
@@ -233,7 +239,7 @@ def _unusable(report, pics: Pictures) -> list[str]:
         for u in report.unusable
     ]
     if figs:
-        out.append(f'<div class="row">{"".join(figs)}</div>')
+        out.append(_row(figs))
     return out
 
 
@@ -244,7 +250,7 @@ def _outliers(report, pics: Pictures) -> list[str]:
         for o in report.outliers
     ]
     if figs:
-        out.append(f'<div class="row">{"".join(figs)}</div>')
+        out.append(_row(figs))
     return out
 
 
@@ -263,8 +269,7 @@ def write(path: str | os.PathLike[str], body: str) -> Path:
     """*body* written to *path*: beside it first, then renamed over it (never half a page,
     never through a link at that name)."""
     target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=".lookalike-", suffix=".html.part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".lookalike-", suffix=".html.part", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(body)
@@ -273,7 +278,7 @@ def write(path: str | os.PathLike[str], body: str) -> Path:
         os.chmod(tmp, 0o644 & ~_umask())
         os.replace(tmp, target)
     except BaseException:
-        with _quiet():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     return target
@@ -283,9 +288,3 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _quiet():
-    import contextlib
-
-    return contextlib.suppress(OSError)
