@@ -70,10 +70,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.storage import IndexBusy, IndexDamaged, IndexFileError, open_store
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+def lazy_exports(package: str, exports: dict[str, str], space: dict[str, Any]):
+    """A package's ``__getattr__`` giving each name of *exports* (name -> module) from its
+    module on first use, then kept in the package's *space*: so that importing the
+    package does not import what its names need (torch, the classifier's libraries)."""
+
+    def getattr_(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(import_module(module), name)
+        space[name] = value
+        return value
+
+    return getattr_
+
+
+__getattr__ = lazy_exports("engine", _EXPORTS, globals())

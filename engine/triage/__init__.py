@@ -23,8 +23,9 @@ Where each job lives:
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from engine import lazy_exports
 
 #: What the package gives, and the module each comes from. Imported on first use: the
 #: session pulls in the classifier's libraries (about 0.6 s), which the app must not wait
@@ -52,10 +53,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from engine.triage.session import OUTLIER_SHARE, TriageSession, triage
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine.triage' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports("engine.triage", _EXPORTS, globals())
