@@ -557,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
         machine_was = next((p for p in old if p.startswith("Machine")), "")
         if machine_was and machine_was.split("\n", 1)[1].strip() != machine().strip():
             # the machine above is the full run's; sections measured elsewhere say where
-            head = text.split("\n## ", 1)[0] + "\n\n## " + machine_was.rstrip() + "\n\n"
+            head = text.split("\n## ", 1)[0].rstrip() + "\n\n## " + machine_was.rstrip() + "\n\n"
             parts = [_measured_on(p) for p in parts]
         kept = {
             p.split("\n", 1)[0]: "## " + p.rstrip() + "\n"

@@ -161,3 +161,28 @@ def test_a_move_takes_pictures_out_of_confused_pairs_and_an_undo_puts_them_back(
     put_back(sections, stash, 2)
     assert sections["confusions"] == got.confusions and sections["mislabeled"] == got.listed
     assert sections["images"] == 9
+
+
+def test_the_classifier_reads_the_features_turned_onto_their_leading_directions():
+    rng = np.random.RandomState(5)
+    n, wide = 300, labels.COMPONENTS * 2
+    features = (rng.normal(0, 1, (n + 20, wide)) * rng.uniform(0.1, 5, wide)).astype(np.float16)
+    units = rng.normal(0, 1, (n, 16)).astype(np.float32)
+    slots = np.sort(rng.choice(n + 20, n, replace=False))  # dead slots between
+    x = labels.inputs(features, units, slots)
+    assert x.shape == (n, labels.COMPONENTS)
+    assert abs(float(x.std(0).mean()) - 1.0) < 0.05
+    assert np.allclose(x, labels.inputs(features[slots], units, np.arange(n)), atol=1e-4)
+    # leading directions first: the spread falls along the columns
+    spread = x.std(0)
+    assert spread[0] > spread[-1] * 1.5
+    # an index without features: its codes, standardised
+    y = labels.inputs(None, units, np.arange(n))
+    assert np.allclose(y.mean(0), 0, atol=1e-4) and np.allclose(y.std(0), 1, atol=1e-3)
+
+
+def test_a_cache_made_another_way_is_made_again(monkeypatch):
+    paths, codes, (left, right, sim), _ = _world(seed=6)
+    key = labels.cache_key("fp", "\n".join(paths), left, right, sim)
+    monkeypatch.setattr(labels, "PENALTY", labels.PENALTY * 3)
+    assert labels.cache_key("fp", "\n".join(paths), left, right, sim) != key

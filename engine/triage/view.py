@@ -304,8 +304,13 @@ def make(
         view.verified = int((graph.pairs.points >= 0).sum())
         if dirty or measured:
             write_blob(store, graph_blob.encode(graph), graph_blob.BLOB)
-    codes = (lambda: vectors()[1]) if graph is not None else None
-    view.sections, test_marks = make_sections(search, view, ask, index_of, codes, fp, say, cancel)
+
+    def codes() -> np.ndarray:  # the wrong-label classifier's inputs
+        return labels.inputs(vectors()[0].snap.features, *vectors()[1:])
+
+    view.sections, test_marks = make_sections(
+        search, view, ask, index_of, codes if graph is not None else None, fp, say, cancel
+    )
     view.copies_graph(str(search.root), paths_of)  # made now, not at the first action
     return view, test_marks
 
