@@ -125,7 +125,7 @@ def test_fastest_path_is_chosen_by_measurement_and_remembered(tmp_path: Path, mo
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     paths = [rt.EncoderPath("onnx", "fp32"), rt.EncoderPath("torch", "fp32")]
-    speeds = {"onnxruntime fp32": 120.0, "torch fp32": 300.0}
+    speeds = {"onnxruntime fp32": 250.0, "torch fp32": 300.0}
     measured = []
 
     def rate_of(path):
@@ -137,6 +137,11 @@ def test_fastest_path_is_chosen_by_measurement_and_remembered(tmp_path: Path, mo
     again = rt.choose(paths, rate_of, "key")  # remembered: nothing measured again
     assert again.path == first.path
     assert measured == ["onnxruntime fp32", "torch fp32"] * rt.ROUNDS  # rounds alternate
+    # a path far behind after the first round is not timed again, and one alone no more
+    speeds["onnxruntime fp32"] = 300.0 / rt.BEHIND - 1
+    measured.clear()
+    assert rt.choose(paths, rate_of, "far").path.runtime == "torch"
+    assert measured == ["onnxruntime fp32", "torch fp32"]
 
     def broken(path):
         if path.runtime == "torch":
