@@ -234,11 +234,21 @@ def sources(which: str, per_class: int = sized(30, 3)) -> list[tuple[str, Path]]
     return out
 
 
-def build(which: str, strength: str, kinds=KINDS, every: int = 3, seed: int = 0) -> Path:
+#: Long sides of the originals of a *small* set (icons, sprites, thumbnails, 32 px
+#: data sets), drawn evenly.
+SMALL = (24, 64)
+
+
+def build(
+    which: str, strength: str, kinds=KINDS, every: int = 3, seed: int = 0, small: bool = False
+) -> Path:
     """Write the set *which* (see :func:`sources`) with edits of *strength* (``tune``,
-    ``held`` or ``old``) under bench-data/copies/ with ``truth.json``."""
+    ``held`` or ``old``) under bench-data/copies/ with ``truth.json``; *small*: each
+    original first shrunk to a long side in :data:`SMALL` (its copies edited from that)."""
     span = {"tune": TUNE, "held": HELD, "old": OLD}[strength]
     name = f"{which}-{strength}" + ("-mild" if tuple(kinds) == MILD else "")
+    name += "-small" if small else ""
+    sizes = np.random.RandomState(seed + 7)
     dest = DATA / "copies" / name
     if (dest / "truth.json").exists():
         return dest
@@ -247,6 +257,9 @@ def build(which: str, strength: str, kinds=KINDS, every: int = 3, seed: int = 0)
     groups, edits = [], {}
     for i, (cls, src) in enumerate(sources(which)):
         base = flat(src)
+        if small:
+            side = int(sizes.randint(SMALL[0], SMALL[1] + 1))
+            base.thumbnail((side, side), Image.LANCZOS)
         folder = dest / cls
         folder.mkdir(parents=True, exist_ok=True)
         stem = f"{i:04d}-{src.stem}"  # wallpapers of several themes share names

@@ -48,6 +48,7 @@ SECTIONS = (
     "scale",
     "selfjoin",
     "triage",
+    "small",
     "session",
     "dataset",
     "labels",
@@ -514,6 +515,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.triage_bench import bench_triage
 
         bench_triage(rep, index, root)
+    if "small" in only:
+        from benchmarks.small_bench import bench_small
+
+        bench_small(rep, index, root)
     if "session" in only:
         from benchmarks.session_bench import bench_session
 
