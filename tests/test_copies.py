@@ -160,3 +160,29 @@ def test_not_a_duplicate_is_remembered_across_a_reindex(edited: Path, tmp_path: 
     pairs = {(g["representative"], m["path"]) for g in again["groups"] for m in g["members"]}
     assert ("pic03.png", "copies/mirror.png") in pairs
     assert main(["triage", str(root), "--not-duplicate", "nowhere.png", "pic03.png"]) == 2
+
+
+def test_copies_of_small_pictures_are_found(tmp_path: Path):
+    """Icons of 30-40 px and copies of them shrunk, cropped and saved as JPEG: too small
+    for keypoints, found by aligned pixels that stand out from the other icons."""
+    rng = np.random.RandomState(11)
+    root = tmp_path / "icons"
+    root.mkdir()
+    planted = {}
+    for i in range(16):
+        side = 30 + i % 11
+        field = rng.randint(0, 256, (5, 5, 3), np.uint8)
+        im = Image.fromarray(field).resize((side, side), Image.Resampling.BICUBIC)
+        im.save(root / f"icon{i:02d}.png")
+        if i % 4 == 0:
+            d = max(1, round(side * 0.05))
+            copy = im.crop((d, d, side - d, side - d)).resize((round(side * 0.7),) * 2)
+            _jpeg(copy, 45).save(root / f"icon{i:02d}-copy.png")
+            planted[f"icon{i:02d}.png"] = f"icon{i:02d}-copy.png"
+    with ImageSimilaritySearch(root) as search:
+        search.index()
+        report = triage(search)
+    pairs = {
+        tuple(sorted([g.representative.path, m.path])) for g in report.groups for m in g.members
+    }
+    assert pairs == {tuple(sorted(p)) for p in planted.items()}
