@@ -9,14 +9,13 @@ pair of a planted group; the rest of the pictures must stay ungrouped.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from benchmarks.copies import KINDS, MILD
 from benchmarks.copies import build as build_copies
 from benchmarks.phash import DISTANCE, phash_pairs
 from benchmarks.report import table
-from benchmarks.triage_bench import _fastdup_quality, _pairs, _quality
+from benchmarks.triage_bench import _fastdup_quality, _quality, catalogue, pair_quality
 
 #: (label, source, strengths, kinds), see benchmarks/copies.py.
 SETS = (
@@ -29,23 +28,12 @@ SETS = (
 
 def _phash_quality(root: Path) -> tuple[float, float] | None:
     got = phash_pairs(root)
-    if got is None:
-        return None
-    truth = _pairs(json.loads((root / "truth.json").read_text())["groups"])
-    tp = len(got & truth)
-    return tp / max(1, len(got)), tp / max(1, len(truth))
+    return None if got is None else pair_quality(got, root)
 
 
 def _catalogue(fashion: Path, index: Path) -> str:
     """What the rule does to a catalogue of 28 px look-alike products."""
-    from engine import ImageSimilaritySearch
-    from engine.triage import triage
-
-    with ImageSimilaritySearch(fashion, index) as search:
-        report = triage(search)
-    got = _pairs([[g.representative.path] + [m.path for m in g.members] for g in report.groups])
-    cross = sum(a.split("/")[0] != b.split("/")[0] for a, b in got)
-    grouped = sum(len(g.members) + 1 for g in report.groups)
+    report, got, cross, grouped = catalogue(fashion, index)
     return (
         f"Look-alike catalogue, Fashion-MNIST test split ({report.images:,} products of 28 px,"
         f" almost no true copies): **{grouped / max(1, report.images):.1%} grouped**"

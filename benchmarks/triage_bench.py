@@ -59,10 +59,29 @@ def _fastdup_quality(root: Path, at: float = 0.9) -> tuple[float, float] | None:
     if run.returncode:
         return None
     rows = json.loads(run.stdout.strip().splitlines()[-1])
-    got = {tuple(sorted((a, b))) for a, b, d in rows if d >= at}
+    return pair_quality({tuple(sorted((a, b))) for a, b, d in rows if d >= at}, root)
+
+
+def pair_quality(got: set, root: Path) -> tuple[float, float]:
+    """Pair precision and recall of the pairs *got* against a built set's truth."""
     truth = _pairs(json.loads((root / "truth.json").read_text())["groups"])
     tp = len(got & truth)
     return tp / max(1, len(got)), tp / max(1, len(truth))
+
+
+def catalogue(fashion: Path, index: Path):
+    """Triage of a catalogue of look-alike products (the Fashion-MNIST test split): the
+    report, its pairs, how many of them lie across classes, and how many images are
+    grouped."""
+    from engine import ImageSimilaritySearch
+    from engine.triage import triage
+
+    with ImageSimilaritySearch(fashion, index) as search:
+        report = triage(search)
+    got = _pairs([[g.representative.path] + [m.path for m in g.members] for g in report.groups])
+    cross = sum(a.split("/")[0] != b.split("/")[0] for a, b in got)
+    grouped = sum(len(g.members) + 1 for g in report.groups)
+    return report, got, cross, grouped
 
 
 def _quality(root: Path):
@@ -148,11 +167,7 @@ def bench_triage(rep, fashion10k_index: Path, fashion: Path) -> None:
             for label, per in kinds.items()
         ],
     )
-    with ImageSimilaritySearch(fashion, fashion10k_index) as search:
-        report = triage(search)
-    got = _pairs([[g.representative.path] + [m.path for m in g.members] for g in report.groups])
-    cross = sum(a.split("/")[0] != b.split("/")[0] for a, b in got)
-    grouped = sum(len(g.members) + 1 for g in report.groups)
+    report, got, cross, grouped = catalogue(fashion, fashion10k_index)
     body += (
         "\n\nLook-alike catalogue, Fashion-MNIST test split (10,000 products, almost no true"
         f" copies): **{grouped / report.images:.1%} of images grouped** ({grouped}),"

@@ -306,7 +306,8 @@ def make(
             write_blob(store, graph_blob.encode(graph), graph_blob.BLOB)
 
     def codes() -> np.ndarray:  # the wrong-label classifier's inputs
-        return labels.inputs(vectors()[0].snap.features, *vectors()[1:])
+        vec, units, slots = vectors()
+        return labels.inputs(vec.snap.features, units, slots)
 
     view.sections, test_marks = make_sections(
         search, view, ask, index_of, codes if graph is not None else None, fp, say, cancel
