@@ -29,6 +29,7 @@ triage of an unchanged folder verifies nothing again.
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 from PIL import Image
@@ -43,24 +44,24 @@ THUMB = 16
 def _trim_box(grey: np.ndarray, tol: int = 12, most: float = 0.3) -> tuple[int, int, int, int]:
     """The box left after removing uniform bands at the edges (a frame, a letterbox, the
     fill of a tilt): rows and columns whose values all lie within *tol* of the edge's
-    colour, at most *most* of each side."""
+    colour, at most *most* of each side. Rows are trimmed first (over the whole width),
+    then columns (over the rows kept)."""
     h, w = grey.shape
-    top, bottom, left, right = 0, h, 0, w
     if h < 8 or w < 8:
-        return top, bottom, left, right  # a rule, a banner, a dot: nothing to trim
-
-    def flat(line: np.ndarray, ref: float) -> bool:
-        return bool(np.abs(line.astype(np.int16) - ref).max() <= tol)
-
+        return 0, h, 0, w  # a rule, a banner, a dot: nothing to trim
     ref = float(np.median(np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])))
-    while top < h * most and flat(grey[top, left:right], ref):
-        top += 1
-    while h - bottom < h * most and bottom - 1 > top and flat(grey[bottom - 1, left:right], ref):
-        bottom -= 1
-    while left < w * most and flat(grey[top:bottom, left], ref):
-        left += 1
-    while w - right < w * most and right - 1 > left and flat(grey[top:bottom, right - 1], ref):
-        right -= 1
+    near = np.abs(grey.astype(np.float32) - ref) <= tol
+
+    def run(flags: np.ndarray) -> int:  # how many lead in a row
+        return int(np.argmin(flags)) if not flags.all() else len(flags)
+
+    cap_h, cap_w = math.ceil(h * most), math.ceil(w * most)
+    rows = near.all(axis=1)
+    top = min(run(rows), cap_h)
+    bottom = h - min(run(rows[::-1]), cap_h, h - top - 1)
+    cols = near[top:bottom].all(axis=0)
+    left = min(run(cols), cap_w)
+    right = w - min(run(cols[::-1]), cap_w, w - left - 1)
     if bottom - top < 4 or right - left < 4:
         return 0, h, 0, w
     return top, bottom, left, right
@@ -192,7 +193,29 @@ MIN_SIDE = 48
 #: Fashion-MNIST: re-encoded and enlarged copies 0.983 and up (a tenth under 0.991), the
 #: closest look-alike product of the same class under 0.985 for 99.5 % of pictures.
 FINE = 0.985
-FINE_SIDE = 64
+#: Pictures too small for keypoints are also compared aligned over crops at a small
+#: size (:func:`engine.aligned.small_scores`): a copy at ALIGNED_SMALL or more when it
+#: stands out by ALIGNED_GAP from each picture's fifth-best candidate by the same
+#: measure, or at FAR_SMALL when it stands out by FAR_GAP. A 4 % crop moves a 16 x 16
+#: thumbnail by most of a pixel and JPEG at 20-30 px takes its correlation to 0.7-0.85;
+#: aligned and blurred, the same copies score 0.9 and up. Chosen on small clip-art at the
+#: tuning strengths as the most recall that added no pair across classes on
+#: Fashion-MNIST's 10,000 test pictures (pair recall there 0.75 -> 0.88, precision 0.99;
+#: the second bar added 0.907 -> 0.924 of recall counted by connected pairs, one pair
+#: too many among 118). The CNN's visual similarity is not asked: at 20-40 px it can be
+#: under 0.1 for a hard crop.
+ALIGNED_SMALL = 0.89
+ALIGNED_GAP = 0.15
+FAR_SMALL = 0.85
+FAR_GAP = 0.30
+#: Colour that counts: a pair whose pictures both have colour is not a copy when their
+#: colours lie further apart than RECOLOURED (:func:`engine.aligned.colour_distance`: a
+#: flag in other colours, a recoloured product). A grey copy of a colour picture has no
+#: colour to compare: still a copy. On clip-art at the tuning strengths, copies
+#: (brightness, contrast, crops, captions, borders and JPEG included) lie at most 0.32
+#: apart; the same pictures with their hue turned by 56-304 degrees, or red and blue
+#: swapped, 0.51 and more (99 % over 0.65).
+RECOLOURED = 0.45
 #: Changes whenever the rule does: cached verdicts of an older rule are not reused.
 RULE = "copies-3"
 #: A cached verdict is JSON of at most this many characters, its reason at most WHY_MAX;
@@ -228,15 +251,17 @@ def read_verdict(text: object) -> tuple[bool, int, str] | None:
 
 #: What a pair carries besides its rows and rank.
 PAIR_FIELDS = (
-    "score", "similarity", "pixels", "transform", "fine", "points", "point_copy", "point_why",
-    "copy", "why",
+    "score", "similarity", "pixels", "transform", "fine", "small", "colour", "points",
+    "point_copy", "point_why", "copy", "why",
 )  # fmt: skip
 
 
 class Pairs:
     """Candidate pairs (rows ``left < right``) with their evidence: code cosine
     (``score``), visual similarity, aligned pixels and transform (NaN: not measured),
-    the full-size pixel score (``fine``, NaN: not measured) and the local-feature verdict
+    the full-size pixel score (``fine``) and the aligned small-size one (``small``, both
+    NaN: not measured), how far their colours lie apart (``colour``, -1: not both in
+    colour, NaN: not measured) and the local-feature verdict
     (``points`` -1: not measured; ``point_copy``, ``point_why``). :func:`decide` turns the
     evidence into ``copy`` and ``why``; each stage measures only what is missing."""
 
@@ -248,6 +273,8 @@ class Pairs:
         self.pixels = np.full(n, np.nan, np.float32)
         self.transform = np.zeros(n, np.int64)
         self.fine = np.full(n, np.nan, np.float32)
+        self.small = np.full(n, np.nan, np.float32)
+        self.colour = np.full(n, np.nan, np.float32)
         self.points = np.full(n, -1, np.int32)
         self.point_copy = np.zeros(n, bool)
         # reasons are object arrays: taken and joined like the numbers, no Python loop
@@ -278,13 +305,15 @@ class Pairs:
         return out
 
 
-def typical(pairs: Pairs, n: int) -> np.ndarray:
-    """Each picture's TYPICAL_RANK-th best pixel correlation among its candidates: how
-    alike its look-alikes are (high in a catalogue of look-alike products). Pairs not
-    measured yet count as 0. One sort of one key (picture, then correlation best first):
-    a million pairs in a tenth of a second."""
+def typical(pairs: Pairs, n: int, scores: np.ndarray | None = None) -> np.ndarray:
+    """Each picture's TYPICAL_RANK-th best pixel correlation among its candidates (of
+    *scores*, the aligned thumbnails' unless given): how alike its look-alikes are (high
+    in a catalogue of look-alike products). Pairs not measured yet count as 0. One sort
+    of one key (picture, then correlation best first): a million pairs in a tenth of a
+    second."""
+    scores = pairs.pixels if scores is None else scores
     who = np.concatenate([pairs.left, pairs.right])
-    val = np.nan_to_num(np.concatenate([pairs.pixels, pairs.pixels]), nan=0.0)
+    val = np.nan_to_num(np.concatenate([scores, scores]), nan=0.0)
     out = np.zeros(n, np.float32)
     if not len(who):
         return out
@@ -296,14 +325,6 @@ def typical(pairs: Pairs, n: int) -> np.ndarray:
     pick = starts + np.minimum(TYPICAL_RANK, counts - 1)
     out[who[pick]] = val[pick]
     return out
-
-
-def pixel_verdicts(
-    pairs: Pairs, thumbs: np.ndarray, sides: np.ndarray | None = None, one_sided: int = 0
-) -> None:
-    """Measure aligned pixels for every pair, then :func:`decide` on that alone."""
-    pairs.pixels, pairs.transform = pixel_scores(thumbs, pairs.left, pairs.right)
-    decide(pairs, flatness(thumbs), sides, one_sided)
 
 
 def decide(
@@ -330,12 +351,26 @@ def decide(
     # a leak search sees one side's look-alikes only: small pairs there go to full size
     small = (px >= SMALL) & (gap >= SMALL_GAP) & (one_sided == 0)
     aligned = np.where(big, (px >= PIXELS) & (gap >= MARGIN), small)
-    ok = aligned & textured & (pairs.similarity >= PIXEL_SIMILARITY)
+    fitted = np.zeros(len(pairs), bool)  # aligned at a small size, over crops
+    if one_sided == 0:
+        sm = np.nan_to_num(pairs.small, nan=-1.0)
+        usual_small = typical(pairs, n, pairs.small)
+        margin = sm - np.maximum(usual_small[pairs.left], usual_small[pairs.right])
+        fitted = ~big & (
+            ((sm >= ALIGNED_SMALL) & (margin >= ALIGNED_GAP))
+            | ((sm >= FAR_SMALL) & (margin >= FAR_GAP))
+        )
+    ok = textured & ((aligned & (pairs.similarity >= PIXEL_SIMILARITY)) | fitted)
     pairs.copy = ok.copy()
     why = np.full(len(pairs), "", object)
     for i in np.flatnonzero(ok):
         how = TRANSFORMS[pairs.transform[i]]
-        why[i] = (f"{how} copy · " if how else "") + f"{pairs.pixels[i]:.2f} aligned pixels"
+        what = (
+            f"{pairs.pixels[i]:.2f} aligned pixels"
+            if aligned[i]
+            else f"{pairs.small[i]:.2f} pixels alike at a small size"
+        )
+        why[i] = (f"{how} copy · " if how else "") + what
     if sides is not None:
         fine = needs_fine(pairs, sides) & (np.nan_to_num(pairs.fine, nan=-1.0) >= FINE)
         for i in np.flatnonzero(fine):
@@ -343,6 +378,9 @@ def decide(
         points = needs_points(pairs, sides) & (pairs.points >= 0) & pairs.point_copy
         why[points] = pairs.point_why[points]
         pairs.copy |= fine | points
+    recoloured = np.nan_to_num(pairs.colour, nan=-1.0) > RECOLOURED
+    pairs.copy &= ~recoloured
+    why[recoloured] = ""
     pairs.why = why
 
 
@@ -358,65 +396,14 @@ def needs_points(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
     )
 
 
+def needs_small(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
+    """The pairs with a picture too small for keypoints, all of them: a copy among them
+    must stand out from the picture's other candidates by the same measure."""
+    return np.minimum(sides[pairs.left], sides[pairs.right]) < MIN_SIDE
+
+
 def needs_fine(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
     """The undecided pairs with a picture too small for keypoints, among each other's
     first candidates or alike in their thumbnails."""
     small = np.minimum(sides[pairs.left], sides[pairs.right]) < MIN_SIDE
     return ~pairs.copy & small & ((pairs.rank <= SIFT_RANK) | (pairs.pixels >= PIXELS))
-
-
-def fine_picture(im: Image.Image) -> np.ndarray:
-    """A picture as greyscale float32 at most FINE_SIDE on its long side."""
-    grey = im.convert("L")
-    if max(grey.size) > FINE_SIDE:
-        grey.thumbnail((FINE_SIDE, FINE_SIDE), Image.Resampling.BOX)
-    return np.asarray(grey, np.float32)
-
-
-def fine_score(a: np.ndarray, b: np.ndarray, transform: int) -> float:
-    """Correlation of two :func:`fine_picture` arrays at the smaller one's size, *b* as
-    it is and under *transform* (an index of :data:`TRANSFORMS`); the better one."""
-    best = -1.0
-    for t in {0, int(transform)}:
-        x = b[:, ::-1] if t >= 4 else b
-        x = np.rot90(x, t % 4)
-        small, large = (a, x) if a.size <= x.size else (x, a)
-        h, w = small.shape
-        if abs(large.shape[1] / large.shape[0] - w / h) > 0.1 * w / h:
-            continue  # not the same shape: no copy at full size
-        if large.shape != small.shape:
-            img = Image.fromarray(large)
-            large = np.asarray(img.resize((w, h), Image.Resampling.BOX), np.float32)
-        u, v = small - small.mean(), large - large.mean()
-        denom = float(np.sqrt((u * u).sum() * (v * v).sum()))
-        if denom > 1e-6:
-            best = max(best, float((u * v).sum() / denom))
-    return best
-
-
-def fine_scores(a: np.ndarray, b: np.ndarray, transforms: np.ndarray) -> np.ndarray:
-    """:func:`fine_score` for many pairs of pictures of one shape at once: *a* and *b*
-    (n, h, w) float32, *transforms* (n,). The same numbers, without a Python loop per
-    pair (Fashion-MNIST's 70,000 pictures make some 200,000 such pairs)."""
-
-    def corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        x = x.reshape(len(x), -1)
-        y = y.reshape(len(y), -1)
-        x = x - x.mean(axis=1, keepdims=True)
-        y = y - y.mean(axis=1, keepdims=True)
-        denom = np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
-        out = np.full(len(x), -1.0)
-        ok = denom > 1e-6
-        out[ok] = (x[ok] * y[ok]).sum(axis=1) / denom[ok]
-        return out
-
-    best = corr(a, b)
-    for t in np.unique(transforms):
-        if t == 0:
-            continue
-        rows = np.flatnonzero(transforms == t)
-        y = b[rows][:, :, ::-1] if t >= 4 else b[rows]
-        y = np.rot90(y, int(t) % 4, axes=(1, 2))
-        if y.shape[1:] == a.shape[1:]:
-            best[rows] = np.maximum(best[rows], corr(a[rows], y))
-    return best

@@ -186,3 +186,47 @@ def test_copies_of_small_pictures_are_found(tmp_path: Path):
         tuple(sorted([g.representative.path, m.path])) for g in report.groups for m in g.members
     }
     assert pairs == {tuple(sorted(p)) for p in planted.items()}
+
+
+def _icons(root: Path, n: int, seed: int) -> list[Image.Image]:
+    """*n* icons of 30-40 px: shapes on gradients, shrunk."""
+    out = []
+    for i in range(n):
+        path = make_picture(root / f"icon{i:02d}.png", seed + i, size=(120, 120))
+        with Image.open(path) as im:
+            small = im.convert("RGB").resize((30 + i % 11,) * 2, Image.Resampling.LANCZOS)
+        small.save(path)
+        out.append(small)
+    return out
+
+
+def _pairs(report) -> set[tuple[str, ...]]:
+    return {
+        tuple(sorted([g.representative.path, m.path])) for g in report.groups for m in g.members
+    }
+
+
+def test_small_copies_cropped_hard_or_grey_are_found_and_recoloured_ones_are_not(
+    tmp_path: Path,
+):
+    """A 12 % crop off one side of a 30-40 px icon, saved as JPEG, moves its 16 x 16
+    thumbnail by two pixels: found by pixels aligned over crops at a small size. A grey
+    copy is a copy; the same icon with red and blue swapped is another picture."""
+    root = tmp_path / "icons"
+    icons = _icons(root, 16, 12)
+    planted = set()
+    for i, im in enumerate(icons):
+        side, name = im.width, f"icon{i:02d}.png"
+        if i % 4 == 0:
+            d = round(side * 0.12)
+            _jpeg(im.crop((d, 0, side, side)), 50).save(root / f"icon{i:02d}-cropped.png")
+            planted.add(tuple(sorted([name, f"icon{i:02d}-cropped.png"])))
+        elif i % 4 == 1:
+            ImageOps.grayscale(im).save(root / f"icon{i:02d}-grey.png")
+            planted.add(tuple(sorted([name, f"icon{i:02d}-grey.png"])))
+        elif i % 4 == 2:
+            Image.merge("RGB", im.split()[::-1]).save(root / f"icon{i:02d}-swapped.png")
+    with ImageSimilaritySearch(root) as search:
+        search.index()
+        report = triage(search)
+    assert _pairs(report) == planted

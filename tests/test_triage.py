@@ -552,6 +552,8 @@ def test_the_candidate_graph_is_kept_exactly_and_a_crafted_one_is_not_used():
     left = np.sort(rng.integers(0, n - 1, m))
     pairs = copies.Pairs(left, left + 1, rng.integers(0, 10, m))
     pairs.score = rng.random(m).astype(np.float32)
+    pairs.small[::3] = rng.random(len(pairs.small[::3]))
+    pairs.colour[::5] = -1.0
     pairs.point_why[::7] = "mirrored copy · 40 matching points"
     graph = cand.CandidateGraph(
         [f"class{i % 10}/é-{i}.png" for i in range(n)],
@@ -569,6 +571,8 @@ def test_the_candidate_graph_is_kept_exactly_and_a_crafted_one_is_not_used():
     assert np.array_equal(back.pairs.left, left) and list(back.pairs.point_why) == list(
         pairs.point_why
     )
+    for name in ("small", "colour"):  # NaN (not measured) kept as NaN
+        assert np.array_equal(getattr(back.pairs, name), getattr(pairs, name), equal_nan=True)
     assert graph_blob.decode(blob, "other") is None
     assert graph_blob.decode(blob[:-1], "fp") is None
     bad = graph_blob.encode(cand.CandidateGraph(["../x.png"], *(a[:1] for a in (

@@ -16,7 +16,7 @@ from engine.triage.candidates import CandidateGraph
 #: The blob's name in the index, its first bytes and format version.
 BLOB = "triage-graph"
 MAGIC = b"lookalike candidate graph\n"
-VERSION = 1
+VERSION = 2
 #: The header is JSON of at most this many bytes; texts are stored as lengths, then bytes.
 HEADER_MAX = 1 << 16
 TEXT_LENGTH = np.dtype("<u4")
@@ -36,6 +36,8 @@ PAIR_ARRAYS: dict[str, np.dtype] = {
     "pixels": np.dtype("<f4"),
     "transform": np.dtype("<i8"),
     "fine": np.dtype("<f4"),
+    "small": np.dtype("<f4"),
+    "colour": np.dtype("<f4"),
     "points": np.dtype("<i4"),
     "point_copy": np.dtype("u1"),
     "point_why": np.dtype("<i4"),
@@ -159,7 +161,7 @@ def _decode(blob, fingerprint: str) -> CandidateGraph | None:
         return None
     left, right, why = arrays["left"], arrays["right"], arrays["point_why"]
     pairs = copies.Pairs(left, right, arrays["rank"])
-    for name in ("score", "similarity", "pixels", "transform", "fine", "points"):
+    for name in ("score", "similarity", "pixels", "transform", "fine", "small", "colour", "points"):
         setattr(pairs, name, arrays[name])
     pairs.point_copy = arrays["point_copy"].astype(bool)
     table = np.array(["", *whys], object)

@@ -8,12 +8,15 @@ by the leak search (pairs across two folders). Rows here are the caller's: an
 Stages, each for the pairs that still lack its evidence:
 
 1. aligned pixels of the 16 x 16 thumbnails (stored at indexing: no picture opened);
-2. pixels at full size, for pairs with a picture too small for keypoints: every such
-   picture decoded once, then compared in batches by shape; the scores are cached in
-   the index (Fashion-MNIST's 10,000 pictures: 4.8 s to decode, once);
+2. for pairs with a picture too small for keypoints, every such picture decoded once:
+   pixels aligned at a small size over a few crops (all such pairs: the rule compares a
+   pair with the picture's other candidates), then pixels at full size (compared in
+   batches by shape); both scores are cached in the index;
 3. local features, for the large pictures pixels could not decide: described in
    threads, a window of descriptions kept, verdicts cached in the index by the two
-   files' names and contents.
+   files' names and contents;
+4. colour, for the pairs found copies: a recoloured picture is not a copy (each
+   picture of such a pair decoded small, once; cached like the others).
 
 Cached values are read with a strict shape (:func:`engine.copies.read_verdict`): one of
 another shape is measured again and replaced.
@@ -31,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from engine import copies
+from engine import aligned, copies
 from engine.images import ImageError, guarded, open_image
 from engine.triage import keypoints
 from engine.triage.selfjoin import JoinCancelled
@@ -127,58 +130,130 @@ class Cache:
             self.store.put_verdicts(items)  # a cache: a read-only or full index goes without
 
 
+def decode_small(
+    rows: np.ndarray, opener: Opener, pictures: dict[int, np.ndarray | None], cancel
+) -> None:
+    """Each of *rows* not in *pictures* yet, decoded as a :func:`aligned.fine_picture`
+    (None where it cannot be had); one thread: decoding a picture this small is mostly
+    Python, and threads fighting over the interpreter took three times as long."""
+    side = aligned.FINE_SIDE * 2
+    for n, r in enumerate(rows.tolist()):
+        if n % 4096 == 0 and cancel.is_set():
+            raise JoinCancelled
+        if r not in pictures:
+            pictures[r] = opener(int(r), side, aligned.fine_picture)
+
+
+def _cached_scores(pairs: copies.Pairs, todo: np.ndarray, cache: Cache, salt: str, field: str):
+    """The scores of the pairs *todo* that the cache knows, set in *field*; returns the
+    pairs left to measure and their keys."""
+    keys = cache.keys(pairs, todo, salt)
+    known = cache.read(keys)
+    values = getattr(pairs, field)
+    fresh, fresh_keys = [], []
+    for i, k in zip(todo.tolist(), keys):
+        if k in known:
+            values[i] = known[k][1] / FINE_SCALE if known[k][0] or known[k][1] else -1.0
+        else:
+            fresh.append(i)
+            fresh_keys.append(k)
+    return np.array(fresh, np.int64), fresh_keys
+
+
+def _cache_scores(pairs, fresh, keys, cache: Cache, field: str, bar: float) -> None:
+    values = getattr(pairs, field)
+    cache.write(
+        {
+            k: copies.verdict_text(
+                float(values[i]) >= bar, max(0, round(float(values[i]) * FINE_SCALE)), ""
+            )
+            for i, k in zip(fresh.tolist(), keys)
+        }
+    )
+
+
+def measure_small(
+    pairs: copies.Pairs,
+    todo: np.ndarray,
+    opener: Opener,
+    cache: Cache,
+    pictures: dict[int, np.ndarray | None],
+    cancel: threading.Event,
+) -> None:
+    """Aligned small-size scores (:func:`aligned.small_scores`) for the pairs *todo*:
+    cached ones read, the rest measured and cached. Pictures decoded here are kept in
+    *pictures* for the full-size stage."""
+    if not len(todo):
+        return
+    fresh, keys = _cached_scores(pairs, todo, cache, ":" + aligned.MEASURED, "small")
+    if not len(fresh):
+        return
+    decode_small(np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]])), opener,
+                 pictures, cancel)  # fmt: skip
+    pairs.small[fresh] = aligned.small_scores(
+        pictures, pairs.left[fresh], pairs.right[fresh], pairs.transform[fresh]
+    )
+    _cache_scores(pairs, fresh, keys, cache, "small", copies.ALIGNED_SMALL)
+
+
 def measure_fine(
     pairs: copies.Pairs,
     todo: np.ndarray,
     opener: Opener,
     cache: Cache,
     cancel: threading.Event,
+    pictures: dict[int, np.ndarray | None] | None = None,
 ) -> None:
     """Full-size pixel scores for the pairs *todo* (indices): cached ones read, the rest
-    measured (each picture decoded once; one thread: decoding a picture this small is
-    mostly Python, and threads fighting over the interpreter took three times as long)
-    and cached."""
+    measured (each picture decoded once, or taken from *pictures*) and cached."""
     if not len(todo):
         return
-    keys = cache.keys(pairs, todo, ":fine")
-    known = cache.read(keys)
-    fresh_at = [i for i, k in zip(todo.tolist(), keys) if k not in known]
-    for i, k in zip(todo.tolist(), keys):
-        if k in known:
-            pairs.fine[i] = known[k][1] / FINE_SCALE if known[k][0] or known[k][1] else -1.0
-    if not fresh_at:
+    fresh, keys = _cached_scores(pairs, todo, cache, ":fine", "fine")
+    if not len(fresh):
         return
-    fresh = np.array(fresh_at, np.int64)
-    rows = np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]]))
-    side = copies.FINE_SIDE * 2
-    made = []
-    for n, r in enumerate(rows.tolist()):
-        if n % 4096 == 0 and cancel.is_set():
-            raise JoinCancelled
-        made.append(opener(int(r), side, copies.fine_picture))
-    fine = dict(zip(rows.tolist(), made))
+    fine = {} if pictures is None else pictures
+    decode_small(np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]])), opener,
+                 fine, cancel)  # fmt: skip
     alike: dict[tuple[int, ...], list[int]] = defaultdict(list)  # both of one shape
-    for i in fresh_at:
-        a, b = fine[int(pairs.left[i])], fine[int(pairs.right[i])]
+    ready = {r: p for r, p in fine.items() if p is not None}
+    for i in fresh.tolist():
+        a, b = ready.get(int(pairs.left[i])), ready.get(int(pairs.right[i]))
         if a is None or b is None:
             pairs.fine[i] = -1.0
         elif a.shape == b.shape:
             alike[a.shape].append(i)
         else:
-            pairs.fine[i] = copies.fine_score(a, b, pairs.transform[i])
+            pairs.fine[i] = aligned.fine_score(a, b, pairs.transform[i])
     for group in alike.values():
         for lo in range(0, len(group), VERIFY_CHUNK * 64):  # 16,384 pairs: ~100 MB at 28 px
             idx = np.array(group[lo : lo + VERIFY_CHUNK * 64])
-            a = np.stack([fine[int(r)] for r in pairs.left[idx]])
-            b = np.stack([fine[int(r)] for r in pairs.right[idx]])
-            pairs.fine[idx] = copies.fine_scores(a, b, pairs.transform[idx])
-    written = {}
-    for i, k in zip(todo.tolist(), keys):
-        if k not in known:
-            score = float(pairs.fine[i])
-            ok = score >= copies.FINE
-            written[k] = copies.verdict_text(ok, max(0, round(score * FINE_SCALE)), "")
-    cache.write(written)
+            a = np.stack([ready[int(r)] for r in pairs.left[idx]])
+            b = np.stack([ready[int(r)] for r in pairs.right[idx]])
+            pairs.fine[idx] = aligned.fine_scores(a, b, pairs.transform[idx])
+    _cache_scores(pairs, fresh, keys, cache, "fine", copies.FINE)
+
+
+def measure_colour(
+    pairs: copies.Pairs, todo: np.ndarray, opener: Opener, cache: Cache, cancel
+) -> None:
+    """How far the colours of the pairs *todo* lie apart (:func:`aligned.colour_distance`):
+    cached ones read, the rest measured (each picture decoded once, small) and cached."""
+    if not len(todo):
+        return
+    fresh, keys = _cached_scores(pairs, todo, cache, ":colour " + aligned.MEASURED, "colour")
+    if not len(fresh):
+        return
+    rows = np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]]))
+    cells = {}
+    for n, r in enumerate(rows.tolist()):
+        if n % 1024 == 0 and cancel.is_set():
+            raise JoinCancelled
+        cells[r] = opener(r, aligned.FINE_SIDE * 2, aligned.colour_cells)
+    for i in fresh.tolist():
+        a, b = cells[int(pairs.left[i])], cells[int(pairs.right[i])]
+        known = a is not None and b is not None
+        pairs.colour[i] = aligned.colour_distance(a, b, int(pairs.transform[i])) if known else -1
+    _cache_scores(pairs, fresh, keys, cache, "colour", copies.RECOLOURED)
 
 
 def measure_points(
@@ -251,13 +326,23 @@ def verify(
     """Decide every pair, measuring the full-size and local-feature evidence the rule
     needs and the pairs lack (aligned pixels must be measured already). Returns how many
     pairs were verified by local features now."""
+    pictures: dict[int, np.ndarray | None] = {}  # small pictures, decoded once
+    small = np.zeros(0, np.int64)
+    if one_sided == 0:  # the small-size rule needs both sides' look-alikes
+        small = np.flatnonzero(copies.needs_small(pairs, sides) & np.isnan(pairs.small))
+        measure_small(pairs, small, opener, cache, pictures, cancel)
     copies.decide(pairs, flat, sides, one_sided)
     fine = np.flatnonzero(copies.needs_fine(pairs, sides) & np.isnan(pairs.fine))
-    measure_fine(pairs, fine, opener, cache, cancel)
+    measure_fine(pairs, fine, opener, cache, cancel, pictures)
+    del pictures
     points = np.flatnonzero(copies.needs_points(pairs, sides) & (pairs.points < 0))
     say("checking", 0.0)
     verified = measure_points(pairs, points, opener, cache, workers, say, cancel)
     if len(fine) or len(points):  # the new evidence decides: again (nothing else changed)
+        copies.decide(pairs, flat, sides, one_sided)
+    colour = np.flatnonzero(pairs.copy & np.isnan(pairs.colour))
+    measure_colour(pairs, colour, opener, cache, cancel)
+    if len(colour):
         copies.decide(pairs, flat, sides, one_sided)
     return verified
 

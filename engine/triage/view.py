@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from engine import copies
+from engine import aligned, copies
 from engine.names import first_bad_relpath
 from engine.triage import candidates as cand
 from engine.triage import graph_blob, labels
@@ -99,11 +99,12 @@ def facts_of(
 
 def fingerprint(search: ImageSimilaritySearch) -> str:
     """What a candidate graph is only valid under: the codes' identity, the centre they
-    are taken around, and the copy rule."""
+    are taken around, the copy rule and what its scores are measured under."""
     meta = search.store.get_meta()
     keys = ("backbone", "weights_id", "hash_dim", "precision", "input_size", "feature_dim")
     ident = "|".join(str(meta.get(k)) for k in keys)
-    return f"{copies.RULE}|{ident}|centre {meta.get('centre_gen')}|v{graph_blob.VERSION}"
+    rule = f"{copies.RULE}|{aligned.MEASURED}"
+    return f"{rule}|{ident}|centre {meta.get('centre_gen')}|v{graph_blob.VERSION}"
 
 
 @dataclass
@@ -382,11 +383,13 @@ def _measure(
             row_slots = np.where(present, slots[np.maximum(index_of, 0)], -1)
             pairs.similarity[ok] = similarities(vec, row_slots, pairs.left[ok], pairs.right[ok])
     sides = np.sqrt(np.maximum(view.pixels, 0)).astype(np.int64)
-    before = (np.isnan(pairs.fine).sum(), int((pairs.points < 0).sum()))
+    before = [np.isnan(x).sum() for x in (pairs.fine, pairs.small, pairs.colour)]
+    before.append((pairs.points < 0).sum())
     cache = Cache(search.store, graph.paths, view.digests)
     flat = np.nan_to_num(graph.flat, nan=0.0)
     verified = verify(
         pairs, flat, sides, opener, cache, search.settings.decode_workers, say, cancel
     )
-    after = (np.isnan(pairs.fine).sum(), int((pairs.points < 0).sum()))
+    after = [np.isnan(x).sum() for x in (pairs.fine, pairs.small, pairs.colour)]
+    after.append((pairs.points < 0).sum())
     return measured or before != after, verified
