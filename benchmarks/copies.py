@@ -52,6 +52,21 @@ HELD_CLASSES = (
     "food/desserts",
     "signs_and_symbols/flags",
 )
+#: Clip-art categories no decision was ever tuned or looked at on: measured last, once.
+UNSEEN_CLASSES = (
+    "buttons",
+    "computer",
+    "containers",
+    "decorations",
+    "electronics",
+    "logos",
+    "science",
+    "shapes",
+    "special",
+    "signs_and_symbols",
+    "buildings",
+    "transportation",
+)
 PHOTO_DIRS = (
     Path("/usr/share/backgrounds"),
     Path("/usr/share/wallpapers"),
@@ -205,7 +220,9 @@ def sources(which: str, per_class: int = sized(30, 3)) -> list[tuple[str, Path]]
     (wallpapers from Debian's desktop packages: none where none is installed)."""
     out: list[tuple[str, Path]] = []
     if which.startswith("clipart"):
-        classes = TUNE_CLASSES if which == "clipart-tune" else HELD_CLASSES
+        classes = {"clipart-tune": TUNE_CLASSES, "clipart-unseen": UNSEEN_CLASSES}.get(
+            which, HELD_CLASSES
+        )
         for cls in classes:
             files = sorted((OPENCLIPART / cls).glob("*.png"))
             files = [f for f in files if f.stat().st_size < 4_000_000]
@@ -239,22 +256,43 @@ def sources(which: str, per_class: int = sized(30, 3)) -> list[tuple[str, Path]]
 SMALL = (24, 64)
 
 
+def recoloured(im: Image.Image, rng: np.random.RandomState) -> Image.Image:
+    """The picture in other colours, the same in grey: its hue turned by 60-300 degrees,
+    or two of its colour channels swapped."""
+    if rng.rand() < 0.5:
+        h, s, v = im.convert("HSV").split()
+        turn = int(rng.randint(43, 214))
+        return Image.merge("HSV", (h.point(lambda x: (x + turn) % 256), s, v)).convert("RGB")
+    r, g, b = im.convert("RGB").split()
+    return Image.merge("RGB", (b, g, r) if rng.rand() < 0.5 else (g, r, b))
+
+
 def build(
-    which: str, strength: str, kinds=KINDS, every: int = 3, seed: int = 0, small: bool = False
+    which: str,
+    strength: str,
+    kinds=KINDS,
+    every: int = 3,
+    seed: int = 0,
+    small: bool = False,
+    recolour: bool = False,
 ) -> Path:
     """Write the set *which* (see :func:`sources`) with edits of *strength* (``tune``,
     ``held`` or ``old``) under bench-data/copies/ with ``truth.json``; *small*: each
-    original first shrunk to a long side in :data:`SMALL` (its copies edited from that)."""
+    original first shrunk to a long side in :data:`SMALL` (its copies edited from that);
+    *recolour*: each original with copies also gets a :func:`recoloured` twin, another
+    picture that must not be grouped with it (listed in the truth as ``recoloured``)."""
     span = {"tune": TUNE, "held": HELD, "old": OLD}[strength]
     name = f"{which}-{strength}" + ("-mild" if tuple(kinds) == MILD else "")
-    name += "-small" if small else ""
+    name += ("-small" if small else "") + ("-recolour" if recolour else "")
+    name += f"-s{seed}" if seed else ""
     sizes = np.random.RandomState(seed + 7)
     dest = DATA / "copies" / name
     if (dest / "truth.json").exists():
         return dest
     rng = np.random.RandomState(seed)
     shutil.rmtree(dest, ignore_errors=True)
-    groups, edits = [], {}
+    groups, edits, twins = [], {}, []
+    colours = np.random.RandomState(seed + 11)
     for i, (cls, src) in enumerate(sources(which)):
         base = flat(src)
         if small:
@@ -281,6 +319,10 @@ def build(
             im.save(dest / rel, fmt or "PNG", **({"quality": 95} if fmt else {}))
             group.append(rel)
             edits[rel] = done
+        if recolour:
+            rel = f"{cls}/{stem}.recolour.png"
+            recoloured(base, colours).save(dest / rel)
+            twins.append([orig, rel])
         if rng.rand() < 0.1:
             rel = f"{cls}/{stem}.same.png"
             shutil.copy(dest / orig, dest / rel)
@@ -288,5 +330,6 @@ def build(
             edits[rel] = {"identical": 1}
         groups.append(group)
     dest.mkdir(parents=True, exist_ok=True)  # an empty source gives an empty set
-    (dest / "truth.json").write_text(json.dumps({"groups": groups, "edits": edits}, indent=1))
+    truth = {"groups": groups, "edits": edits, "recoloured": twins}
+    (dest / "truth.json").write_text(json.dumps(truth, indent=1))
     return dest

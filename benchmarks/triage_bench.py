@@ -42,6 +42,13 @@ print(json.dumps([[os.path.relpath(a, root), os.path.relpath(b, root), float(d)]
 def _fastdup_quality(root: Path, at: float = 0.9) -> tuple[float, float] | None:
     """fastdup's pairs at its default near-duplicate similarity (0.9) on a set: pair
     precision and recall (None without fastdup's environment)."""
+    got = fastdup_pairs(root, at)
+    return None if got is None else pair_quality(got, root)
+
+
+def fastdup_pairs(root: Path, at: float = 0.9) -> set[tuple[str, str]] | None:
+    """fastdup's pairs at its default near-duplicate similarity (0.9) on a set (None
+    without fastdup's environment)."""
     import subprocess
 
     from benchmarks.throughput import fastdup_python
@@ -59,7 +66,7 @@ def _fastdup_quality(root: Path, at: float = 0.9) -> tuple[float, float] | None:
     if run.returncode:
         return None
     rows = json.loads(run.stdout.strip().splitlines()[-1])
-    return pair_quality({tuple(sorted((a, b))) for a, b, d in rows if d >= at}, root)
+    return {tuple(sorted((a, b))) for a, b, d in rows if d >= at}
 
 
 def pair_quality(got: set, root: Path) -> tuple[float, float]:
@@ -67,6 +74,13 @@ def pair_quality(got: set, root: Path) -> tuple[float, float]:
     truth = _pairs(json.loads((root / "truth.json").read_text())["groups"])
     tp = len(got & truth)
     return tp / max(1, len(got)), tp / max(1, len(truth))
+
+
+def twins_grouped(got: set, root: Path) -> tuple[int, int]:
+    """How many of a built set's recoloured twins are paired with their original in
+    *got*, of how many."""
+    twins = json.loads((root / "truth.json").read_text()).get("recoloured", [])
+    return sum(tuple(sorted(t)) in got for t in twins), len(twins)
 
 
 def catalogue(fashion: Path, index: Path):
@@ -113,6 +127,7 @@ def _quality(root: Path):
                 per_kind[kind][1] += 1
     return {
         "images": report.images,
+        "twins": twins_grouped(got, root),
         "precision": tp / max(1, len(got)),
         "recall": tp / max(1, len(true_pairs)),
         "per_kind": per_kind,
