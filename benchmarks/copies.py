@@ -280,7 +280,9 @@ def build(
     ``held`` or ``old``) under bench-data/copies/ with ``truth.json``; *small*: each
     original first shrunk to a long side in :data:`SMALL` (its copies edited from that);
     *recolour*: each original with copies also gets a :func:`recoloured` twin, another
-    picture that must not be grouped with it (listed in the truth as ``recoloured``)."""
+    picture that must not be grouped with it (listed in the truth as ``recoloured``),
+    where that changes its colours visibly (by 8 of 255 on average: a drawing in black
+    and white has none)."""
     span = {"tune": TUNE, "held": HELD, "old": OLD}[strength]
     name = f"{which}-{strength}" + ("-mild" if tuple(kinds) == MILD else "")
     name += ("-small" if small else "") + ("-recolour" if recolour else "")
@@ -319,9 +321,10 @@ def build(
             im.save(dest / rel, fmt or "PNG", **({"quality": 95} if fmt else {}))
             group.append(rel)
             edits[rel] = done
-        if recolour:
-            rel = f"{cls}/{stem}.recolour.png"
-            recoloured(base, colours).save(dest / rel)
+        twin = recoloured(base, colours) if recolour else base
+        if np.abs(np.asarray(twin, np.int16) - np.asarray(base, np.int16)).mean() >= 8:
+            rel = f"{cls}/{stem}.recolour.png"  # a twin in visibly other colours only
+            twin.save(dest / rel)
             twins.append([orig, rel])
         if rng.rand() < 0.1:
             rel = f"{cls}/{stem}.same.png"

@@ -131,10 +131,10 @@ def _quality(root: Path):
         "precision": tp / max(1, len(got)),
         "recall": tp / max(1, len(true_pairs)),
         "per_kind": per_kind,
-        "verified": report.verified,
+        "verified": report.verified_now,
         "first": first,
         "second": second,
-        "again_verified": again.verified,
+        "again_verified": again.verified_now,
     }
 
 

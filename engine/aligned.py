@@ -44,7 +44,9 @@ SMALL_CROPS = (
     *(tuple(s if k == side else 0.0 for k in range(4)) for s in (0.06, 0.12) for side in range(4)),
 )
 #: Colour: chroma (YCbCr's Cb and Cr) over a COLOUR_CELLS square grid of the trimmed
-#: picture; a picture with a mean chroma under CHROMA (of 255) has no colour to compare.
+#: picture; a picture none of whose cells reaches CHROMA (of 255) has no colour to
+#: compare, and only cells where either picture reaches it are compared (a drawing in
+#: colour on white is mostly white cells, alike in any colours).
 COLOUR_CELLS = 4
 CHROMA = 10.0
 #: What the small-size and colour scores are measured under: scores cached under other
@@ -53,7 +55,16 @@ MEASURED = (
     "measured "
     + hashlib.blake2b(
         repr(
-            (SMALL_SIZE, SMALL_BLUR, SMALL_TRIM, SMALL_CROPS, COLOUR_CELLS, CHROMA, FINE_SIDE)
+            (
+                "colour over coloured cells",  # how, where the numbers do not say it
+                SMALL_SIZE,
+                SMALL_BLUR,
+                SMALL_TRIM,
+                SMALL_CROPS,
+                COLOUR_CELLS,
+                CHROMA,
+                FINE_SIDE,
+            )
         ).encode(),
         digest_size=6,
     ).hexdigest()
@@ -230,22 +241,23 @@ def colour_cells(im: Image.Image) -> np.ndarray:
 
 def colour_distance(a: np.ndarray, b: np.ndarray, transform: int) -> float:
     """How far the chroma of two :func:`colour_cells` lies apart, *b* under *transform*
-    (an index of :data:`TRANSFORMS`), as a share of the more colourful one's mean chroma;
-    -1 when either has too little colour to say (a grey picture, or a grey copy). Each
-    cell is matched to the nearest of the other's cell and its eight neighbours, both
-    ways: a hard crop, a caption or a tilt shifts colour by up to a cell, a recolouring
-    changes it everywhere."""
+    (an index of :data:`TRANSFORMS`), over the cells where either has colour, as a share
+    of the more colourful one's mean chroma there; -1 when either has too little colour
+    to say (a grey picture, or a grey copy). Each cell is matched to the nearest of the
+    other's cell and its eight neighbours, both ways: a hard crop, a caption or a tilt
+    shifts colour by up to a cell, a recolouring changes it everywhere."""
     x = b[:, ::-1] if transform >= 4 else b
     x = np.rot90(x, transform % 4)
-    chroma_a = float(np.linalg.norm(a, axis=-1).mean())
-    chroma_b = float(np.linalg.norm(x, axis=-1).mean())
-    if min(chroma_a, chroma_b) < CHROMA:
+    chroma_a, chroma_b = np.linalg.norm(a, axis=-1), np.linalg.norm(x, axis=-1)
+    if min(chroma_a.max(), chroma_b.max()) < CHROMA:
         return -1.0
+    on = np.maximum(chroma_a, chroma_b) >= CHROMA
 
     def nearest(p: np.ndarray, q: np.ndarray) -> float:
         n = len(p)
         padded = np.pad(q, ((1, 1), (1, 1), (0, 0)), mode="edge")
         shifted = [padded[i : i + n, j : j + n] for i in range(3) for j in range(3)]
-        return float(np.min([np.linalg.norm(p - s, axis=-1) for s in shifted], axis=0).mean())
+        return float(np.min([np.linalg.norm(p - s, axis=-1) for s in shifted], axis=0)[on].mean())
 
-    return 0.5 * (nearest(a, x) + nearest(x, a)) / max(chroma_a, chroma_b)
+    scale = max(float(chroma_a[on].mean()), float(chroma_b[on].mean()))
+    return 0.5 * (nearest(a, x) + nearest(x, a)) / scale

@@ -211,11 +211,12 @@ FAR_GAP = 0.30
 #: Colour that counts: a pair whose pictures both have colour is not a copy when their
 #: colours lie further apart than RECOLOURED (:func:`engine.aligned.colour_distance`: a
 #: flag in other colours, a recoloured product). A grey copy of a colour picture has no
-#: colour to compare: still a copy. On clip-art at the tuning strengths, copies
-#: (brightness, contrast, crops, captions, borders and JPEG included) lie at most 0.32
-#: apart; the same pictures with their hue turned by 56-304 degrees, or red and blue
-#: swapped, 0.51 and more (99 % over 0.65).
-RECOLOURED = 0.45
+#: colour to compare: still a copy. Chosen on clip-art at the tuning strengths (full size
+#: and 24-64 px) with a recoloured twin of each original (hue turned by 60-300 degrees,
+#: or two channels swapped): copies (brightness, contrast, crops, captions, borders and
+#: JPEG included) lie at most 0.45 apart, 99 % under 0.41; twins in visibly other
+#: colours 0.55 and more (95 % over 0.60).
+RECOLOURED = 0.5
 #: Changes whenever the rule does: cached verdicts of an older rule are not reused.
 RULE = "copies-3"
 #: A cached verdict is JSON of at most this many characters, its reason at most WHY_MAX;
