@@ -211,7 +211,8 @@ def test_small_copies_cropped_hard_or_grey_are_found_and_recoloured_ones_are_not
 ):
     """A 12 % crop off one side of a 30-40 px icon, saved as JPEG, moves its 16 x 16
     thumbnail by two pixels: found by pixels aligned over crops at a small size. A grey
-    copy is a copy; the same icon with red and blue swapped is another picture."""
+    copy is a copy; the same icon with its colour channels rotated (red to green, green
+    to blue, blue to red) is another picture."""
     root = tmp_path / "icons"
     icons = _icons(root, 16, 12)
     planted = set()
@@ -225,7 +226,8 @@ def test_small_copies_cropped_hard_or_grey_are_found_and_recoloured_ones_are_not
             ImageOps.grayscale(im).save(root / f"icon{i:02d}-grey.png")
             planted.add(tuple(sorted([name, f"icon{i:02d}-grey.png"])))
         elif i % 4 == 2:
-            Image.merge("RGB", im.split()[::-1]).save(root / f"icon{i:02d}-swapped.png")
+            r, g, b = im.split()
+            Image.merge("RGB", (b, r, g)).save(root / f"icon{i:02d}-recoloured.png")
     with ImageSimilaritySearch(root) as search:
         search.index()
         report = triage(search)
