@@ -252,7 +252,7 @@ def measure_colour(
     for i in fresh.tolist():
         a, b = cells[int(pairs.left[i])], cells[int(pairs.right[i])]
         known = a is not None and b is not None
-        pairs.colour[i] = aligned.colour_distance(a, b, int(pairs.transform[i])) if known else -1
+        pairs.colour[i] = aligned.colour_distance(a, b) if known else -1
     _cache_scores(pairs, fresh, keys, cache, "colour", copies.RECOLOURED)
 
 
