@@ -56,7 +56,7 @@ MEASURED = (
     + hashlib.blake2b(
         repr(
             (
-                "colour over coloured cells, less the worst edge, best turn",  # beyond the numbers
+                "colour over coloured cells",  # how, beyond the numbers
                 SMALL_SIZE,
                 SMALL_BLUR,
                 SMALL_TRIM,
@@ -248,34 +248,20 @@ def _shifts(c: np.ndarray) -> np.ndarray:
     return np.stack([padded[..., i : i + n, j : j + n, :] for i in range(3) for j in range(3)])
 
 
-def colour_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """How far the chroma of two :func:`colour_cells` lies apart, over the cells where
-    either has colour, as a share of the more colourful one's mean chroma there, under
-    the turn or mirror of *b* that brings them closest (the thumbnails' may be wrong for
-    a copy of a copy); -1 when either has too little colour to say (a grey picture, or a
-    grey copy). Each cell is matched to the nearest of the other's cell and its eight
-    neighbours, both ways, and the edge row or column that differs most is left out: a
-    hard crop or a tilt shifts colour by up to a cell, a caption bar or a frame colours
-    one edge, a recolouring changes every cell."""
-    chroma_a, chroma_b = np.linalg.norm(a, axis=-1), np.linalg.norm(b, axis=-1)
-    if min(chroma_a.max(), chroma_b.max()) < CHROMA:
+def colour_distance(a: np.ndarray, b: np.ndarray, transform: int) -> float:
+    """How far the chroma of two :func:`colour_cells` lies apart, *b* under *transform*
+    (an index of :data:`TRANSFORMS`), over the cells where either has colour, as a share
+    of the more colourful one's mean chroma there; -1 when either has too little colour
+    to say (a grey picture, or a grey copy). Each cell is matched to the nearest of the
+    other's cell and its eight neighbours, both ways: a hard crop, a caption or a tilt
+    shifts colour by up to a cell, a recolouring changes every cell."""
+    x = b[:, ::-1] if transform >= 4 else b
+    x = np.rot90(x, transform % 4)
+    chroma_a, chroma_x = np.linalg.norm(a, axis=-1), np.linalg.norm(x, axis=-1)
+    if min(chroma_a.max(), chroma_x.max()) < CHROMA:
         return -1.0
-    x = np.stack(
-        [np.rot90(base, k) for base in (b, b[:, ::-1]) for k in range(4)]
-    )  # (8, n, n, 2): the order of copies.TRANSFORMS
-    chroma_x = np.linalg.norm(x, axis=-1)
-    on = np.maximum(chroma_a, chroma_x) >= CHROMA  # (8, n, n)
-    to_x = np.linalg.norm(a[None, None] - _shifts(x), axis=-1).min(axis=0)
-    to_a = np.linalg.norm(x[None] - _shifts(a)[:, None], axis=-1).min(axis=0)
-    apart = 0.5 * (to_x + to_a) * on
-    edges = np.stack([apart[:, 0, :], apart[:, -1, :], apart[:, :, 0], apart[:, :, -1]], 1)
-    worst = edges.sum(axis=2).argmax(axis=1)  # per transform
-    keep = on.copy()
-    for t, e in enumerate(worst.tolist()):
-        keep[t][[np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]][e]] = False
-    keep[~keep.any(axis=(1, 2))] = on[~keep.any(axis=(1, 2))]
-    count = np.maximum(keep.sum(axis=(1, 2)), 1)
-    mean_a = (chroma_a[None] * keep).sum(axis=(1, 2)) / count
-    mean_x = (chroma_x * keep).sum(axis=(1, 2)) / count
-    share = (apart * keep).sum(axis=(1, 2)) / count / np.maximum(np.maximum(mean_a, mean_x), 1e-6)
-    return float(share.min())
+    on = np.maximum(chroma_a, chroma_x) >= CHROMA
+    to_x = np.linalg.norm(a[None] - _shifts(x), axis=-1).min(axis=0)
+    to_a = np.linalg.norm(x[None] - _shifts(a), axis=-1).min(axis=0)
+    scale = max(float(chroma_a[on].mean()), float(chroma_x[on].mean()))
+    return float((0.5 * (to_x + to_a))[on].mean()) / scale

@@ -144,6 +144,11 @@ def decode_small(
             pictures[r] = opener(int(r), side, aligned.fine_picture)
 
 
+def _rows_of(pairs: copies.Pairs, idx: np.ndarray) -> np.ndarray:
+    """The rows the pairs *idx* involve, each once, in order."""
+    return np.unique(np.concatenate([pairs.left[idx], pairs.right[idx]]))
+
+
 def _cached_scores(pairs: copies.Pairs, todo: np.ndarray, cache: Cache, salt: str, field: str):
     """The scores of the pairs *todo* that the cache knows, set in *field*; returns the
     pairs left to measure and their keys."""
@@ -188,8 +193,7 @@ def measure_small(
     fresh, keys = _cached_scores(pairs, todo, cache, ":" + aligned.MEASURED, "small")
     if not len(fresh):
         return
-    decode_small(np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]])), opener,
-                 pictures, cancel)  # fmt: skip
+    decode_small(_rows_of(pairs, fresh), opener, pictures, cancel)
     pairs.small[fresh] = aligned.small_scores(
         pictures, pairs.left[fresh], pairs.right[fresh], pairs.transform[fresh]
     )
@@ -212,8 +216,7 @@ def measure_fine(
     if not len(fresh):
         return
     fine = {} if pictures is None else pictures
-    decode_small(np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]])), opener,
-                 fine, cancel)  # fmt: skip
+    decode_small(_rows_of(pairs, fresh), opener, fine, cancel)
     alike: dict[tuple[int, ...], list[int]] = defaultdict(list)  # both of one shape
     ready = {r: p for r, p in fine.items() if p is not None}
     for i in fresh.tolist():
@@ -243,16 +246,15 @@ def measure_colour(
     fresh, keys = _cached_scores(pairs, todo, cache, ":colour " + aligned.MEASURED, "colour")
     if not len(fresh):
         return
-    rows = np.unique(np.concatenate([pairs.left[fresh], pairs.right[fresh]]))
     cells = {}
-    for n, r in enumerate(rows.tolist()):
+    for n, r in enumerate(_rows_of(pairs, fresh).tolist()):
         if n % 1024 == 0 and cancel.is_set():
             raise JoinCancelled
         cells[r] = opener(r, aligned.FINE_SIDE * 2, aligned.colour_cells)
     for i in fresh.tolist():
         a, b = cells[int(pairs.left[i])], cells[int(pairs.right[i])]
         known = a is not None and b is not None
-        pairs.colour[i] = aligned.colour_distance(a, b) if known else -1
+        pairs.colour[i] = aligned.colour_distance(a, b, int(pairs.transform[i])) if known else -1.0
     _cache_scores(pairs, fresh, keys, cache, "colour", copies.RECOLOURED)
 
 
