@@ -48,6 +48,7 @@ SECTIONS = (
     "scale",
     "selfjoin",
     "triage",
+    "candidates",
     "small",
     "session",
     "dataset",
@@ -515,6 +516,10 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.triage_bench import bench_triage
 
         bench_triage(rep, index, root)
+    if "candidates" in only:
+        from benchmarks.triage_bench import bench_candidates
+
+        bench_candidates(rep)
     if "small" in only:
         from benchmarks.small_bench import bench_small
 

@@ -156,15 +156,24 @@ def _trimmed(grey: np.ndarray) -> np.ndarray:
     return np.asarray(grey[top:bottom, left:right], np.float32)
 
 
-def _views(a: np.ndarray, crops=SMALL_CROPS) -> np.ndarray:
-    """A :func:`_trimmed` picture as the rows compared by :func:`small_scores`: each of
+def _views(pictures: list[np.ndarray], crops=SMALL_CROPS) -> np.ndarray:
+    """:func:`_trimmed` pictures as the rows compared by :func:`small_scores`: each of
     *crops* (shares off the top, bottom, left, right) averaged down to SMALL_SIZE square
-    and blurred, centred and scaled to length 1 (float32, (len(crops), SMALL_SIZE**2))."""
-    h, w = a.shape
-    ys = np.stack([_resampler(h, c[0], c[1]) for c in crops])  # (K, S, h)
-    xs = np.stack([_resampler(w, c[2], c[3]) for c in crops])  # (K, S, w)
-    views = ys @ a @ xs.transpose(0, 2, 1)  # (K, S, S)
-    return _unit(views.reshape(len(crops), -1))
+    and blurred, centred and scaled to length 1 (float32, (n, len(crops),
+    SMALL_SIZE**2)). Pictures of one shape are made together (a picture at a time cost
+    0.2 ms, mostly Python)."""
+    k, d = len(crops), SMALL_SIZE * SMALL_SIZE
+    out = np.empty((len(pictures), k, d), np.float32)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, a in enumerate(pictures):
+        by_shape.setdefault(a.shape, []).append(i)
+    for (h, w), at in by_shape.items():
+        ys = np.stack([_resampler(h, c[0], c[1]) for c in crops])  # (K, S, h)
+        xs = np.stack([_resampler(w, c[2], c[3]) for c in crops])  # (K, S, w)
+        stack = np.stack([pictures[i] for i in at])  # (m, h, w)
+        views = ys[None] @ stack[:, None] @ xs.transpose(0, 2, 1)[None]  # (m, K, S, S)
+        out[at] = views.reshape(len(at), k, d)
+    return _unit(out)
 
 
 def _turn(views: np.ndarray, transforms: np.ndarray) -> np.ndarray:
@@ -205,7 +214,7 @@ def small_scores(
     rows = sorted(ready)
     if not rows:
         return out
-    whole = np.stack([_views(ready[r], SMALL_CROPS[:1])[0] for r in rows])
+    whole = _views([ready[r] for r in rows], SMALL_CROPS[:1])[:, 0]
     known = np.array(rows, np.int64)
     li = np.minimum(np.searchsorted(known, left), len(known) - 1)
     ri = np.minimum(np.searchsorted(known, right), len(known) - 1)
@@ -213,17 +222,21 @@ def small_scores(
     li, ri, tr = li[idx], ri[idx], transforms[idx].astype(np.int64)
     best = np.full(len(idx), -1.0, np.float32)
     for lo in range(0, len(rows), block):
-        crops = np.stack([_views(ready[r]) for r in rows[lo : lo + block]])
+        crops = _views([ready[r] for r in rows[lo : lo + block]])
         # the left picture's crops against the right one whole, turned into the left's frame
         for mine, other, turn in ((li, ri, tr), (ri, li, _undo(tr))):
             sel = np.flatnonzero((mine >= lo) & (mine < lo + block))
+            sel = sel[np.argsort(mine[sel], kind="stable")]
             if not len(sel):
                 continue
-            mine_crops = crops[mine[sel] - lo]  # (m, K, d)
-            for t in (np.zeros(len(sel), np.int64), turn[sel]):
-                partner = _turn(whole[other[sel]], t)  # (m, d)
-                s = (mine_crops @ partner[:, :, None])[:, :, 0].max(axis=1)
-                best[sel] = np.maximum(best[sel], s)
+            # each pair against the other picture whole, as it is and turned: (m, 2, d)
+            partner = np.stack([whole[other[sel]], _turn(whole[other[sel]], turn[sel])], 1)
+            starts = np.flatnonzero(np.diff(mine[sel], prepend=-1))
+            ends = np.append(starts[1:], len(sel))
+            for a, b in zip(starts.tolist(), ends.tolist()):  # one picture's crops at a time
+                dots = crops[mine[sel[a]] - lo] @ partner[a:b].reshape(-1, partner.shape[2]).T
+                got = dots.max(axis=0).reshape(b - a, 2).max(axis=1)
+                best[sel[a:b]] = np.maximum(best[sel[a:b]], got)
     out[idx] = best
     return out
 

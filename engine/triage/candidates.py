@@ -147,18 +147,28 @@ def _nearest_from_pairs(pairs: copies.Pairs, n: int) -> tuple[np.ndarray, np.nda
 
 
 def build(
-    vec, paths: list[str], tags: np.ndarray, fingerprint: str, outliers: float, say, cancel
+    vec,
+    paths: list[str],
+    tags: np.ndarray,
+    fingerprint: str,
+    outliers: float,
+    say,
+    cancel,
+    exact: bool | None = None,
 ) -> CandidateGraph:
     """A new graph of the live pictures of *vec* (rows in the order of
-    :func:`engine.triage.selfjoin.unit_codes`): the whole self-join, no evidence yet."""
+    :func:`engine.triage.selfjoin.unit_codes`): the whole self-join, no evidence yet.
+    *exact*: each picture's nearest exactly (None: up to EXACT_MAX pictures) or from
+    the bands."""
     from engine.triage.selfjoin import unit_codes
 
     units, slots = unit_codes(vec)
     n = len(slots)
-    exact = n <= EXACT_MAX
+    exact = n <= EXACT_MAX if exact is None else exact
     joined = self_join(
         vec,
         0.0 if exact else BANDED_FLOOR,
+        method="exact" if exact else "lsh",
         outliers=outliers,
         on_progress=say,
         cancel=cancel,
