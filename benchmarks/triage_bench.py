@@ -303,13 +303,14 @@ def candidate_recall(root: Path) -> tuple[float, float, int]:
 def bench_candidates(rep) -> None:
     """How many planted copies the candidate stage keeps, exactly and past 120,000."""
     from benchmarks.copies import build as build_copies
+    from benchmarks.data import sized
     from benchmarks.small_bench import SMALL_SETS
 
     rows = []
     sets = [(label, s, st, k, {}) for label, s, st, k in SETS] + [
         (label + " (24-64 px)", s, st, k, {"small": True, **o}) for label, s, st, k, o in SMALL_SETS
     ]
-    for label, source, strength, family, options in sets:
+    for label, source, strength, family, options in sets[: sized(len(sets), 2)]:
         root = build_copies(source, strength, family, **options)
         if not any(root.glob("*/*")):
             continue
