@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-from engine.copies import _trim_box, _unit, grey_copy
+from engine.copies import _trim_box, _unit, grey_copy, turned
 
 #: Pictures are decoded at most FINE_SIDE on their long side.
 FINE_SIDE = 64
@@ -84,8 +84,7 @@ def fine_score(a: np.ndarray, b: np.ndarray, transform: int) -> float:
     it is and under *transform* (an index of :data:`TRANSFORMS`); the better one."""
     best = -1.0
     for t in {0, int(transform)}:
-        x = b[:, ::-1] if t >= 4 else b
-        x = np.rot90(x, t % 4)
+        x = turned(b, t)
         small, large = (a, x) if a.size <= x.size else (x, a)
         h, w = small.shape
         if abs(large.shape[1] / large.shape[0] - w / h) > 0.1 * w / h:
@@ -121,8 +120,7 @@ def fine_scores(a: np.ndarray, b: np.ndarray, transforms: np.ndarray) -> np.ndar
         if t == 0:
             continue
         rows = np.flatnonzero(transforms == t)
-        y = b[rows][:, :, ::-1] if t >= 4 else b[rows]
-        y = np.rot90(y, int(t) % 4, axes=(1, 2))
+        y = turned(b[rows], int(t), (1, 2))
         if y.shape[1:] == a.shape[1:]:
             best[rows] = np.maximum(best[rows], corr(a[rows], y))
     return best
@@ -178,12 +176,11 @@ def _views(pictures: list[np.ndarray], crops=SMALL_CROPS) -> np.ndarray:
 
 def _turn(views: np.ndarray, transforms: np.ndarray) -> np.ndarray:
     """Rows of :func:`_views` (..., SMALL_SIZE**2), each under its transform (an
-    index of :data:`TRANSFORMS`, as :func:`_dihedral` numbers them)."""
+    index of :data:`TRANSFORMS`, see :func:`engine.copies.turned`)."""
     sq = views.reshape(*views.shape[:-1], SMALL_SIZE, SMALL_SIZE).copy()
     for t in np.unique(transforms).tolist():
         at = transforms == t
-        x = sq[at][..., ::-1] if t >= 4 else sq[at]
-        sq[at] = np.rot90(x, t % 4, axes=(-2, -1))
+        sq[at] = turned(sq[at], t, (-2, -1))
     return sq.reshape(views.shape)
 
 
@@ -268,8 +265,7 @@ def colour_distance(a: np.ndarray, b: np.ndarray, transform: int) -> float:
     to say (a grey picture, or a grey copy). Each cell is matched to the nearest of the
     other's cell and its eight neighbours, both ways: a hard crop, a caption or a tilt
     shifts colour by up to a cell, a recolouring changes every cell."""
-    x = b[:, ::-1] if transform >= 4 else b
-    x = np.rot90(x, transform % 4)
+    x = turned(b, transform)
     chroma_a, chroma_x = np.linalg.norm(a, axis=-1), np.linalg.norm(x, axis=-1)
     if min(chroma_a.max(), chroma_x.max()) < CHROMA:
         return -1.0

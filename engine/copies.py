@@ -92,15 +92,19 @@ def thumbnail(im: Image.Image, grey: Image.Image | None = None) -> np.ndarray:
     return np.asarray(cut.resize((THUMB, THUMB), Image.Resampling.BOX), np.uint8).reshape(-1)
 
 
+def turned(x: np.ndarray, transform: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """*x* under *transform* (an index of :data:`TRANSFORMS`) on its two picture *axes*:
+    mirrored along the second when transform >= 4, then turned by transform % 4
+    quarters. Every comparison of two pictures, at any size, numbers them this way."""
+    if transform >= 4:
+        x = np.flip(x, axes[1])
+    return np.rot90(x, transform % 4, axes=axes)
+
+
 def _dihedral(t: np.ndarray) -> np.ndarray:
     """The eight turns and mirrors of thumbnails (n, 256): (n, 8, 256)."""
     sq = t.reshape(-1, THUMB, THUMB)
-    out = []
-    for flip in (False, True):
-        base = sq[:, :, ::-1] if flip else sq
-        for k in range(4):
-            out.append(np.rot90(base, k, axes=(1, 2)).reshape(len(t), -1))
-    return np.stack(out, axis=1)
+    return np.stack([turned(sq, i, (1, 2)).reshape(len(t), -1) for i in range(8)], axis=1)
 
 
 #: How the right picture differs from the left one when transform i of :func:`_dihedral`
@@ -350,9 +354,7 @@ def decide(
     px = np.nan_to_num(pairs.pixels, nan=-1.0)
     gap = px - np.maximum(usual[pairs.left], usual[pairs.right])
     textured = (flat[pairs.left] >= FLAT) & (flat[pairs.right] >= FLAT)
-    big = np.ones(len(pairs), bool)
-    if sides is not None:
-        big = np.minimum(sides[pairs.left], sides[pairs.right]) >= MIN_SIDE
+    big = np.ones(len(pairs), bool) if sides is None else ~needs_small(pairs, sides)
     # a leak search sees one side's look-alikes only: small pairs there go to full size
     small = (px >= SMALL) & (gap >= SMALL_GAP) & (one_sided == 0)
     aligned = np.where(big, (px >= PIXELS) & (gap >= MARGIN), small)
@@ -416,6 +418,5 @@ def needs_small(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
 def needs_fine(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
     """The undecided pairs with a picture too small for keypoints, among each other's
     first candidates or alike in their thumbnails."""
-    small = np.minimum(sides[pairs.left], sides[pairs.right]) < MIN_SIDE
     near = (pairs.rank <= SIFT_RANK) | (pairs.pixels >= PIXELS)
-    return ~pairs.copy & ~_recoloured(pairs) & small & near
+    return ~pairs.copy & ~_recoloured(pairs) & needs_small(pairs, sides) & near

@@ -161,8 +161,8 @@ def _decode(blob, fingerprint: str) -> CandidateGraph | None:
         return None
     left, right, why = arrays["left"], arrays["right"], arrays["point_why"]
     pairs = copies.Pairs(left, right, arrays["rank"])
-    for name in ("score", "similarity", "pixels", "transform", "fine", "small", "colour", "points"):
-        setattr(pairs, name, arrays[name])
+    for name in PAIR_ARRAYS.keys() - {"left", "right", "rank", "point_copy", "point_why"}:
+        setattr(pairs, name, arrays[name])  # the evidence, as written
     pairs.point_copy = arrays["point_copy"].astype(bool)
     table = np.array(["", *whys], object)
     pairs.point_why = table[why + 1]

@@ -10,8 +10,8 @@ Stages, each for the pairs that still lack its evidence:
 1. aligned pixels of the 16 x 16 thumbnails (stored at indexing: no picture opened);
 2. for pairs with a picture too small for keypoints, every such picture decoded once:
    pixels aligned at a small size over a few crops (all such pairs: the rule compares a
-   pair with the picture's other candidates), then pixels at full size (compared in
-   batches by shape); both scores are cached in the index;
+   pair with the picture's other candidates; kept in the candidate graph), then pixels
+   at full size (compared in batches by shape; also cached by the files' contents);
 3. local features, for the large pictures pixels could not decide: described in
    threads, a window of descriptions kept, verdicts cached in the index by the two
    files' names and contents;
@@ -326,7 +326,6 @@ def verify(
     needs and the pairs lack (aligned pixels must be measured already). Returns how many
     pairs were verified by local features now."""
     pictures: dict[int, np.ndarray | None] = {}  # small pictures, decoded once
-    small = np.zeros(0, np.int64)
     if one_sided == 0:  # the small-size rule needs both sides' look-alikes
         small = np.flatnonzero(copies.needs_small(pairs, sides) & np.isnan(pairs.small))
         measure_small(pairs, small, opener, pictures, cancel)

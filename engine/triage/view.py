@@ -383,13 +383,15 @@ def _measure(
             row_slots = np.where(present, slots[np.maximum(index_of, 0)], -1)
             pairs.similarity[ok] = similarities(vec, row_slots, pairs.left[ok], pairs.right[ok])
     sides = np.sqrt(np.maximum(view.pixels, 0)).astype(np.int64)
-    before = [np.isnan(x).sum() for x in (pairs.fine, pairs.small, pairs.colour)]
-    before.append((pairs.points < 0).sum())
+
+    def unmeasured() -> list[int]:
+        missing = [int(np.isnan(x).sum()) for x in (pairs.fine, pairs.small, pairs.colour)]
+        return [*missing, int((pairs.points < 0).sum())]
+
+    before = unmeasured()
     cache = Cache(search.store, graph.paths, view.digests)
     flat = np.nan_to_num(graph.flat, nan=0.0)
     verified = verify(
         pairs, flat, sides, opener, cache, search.settings.decode_workers, say, cancel
     )
-    after = [np.isnan(x).sum() for x in (pairs.fine, pairs.small, pairs.colour)]
-    after.append((pairs.points < 0).sum())
-    return measured or before != after, verified
+    return measured or before != unmeasured(), verified
