@@ -99,10 +99,13 @@ def test_both_methods_find_the_same_pairs(clustered: ImageSimilaritySearch, tau:
         assert s >= tau and abs(units[row[a]] @ units[row[b]] - s) < 1e-5
 
 
-def test_nearest_scores_and_certified_outliers(clustered: ImageSimilaritySearch):
+@pytest.mark.parametrize("method", ["lsh", "ivf"])
+def test_nearest_scores_and_certified_outliers(clustered: ImageSimilaritySearch, method: str):
+    """Banding and the inverted file give lower bounds, exact for the lowest."""
     vec = clustered.vectors()
     exact = self_join(vec, 0.95, method="exact")
-    lsh = self_join(vec, 0.95, method="lsh", outliers=0.01)
+    top_k = 10 if method == "ivf" else 0
+    lsh = self_join(vec, 0.95, method=method, outliers=0.01, top_k=top_k)
     assert exact.nearest_exact[~np.isnan(exact.nearest)].all() and exact.nearest_certain == 1.0
     assert np.isnan(exact.nearest[7]) and np.isnan(lsh.nearest[7])  # dead slot
     live = ~np.isnan(exact.nearest)
@@ -137,3 +140,64 @@ def test_top_k_pairs_are_each_rows_nearest():
     want = {(i, int(j)) for i in range(len(units)) for j in np.argsort(-s[i])[:4]}
     assert got == want
     assert np.allclose(score, s[left, right], atol=1e-5)
+
+
+def _exact_top(units: np.ndarray, k: int) -> set[tuple[int, int]]:
+    s = units @ units.T
+    np.fill_diagonal(s, -np.inf)
+    return {(i, int(j)) for i in range(len(units)) for j in np.argsort(-s[i])[:k]}
+
+
+def test_the_inverted_file_probing_every_cell_is_exact(monkeypatch):
+    """Probing every cell, each row's top k is the exact one: cells of every size, the
+    row itself left out, codes that probe a cell compared in blocks."""
+    from engine.triage import ivf
+
+    monkeypatch.setattr(ivf, "QUERY_ROWS", 100)  # several blocks per cell
+    rng = np.random.RandomState(3)
+    units = rng.randn(1500, 16).astype(np.float32)
+    units[:300] = units[0] + 0.3 * units[:300]  # one dense cluster: one large cell
+    units /= np.linalg.norm(units, axis=1, keepdims=True)
+    left, right, score = ivf.top_k(units, 4, lists=20, probes=20)
+    assert {(int(a), int(b)) for a, b in zip(left, right)} == _exact_top(units, 4)
+    assert np.allclose(score, np.einsum("ij,ij->i", units[left], units[right]), atol=1e-5)
+    assert len(left) == 4 * len(units)
+
+
+def test_the_inverted_file_keeps_copies_far_below_the_bands_floor(tmp_path: Path):
+    """Planted pairs at code cosine 0.40-0.75 among clustered codes (what copies turned or
+    cropped hard look like): past EXACT_MAX the candidate graph comes from the inverted
+    file, which keeps nearly all of them, where bands strict enough to be fast (cosine
+    0.85) would keep almost none."""
+    import threading
+
+    from engine.triage import candidates as cand
+
+    rng = np.random.RandomState(11)
+    dim, n, pairs = 48, 12_000, 300
+    centres = rng.standard_normal((60, dim))
+    codes = centres[rng.randint(0, 60, n)] + 1.2 * rng.standard_normal((n, dim))
+    originals = rng.choice(n, pairs, replace=False)
+    copies_at = n + np.arange(pairs)
+    cos = rng.uniform(0.40, 0.75, pairs)
+    base = codes[originals] - codes.mean(axis=0)
+    noise = rng.standard_normal(base.shape)
+    noise -= (noise * base).sum(1, keepdims=True) / (base * base).sum(1, keepdims=True) * base
+    noise *= (np.linalg.norm(base, axis=1) / np.linalg.norm(noise, axis=1))[:, None]
+    edited = base + noise * np.sqrt(1 / cos**2 - 1)[:, None] + codes.mean(axis=0)
+    search = _index_of_codes(np.concatenate([codes, edited]).astype(np.float32), tmp_path)
+    vec = search.vectors()
+    units, slots = unit_codes(vec)
+    row = {int(s): i for i, s in enumerate(slots)}
+    planted = {(row[a], row[b]) for a, b in zip(originals, copies_at) if a in row}
+    graph = cand.build(vec, [""] * len(slots), np.zeros(len(slots)), "", 0.01, lambda *_: 0,
+                       threading.Event(), exact=False)  # fmt: skip
+    assert graph.method.startswith("inverted file")
+    got = set(zip(graph.pairs.left.tolist(), graph.pairs.right.tolist()))
+    exact = cand.build(vec, [""] * len(slots), np.zeros(len(slots)), "", 0.01, lambda *_: 0,
+                       threading.Event(), exact=True)  # fmt: skip
+    wanted = planted & set(zip(exact.pairs.left.tolist(), exact.pairs.right.tolist()))
+    assert len(wanted) >= 0.8 * len(planted)  # most copies are among the nearest
+    assert len(got & wanted) >= 0.85 * len(wanted)  # 235 of 257 when written
+    true_cos = np.array([units[a] @ units[b] for a, b in planted])
+    assert (true_cos < 0.8).mean() > 0.9  # below what the bands would keep

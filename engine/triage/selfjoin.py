@@ -12,8 +12,12 @@ Two ways, chosen by the collection's size (``method="auto"``):
   large ones (dense clusters) as one block product. Pairs come out with their exact code
   similarity; none is returned unchecked.
 
+Each image's top k (the candidate graph's question) is answered exactly up to
+:data:`EXACT_MAX` and from an inverted file beyond (``method="ivf"``,
+:mod:`engine.triage.ivf`): bands find pairs above a similarity, not nearest by rank.
+
 Nearest-neighbour scores serve outlier detection, which needs the *lowest* ones exact.
-With banding, each image first gets a lower bound (its best pair, and its best match in
+With banding or the inverted file, each image first gets a lower bound (its best pair, and its best match in
 a random reference sample); the images with the lowest bounds (three times the outlier
 share) get an exact nearest-neighbour search. An image left out has a bound, hence a
 true score, at least the lowest bound left out, ``nearest_certain``: every image scoring
@@ -32,6 +36,7 @@ import numpy as np
 
 from engine.lsh import band_keys, candidate_probability, expected_jaccard
 from engine.minhash import signatures
+from engine.triage import ivf
 from engine.triage.exact_join import (  # noqa: F401  (exact_blocks, rows_top_k: re-exported)
     BLOCK_COLS,
     BLOCK_ROWS,
@@ -109,14 +114,14 @@ def self_join(
     on_progress: Progress | None = None,
     cancel: threading.Event | None = None,
     pair_filter: PairFilter | None = None,
-    banding_tau: float | None = None,
     top_k: int = 0,
 ) -> SelfJoin:
     """Every pair of live images with code cosine at least *tau* (and, with
     *pair_filter*, for which ``pair_filter(a, b)`` is true: rows in the order of
     :func:`unit_codes`), and nearest-neighbour scores exact for at least the lowest
-    *outliers* share (see the module's notes). With banding, *banding_tau* (default
-    *tau*) sets how strict the bands are: pairs below it are found only by chance."""
+    *outliers* share (see the module's notes). With *top_k* (exact or ``"ivf"``): only
+    the pairs where one is among the other's *top_k* best (``"ivf"``: found in an
+    inverted file, :mod:`engine.triage.ivf`, not exactly)."""
     t0 = time.perf_counter()
     cancel = cancel or threading.Event()
     say = on_progress or (lambda _phase, _done: None)
@@ -128,16 +133,26 @@ def self_join(
         left, right, score, nearest, nearest_at = exact_blocks(
             units, tau, say, cancel, pair_filter=pair_filter, top_k=top_k
         )
-        if top_k:  # each pair once, left < right
-            lo, hi = np.minimum(left, right), np.maximum(left, right)
-            packed, first = np.unique(lo * n + hi, return_index=True)
-            left, right, score = packed // n, packed % n, score[first]
+        if top_k:
+            left, right, score = _once(left, right, score, n)
         exact = np.ones(n, bool)
         certain = 1.0
         how = "exact blocks"
+    elif method == "ivf":
+        if not top_k or pair_filter is not None:
+            raise ValueError("the inverted file gives each image's top k, unfiltered")
+        left, right, score = _once(*ivf.top_k(units, top_k, say, cancel), n)
+        keep = score >= tau
+        left, right, score = left[keep], right[keep], score[keep]
+        nearest, nearest_at, exact, certain = _nearest(
+            units, left, right, score, outliers, say, cancel
+        )
+        how = f"inverted file {ivf.lists_for(n)}x{ivf.PROBES}"
     else:
-        bands, rows = banding_for(max(tau, banding_tau or tau))
-        left, right, score = _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter, top_k)
+        if top_k:
+            raise ValueError("LSH banding gives pairs above a similarity, not each image's top k")
+        bands, rows = banding_for(tau)
+        left, right, score = _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter)
         nearest, nearest_at, exact, certain = _nearest(
             units, left, right, score, outliers, say, cancel
         )
@@ -162,13 +177,18 @@ def self_join(
     )
 
 
+def _once(left, right, score, n: int) -> tuple:
+    """Pairs found from both sides, each once with left < right."""
+    lo, hi = np.minimum(left, right), np.maximum(left, right)
+    packed, first = np.unique(lo * n + hi, return_index=True)
+    return packed // n, packed % n, score[first]
+
+
 # --- LSH banding -----------------------------------------------------------------------------
 
 
-def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None, top_k=0) -> tuple:
-    """Pairs at or above *tau* sharing a band; with *top_k*, a large bucket (a dense
-    cluster) gives each member only its *top_k* best in it, so that memory stays in
-    proportion to the images, not to the clusters' squares."""
+def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None) -> tuple:
+    """Pairs at or above *tau* sharing a band."""
     n = len(units)
     keys = np.empty((n, bands), np.uint64)
     step = 1 << 15
@@ -194,27 +214,6 @@ def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None, top_k=
                 left = order[group_starts[:, None] + a].ravel()
                 right = order[group_starts[:, None] + c].ravel()
                 _verify(units, left, right, tau, n, found, scores, pair_filter)
-            elif top_k:
-                for g in group_starts:
-                    members = np.sort(order[g : g + size])
-                    for lo in range(0, size, BLOCK_ROWS):
-                        s = units[members[lo : lo + BLOCK_ROWS]] @ units[members].T
-                        own = np.arange(len(s))
-                        s[own, own + lo] = -np.inf
-                        kk = min(top_k, size - 1)
-                        above = s >= tau
-                        many = np.flatnonzero(above.sum(axis=1) > kk)
-                        above[many] = False  # rows with few: all of theirs
-                        r, c = np.nonzero(above)
-                        v = s[r, c]
-                        if len(many):  # rows with many: their best kk
-                            part = np.argpartition(-s[many], kk - 1, axis=1)[:, :kk]
-                            r = np.concatenate([r, np.repeat(many, kk)])
-                            c = np.concatenate([c, part.ravel()])
-                            v = np.concatenate([v, np.take_along_axis(s[many], part, 1).ravel()])
-                        a, c = members[lo + r], members[c]
-                        found.append(np.minimum(a, c) * n + np.maximum(a, c))
-                        scores.append(v)
             else:
                 for g in group_starts:
                     members = np.sort(order[g : g + size])
@@ -226,9 +225,6 @@ def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None, top_k=
                     if len(r):
                         found.append(members[r] * n + members[c])
                         scores.append(s[r, c])
-        if top_k and len(found) > 1:  # each pair once so far: bands repeat them
-            packed, first = np.unique(np.concatenate(found), return_index=True)
-            found, scores = [packed], [np.concatenate(scores)[first]]
         say("pairs", (b + 1) / bands)
     if not found:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)

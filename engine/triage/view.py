@@ -272,6 +272,8 @@ def make(
     graph = previous if previous is not None and previous.fingerprint == fp else None
     if graph is None:
         graph = graph_blob.decode(read_blob(store, graph_blob.BLOB), fp)
+    if graph is not None and graph.method.startswith("LSH"):
+        graph = None  # made from bands, which miss edited copies: made again
     vec_box: list = []
 
     def vectors():
