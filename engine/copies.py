@@ -241,7 +241,7 @@ def verdict_text(copy: bool, points: int, why: str) -> str:
 def read_verdict(text: object) -> tuple[bool, int, str] | None:
     """A cached verdict, or None when it is not exactly what :func:`verdict_text` writes
     (an index is writable by whoever has the folder: ``{"copy": "false"}`` must not make
-    a copy, a 200,000-deep array must not recurse, a 20 MB reason must not be read)."""
+    a copy, a 200,000-deep array must not recurse, a reason of megabytes must not be read)."""
     if not isinstance(text, str) or len(text) > VERDICT_MAX:
         return None
     try:

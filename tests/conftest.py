@@ -90,3 +90,40 @@ def redis_url(redis_base: str) -> str:
     import uuid
 
     return f"{redis_base}?name=t{uuid.uuid4().hex[:12]}"
+
+
+#: Test modules whose subject is how an encoder is built (timed, checked, refused): they
+#: always build their own.
+_BUILDS_ITS_OWN = {"test_encoder", "test_hostile"}
+_built: dict = {}
+_built_lock = __import__("threading").Lock()
+
+
+@pytest.fixture(autouse=True)
+def _one_encoder_per_setting(request, monkeypatch):
+    """Within one test process, one encoder per setting (arguments, and the environment
+    the build reads: cache folder, runtime, precision, threads), built on first use and
+    handed to every later test that asks for the same. Building one (an ONNX Runtime or
+    OpenVINO session, a checked model file) took 77 s of the suite's CPU over 222 builds.
+    What a build does is tested where it is the subject: those modules and a build from
+    a weights file build afresh; a build in a new cache folder (the first run's timing
+    steps reported to *on_step*) is a new setting."""
+    import engine.encoding as encoding
+
+    if request.module.__name__.rsplit(".", 1)[-1] in _BUILDS_ITS_OWN:
+        return
+    real = encoding.build_encoder
+
+    def shared(hash_dim, backbone, on_step=None, **options):
+        if options.get("weights") is not None:
+            return real(hash_dim, backbone, on_step, **options)
+        env = tuple(
+            sorted((k, v) for k, v in os.environ.items() if k.startswith(("LOOKALIKE_", "XDG_")))
+        )
+        key = (hash_dim, backbone, tuple(sorted(options.items())), env)
+        with _built_lock:
+            if key not in _built:
+                _built[key] = real(hash_dim, backbone, on_step, **options)
+            return _built[key]
+
+    monkeypatch.setattr(encoding, "build_encoder", shared)
