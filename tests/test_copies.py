@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from engine import ImageSimilaritySearch
 from engine.copies import pixel_scores, thumbnail
 from engine.triage import triage
-from support import SAMPLE, make_picture
+from support import make_picture
 from tui.cli import main
 
 
@@ -105,9 +105,10 @@ def test_a_second_triage_verifies_nothing_again(edited: Path):
     assert shape(first) == shape(second)
 
 
-def test_look_alike_products_are_left_alone(tmp_path: Path):
+def test_look_alike_products_are_left_alone(tmp_path: Path, sample_copy: Path):
     root = tmp_path / "catalogue"
-    shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".lookalike", "*.md"))
+    shutil.copytree(sample_copy, root)  # with its index: only the copy below is new
+    assert (root / ".lookalike" / "index.sqlite").exists()
     bag = sorted((root / "bag").glob("*.png"))[3]
     with Image.open(bag) as im:
         ImageOps.mirror(im.convert("RGB")).save(root / "bag" / "mirrored-copy.png")
