@@ -657,3 +657,25 @@ async def test_thumbnails_follow_a_fast_scroll_by_themselves(collection: Path):
             lambda: shown() and all("…" not in str(c._thumb.render()) for c in shown()),
             timeout=30,
         )
+
+
+def test_a_graph_kept_from_lsh_bands_is_made_again(collection: Path):
+    """A candidate graph made from LSH bands (which missed edited copies past 120,000
+    pictures) is not followed: the next triage makes it whole again, and the same groups
+    come out."""
+    from engine.triage import graph_blob, triage
+    from engine.triage.view import fingerprint
+
+    with ImageSimilaritySearch(collection) as search:
+        search.index()
+        first = _groups_of(triage(search))
+        fp = fingerprint(search)
+        kept = graph_blob.decode(search.store.get_blob(graph_blob.BLOB), fp)
+        assert kept is not None and kept.method == "exact blocks"
+        kept.method = "LSH banding 78x8"
+        kept.pairs = kept.pairs.take(np.zeros(0, np.int64))  # what bands would not find
+        search.store.put_blob(graph_blob.BLOB, graph_blob.encode(kept))
+        again = _groups_of(triage(search))
+        made = graph_blob.decode(search.store.get_blob(graph_blob.BLOB), fp)
+    assert made is not None and made.method == "exact blocks" and len(made.pairs)
+    assert again == first and first
