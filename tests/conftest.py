@@ -54,16 +54,34 @@ def tiny_folder(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def sample_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private copy of the shipped sample, indexed once for the whole session."""
+def _indexed_sample(root: Path) -> None:
     from engine import ImageSimilaritySearch
 
-    root = tmp_path_factory.mktemp("sample") / "fashion-dataset"
     shutil.copytree(SAMPLE, root, ignore=shutil.ignore_patterns(".lookalike", "*.md"))
     with ImageSimilaritySearch(root, batch_size=50) as search:
         stats = search.index()
     assert stats.indexed == 200 and not stats.failed
+
+
+@pytest.fixture(scope="session")
+def sample_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private copy of the shipped sample, indexed once for the whole test run: the
+    first test process to need it indexes it (under a lock, in a folder of this run's
+    own), each process then copies it, index included."""
+    import fcntl
+
+    root = tmp_path_factory.mktemp("sample") / "fashion-dataset"
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    if not run.isalnum():  # one process: nothing to share
+        _indexed_sample(root)
+        return root
+    shared = tmp_path_factory.getbasetemp().parent / f"sample-{run}"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "done").exists():
+            _indexed_sample(shared / "fashion-dataset")
+            (shared / "done").touch()
+    shutil.copytree(shared / "fashion-dataset", root)
     return root
 
 

@@ -82,7 +82,7 @@ def _best_cells(units: np.ndarray, cents: np.ndarray, probes: int, cancel=None, 
         s = torch.from_numpy(units[lo : lo + ASSIGN_ROWS]) @ tc
         out[lo : lo + len(s)] = torch.topk(s, probes, dim=1, sorted=True).indices.numpy()
         if say is not None:
-            say("cells", min(1.0, (lo + ASSIGN_ROWS) / len(units)))
+            say("sorting codes into cells", min(1.0, (lo + ASSIGN_ROWS) / len(units)))
     return out
 
 
