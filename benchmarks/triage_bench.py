@@ -374,13 +374,13 @@ def bench_candidates(rep) -> None:
         ],
         rows_out,
     )
-    lists = ivf.lists_for(len(everything))
+    lists, probes = ivf.shape_for(len(everything))
     body += (
         f"\n\nShare of planted (original, copy) pairs that are candidate pairs among"
         f" {len(everything):,} pictures: each copy set indexed with real pixels, its codes"
         f" put among the {len(hay):,} of the triage time table's index (taken around that"
         f" index's centre), each picture's 10 nearest found exactly and from the inverted"
-        f" file past 120,000 pictures ({lists:,} cells, {ivf.PROBES} probed; every code's"
+        f" file past 120,000 pictures ({lists:,} cells, {probes} probed; every code's"
         f" 10 nearest in {seconds:.0f} s on 2 cores). A pair is a candidate when one is among"
         " the other's 10 nearest. The bands column is the stage's recall before the inverted"
         " file: a pair shares a band with a chance that depends on its cosine only, so it is"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def redis_url(redis_base: str) -> str:
 #: always build their own.
 _BUILDS_ITS_OWN = {"test_encoder", "test_hostile"}
 _built: dict = {}
-_built_lock = __import__("threading").Lock()
+_built_lock = threading.Lock()
 
 
 @pytest.fixture(autouse=True)

@@ -134,15 +134,12 @@ def test_top_k_pairs_are_each_rows_nearest():
     units = rng.randn(6000, 16).astype(np.float32)  # more than the sampled columns
     units /= np.linalg.norm(units, axis=1, keepdims=True)
     left, right, score, _n, _a = exact_blocks(units, -1.0, top_k=4)
-    got = {(int(a), int(b)) for a, b in zip(left, right)}
-    s = units @ units.T
-    np.fill_diagonal(s, -np.inf)
-    want = {(i, int(j)) for i in range(len(units)) for j in np.argsort(-s[i])[:4]}
-    assert got == want
-    assert np.allclose(score, s[left, right], atol=1e-5)
+    assert {(int(a), int(b)) for a, b in zip(left, right)} == _exact_top(units, 4)
+    assert np.allclose(score, np.einsum("ij,ij->i", units[left], units[right]), atol=1e-5)
 
 
 def _exact_top(units: np.ndarray, k: int) -> set[tuple[int, int]]:
+    """Each row's *k* best other rows, by brute force: (row, other) pairs."""
     s = units @ units.T
     np.fill_diagonal(s, -np.inf)
     return {(i, int(j)) for i in range(len(units)) for j in np.argsort(-s[i])[:k]}
@@ -190,13 +187,15 @@ def test_the_inverted_file_keeps_copies_far_below_the_bands_floor(tmp_path: Path
     units, slots = unit_codes(vec)
     row = {int(s): i for i, s in enumerate(slots)}
     planted = {(row[a], row[b]) for a, b in zip(originals, copies_at) if a in row}
-    graph = cand.build(vec, [""] * len(slots), np.zeros(len(slots)), "", 0.01, lambda *_: 0,
-                       threading.Event(), exact=False)  # fmt: skip
-    assert graph.method.startswith("inverted file")
-    got = set(zip(graph.pairs.left.tolist(), graph.pairs.right.tolist()))
-    exact = cand.build(vec, [""] * len(slots), np.zeros(len(slots)), "", 0.01, lambda *_: 0,
-                       threading.Event(), exact=True)  # fmt: skip
-    wanted = planted & set(zip(exact.pairs.left.tolist(), exact.pairs.right.tolist()))
+
+    def candidates(exact: bool) -> tuple[str, set[tuple[int, int]]]:
+        graph = cand.build(vec, [""] * len(slots), np.zeros(len(slots)), "", 0.01,
+                           lambda *_: 0, threading.Event(), exact=exact)  # fmt: skip
+        return graph.method, set(zip(graph.pairs.left.tolist(), graph.pairs.right.tolist()))
+
+    method, got = candidates(exact=False)
+    assert method.startswith("inverted file")
+    wanted = planted & candidates(exact=True)[1]
     assert len(wanted) >= 0.8 * len(planted)  # most copies are among the nearest
     assert len(got & wanted) >= 0.85 * len(wanted)  # 235 of 257 when written
     true_cos = np.array([units[a] @ units[b] for a, b in planted])

@@ -44,9 +44,12 @@ ASSIGN_ROWS = 8192
 QUERY_ROWS = 4096
 
 
-def lists_for(n: int) -> int:
-    """Cells for *n* codes: about ``LISTS_PER_ROOT * sqrt(n)``, at least one."""
-    return max(1, min(n, round(LISTS_PER_ROOT * math.sqrt(n))))
+def shape_for(n: int, lists: int | None = None, probes: int = PROBES) -> tuple[int, int]:
+    """(cells, cells probed) for *n* codes: by default about ``LISTS_PER_ROOT * sqrt(n)``
+    cells, never more than codes; never more probed than there are."""
+    lists = min(lists or round(LISTS_PER_ROOT * math.sqrt(n)), n)
+    lists = max(1, lists)
+    return lists, min(probes, lists)
 
 
 def train(units: np.ndarray, lists: int, seed: int = JOIN_SEED) -> np.ndarray:
@@ -103,18 +106,17 @@ def top_k(
     k = min(k, max(n - 1, 0))
     if not k:
         return _concat([], [], [])
-    lists = min(lists or lists_for(n), n)
-    probes = min(probes, lists)
+    lists, probes = shape_for(n, lists, probes)
     cents = train(units, lists)
     near = _best_cells(units, cents, probes, cancel, say)
-    home = near[:, 0].astype(np.int64)
+    home = near[:, 0]
     members = np.argsort(home, kind="stable")
     counts = np.bincount(home, minlength=lists)
     m_start = np.concatenate([[0], np.cumsum(counts)])
     place = np.empty(n, np.int64)  # each row's position among its cell's members
     place[members] = np.arange(n) - m_start[home[members]]
     # who probes each cell
-    probed = near.ravel().astype(np.int64)
+    probed = near.ravel()
     askers = np.argsort(probed, kind="stable")
     asker_row = askers // probes
     q_start = np.concatenate([[0], np.cumsum(np.bincount(probed, minlength=lists))])

@@ -17,9 +17,9 @@ Each image's top k (the candidate graph's question) is answered exactly up to
 :mod:`engine.triage.ivf`): bands find pairs above a similarity, not nearest by rank.
 
 Nearest-neighbour scores serve outlier detection, which needs the *lowest* ones exact.
-With banding or the inverted file, each image first gets a lower bound (its best pair, and its best match in
-a random reference sample); the images with the lowest bounds (three times the outlier
-share) get an exact nearest-neighbour search. An image left out has a bound, hence a
+With banding or the inverted file, each image first gets a lower bound (its best pair,
+and its best match in a random reference sample); the images with the lowest bounds
+(three times the outlier share) get an exact nearest-neighbour search. An image left out has a bound, hence a
 true score, at least the lowest bound left out, ``nearest_certain``: every image scoring
 below that is among those searched, exactly. ``nearest_exact`` marks exact scores.
 """
@@ -147,7 +147,7 @@ def self_join(
         nearest, nearest_at, exact, certain = _nearest(
             units, left, right, score, outliers, say, cancel
         )
-        how = f"inverted file {ivf.lists_for(n)}x{ivf.PROBES}"
+        how = "inverted file {}x{}".format(*ivf.shape_for(n))
     else:
         if top_k:
             raise ValueError("LSH banding gives pairs above a similarity, not each image's top k")
