@@ -1,4 +1,4 @@
-"""Triage: groups (deterministic, no chaining), identical copies, outliers, broken files,
+"""Triage: groups (deterministic, copies of a copy one step further), identical copies, outliers, broken files,
 the JSON and CSV schemas, and moving duplicates aside and back (also after a crash)."""
 
 from __future__ import annotations
@@ -80,12 +80,23 @@ def _shape(groups):
     return [(g.representative.path, [m.path for m in g.members]) for g in groups]
 
 
-def test_no_chaining_and_the_keeper_order():
-    # a-b and b-c are near-duplicates, a-c is not: c must not join a's group
+def test_copies_of_a_copy_join_one_step_further_and_the_keeper_order():
+    # a-b, b-c and c-d are copies, nothing else: c joins a's group through b (a bordered
+    # copy kept for its pixels, its original and the original's copy), d does not
     w = (0.9, "0.95 aligned pixels")
-    chain = {0: {1: w}, 1: {0: w, 2: w}, 2: {1: w}}
-    g = _graph(chain, ["a.png", "b.png", "c.png"], [100, 50, 50], [5, 1, 1])
-    assert _shape(group_pairs(g, 0.0, (), frozenset())) == [("a.png", ["b.png"])]
+    chain = {0: {1: w}, 1: {0: w, 2: w}, 2: {1: w, 3: w}, 3: {2: w}}
+    g = _graph(chain, ["a.png", "b.png", "c.png", "d.png"], [100, 50, 50, 50], [5, 1, 1, 1])
+    (grp,) = group_pairs(g, 0.0, (), frozenset())
+    assert _shape([grp]) == [("a.png", ["b.png", "c.png"])]
+    assert [m.via for m in grp.members] == ["", "b.png"]
+    assert grp.members[1].described == "0.95 aligned pixels · a copy of b.png"
+    # c marked no copy of the keeper (n in the app) or of b: c leaves a's group
+    for no in (("a.png", "c.png"), ("b.png", "c.png")):
+        g.rejected = {no}
+        assert _shape(group_pairs(g, 0.0, (), frozenset())) == [
+            ("a.png", ["b.png"]),
+            ("c.png", ["d.png"]),
+        ]
     pair = {0: {1: w}, 1: {0: w}}
     # equal pixels: the oldest is kept; equal too: the shorter path, then the first
     assert (

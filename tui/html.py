@@ -187,7 +187,7 @@ def _groups(report, pics: Pictures) -> list[str]:
         figs = [pics.figure("dir", rep.path, f"<b>keep</b> · {text(g.kept_because)}", "keep")]
         for m in g.members:
             kept = " · <b>in a kept folder</b>" if m.kept else ""
-            why = text(m.why or ("identical bytes" if m.identical else ""))
+            why = text(m.described or ("identical bytes" if m.identical else ""))
             figs.append(
                 pics.figure("dir", m.path, f'{m.score:.3f}{kept}<br><span class="why">{why}</span>')
             )

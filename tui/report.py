@@ -214,6 +214,7 @@ def triage_json(report) -> dict:
             "identical": m.identical,
             "kept": m.kept,
             "why": m.why,
+            **json_path(m.via, "via"),
         }
 
     return {
@@ -314,7 +315,7 @@ def triage_csv(report) -> None:
         row(g.id, rep.path, "representative", "1.000000", rep.sha256 or "", "")
         for m in g.members:
             role = "kept" if m.kept else "identical" if m.identical else "duplicate"
-            row(g.id, m.path, role, f"{m.score:.6f}", m.sha256 or "", m.why)
+            row(g.id, m.path, role, f"{m.score:.6f}", m.sha256 or "", m.why, m.via)
     for o in report.outliers:
         row("", o.path, "outlier", f"{o.score:.6f}", "", "", o.neighbour)
     for b in report.broken:
@@ -343,7 +344,7 @@ def triage_text(report) -> None:
         print(f"\ngroup {g.id}: keep {printable(rep.path)}  ({rep.pixels:,} px)")
         for m in g.members:
             mark = "kept " if m.kept else "=    " if m.identical else "     "
-            print(f"  {mark}{m.score:6.3f}  {printable(m.path)}  ({printable(m.why)})")
+            print(f"  {mark}{m.score:6.3f}  {printable(m.path)}  ({printable(m.described)})")
     if report.outliers:
         print(f"\n{count(len(report.outliers), 'outlier')} (least like anything else):")
         for o in report.outliers:

@@ -6,10 +6,16 @@ folder (``keep_in``: ``--keep-in``, by path or by real path), then files before 
 links (a link is never kept over its target, which would then be moved from under it),
 then most pixels (the original outranks its downscaled copies), the oldest modification
 time, the shortest path, and the path itself. The first image not yet in a group becomes
-a representative; its group is every image not yet grouped that is a copy *of it*.
-Every member is thus a copy of its representative, never merely of some other member,
-and the same collection always gives the same groups, in the same order (largest first,
-then by representative path). Members under a kept folder are marked ``kept``: never
+a representative; its group is every image not yet grouped that is a copy *of it*, then
+every image not yet grouped that is a copy of one of those (``via``: a picture's copy
+whose own copy was taken as the keeper, a bordered or tilted copy having the most
+pixels), unless marked no copy of the representative. No further: every member is a copy of its representative or of a copy of it,
+so one wrong pair joins at most one picture or one group, never a chain of look-alikes.
+Measured on edited clip-art: pair recall 0.924 -> 0.979 (tuning strengths), 0.861 ->
+0.954 (other pictures, other strengths), precision 0.986 -> 0.987 and 0.981 -> 0.972;
+a Fashion-MNIST catalogue still has no group across classes. The same collection
+always gives the same groups, in the same order (largest first, then by representative
+path). Members under a kept folder are marked ``kept``: never
 moved. Each group says which rule of the order chose its keeper.
 
 ``threshold`` keeps its meaning, the minimum *visual similarity* of a pair that is
@@ -150,14 +156,16 @@ def group_pairs(
     keys = key.tolist()
     pos = {int(r): k for k, r in enumerate(rows[order].tolist())}
 
+    def no_copies(i: int, j: int) -> bool:
+        return bool(rejected) and (min(paths[i], paths[j]), max(paths[i], paths[j])) in rejected
+
     def near(i: int) -> dict[int, tuple[float, str]]:
         out = {}
         for j, e in graph.edges[i].items():
             if j in hidden or not (e[0] >= threshold or e[1] == IDENTICAL):
                 continue
-            if rejected and (min(paths[i], paths[j]), max(paths[i], paths[j])) in rejected:
-                continue
-            out[j] = e
+            if not no_copies(i, j):
+                out[j] = e
         return out
 
     taken: set[int] = set()
@@ -172,11 +180,19 @@ def group_pairs(
             continue
         taken.add(rep)
         taken.update(mine)
+        via: dict[int, int] = {}  # copies of a copy, one step further, and through which
+        for m in sorted(mine, key=pos.__getitem__):
+            for j, e in near(m).items():
+                if j not in taken and not no_copies(rep, j):  # said to be no copy of it
+                    taken.add(j)
+                    copies_of[j], via[j] = e, m
+        mine += list(via)
 
-        def member(i: int, score: float, why: str, rep: int = rep) -> Member:
+        def member(i: int, score: float, why: str, rep: int = rep, via: dict = via) -> Member:
             d = digests[i]
             same = d is not None and d == digests[rep] and i != rep
-            return Member(paths[i], score, same, d, int(pixels[i]), why, i in kept)
+            through = paths[via[i]] if i in via else ""
+            return Member(paths[i], score, same, d, int(pixels[i]), why, i in kept, through)
 
         members = sorted((member(j, *copies_of[j]) for j in mine), key=lambda m: (-m.score, m.path))
         mine_key, best_key = keys[k], keys[order[pos[min(mine, key=pos.__getitem__)]]]

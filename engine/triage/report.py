@@ -19,16 +19,22 @@ class Member:
     make)."""
 
     path: str
-    score: float  # visual similarity to the group's representative (1.0 when identical)
+    score: float  # visual similarity to the representative, or to *via* (1.0: identical)
     identical: bool  # byte-identical to the representative
     digest: bytes | None  # SHA-256 of the file's bytes
     pixels: int
     why: str = ""  # the evidence, in words ("mirrored copy · 212 matching points")
     kept: bool = False  # under a kept folder: never moved
+    via: str = ""  # the member this one copies, when not the representative ("": it)
 
     @property
     def sha256(self) -> str | None:
         return self.digest.hex() if self.digest else None
+
+    @property
+    def described(self) -> str:
+        """The evidence, and which copy it is a copy of when not the representative."""
+        return f"{self.why} · a copy of {self.via}" if self.via else self.why
 
 
 @dataclass

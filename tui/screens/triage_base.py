@@ -384,9 +384,10 @@ class TriageBase(AppScreen):
         elif s.kind == Kind.DUPLICATE:
             kept = " · under a kept folder: never moved" if s.kept else ""
             keeper = self._slots(self.row)[0]
+            via = f" · copy of {printable(s.extra)}, itself" if s.extra else ""
             why.update(
                 line(plain(s.path), ": ", s.why, (kept, "green"),
-                     (f" · copy of {printable(keeper.path)} (kept: {keeper.why})", "dim"))
+                     (f"{via} · copy of {printable(keeper.path)} (kept: {keeper.why})", "dim"))
             )  # fmt: skip
         elif s.kind == Kind.OUTLIER:
             why.update(line(plain(s.path), (" · nearest: ", "dim"), plain(s.why)))

@@ -57,7 +57,9 @@ class Slot:
     why: str = ""  # the evidence; a mislabeled picture's suggested folder; flags
     kept: bool = False  # under a kept folder: never moved
     base: Path | None = None  # the folder *path* is in, when not the root (a leak)
-    extra: Any = None  # what the row stands for, where an action needs it (a leak)
+    #: what the row stands for, where an action needs it: a leak; for a copy of a copy,
+    #: the path of the copy it copies
+    extra: Any = None
 
     @property
     def movable(self) -> bool:

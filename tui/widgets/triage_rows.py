@@ -115,6 +115,7 @@ class Rows:
                 Slot(
                     m.path, Kind.DUPLICATE, m.score, m.identical,
                     marked=not m.kept and m.path in self.marks, why=m.why, kept=m.kept,
+                    extra=m.via or None,
                 )
             )  # fmt: skip
         wide = f" · {len(slots)} pictures, ←/→ to see all" if len(slots) > 4 else ""
