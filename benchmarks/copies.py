@@ -67,6 +67,10 @@ UNSEEN_CLASSES = (
     "buildings",
     "transportation",
 )
+#: Icons of a desktop theme at 48 px, a source no rule was tuned or looked at on: flat
+#: glyphs and their look-alike siblings (a folder and a folder opened), in colour and in
+#: one grey (the "symbolic" ones). Classes are the theme's own folders.
+ICONS = Path("/usr/share/icons/Adwaita/48x48")
 PHOTO_DIRS = (
     Path("/usr/share/backgrounds"),
     Path("/usr/share/wallpapers"),
@@ -217,9 +221,17 @@ def _one_per_name(files: list[Path]) -> list[Path]:
 
 def sources(which: str, per_class: int = sized(30, 3)) -> list[tuple[str, Path]]:
     """(class, file) pairs of a source: ``clipart-tune``, ``clipart-held``, ``photos``
-    (wallpapers from Debian's desktop packages: none where none is installed)."""
+    (wallpapers from Debian's desktop packages: none where none is installed),
+    ``icons-tune`` and ``icons-held`` (:data:`ICONS`, every other one of them each, at
+    most *per_class* of each folder; none where not installed)."""
     out: list[tuple[str, Path]] = []
-    if which.startswith("clipart"):
+    if which.startswith("icons"):
+        files = distinct(sorted(ICONS.glob("*/*.png")))  # one of each look, across folders
+        files = files[which == "icons-held" :: 2]
+        for folder in sorted({f.parent for f in files}):
+            mine = [f for f in files if f.parent == folder][:per_class]
+            out += [(f"icons-{folder.name}", f) for f in mine]
+    elif which.startswith("clipart"):
         classes = {"clipart-tune": TUNE_CLASSES, "clipart-unseen": UNSEEN_CLASSES}.get(
             which, HELD_CLASSES
         )

@@ -19,12 +19,13 @@ they are measured again.
 from __future__ import annotations
 
 import hashlib
+import math
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
-from engine.copies import _trim_box, _unit, grey_copy, turned
+from engine.copies import TILT_FROM, _trim_box, _unit, grey_copy, turned
 
 #: Pictures are decoded at most FINE_SIDE on their long side.
 FINE_SIDE = 64
@@ -40,9 +41,18 @@ SMALL_BLUR = 0.5
 SMALL_TRIM = 12
 SMALL_CROPS = (
     (0.0, 0.0, 0.0, 0.0),
-    *((s, s, s, s) for s in (0.04, 0.08, 0.12)),
-    *(tuple(s if k == side else 0.0 for k in range(4)) for s in (0.06, 0.12) for side in range(4)),
+    *((s, s, s, s) for s in (0.04, 0.08, 0.12, 0.16)),
+    *(
+        tuple(s if k == side else 0.0 for k in range(4))
+        for s in (0.06, 0.12, 0.18)
+        for side in range(4)
+    ),
 )
+#: The second look (:func:`engine.copies.worth_tilting` says which pairs get one)
+#: compares against the other picture tilted by each of TILTS degrees, its new corners
+#: filled with its own edge colour, trimmed again: a tilt of 4-7 degrees took copies of
+#: 20-50 px to 0.6-0.75 at the first look.
+TILTS = (-6.0, 6.0)
 #: Colour: chroma (YCbCr's Cb and Cr) over a COLOUR_CELLS square grid of the trimmed
 #: picture; a picture none of whose cells reaches CHROMA (of 255) has no colour to
 #: compare, and only cells where either picture reaches it are compared (a drawing in
@@ -61,6 +71,9 @@ MEASURED = (
                 SMALL_BLUR,
                 SMALL_TRIM,
                 SMALL_CROPS,
+                TILTS,
+                TILT_FROM,
+                "tilted on a background or within the frame",
                 COLOUR_CELLS,
                 CHROMA,
                 FINE_SIDE,
@@ -195,46 +208,103 @@ def small_scores(
     left: np.ndarray,
     right: np.ndarray,
     transforms: np.ndarray,
+    tilted: bool = False,
+    trims: dict[int, np.ndarray] | None = None,
     block: int = 1024,
 ) -> np.ndarray:
     """The aligned small-picture correlation of each pair (rows of *pictures*, their
     :func:`fine_picture`; None: not readable, -1): the best over each picture's crops
     against the other one whole, the right one as it is and under the pair's transform.
-    Memory stays at one whole view per picture: the crops are made a block of pictures
-    at a time, each picture's once."""
+    *tilted*: against the other one tilted by each of :data:`TILTS` instead. *trims*:
+    the pictures trimmed, kept from one call to the next. Memory stays at one whole
+    view per picture (per tilt): the crops are made a block of pictures at a time, each
+    picture's once."""
     out = np.full(len(left), -1.0, np.float32)
-    ready = {
-        r: _trimmed(p)
-        for r in set(left.tolist()) | set(right.tolist())
-        if (p := pictures[r]) is not None
-    }
+    trims = {} if trims is None else trims
+    for r in set(left.tolist()) | set(right.tolist()):
+        if r not in trims and (p := pictures[r]) is not None:
+            trims[r] = _trimmed(p)
+    ready = {r: trims[r] for r in set(left.tolist()) | set(right.tolist()) if r in trims}
     rows = sorted(ready)
     if not rows:
         return out
-    whole = _views([ready[r] for r in rows], SMALL_CROPS[:1])[:, 0]
     known = np.array(rows, np.int64)
     li = np.minimum(np.searchsorted(known, left), len(known) - 1)
     ri = np.minimum(np.searchsorted(known, right), len(known) - 1)
     idx = np.flatnonzero((known[li] == left) & (known[ri] == right))  # both pictures read
     li, ri, tr = li[idx], ri[idx], transforms[idx].astype(np.int64)
-    best = np.full(len(idx), -1.0, np.float32)
+    if tilted:  # (n, tilts, d)
+        leaning = [x for r in rows for x in _tilted(ready[r])]
+        whole = _views(leaning, SMALL_CROPS[:1]).reshape(len(rows), len(TILTS), -1)
+    else:
+        whole = _views([ready[r] for r in rows], SMALL_CROPS[:1])  # (n, 1, d)
+
+    # every pair as it is, and those with a turn or mirror once more under it
+    moved = np.flatnonzero(tr != 0)
+    both = np.concatenate([np.arange(len(li)), moved])
+    turns = np.concatenate([np.zeros(len(li), np.int64), tr[moved]])
+
+    def partner(other: np.ndarray, turn: np.ndarray) -> np.ndarray:
+        return _turn(whole[other], turn)
+
+    got = _best_over_crops(ready, rows, li[both], ri[both], turns, partner, block)
+    best = got[: len(li)]
+    np.maximum.at(best, moved, got[len(li) :])
+    out[idx] = best
+    return out
+
+
+def _best_over_crops(ready, rows, li, ri, tr, partner, block: int) -> np.ndarray:
+    """For pairs (*li*, *ri*: positions in *rows*, *tr*: transforms), the best
+    correlation of either picture's crops against the other's views ``partner(other,
+    turn)`` ((m, k, d), under the turn into the first one's frame)."""
+    best = np.full(len(li), -1.0, np.float32)
     for lo in range(0, len(rows), block):
         crops = _views([ready[r] for r in rows[lo : lo + block]])
-        # the left picture's crops against the right one whole, turned into the left's frame
+        # the left picture's crops against the right one, turned into the left's frame
         for mine, other, turn in ((li, ri, tr), (ri, li, _undo(tr))):
             sel = np.flatnonzero((mine >= lo) & (mine < lo + block))
             sel = sel[np.argsort(mine[sel], kind="stable")]
             if not len(sel):
                 continue
-            # each pair against the other picture whole, as it is and turned: (m, 2, d)
-            partner = np.stack([whole[other[sel]], _turn(whole[other[sel]], turn[sel])], 1)
+            views = partner(other[sel], turn[sel])
             starts = np.flatnonzero(np.diff(mine[sel], prepend=-1))
             ends = np.append(starts[1:], len(sel))
             for a, b in zip(starts.tolist(), ends.tolist()):  # one picture's crops at a time
-                dots = crops[mine[sel[a]] - lo] @ partner[a:b].reshape(-1, partner.shape[2]).T
-                got = dots.max(axis=0).reshape(b - a, 2).max(axis=1)
+                dots = crops[mine[sel[a]] - lo] @ views[a:b].reshape(-1, views.shape[2]).T
+                got = dots.max(axis=0).reshape(b - a, views.shape[1]).max(axis=1)
                 best[sel[a:b]] = np.maximum(best[sel[a:b]], got)
-    out[idx] = best
+    return best
+
+
+def _tilted(a: np.ndarray) -> list[np.ndarray]:
+    """A :func:`_trimmed` picture tilted by each of :data:`TILTS`. On a background (at
+    least half its edge within SMALL_TRIM of the edge's median: a drawing on white, a
+    copy tilted with its corners filled), turned with its frame grown, the new corners
+    filled with that colour, then trimmed to what differs from it. Else (a photograph,
+    a drawing to its edges) turned within its frame and cut to the part the turn leaves
+    whole, which a tilted copy's crops hold without their filled corners."""
+    edges = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    edge = round(float(np.median(edges)))
+    on_background = float(np.mean(np.abs(edges - edge) <= SMALL_TRIM)) >= 0.5
+    img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    h, w = a.shape
+    out = []
+    for angle in TILTS:
+        rot = img.rotate(angle, Image.Resampling.BILINEAR, expand=on_background, fillcolor=edge)
+        x = np.asarray(rot, np.float32)
+        if on_background:
+            far = np.abs(x - edge) > SMALL_TRIM
+            rows, cols = np.flatnonzero(far.any(axis=1)), np.flatnonzero(far.any(axis=0))
+            if len(rows) >= 4 and len(cols) >= 4:
+                x = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        else:
+            turn = math.radians(angle)
+            inner = 1.0 / (abs(math.cos(turn)) + abs(math.sin(turn)))
+            dy, dx = round(h * (1 - inner) / 2), round(w * (1 - inner) / 2)
+            if h - 2 * dy >= 4 and w - 2 * dx >= 4:
+                x = x[dy : h - dy, dx : w - dx]
+        out.append(x)
     return out
 
 

@@ -212,6 +212,12 @@ ALIGNED_SMALL = 0.89
 ALIGNED_GAP = 0.15
 FAR_SMALL = 0.85
 FAR_GAP = 0.30
+#: A second look, against the other picture tilted (:data:`engine.aligned.TILTS`), for
+#: the pairs of small pictures the first look scored from TILT_FROM to under
+#: ALIGNED_SMALL whose pictures' look-alikes leave room for the margin (their
+#: TYPICAL_RANK-th best under 1 - ALIGNED_GAP): a tilted copy of 20-50 px scores
+#: 0.6-0.75 at the first look, and the second costs four times the first per pair.
+TILT_FROM = 0.55
 #: Colour that counts: a pair whose pictures both have colour is not a copy when their
 #: colours lie further apart than RECOLOURED (:func:`engine.aligned.colour_distance`: a
 #: flag in other colours, a recoloured product). A grey copy of a colour picture has no
@@ -394,6 +400,16 @@ def decide(
 def _recoloured(pairs: Pairs) -> np.ndarray:
     """The pairs whose colours lie too far apart to be copies, whatever else says."""
     return np.nan_to_num(pairs.colour, nan=-1.0) > RECOLOURED
+
+
+def worth_tilting(pairs: Pairs, among: np.ndarray) -> np.ndarray:
+    """Which of the pairs *among* (indices) get the second look at a small size (see
+    TILT_FROM): their first look scored, the picture's look-alikes measured by it."""
+    n = int(max(pairs.left.max(), pairs.right.max())) + 1 if len(pairs) else 0
+    usual = typical(pairs, n, pairs.small)
+    sm = pairs.small[among]
+    most = np.maximum(usual[pairs.left[among]], usual[pairs.right[among]])
+    return among[(sm >= TILT_FROM) & (sm < ALIGNED_SMALL) & (most < 1.0 - ALIGNED_GAP)]
 
 
 def needs_points(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
