@@ -90,6 +90,13 @@ def test_copies_of_a_copy_join_one_step_further_and_the_keeper_order():
     assert _shape([grp]) == [("a.png", ["b.png", "c.png"])]
     assert [m.via for m in grp.members] == ["", "b.png"]
     assert grp.members[1].described == "0.95 aligned pixels · a copy of b.png"
+    # c measured in other colours than a (b a grey copy of both): c stays out
+    g.apart = {0: {2}, 2: {0}}
+    assert _shape(group_pairs(g, 0.0, (), frozenset())) == [
+        ("a.png", ["b.png"]),
+        ("c.png", ["d.png"]),
+    ]
+    g.apart = {}
     # c marked no copy of the keeper (n in the app) or of b: c leaves a's group
     for no in (("a.png", "c.png"), ("b.png", "c.png")):
         g.rejected = {no}

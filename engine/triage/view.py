@@ -231,6 +231,11 @@ class View:
                     for b in same:
                         if a != b:
                             edges[a][b] = (1.0, IDENTICAL)
+            apart: dict[int, set[int]] = defaultdict(set)
+            other = copies._recoloured(pairs) & self.allowed[pairs.left] & self.allowed[pairs.right]
+            for a, b in zip(pairs.left[other].tolist(), pairs.right[other].tolist()):
+                apart[a].add(b)
+                apart[b].add(a)
             links, real = set(), {}
             for i in edges:
                 link, where = paths_of.link(paths[i])
@@ -240,6 +245,7 @@ class View:
             base = Graph(
                 dict(edges), paths, self.pixels, self.mtimes, self.digests, links, real, root
             )
+            base.apart = dict(apart)
             self.copies, self.floor, self.parts = base, floor_of(base), components(base)
         return self.copies
 
