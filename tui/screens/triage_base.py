@@ -4,7 +4,7 @@ view and the cursor; :mod:`tui.screens.triage` adds what the keys do."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from textual import events, work
@@ -384,7 +384,8 @@ class TriageBase(AppScreen):
         elif s.kind == Kind.DUPLICATE:
             kept = " · under a kept folder: never moved" if s.kept else ""
             keeper = self._slots(self.row)[0]
-            via = f" · copy of {printable(s.extra)}, itself" if s.extra else ""
+            # a copy of a copy: the copy it copies, by name (its card is in the row)
+            via = f" · through {printable(PurePosixPath(s.extra).name)}" if s.extra else ""
             why.update(
                 line(plain(s.path), ": ", s.why, (kept, "green"),
                      (f"{via} · copy of {printable(keeper.path)} (kept: {keeper.why})", "dim"))
