@@ -67,9 +67,10 @@ UNSEEN_CLASSES = (
     "buildings",
     "transportation",
 )
-#: Icons of a desktop theme at 48 px, a source no rule was tuned or looked at on: flat
-#: glyphs and their look-alike siblings (a folder and a folder opened), in colour and in
-#: one grey (the "symbolic" ones). Classes are the theme's own folders.
+#: Icons of a desktop theme at 48 px: flat glyphs and their look-alike siblings (a
+#: folder and a folder opened), in colour and in one grey (the "symbolic" ones). Split
+#: in two by alternation: ``icons-tune`` was looked at while choosing the small-picture
+#: rules, ``icons-held`` was not. Classes are the theme's own folders.
 ICONS = Path("/usr/share/icons/Adwaita/48x48")
 PHOTO_DIRS = (
     Path("/usr/share/backgrounds"),
@@ -227,7 +228,7 @@ def sources(which: str, per_class: int = sized(30, 3)) -> list[tuple[str, Path]]
     out: list[tuple[str, Path]] = []
     if which.startswith("icons"):
         files = distinct(sorted(ICONS.glob("*/*.png")))  # one of each look, across folders
-        files = files[which == "icons-held" :: 2]
+        files = files[1 if which == "icons-held" else 0 :: 2]
         for folder in sorted({f.parent for f in files}):
             mine = [f for f in files if f.parent == folder][:per_class]
             out += [(f"icons-{folder.name}", f) for f in mine]

@@ -226,10 +226,11 @@ def small_scores(
     picture's once."""
     out = np.full(len(left), -1.0, np.float32)
     trims = {} if trims is None else trims
-    for r in set(left.tolist()) | set(right.tolist()):
+    involved = set(left.tolist()) | set(right.tolist())
+    for r in involved:
         if r not in trims and (p := pictures[r]) is not None:
             trims[r] = _trimmed(p)
-    ready = {r: trims[r] for r in set(left.tolist()) | set(right.tolist()) if r in trims}
+    ready = {r: trims[r] for r in involved if r in trims}
     rows = sorted(ready)
     if not rows:
         return out
