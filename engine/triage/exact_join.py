@@ -75,6 +75,10 @@ def exact_blocks(
         # columns beating a row's current k-th best are looked at (few, past the sample)
         seed = np.sort(np.random.RandomState(JOIN_SEED).permutation(n)[:TOP_K_SEED])
         seed_units = units[seed]
+        # the sample's columns are left out of each block's new entries by a lookup,
+        # not by writing -inf into every row of the block (measured: 4.6 of 25 s at 70k)
+        sampled = np.zeros(n, bool)
+        sampled[seed] = True
     for i in range(0, rows_limit if rows_limit is not None else n, BLOCK_ROWS):
         if cancel.is_set():
             raise JoinCancelled
@@ -96,14 +100,17 @@ def exact_blocks(
             nearest[i : i + len(a)][better] = best[better]
             nearest_at[i : i + len(a)][better] = best_col[better] + j
             if top_k:  # each row's best columns, either side of the diagonal
-                inside = seed[(seed >= j) & (seed < j + s.shape[1])] - j
-                s[:, inside] = -np.inf  # already merged from the sample
                 kth = cur_v.min(axis=1)
                 hot = np.flatnonzero(best > kth)  # rows with a column beating their k-th
                 if len(hot):
                     sub = s[hot]
                     r, c = np.nonzero(sub > kth[hot, None])
-                    new_v, new_c = _merge_top(cur_v[hot], cur_c[hot], r, c + j, sub[r, c], sub, j)
+                    fresh = ~sampled[c + j]  # the sample's columns are merged already
+                    r, c = r[fresh], c[fresh]
+                    inside = seed[(seed >= j) & (seed < j + s.shape[1])] - j
+                    new_v, new_c = _merge_top(
+                        cur_v[hot], cur_c[hot], r, c + j, sub[r, c], sub, j, inside
+                    )
                     cur_v[hot], cur_c[hot] = new_v, new_c
                 continue
             if j + s.shape[1] <= i:
@@ -173,15 +180,16 @@ def rows_top_k(
     return _concat(out_l, out_r, out_s)
 
 
-def _merge_top(cur_v, cur_c, r, c, v, block, offset) -> tuple[np.ndarray, np.ndarray]:
+def _merge_top(cur_v, cur_c, r, c, v, block, offset, merged) -> tuple[np.ndarray, np.ndarray]:
     """Each row's best ``cur_v.shape[1]`` of its current ones and the new entries (row
     *r*, column *c*, score *v*, rows in order), laid side by side and partitioned. When
-    some row has many new entries, each row of *block* (columns from *offset*) is cut to
-    its best first."""
+    some row has many new entries, each row of *block* (columns from *offset*; its own
+    copy, changed here) is cut to its best first, less the columns *merged* before."""
     b, k = cur_v.shape
     counts = np.bincount(r, minlength=b)
     m = int(counts.max()) if len(r) else 0
     if m > TOP_K_DIRECT:
+        block[:, merged] = -np.inf
         kk = min(k, block.shape[1])
         part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
         new_v, new_c = np.take_along_axis(block, part, axis=1), part + offset
