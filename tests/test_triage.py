@@ -4,6 +4,7 @@ the JSON and CSV schemas, and moving duplicates aside and back (also after a cra
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
@@ -619,6 +620,13 @@ def _pairs_by_path(graph) -> dict[tuple[str, str], int]:
     }
 
 
+def _by_bytes(root: Path, pairs: dict[tuple[str, str], int]) -> set[tuple[bytes, ...]]:
+    def digest(path: str) -> bytes:
+        return hashlib.sha256((root / path).read_bytes()).digest()
+
+    return {tuple(sorted((digest(a), digest(b)))) for a, b in pairs}
+
+
 def test_the_graph_followed_is_the_graph_made_whole(collection: Path, tmp_path: Path):
     """New pictures and gone ones: the candidate graph brought up to date holds exactly
     the pairs a whole new join gives, and the same groups come out."""
@@ -647,9 +655,12 @@ def test_the_graph_followed_is_the_graph_made_whole(collection: Path, tmp_path: 
         whole = TriageSession(search)
         whole.open()
         made = _pairs_by_path(whole.graph)
-        assert made.keys() == followed.keys()
+        # a picture's k-th nearest may be either of two identical pictures (orig3.png and
+        # its copy score exactly alike): pairs are compared by the pictures' bytes
+        assert len(made) == len(followed)
+        assert _by_bytes(collection, made) == _by_bytes(collection, followed)
         # ranks agree but for ties (identical pictures score alike with a third)
-        assert sum(made[k] != followed[k] for k in made) <= 4
+        assert sum(made[k] != followed.get(k, -1) for k in made) <= 6
         assert {
             g.representative.path: sorted(m.path for m in g.members) for g in whole.report.groups
         } == groups
