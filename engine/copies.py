@@ -133,16 +133,19 @@ def pixel_scores(thumbs: np.ndarray, left: np.ndarray, right: np.ndarray):
     thumbnail with the right one under the eight transforms, and which transform."""
     if not len(left):
         return np.zeros(0, np.float32), np.zeros(0, np.int64)
-    involved = np.unique(left)  # only the rows asked about are normalised
+    # only the rows asked about are normalised, each once: a turn or mirror moves pixels
+    # and keeps their mean and length, so the right one's turns are turns of its unit
+    # row (normalising every turn of every pair cost 3.5 of 72 s at 70k)
+    involved = np.unique(np.concatenate([left, right]))
     units = _unit(thumbs[involved])  # (rows, 256)
-    left = np.searchsorted(involved, left)
+    left, right = np.searchsorted(involved, left), np.searchsorted(involved, right)
     out_s = np.empty(len(left), np.float32)
     out_t = np.empty(len(left), np.int64)
     step = 1 << 15
     for lo in range(0, len(left), step):
         a = units[left[lo : lo + step]]  # (m, 256)
-        b = _dihedral(thumbs[right[lo : lo + step]])  # (m, 8, 256)
-        s = np.einsum("md,mkd->mk", a, _unit(b))
+        b = _dihedral(units[right[lo : lo + step]])  # (m, 8, 256)
+        s = np.einsum("md,mkd->mk", a, b)
         out_t[lo : lo + step] = s.argmax(axis=1)
         out_s[lo : lo + step] = s.max(axis=1)
     return out_s, out_t
