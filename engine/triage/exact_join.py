@@ -100,18 +100,7 @@ def exact_blocks(
             nearest[i : i + len(a)][better] = best[better]
             nearest_at[i : i + len(a)][better] = best_col[better] + j
             if top_k:  # each row's best columns, either side of the diagonal
-                kth = cur_v.min(axis=1)
-                hot = np.flatnonzero(best > kth)  # rows with a column beating their k-th
-                if len(hot):
-                    sub = s[hot]
-                    r, c = np.nonzero(sub > kth[hot, None])
-                    fresh = ~sampled[c + j]  # the sample's columns are merged already
-                    r, c = r[fresh], c[fresh]
-                    inside = seed[(seed >= j) & (seed < j + s.shape[1])] - j
-                    new_v, new_c = _merge_top(
-                        cur_v[hot], cur_c[hot], r, c + j, sub[r, c], sub, j, inside
-                    )
-                    cur_v[hot], cur_c[hot] = new_v, new_c
+                _merge_block(s, best, j, cur_v, cur_c, seed, sampled)
                 continue
             if j + s.shape[1] <= i:
                 continue  # only pairs with left < right are kept: this block holds none
@@ -178,6 +167,23 @@ def rows_top_k(
         out_s.append(cur_v[r, q])
         say("pairs", min(1.0, (lo + len(rr)) / max(1, len(rows))))
     return _concat(out_l, out_r, out_s)
+
+
+def _merge_block(s, best, j, cur_v, cur_c, seed, sampled) -> None:
+    """Merge block *s* (columns from *j*; *best*: each row's best in it) into each row's
+    top k so far (*cur_v*, *cur_c*, changed in place). The columns of the sample *seed*
+    (*sampled*: a mask over all columns) were merged first and are left out."""
+    kth = cur_v.min(axis=1)
+    hot = np.flatnonzero(best > kth)  # rows with a column beating their k-th
+    if not len(hot):
+        return
+    sub = s[hot]
+    r, c = np.nonzero(sub > kth[hot, None])
+    fresh = ~sampled[c + j]
+    r, c = r[fresh], c[fresh]
+    inside = seed[(seed >= j) & (seed < j + s.shape[1])] - j
+    new_v, new_c = _merge_top(cur_v[hot], cur_c[hot], r, c + j, sub[r, c], sub, j, inside)
+    cur_v[hot], cur_c[hot] = new_v, new_c
 
 
 def _merge_top(cur_v, cur_c, r, c, v, block, offset, merged) -> tuple[np.ndarray, np.ndarray]:
