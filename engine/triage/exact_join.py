@@ -177,24 +177,35 @@ def _merge_block(s, best, j, cur_v, cur_c, seed, sampled) -> None:
     hot = np.flatnonzero(best > kth)  # rows with a column beating their k-th
     if not len(hot):
         return
-    sub = s[hot]
-    r, c = np.nonzero(sub > kth[hot, None])
+    if 2 * len(hot) < len(s):  # few rows: their copy is scanned
+        sub = s[hot]
+        r, c = np.nonzero(sub > kth[hot, None])
+        v = sub[r, c]
+    else:  # most rows: the block itself (the rows with entries are exactly the hot ones)
+        sub = None
+        r, c = np.nonzero(s > kth[:, None])
+        v = s[r, c]
+        r = np.searchsorted(hot, r)
     fresh = ~sampled[c + j]
-    r, c = r[fresh], c[fresh]
+    r, c, v = r[fresh], c[fresh], v[fresh]
     inside = seed[(seed >= j) & (seed < j + s.shape[1])] - j
-    new_v, new_c = _merge_top(cur_v[hot], cur_c[hot], r, c + j, sub[r, c], sub, j, inside)
+    new_v, new_c = _merge_top(
+        cur_v[hot], cur_c[hot], r, c + j, v, lambda: s[hot] if sub is None else sub, j, inside
+    )
     cur_v[hot], cur_c[hot] = new_v, new_c
 
 
-def _merge_top(cur_v, cur_c, r, c, v, block, offset, merged) -> tuple[np.ndarray, np.ndarray]:
+def _merge_top(cur_v, cur_c, r, c, v, rows, offset, merged) -> tuple[np.ndarray, np.ndarray]:
     """Each row's best ``cur_v.shape[1]`` of its current ones and the new entries (row
     *r*, column *c*, score *v*, rows in order), laid side by side and partitioned. When
-    some row has many new entries, each row of *block* (columns from *offset*; its own
-    copy, changed here) is cut to its best first, less the columns *merged* before."""
+    some row has many new entries, each row of the block *rows* gives (columns from
+    *offset*; its own copy, changed here) is cut to its best first, less the columns
+    *merged* before."""
     b, k = cur_v.shape
     counts = np.bincount(r, minlength=b)
     m = int(counts.max()) if len(r) else 0
     if m > TOP_K_DIRECT:
+        block = rows()
         block[:, merged] = -np.inf
         kk = min(k, block.shape[1])
         part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
