@@ -249,7 +249,23 @@ class Indexer(SharedRun):
         chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
         done = 0
         workers = self.ctx.settings.decode_workers
-        with ThreadPoolExecutor(workers, thread_name_prefix="lookalike-decode") as pool:
+        storing = ThreadPoolExecutor(1, thread_name_prefix="lookalike-store")
+        stored: list[Future] = []  # the batch being stored, at most one
+
+        def drain() -> None:
+            """Wait for the batch being stored (its failure is raised here)."""
+            for f in stored:
+                stats.indexed -= f.result()  # the files the store refused
+            stored.clear()
+
+        def store(*args) -> None:
+            """Store a batch (band keys, arrays, SQLite) in the storing thread while the CNN
+            encodes the next (measured: 1.5 s of a 23 s run of 10,000 pictures was the
+            CNN waiting for the store): one at a time, in order."""
+            drain()
+            stored.append(storing.submit(*args))
+
+        with storing, ThreadPoolExecutor(workers, thread_name_prefix="lookalike-decode") as pool:
 
             def submit(chunk: list[FileEntry]) -> list[Future]:
                 return [pool.submit(self._load, e) for e in chunk]
@@ -285,14 +301,22 @@ class Indexer(SharedRun):
                     break
                 if batch.paths:
                     codes, feats = encode_batch(enc, np.stack(pixels))
-                    self._commit(batch, codes, feats, stats)
+                    store(self._commit, batch, codes, feats, stats)
                 elif batch.failed:
-                    self.store.commit(batch)
+                    store(self._commit_failed, batch)
                 stats.indexed += len(batch.paths)
                 done += len(chunk)
                 emit(done, len(todo), chunk[-1].relpath, "encoding")
+            drain()  # stored before this returns: a shared job acknowledges its chunk next
 
-    def _commit(self, batch: Batch, codes: np.ndarray, feats, stats: IndexStats) -> None:
+    def _commit_failed(self, batch: Batch) -> int:
+        """Store a batch of files that all failed to decode (their skips); none indexed."""
+        self.store.commit(batch)
+        return 0
+
+    def _commit(self, batch: Batch, codes: np.ndarray, feats, stats: IndexStats) -> int:
+        """Store an encoded batch; returns how many of its files the store refused (each
+        added to the skips)."""
         view = self.view
         if view.centre is None:  # the first batch: on a shared store, the first worker's wins
             proj = getattr(self.ctx.encoder(), "projection", None)
@@ -315,8 +339,8 @@ class Indexer(SharedRun):
             refused = self.store.commit(batch)
         for path, why in refused:
             stats.failed.append(SkippedFile(path, why))
-            stats.indexed -= 1
         view.committed()
+        return len(refused)
 
     # --- upkeep -------------------------------------------------------------------------
 
