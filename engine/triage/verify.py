@@ -377,9 +377,11 @@ def feature_units_rows(vec, slots: np.ndarray, rows: np.ndarray, dtype=np.float3
 
 def row_dots(fa: np.ndarray, a: np.ndarray, fb: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``fa[a[i]] · fb[b[i]]`` for every i, in float32, a block of pairs at a time (the
-    rows are float16: converted per block, never all at once)."""
+    rows are float16: converted per block, never all at once). Blocks of 2,048 pairs
+    (10 MB of float32 rows) stay in cache: measured, 65,536 pairs took 290 ms this way
+    against 360-630 ms in blocks of 65,536 (each a fresh 330 MB), with the same sums."""
     out = np.empty(len(a), np.float32)
-    step = 1 << 16
+    step = 1 << 11
     for lo in range(0, len(a), step):
         x = fa[a[lo : lo + step]].astype(np.float32)
         y = fb[b[lo : lo + step]].astype(np.float32)
