@@ -147,3 +147,25 @@ def test_unexpected_decoder_errors_become_reasons(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(Image, "open", broken_plugin)
     with pytest.raises(ImageError, match="cannot decode: error: unpack requires"):
         open_image(tmp_path / "x.png")
+
+
+def test_a_greyscale_file_gives_the_cnn_the_same_pixels(tmp_path: Path):
+    """A greyscale file is fitted as one channel (faster): the CNN's input is what the
+    three-channel way gives, square or not, enlarged or reduced, PNG or JPEG."""
+    from engine.images import read_image, square_pixels
+
+    rng = np.random.RandomState(3)
+    for i, (w, h) in enumerate([(28, 28), (40, 17), (300, 500), (7, 7)]):
+        a = (rng.rand(h, w) * 255).astype(np.uint8)
+        for ext in ("png", "jpg"):
+            path = tmp_path / f"g{i}.{ext}"
+            Image.fromarray(a, "L").save(path)
+            for size in (160, 224):
+                im, _ = read_image(path, size)
+                assert im.mode == "RGB" and im.info["grey"]
+                fast = square_pixels(im, size)
+                im.info["grey"] = False
+                assert np.array_equal(fast, square_pixels(im, size)), (w, h, ext, size)
+    colour = tmp_path / "c.png"
+    Image.fromarray((rng.rand(9, 9, 3) * 255).astype(np.uint8), "RGB").save(colour)
+    assert not read_image(colour, 224)[0].info["grey"]
