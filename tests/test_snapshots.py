@@ -6,7 +6,9 @@ after an intended change with ``pytest tests/test_snapshots.py --snapshot-update
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,17 @@ from tui.widgets.results import ResultsGrid
 
 SNAP_ROOT = Path("/tmp/lookalike-snapshots")
 SIZE = (110, 34)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_process_at_a_time() -> Iterator[None]:
+    """The folders' paths are fixed, so test processes take turns at this module: one
+    process's copy is never removed under another's index (a run saw the codes file
+    vanish mid-commit)."""
+    SNAP_ROOT.mkdir(exist_ok=True)
+    with open(SNAP_ROOT.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(scope="module")
