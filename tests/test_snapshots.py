@@ -29,7 +29,6 @@ def _one_process_at_a_time() -> Iterator[None]:
     """The folders' paths are fixed, so test processes take turns at this module: one
     process's copy is never removed under another's index (a run saw the codes file
     vanish mid-commit)."""
-    SNAP_ROOT.mkdir(exist_ok=True)
     with open(SNAP_ROOT.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

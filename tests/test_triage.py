@@ -660,7 +660,7 @@ def test_the_graph_followed_is_the_graph_made_whole(collection: Path, tmp_path: 
         assert len(made) == len(followed)
         assert _by_bytes(collection, made) == _by_bytes(collection, followed)
         # ranks agree but for ties (identical pictures score alike with a third)
-        assert sum(made[k] != followed.get(k, -1) for k in made) <= 6
+        assert sum(made[k] != followed[k] for k in made.keys() & followed.keys()) <= 4
         assert {
             g.representative.path: sorted(m.path for m in g.members) for g in whole.report.groups
         } == groups
