@@ -409,14 +409,18 @@ def _recoloured(pairs: Pairs) -> np.ndarray:
     return np.nan_to_num(pairs.colour, nan=-1.0) > RECOLOURED
 
 
-def worth_tilting(pairs: Pairs, among: np.ndarray) -> np.ndarray:
-    """Which of the pairs *among* (indices) get the second look at a small size (see
-    TILT_FROM): their first look scored, the picture's look-alikes measured by it."""
+def worth_a_look(
+    pairs: Pairs, among: np.ndarray, upto: float = ALIGNED_SMALL, lowest: float = TILT_FROM
+) -> np.ndarray:
+    """Which of the pairs *among* (indices) get another look at a small size: first
+    look from *lowest* to under *upto*, room for the margin among the picture's
+    look-alikes by it. Tilted (TILT_FROM) under ALIGNED_SMALL; crops alike on both
+    (:mod:`engine.alike`) up to 1: a caption leaves a copy at 0.89, look-alikes 0.78."""
     n = int(max(pairs.left.max(), pairs.right.max())) + 1 if len(pairs) else 0
     usual = typical(pairs, n, pairs.small)
     sm = pairs.small[among]
     most = np.maximum(usual[pairs.left[among]], usual[pairs.right[among]])
-    return among[(sm >= TILT_FROM) & (sm < ALIGNED_SMALL) & (most < 1.0 - ALIGNED_GAP)]
+    return among[(sm >= lowest) & (sm < upto) & (most < 1.0 - ALIGNED_GAP)]
 
 
 def needs_points(pairs: Pairs, sides: np.ndarray) -> np.ndarray:

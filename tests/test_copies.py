@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from engine import ImageSimilaritySearch
+from engine import ImageSimilaritySearch, aligned, alike
+from engine import copies as copies_rule
 from engine.copies import pixel_scores, thumbnail
 from engine.triage import triage
 from support import make_picture
@@ -252,3 +253,61 @@ def test_small_copies_tilted_are_found_by_a_second_look(tmp_path: Path):
         search.index()
         report = triage(search)
     assert _pairs(report) == planted
+
+
+def _captioned(im: Image.Image, share: float, top: bool, colour: tuple[int, int, int]):
+    """*im* with a bar of *colour* over *share* of its height at the top or bottom,
+    written on, as a caption or a watermark bar is."""
+    out = im.copy()
+    bar = max(2, round(im.height * share))
+    y = 0 if top else im.height - bar
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, y, im.width, y + bar), fill=colour)
+    draw.text((1, y), "(c) 2026 a caption", fill=tuple(255 - c for c in colour))
+    return out
+
+
+def test_small_copies_under_a_caption_bar_are_found_by_crops_alike_on_both(tmp_path: Path):
+    """A bar over 7-9 % of a 30-40 px icon's height (a caption in another colour) takes
+    the copy's aligned score to 0.7-0.9: it covers part of the picture, which a crop of
+    the copy alone leaves whole in the original. Cut alike from both, and for a drawing
+    on white, whose margins the bar keeps from being trimmed, compared as they are, the
+    copies stand out; the other icons stay apart."""
+    root = tmp_path / "icons"
+    icons = _icons(root, 16, 40)
+    rng = np.random.RandomState(5)
+    planted = set()
+    for i, im in enumerate(icons):
+        if i % 2:  # half of them drawings on white, with margins
+            canvas = Image.new("RGB", (im.width + 12, im.height + 8), (255, 255, 255))
+            canvas.paste(im.resize((im.width - 6, im.height - 6)), (9, 7))
+            im = canvas
+            im.save(root / f"icon{i:02d}.png")
+        if i % 3 == 0:
+            colour = tuple(int(c) for c in rng.randint(0, 256, 3))
+            copy = _captioned(im, 0.07 + 0.01 * (i // 3 % 3), bool(i % 2), colour)
+            copy.save(root / f"icon{i:02d}-captioned.png")
+            planted.add(tuple(sorted([f"icon{i:02d}.png", f"icon{i:02d}-captioned.png"])))
+    with ImageSimilaritySearch(root) as search:
+        search.index()
+        report = triage(search)
+    assert _pairs(report) == planted
+
+
+def test_crops_alike_on_both_see_past_a_caption_that_a_crop_of_one_does_not():
+    """A bar over 8 % of a detailed 40 px picture: the copy's own crops, against the
+    original whole, stay under the bar for small copies (0.89: 0.86 here); the same
+    crop of both does not (0.97), and another picture stays far below either way."""
+    rng = np.random.RandomState(3)
+    pictures = {}
+    for i in range(2):
+        field = rng.randint(0, 256, (20, 20, 3), np.uint8)
+        pictures[i] = Image.fromarray(field).resize((40, 40), Image.Resampling.BICUBIC)
+    pictures[2] = _captioned(pictures[0], 0.08, True, (200, 30, 30))
+    fine = {i: aligned.fine_picture(im) for i, im in pictures.items()}
+    trims = {i: aligned._trimmed(p) for i, p in fine.items()}
+    left, right, turn = np.array([0, 1]), np.array([2, 2]), np.zeros(2, np.int64)
+    first = aligned.small_scores(fine, left, right, turn)
+    same = alike.alike_crop_scores(trims, left, right, turn)
+    assert first[0] < copies_rule.ALIGNED_SMALL <= same[0]
+    assert max(first[1], same[1]) < 0.5
