@@ -5,7 +5,9 @@ first look (:func:`engine.aligned.small_scores`) crops one picture and compares 
 the other whole, which suits a copy cropped or framed but not one covered: the
 original keeps the covered part. Cutting the same share off the same side of both
 leaves what they share. Which pairs get the look: :func:`engine.copies.worth_a_look`;
-the settings and how they were chosen: :data:`engine.aligned.ALIKE_CROPS`.
+the settings and how they were chosen: :data:`engine.aligned.ALIKE_CROPS`. What it
+costs (2 cores): Fashion-MNIST's 10,000 test pictures give 17,563 such pairs, 0.8 s;
+its 70,000, 4.9 s of a first triage of 87 s.
 """
 
 from __future__ import annotations
