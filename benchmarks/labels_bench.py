@@ -40,6 +40,8 @@ def _copies(root: Path) -> list:
     with ImageSimilaritySearch(root) as search:
         search.index()
         scale = measure(search)
+        if scale is None:  # too few pictures for a scale (a source barely installed)
+            return [root.name, "too few pictures to place words", ""]
         copies, singles = Counter(), Counter()
         for group in truth["groups"]:
             found = {m.path: m.score for m in search.search(root / group[0], 10).matches}
