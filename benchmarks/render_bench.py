@@ -19,16 +19,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.data import CLIPART, FASHION
+from benchmarks.data import ensure_clipart, ensure_fashion
 
 BOX = (40, 20)
 
 
 def _images() -> list[Path]:
+    """Two pictures of each clip-art and Fashion-MNIST class (made here when this
+    section runs alone: ``--only pictures``)."""
     out = []
-    for folder in sorted(p for p in CLIPART.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in ensure_clipart().iterdir() if p.is_dir()):
         out += sorted(folder.glob("*.png"))[:2]
-    for folder in sorted(p for p in FASHION.iterdir() if p.is_dir()):
+    for folder in sorted(p for p in ensure_fashion().iterdir() if p.is_dir()):
         out += sorted(folder.glob("*.png"))[:2]
     return out[:48]
 
