@@ -36,13 +36,14 @@ def alike_crop_scores(
     transforms: np.ndarray,
     block: int = 1024,
 ) -> np.ndarray:
-    """For pairs of pictures (rows of *trims*, :func:`_trimmed` or as they are; missing:
-    -1), the best correlation over the same crop of :data:`ALIKE_CROPS` taken from both,
-    the right one as it is and under the pair's transform. The third look: a caption
-    bar or a mark over one side covers part of a copy, and a crop of the copy alone then
-    leaves the original whole, the covered part included (a 7 % caption took copies of
-    20-60 px to 0.70-0.90 at the first look, about 0.93-1.0 here). Made a block of pairs
-    at a time, each (picture, turn) once in a block."""
+    """For pairs of pictures (rows of *trims*: as :func:`engine.aligned._trimmed` makes them
+    or as they are; missing: -1), the best correlation over the same crop of
+    :data:`ALIKE_CROPS` taken from both, the right one as it is and under the pair's
+    transform. The third look: a caption bar or a mark over one side covers part of a
+    copy, and a crop of the copy alone then leaves the original whole, the covered part
+    included (a 7 % caption took copies of 20-60 px to 0.70-0.90 at the first look,
+    about 0.93-1.0 here). Made a block of pairs at a time, each (picture, turn) once in
+    a block."""
     out = np.full(len(left), -1.0, np.float32)
     have = np.array(sorted(trims), np.int64)
     ok = np.flatnonzero(np.isin(left, have) & np.isin(right, have))
