@@ -22,8 +22,8 @@ Where each job lives:
 * ``triage/`` — the session and its parts (candidate graph, verification with
   ``keypoints``, groups, sections, leaks, wrong labels, ``dataset``; pairs from
   ``selfjoin`` and ``exact_join``); ``copies`` — the copy rule and the thumbnails the
-  indexer stores for it (``aligned``, ``alike``: the pixels of small pictures); ``quarantine/`` — moves; ``sandbox`` — the one guarded way into
-  the index folder; ``quality`` — measured at indexing; ``labels`` — words for scores;
+  indexer stores for it (``aligned``, ``alike``: the pixels of small pictures);
+  ``quarantine/`` — moves; ``sandbox`` — the one guarded way into the index folder; ``quality`` — measured at indexing; ``labels`` — words for scores;
   ``errors`` — every error a user may see; ``results`` — what comes back.
 """
 

@@ -54,18 +54,18 @@ SMALL_CROPS = (
         for side in range(4)
     ),
 )
-#: The third look (:func:`engine.alike.alike_crop_scores`) cuts the same share off the same side of
-#: both pictures: at most a caption's worth, ALIKE_CROPS. Cutting more off both, or all
-#: round, cut away what tells look-alike products apart (a dress from trousers of
-#: Fashion-MNIST became a copy). Pairs whose trims kept shares of their areas APART or
-#: more apart, one UNTRIMMED or more, are also compared so as they are
-#: (:func:`engine.alike.trimmed_apart`); a pair of a picture whose trim kept UNTRIMMED or more of its
-#: rows or of its columns and one whose trim kept at most TRIMMED of both, with frames
-#: of one shape (the logarithms of their aspect ratios within SAME_FRAME), within the
-#: trimmed one's box (:func:`engine.alike.under_a_bar`). Chosen on small clip-art and icons at the
-#: tuning strengths with Fashion-MNIST's test pictures as the look-alikes to leave
-#: alone: pair recall 0.962 -> 0.975 and 0.974 -> 0.980, precision the same, no pair
-#: across classes.
+#: The third look (:func:`engine.alike.alike_crop_scores`) cuts the same share off the
+#: same side of both pictures: at most a caption's worth, ALIKE_CROPS. Cutting more off
+#: both, or all round, cut away what tells look-alike products apart (a dress from
+#: trousers of Fashion-MNIST became a copy). Pairs whose trims kept shares of their
+#: areas APART or more apart, one UNTRIMMED or more, are also compared so as they are
+#: (:func:`engine.alike.trimmed_apart`); a pair of a picture whose trim kept UNTRIMMED
+#: or more of its rows or of its columns and one whose trim kept at most TRIMMED of
+#: both, with frames of one shape (the logarithms of their aspect ratios within
+#: SAME_FRAME), within the trimmed one's box (:func:`engine.alike.under_a_bar`). Chosen
+#: on small clip-art and icons at the tuning strengths with Fashion-MNIST's test
+#: pictures as the look-alikes to leave alone: pair recall 0.962 -> 0.975 and 0.974 ->
+#: 0.980, precision the same, no pair across classes.
 ALIKE_CROPS = tuple(
     tuple(s if k == side else 0.0 for k in range(4)) for s in (0.06, 0.12) for side in range(4)
 )

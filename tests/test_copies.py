@@ -208,6 +208,13 @@ def _pairs(report) -> set[tuple[str, ...]]:
     }
 
 
+def _found(root: Path) -> set[tuple[str, ...]]:
+    """The pairs a first triage of *root* groups, indexed first."""
+    with ImageSimilaritySearch(root) as search:
+        search.index()
+        return _pairs(triage(search))
+
+
 def test_small_copies_cropped_hard_or_grey_are_found_and_recoloured_ones_are_not(
     tmp_path: Path,
 ):
@@ -230,10 +237,7 @@ def test_small_copies_cropped_hard_or_grey_are_found_and_recoloured_ones_are_not
         elif i % 4 == 2:
             r, g, b = im.split()
             Image.merge("RGB", (b, r, g)).save(root / f"icon{i:02d}-recoloured.png")
-    with ImageSimilaritySearch(root) as search:
-        search.index()
-        report = triage(search)
-    assert _pairs(report) == planted
+    assert _found(root) == planted
 
 
 def test_small_copies_tilted_are_found_by_a_second_look(tmp_path: Path):
@@ -249,10 +253,7 @@ def test_small_copies_tilted_are_found_by_a_second_look(tmp_path: Path):
         tilted = im.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=fill)
         tilted.save(root / f"{name}-tilted.png")
         planted.add(tuple(sorted([f"{name}.png", f"{name}-tilted.png"])))
-    with ImageSimilaritySearch(root) as search:
-        search.index()
-        report = triage(search)
-    assert _pairs(report) == planted
+    assert _found(root) == planted
 
 
 def _captioned(im: Image.Image, share: float, top: bool, colour: tuple[int, int, int]):
@@ -288,10 +289,7 @@ def test_small_copies_under_a_caption_bar_are_found_by_crops_alike_on_both(tmp_p
             copy = _captioned(im, 0.07 + 0.01 * (i // 3 % 3), bool(i % 2), colour)
             copy.save(root / f"icon{i:02d}-captioned.png")
             planted.add(tuple(sorted([f"icon{i:02d}.png", f"icon{i:02d}-captioned.png"])))
-    with ImageSimilaritySearch(root) as search:
-        search.index()
-        report = triage(search)
-    assert _pairs(report) == planted
+    assert _found(root) == planted
 
 
 def test_crops_alike_on_both_see_past_a_caption_that_a_crop_of_one_does_not():

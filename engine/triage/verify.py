@@ -199,9 +199,11 @@ def measure_small(
     pairs.small[todo] = aligned.small_scores(
         pictures, pairs.left[todo], pairs.right[todo], pairs.transform[todo], trims=trims
     )
-    again = copies.worth_a_look(pairs, todo)
-    closer = copies.worth_a_look(pairs, todo, 1.0)
+    # the looks' pairs by their first look, the margins' room measured once
     framed = copies.worth_a_look(pairs, todo, 1.0, -1.0)
+    first = pairs.small[framed]
+    again = framed[(first >= copies.TILT_FROM) & (first < copies.ALIGNED_SMALL)]
+    closer = framed[first >= copies.TILT_FROM]
     if len(again):
         tilted = aligned.small_scores(
             pictures, pairs.left[again], pairs.right[again], pairs.transform[again], True, trims
