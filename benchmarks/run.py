@@ -464,6 +464,76 @@ def _measured_on(part: str) -> str:
     return f"{title}\n\nMeasured {when} on {cpu_kind()}, not the machine above.\n{body}"
 
 
+def _section(name: str, rep: Report, root: Path, index: Path) -> None:
+    """Run one section of :data:`SECTIONS` (its module imported only when it runs)."""
+    if name == "throughput":
+        from benchmarks.throughput import bench_throughput
+
+        bench_throughput(rep, root)
+    elif name == "compare":
+        bench_compare(rep, root, n_eff=sized(400, 40), n_r50=sized(120, 8), rounds=sized(2, 1))
+    elif name == "encoder":
+        bench_encoder(rep, repeats=sized(3, 1))
+    elif name == "paths":
+        from benchmarks.paths_bench import bench_paths
+
+        bench_paths(rep)
+    elif name == "quality":
+        search_bench.bench_quality(rep, index, root)
+    elif name == "latency":
+        search_bench.bench_latency(rep, index)
+    elif name == "lsh":
+        search_bench.bench_lsh_where(rep)
+    elif name == "kernels":
+        search_bench.bench_kernels(rep)
+    elif name == "scale":
+        search_bench.bench_scale(rep)
+    elif name == "selfjoin":
+        search_bench.bench_selfjoin(rep)
+    elif name == "triage":
+        from benchmarks.triage_bench import bench_triage
+
+        bench_triage(rep, index, root)
+    elif name == "candidates":
+        from benchmarks.triage_bench import bench_candidates
+
+        bench_candidates(rep)
+    elif name == "small":
+        from benchmarks.small_bench import bench_small
+
+        bench_small(rep, index, root)
+    elif name == "session":
+        from benchmarks.session_bench import bench_session
+
+        bench_session(rep)
+    elif name == "dataset":
+        from benchmarks.dataset_bench import bench_dataset
+
+        bench_dataset(rep)
+    elif name == "labels":
+        from benchmarks.labels_bench import bench_labels
+
+        bench_labels(rep, index, root)
+    elif name == "wrong-labels":
+        from benchmarks.wrong_labels_bench import bench_wrong_labels
+
+        bench_wrong_labels(rep)
+    elif name == "disk":
+        search_bench.bench_disk(rep, index)
+    elif name == "app":
+        bench_app(rep, root, index)
+    elif name == "pictures":
+        from benchmarks.render_bench import bench_pictures
+
+        bench_pictures(rep)
+    elif name == "shared":
+        from benchmarks.shared_bench import bench_shared
+
+        bench_shared(rep, root)
+    else:
+        raise ValueError(f"unknown section {name}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated sections: " + ",".join(SECTIONS))
@@ -488,70 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     index = DATA / "index-10k.sqlite"
     if "index" in only or not index.exists():
         index = bench_index(rep if "index" in only else Report(), root)
-    if "throughput" in only:
-        from benchmarks.throughput import bench_throughput
-
-        bench_throughput(rep, root)
-    if "compare" in only:
-        bench_compare(rep, root, n_eff=sized(400, 40), n_r50=sized(120, 8), rounds=sized(2, 1))
-    if "encoder" in only:
-        bench_encoder(rep, repeats=sized(3, 1))
-    if "paths" in only:
-        from benchmarks.paths_bench import bench_paths
-
-        bench_paths(rep)
-    if "quality" in only:
-        search_bench.bench_quality(rep, index, root)
-    if "latency" in only:
-        search_bench.bench_latency(rep, index)
-    if "lsh" in only:
-        search_bench.bench_lsh_where(rep)
-    if "kernels" in only:
-        search_bench.bench_kernels(rep)
-    if "scale" in only:
-        search_bench.bench_scale(rep)
-    if "selfjoin" in only:
-        search_bench.bench_selfjoin(rep)
-    if "triage" in only:
-        from benchmarks.triage_bench import bench_triage
-
-        bench_triage(rep, index, root)
-    if "candidates" in only:
-        from benchmarks.triage_bench import bench_candidates
-
-        bench_candidates(rep)
-    if "small" in only:
-        from benchmarks.small_bench import bench_small
-
-        bench_small(rep, index, root)
-    if "session" in only:
-        from benchmarks.session_bench import bench_session
-
-        bench_session(rep)
-    if "dataset" in only:
-        from benchmarks.dataset_bench import bench_dataset
-
-        bench_dataset(rep)
-    if "labels" in only:
-        from benchmarks.labels_bench import bench_labels
-
-        bench_labels(rep, index, root)
-    if "wrong-labels" in only:
-        from benchmarks.wrong_labels_bench import bench_wrong_labels
-
-        bench_wrong_labels(rep)
-    if "disk" in only:
-        search_bench.bench_disk(rep, index)
-    if "app" in only:
-        bench_app(rep, root, index)
-    if "pictures" in only:
-        from benchmarks.render_bench import bench_pictures
-
-        bench_pictures(rep)
-    if "shared" in only:
-        from benchmarks.shared_bench import bench_shared
-
-        bench_shared(rep, root)
+    for name in SECTIONS[1:]:
+        if name in only:
+            t0 = time.perf_counter()
+            _section(name, rep, root, index)
+            print(f"section {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     took = time.perf_counter() - started
     head = (
         "# Benchmarks\n\nMeasured by `python -m benchmarks.run` (every section: about 20"
