@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parent.parent
 #: ``python -m benchmarks.run --smoke`` (which sets this variable): every benchmark at a
@@ -22,7 +23,10 @@ SMOKE = os.environ.get("LOOKALIKE_BENCH_SMOKE") == "1"
 DATA = REPO / "bench-data" / "smoke" if SMOKE else REPO / "bench-data"
 
 
-def sized(full: int, smoke: int) -> int:
+T = TypeVar("T")
+
+
+def sized(full: T, smoke: T) -> T:
     """*full*, or *smoke* in a smoke run."""
     return smoke if SMOKE else full
 

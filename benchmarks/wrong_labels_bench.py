@@ -138,10 +138,11 @@ def build(name: str, pictures: list[tuple[str, Path]], seed: int) -> Path:
 def sets() -> list[tuple[Path, str]]:
     """The sets and what each is to the rule: *tune* (its constants chosen on them),
     *held* (out of the tuning), *unseen* (a third seed, first measured after the last
-    change to the rule)."""
+    change to the rule). A smoke run takes one size and seeds 0 and 2: each kind of set
+    once (16 rows took 87 s of a 486 s smoke run)."""
     out = []
-    for seed in (0, 1, 2):
-        for n in (sized(1000, 100), sized(3000, 200)):
+    for seed in sized((0, 1, 2), (0, 2)):
+        for n in sized((1000, 3000), (100,)):
             per = n // 10
             if seed < 2:
                 name = f"fm-test-{n}-s{seed}"
