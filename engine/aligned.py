@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from engine.copies import TILT_FROM, _trim_box, _unit, grey_copy, turned
+from engine.fills import FILL_SLOPE, unfilled
 
 #: Pictures are decoded at most FINE_SIDE on their long side.
 FINE_SIDE = 64
@@ -106,6 +107,8 @@ MEASURED = (
                 SAME_FRAME,
                 APART,
                 "tilted on a background or within the frame",
+                "filled corners painted over",
+                FILL_SLOPE,
                 COLOUR_CELLS,
                 CHROMA,
                 FINE_SIDE,
@@ -194,7 +197,9 @@ def _resampler(n: int, cut_lo: float, cut_hi: float) -> np.ndarray:
 
 
 def _trimmed(grey: np.ndarray) -> np.ndarray:
-    """A :func:`fine_picture` less its uniform borders (at SMALL_TRIM), as float32."""
+    """A :func:`fine_picture` less its uniform borders (at SMALL_TRIM), as float32; the
+    filled corners of a tilted copy first painted over (:func:`engine.fills.unfilled`)."""
+    grey = unfilled(np.asarray(grey, np.float32), SMALL_TRIM)
     top, bottom, left, right = _trim_box(np.clip(grey, 0, 255).astype(np.uint8), SMALL_TRIM)
     return np.asarray(grey[top:bottom, left:right], np.float32)
 
@@ -343,9 +348,11 @@ def _tilted(a: np.ndarray) -> list[np.ndarray]:
 
 def colour_cells(im: Image.Image) -> np.ndarray:
     """The picture's chroma (YCbCr's Cb and Cr less 128) averaged over a COLOUR_CELLS
-    square grid of its trimmed box: (COLOUR_CELLS, COLOUR_CELLS, 2) float32."""
+    square grid of its trimmed box (a tilt's filled corners left out, as
+    :func:`_trimmed` does): (COLOUR_CELLS, COLOUR_CELLS, 2) float32."""
     grey = grey_copy(im, FINE_SIDE)
-    top, bottom, left, right = _trim_box(np.asarray(grey))
+    bare = unfilled(np.asarray(grey, np.float32), SMALL_TRIM)  # a tilt's fill left out
+    top, bottom, left, right = _trim_box(bare.astype(np.uint8))
     sx, sy = im.width / grey.width, im.height / grey.height
     box = (left * sx, top * sy, right * sx, bottom * sy)
     cells = im.convert("YCbCr").resize((COLOUR_CELLS,) * 2, Image.Resampling.BOX, box=box)

@@ -237,7 +237,7 @@ TILT_FROM = 0.55
 #: differs most, or taking the turn that brings colours closest, narrowed that gap.
 RECOLOURED = 0.53
 #: Changes whenever the rule does: cached verdicts of an older rule are not reused.
-RULE = "copies-3"
+RULE = "copies-4"
 #: A cached verdict is JSON of at most this many characters, its reason at most WHY_MAX;
 #: anything longer (a crafted cache) is not even parsed, and is verified again.
 VERDICT_MAX = 512
@@ -299,8 +299,7 @@ class Pairs:
         self.colour = np.full(n, np.nan, np.float32)
         self.points = np.full(n, -1, np.int32)
         self.point_copy = np.zeros(n, bool)
-        # reasons are object arrays: taken and joined like the numbers, no Python loop
-        self.point_why = np.full(n, "", object)
+        self.point_why = np.full(n, "", object)  # taken and joined like the numbers
         self.copy = np.zeros(n, bool)
         self.why = np.full(n, "", object)
 
@@ -370,6 +369,8 @@ def decide(
     big = np.ones(len(pairs), bool) if sides is None else ~needs_small(pairs, sides)
     # a leak search sees one side's look-alikes only: small pairs there go to full size
     small = (px >= SMALL) & (gap >= SMALL_GAP) & (one_sided == 0)
+    # unless the small look, measured, says under TILT_FROM (thumbnails alike by two fills)
+    small &= np.nan_to_num(pairs.small, nan=1.0) >= TILT_FROM
     aligned = np.where(big, (px >= PIXELS) & (gap >= MARGIN), small)
     fitted = np.zeros(len(pairs), bool)  # aligned at a small size, over crops
     if one_sided == 0:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from engine import ImageSimilaritySearch, aligned, alike
+from engine import ImageSimilaritySearch, aligned, alike, fills
 from engine import copies as copies_rule
 from engine.copies import pixel_scores, thumbnail
 from engine.triage import triage
@@ -268,6 +268,75 @@ def _captioned(im: Image.Image, share: float, top: bool, colour: tuple[int, int,
     return out
 
 
+def _on_white(im: Image.Image) -> Image.Image:
+    """*im* shrunk by 6 px onto a white canvas 12 px wider and 8 px taller: a drawing
+    with margins."""
+    canvas = Image.new("RGB", (im.width + 12, im.height + 8), (255, 255, 255))
+    canvas.paste(im.resize((im.width - 6, im.height - 6)), (9, 7))
+    return canvas
+
+
+def _drawings(root: Path, n: int, seed: int) -> list[Image.Image]:
+    """*n* drawings of 30-43 px: a few shapes in colour on white, with margins."""
+    rng = np.random.RandomState(seed)
+    out = []
+    for i in range(n):
+        w, h = 30 + i % 14, 30 + (i * 5) % 11
+        im = Image.new("RGB", (4 * w, 4 * h), (255, 255, 255))
+        draw = ImageDraw.Draw(im)
+        for _ in range(rng.randint(3, 7)):
+            x0, y0 = rng.randint(12, 4 * w - 40), rng.randint(12, 4 * h - 40)
+            box = (x0, y0, x0 + rng.randint(20, 4 * w // 2), y0 + rng.randint(20, 4 * h // 2))
+            box = (*box[:2], min(box[2], 4 * w - 12), min(box[3], 4 * h - 12))
+            colour = tuple(int(c) for c in rng.randint(0, 200, 3))
+            [draw.ellipse, draw.rectangle][rng.randint(2)](box, fill=colour)
+        im = im.resize((w, h), Image.Resampling.LANCZOS)
+        im.save(root / f"drawing{i:02d}.png")
+        out.append(im)
+    return out
+
+
+def test_small_drawings_tilted_with_black_corners_are_found(tmp_path: Path):
+    """A 30-43 px drawing on white turned by 4-6 degrees as an editor turns it (frame
+    grown, the corners filled black): trimmed, the copy kept its black corners and the
+    original did not, 0.3-0.75 at either look. The corners painted over, the copy trims
+    to the drawing, and stands out; the other drawings stay apart."""
+    root = tmp_path / "drawings"
+    root.mkdir()
+    planted = set()
+    for i, im in enumerate(_drawings(root, 20, 7)):
+        if i % 3 == 0:
+            angle = (4.0 + i % 3) * (1 if i % 2 else -1)
+            tilted = im.rotate(angle, Image.Resampling.BICUBIC, expand=True, fillcolor=(0, 0, 0))
+            tilted.save(root / f"drawing{i:02d}-tilted.png")
+            planted.add(tuple(sorted([f"drawing{i:02d}.png", f"drawing{i:02d}-tilted.png"])))
+    assert _found(root) == planted
+
+
+def test_filled_corners_are_told_from_round_drawings_flags_and_backgrounds():
+    """Only the four thin triangles of a tilt's fill are painted over: a disc on white
+    (its corners white, the picture's median dark), a saltire (four triangles, but as
+    wide as they are tall), a garment on black and a tilted picture too small to tell
+    stay as they are."""
+    disc = Image.new("L", (40, 40), 255)
+    ImageDraw.Draw(disc).ellipse((0, 0, 39, 39), fill=40)
+    saltire = Image.new("L", (48, 32), 30)
+    ImageDraw.Draw(saltire).line((0, 0, 47, 31), fill=230, width=6)
+    ImageDraw.Draw(saltire).line((0, 31, 47, 0), fill=230, width=6)
+    garment = Image.new("L", (28, 28), 0)
+    ImageDraw.Draw(garment).rectangle((8, 4, 20, 24), fill=180)
+    drawing = Image.new("L", (40, 30), 255)
+    ImageDraw.Draw(drawing).rectangle((10, 8, 30, 22), fill=60)
+    tiny = drawing.resize((10, 8)).rotate(6, expand=True, fillcolor=0)
+    for im in (disc, saltire, garment, tiny):
+        a = np.asarray(im, np.float32)
+        assert np.array_equal(fills.unfilled(a, aligned.SMALL_TRIM), a)
+    tilted = np.asarray(drawing.rotate(6, Image.Resampling.BILINEAR, expand=True), np.float32)
+    painted = fills.unfilled(tilted, aligned.SMALL_TRIM)
+    assert painted[0, 0] == painted[-1, -1] == 255
+    assert np.array_equal(painted[10:-10, 10:-10], tilted[10:-10, 10:-10])  # the drawing
+
+
 def test_small_copies_under_a_caption_bar_are_found_by_crops_alike_on_both(tmp_path: Path):
     """A bar over 7-9 % of a 30-40 px icon's height (a caption in another colour) takes
     the copy's aligned score to 0.7-0.9: it covers part of the picture, which a crop of
@@ -280,9 +349,7 @@ def test_small_copies_under_a_caption_bar_are_found_by_crops_alike_on_both(tmp_p
     planted = set()
     for i, im in enumerate(icons):
         if i % 2:  # half of them drawings on white, with margins
-            canvas = Image.new("RGB", (im.width + 12, im.height + 8), (255, 255, 255))
-            canvas.paste(im.resize((im.width - 6, im.height - 6)), (9, 7))
-            im = canvas
+            im = _on_white(im)
             im.save(root / f"icon{i:02d}.png")
         if i % 3 == 0:
             colour = tuple(int(c) for c in rng.randint(0, 256, 3))
