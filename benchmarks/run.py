@@ -48,6 +48,7 @@ SECTIONS = (
     "scale",
     "selfjoin",
     "triage",
+    "triage-time",
     "candidates",
     "small",
     "session",
@@ -494,6 +495,10 @@ def _section(name: str, rep: Report, root: Path, index: Path) -> None:
         from benchmarks.triage_bench import bench_triage
 
         bench_triage(rep, index, root)
+    elif name == "triage-time":
+        from benchmarks.triage_bench import bench_triage_time
+
+        bench_triage_time(rep, index, root)
     elif name == "candidates":
         from benchmarks.triage_bench import bench_candidates
 
