@@ -27,6 +27,7 @@ from engine.aligned import (
     _views,
 )
 from engine.copies import _trim_box, turned
+from engine.fills import unfilled
 
 
 def alike_crop_scores(
@@ -117,9 +118,8 @@ def under_a_bar(
         # one under the transform, or the left one under its undoing)
         trimmed, whole = (a, b) if ka[i] <= kb[i] else (b, a)
         inner, other = trims[trimmed], frames[whole]
-        top, bottom, lft, rgt = _trim_box(
-            np.clip(frames[trimmed], 0, 255).astype(np.uint8), SMALL_TRIM
-        )
+        bare = unfilled(np.asarray(frames[trimmed], np.float32), SMALL_TRIM)  # as trimmed
+        top, bottom, lft, rgt = _trim_box(np.clip(bare, 0, 255).astype(np.uint8), SMALL_TRIM)
         h, w = frames[trimmed].shape
         for turn in {0, t}:
             x = turned(other, turn if whole == b else int(_undo(np.array([turn]))[0]))
