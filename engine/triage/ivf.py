@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from engine.triage.exact_join import JOIN_SEED, JoinCancelled, _concat
 
@@ -78,6 +77,8 @@ def _best_cells(units: np.ndarray, cents: np.ndarray, probes: int, cancel=None, 
     """Each row's *probes* nearest centroids, nearest first (int64). torch's top-k: 4x
     numpy's argpartition on rows of 4,000 scores (measured on 2 cores)."""
     out = np.empty((len(units), probes), np.int64)
+    import torch  # here, not at the top: a search that reads known copies needs no torch
+
     tc = torch.from_numpy(np.ascontiguousarray(cents.T))
     for lo in range(0, len(units), ASSIGN_ROWS):
         if cancel is not None and cancel.is_set():
@@ -123,6 +124,8 @@ def top_k(
     # products and top-k both in torch: numpy's products (faster alone at these shapes)
     # between torch's top-k took 137 s for a million against 82 s, the two thread pools
     # taking turns on the same cores
+    import torch
+
     tu = torch.from_numpy(units)
     best_v = torch.full((n, k), -torch.inf)
     best_c = torch.full((n, k), -1, dtype=torch.int64)

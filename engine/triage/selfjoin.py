@@ -35,7 +35,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.lsh import band_keys, candidate_probability, expected_jaccard
-from engine.minhash import signatures
 from engine.triage import ivf
 from engine.triage.exact_join import (  # noqa: F401  (exact_blocks, rows_top_k: re-exported)
     BLOCK_COLS,
@@ -189,13 +188,15 @@ def _once(left, right, score, n: int) -> tuple:
 
 def _banded_pairs(units, tau, bands, rows, say, cancel, pair_filter=None) -> tuple:
     """Pairs at or above *tau* sharing a band."""
+    from engine import minhash  # datasketch: imported by the banded join only
+
     n = len(units)
     keys = np.empty((n, bands), np.uint64)
     step = 1 << 15
     for lo in range(0, n, step):
         if cancel.is_set():
             raise JoinCancelled
-        sig = signatures(units[lo : lo + step], bands * rows, JOIN_SEED)
+        sig = minhash.signatures(units[lo : lo + step], bands * rows, JOIN_SEED)
         keys[lo : lo + step] = band_keys(sig, bands, rows)
         say("signatures", min(1.0, (lo + step) / n))
     found: list[np.ndarray] = []
