@@ -196,12 +196,18 @@ def _resampler(n: int, cut_lo: float, cut_hi: float) -> np.ndarray:
     return (blur @ area).astype(np.float32)
 
 
+def trim_box(grey: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A greyscale picture with a tilt's filled corners painted over
+    (:func:`engine.fills.unfilled`), as float32, and the box its uniform borders (at
+    SMALL_TRIM) leave: how every small-size look and the colour cells frame a picture."""
+    bare = unfilled(np.asarray(grey, np.float32), SMALL_TRIM)
+    return bare, _trim_box(np.clip(bare, 0, 255).astype(np.uint8), SMALL_TRIM)
+
+
 def _trimmed(grey: np.ndarray) -> np.ndarray:
-    """A :func:`fine_picture` less its uniform borders (at SMALL_TRIM), as float32; the
-    filled corners of a tilted copy first painted over (:func:`engine.fills.unfilled`)."""
-    grey = unfilled(np.asarray(grey, np.float32), SMALL_TRIM)
-    top, bottom, left, right = _trim_box(np.clip(grey, 0, 255).astype(np.uint8), SMALL_TRIM)
-    return np.asarray(grey[top:bottom, left:right], np.float32)
+    """A :func:`fine_picture` within its :func:`trim_box`, as float32."""
+    bare, (top, bottom, left, right) = trim_box(grey)
+    return bare[top:bottom, left:right]
 
 
 def _views(pictures: list[np.ndarray], crops=SMALL_CROPS) -> np.ndarray:
@@ -348,11 +354,10 @@ def _tilted(a: np.ndarray) -> list[np.ndarray]:
 
 def colour_cells(im: Image.Image) -> np.ndarray:
     """The picture's chroma (YCbCr's Cb and Cr less 128) averaged over a COLOUR_CELLS
-    square grid of its trimmed box (a tilt's filled corners left out, as
-    :func:`_trimmed` does): (COLOUR_CELLS, COLOUR_CELLS, 2) float32."""
+    square grid of its :func:`trim_box` (a tilt's filled corners left out):
+    (COLOUR_CELLS, COLOUR_CELLS, 2) float32."""
     grey = grey_copy(im, FINE_SIDE)
-    bare = unfilled(np.asarray(grey, np.float32), SMALL_TRIM)  # a tilt's fill left out
-    top, bottom, left, right = _trim_box(bare.astype(np.uint8))
+    _bare, (top, bottom, left, right) = trim_box(np.asarray(grey))
     sx, sy = im.width / grey.width, im.height / grey.height
     box = (left * sx, top * sy, right * sx, bottom * sy)
     cells = im.convert("YCbCr").resize((COLOUR_CELLS,) * 2, Image.Resampling.BOX, box=box)

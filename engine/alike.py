@@ -20,14 +20,13 @@ from engine.aligned import (
     ALIKE_CROPS,
     APART,
     SAME_FRAME,
-    SMALL_TRIM,
     TRIMMED,
     UNTRIMMED,
     _undo,
     _views,
+    trim_box,
 )
-from engine.copies import _trim_box, turned
-from engine.fills import unfilled
+from engine.copies import turned
 
 
 def alike_crop_scores(
@@ -64,18 +63,19 @@ def alike_crop_scores(
 
 
 def trimmed_apart(
-    pictures: dict[int, np.ndarray | None],
+    frames: dict[int, np.ndarray],
     trims: dict[int, np.ndarray],
     left: np.ndarray,
     right: np.ndarray,
 ) -> np.ndarray:
-    """Which pairs' trims kept shares of their pictures' areas APART or more apart,
-    one of them UNTRIMMED or more: JPEG's noise, a brightening or a crop moves a
-    near-uniform edge (a sky, a wall) in or out of the trim's tolerance in one of
-    them, and their views then frame other parts. Such pairs are also compared alike
-    as they are. Not pairs both trimmed: margins matched make look-alike products on
-    black more alike (a bag and a shirt of Fashion-MNIST: 0.86)."""
-    share = {r: trims[r].size / p.size for r in trims if (p := pictures.get(r)) is not None}
+    """Which pairs' trims (*trims*, of the pictures *frames*) kept shares of their
+    pictures' areas APART or more apart, one of them UNTRIMMED or more: JPEG's noise,
+    a brightening or a crop moves a near-uniform edge (a sky, a wall) in or out of the
+    trim's tolerance in one of them, and their views then frame other parts. Such
+    pairs are also compared alike as they are. Not pairs both trimmed: margins matched
+    make look-alike products on black more alike (a bag and a shirt of Fashion-MNIST:
+    0.86)."""
+    share = {r: trims[r].size / p.size for r, p in frames.items()}
     sa = np.array([share.get(r, np.nan) for r in left.tolist()])
     sb = np.array([share.get(r, np.nan) for r in right.tolist()])
     with np.errstate(invalid="ignore"):
@@ -83,13 +83,14 @@ def trimmed_apart(
 
 
 def under_a_bar(
-    pictures: dict[int, np.ndarray | None],
+    frames: dict[int, np.ndarray],
     trims: dict[int, np.ndarray],
     left: np.ndarray,
     right: np.ndarray,
     transforms: np.ndarray,
 ) -> np.ndarray:
-    """For pairs of :func:`fine_picture` arrays, the crops-alike score
+    """For pairs of :func:`fine_picture` arrays (*frames*, trimmed in *trims*), the
+    crops-alike score
     (:func:`alike_crop_scores`) of one picture's trimmed box against the same box of
     the other, which its trim left whole (-1 where not such a pair). A caption bar
     across a copy of a drawing on a background spans the frame and stops the trim, so
@@ -100,9 +101,8 @@ def under_a_bar(
     trimmed one's box rather than compared with its margins: margins matched made
     look-alike drawings on white 0.88 alike."""
     out = np.full(len(left), -1.0, np.float32)
-    # each picture's larger share of its rows or columns that its trim kept (*trims*:
-    # the pictures trimmed, as :func:`small_scores` keeps them); 0 for one not read
-    frames = {r: p for r in trims if (p := pictures.get(r)) is not None}
+    # each picture's larger share of its rows or columns that its trim kept; 0 for one
+    # not read
     kept = {r: max(trims[r].shape[0] / p.shape[0], trims[r].shape[1] / p.shape[1])
             for r, p in frames.items()}  # fmt: skip
     ka = np.array([kept.get(r, 0.0) for r in left.tolist()])
@@ -118,8 +118,7 @@ def under_a_bar(
         # one under the transform, or the left one under its undoing)
         trimmed, whole = (a, b) if ka[i] <= kb[i] else (b, a)
         inner, other = trims[trimmed], frames[whole]
-        bare = unfilled(np.asarray(frames[trimmed], np.float32), SMALL_TRIM)  # as trimmed
-        top, bottom, lft, rgt = _trim_box(np.clip(bare, 0, 255).astype(np.uint8), SMALL_TRIM)
+        _bare, (top, bottom, lft, rgt) = trim_box(frames[trimmed])  # as it was trimmed
         h, w = frames[trimmed].shape
         for turn in {0, t}:
             x = turned(other, turn if whole == b else int(_undo(np.array([turn]))[0]))

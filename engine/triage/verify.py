@@ -204,6 +204,7 @@ def measure_small(
     first = pairs.small[framed]
     again = framed[(first >= copies.TILT_FROM) & (first < copies.ALIGNED_SMALL)]
     closer = framed[first >= copies.TILT_FROM]
+    whole = {r: p for r in trims if (p := pictures[r]) is not None}  # the trimmed, untrimmed
     if len(again):
         tilted = aligned.small_scores(
             pictures, pairs.left[again], pairs.right[again], pairs.transform[again], True, trims
@@ -216,10 +217,7 @@ def measure_small(
         pairs.small[closer] = np.maximum(pairs.small[closer], scores)
         # where the trim took more off one than off the other (JPEG's noise or a crop
         # moves a near-uniform edge in or out of the tolerance), as they are too
-        unsure = closer[
-            alike.trimmed_apart(pictures, trims, pairs.left[closer], pairs.right[closer])
-        ]
-        whole = {r: p for r in trims if (p := pictures[r]) is not None}
+        unsure = closer[alike.trimmed_apart(whole, trims, pairs.left[closer], pairs.right[closer])]
         scores = alike.alike_crop_scores(
             whole, pairs.left[unsure], pairs.right[unsure], pairs.transform[unsure]
         )
@@ -228,7 +226,7 @@ def measure_small(
     # being trimmed: whatever their first look, compared again within the other's box
     if len(framed):
         framed_scores = alike.under_a_bar(
-            pictures, trims, pairs.left[framed], pairs.right[framed], pairs.transform[framed]
+            whole, trims, pairs.left[framed], pairs.right[framed], pairs.transform[framed]
         )
         pairs.small[framed] = np.maximum(pairs.small[framed], framed_scores)
 
