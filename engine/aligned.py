@@ -21,12 +21,14 @@ they are measured again.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
+from engine import frames
 from engine.copies import TILT_FROM, _trim_box, _unit, grey_copy, turned
 from engine.fills import FILL_SLOPE, unfilled
 
@@ -55,6 +57,13 @@ SMALL_CROPS = (
         for side in range(4)
     ),
 )
+#: The fourth look: the pairs given a second (tilted) look are also compared over
+#: SIDE_CROPS, every side cut by its own share of SIDE_LEVELS: a crop all round of a
+#: drawing on white cuts into the drawing on some sides and only into the margin on
+#: others, so its trim is the original's cut unevenly.
+SIDE_LEVELS = (0.0, 0.06, 0.12)
+SIDE_CROPS = tuple(itertools.product(SIDE_LEVELS, repeat=4))
+SIDE_GAIN = 0.05
 #: The third look (:func:`engine.alike.alike_crop_scores`) cuts the same share off the
 #: same side of both pictures: at most a caption's worth, ALIKE_CROPS. Cutting more off
 #: both, or all round, cut away what tells look-alike products apart (a dress from
@@ -109,6 +118,12 @@ MEASURED = (
                 "tilted on a background or within the frame",
                 "filled corners painted over",
                 FILL_SLOPE,
+                "frames peeled beside the trim, colour too",
+                SIDE_CROPS,
+                SIDE_GAIN,
+                frames.MOST,
+                frames.LAYERS,
+                frames.LEAST,
                 COLOUR_CELLS,
                 CHROMA,
                 FINE_SIDE,
@@ -210,6 +225,13 @@ def _trimmed(grey: np.ndarray) -> np.ndarray:
     return bare[top:bottom, left:right]
 
 
+def peeled(grey: np.ndarray) -> np.ndarray | None:
+    """A :func:`fine_picture` peeled of a frame and the margins inside it
+    (:func:`engine.frames.peeled`), as float32; None where that is its trim."""
+    bare, box = trim_box(grey)
+    return frames.peeled(bare, box, SMALL_TRIM)
+
+
 def _views(pictures: list[np.ndarray], crops=SMALL_CROPS) -> np.ndarray:
     """:func:`_trimmed` pictures as the rows compared by :func:`small_scores`: each of
     *crops* (shares off the top, bottom, left, right) averaged down to SMALL_SIZE square
@@ -254,6 +276,7 @@ def small_scores(
     tilted: bool = False,
     trims: dict[int, np.ndarray] | None = None,
     block: int = 1024,
+    crops: tuple = SMALL_CROPS,
 ) -> np.ndarray:
     """The aligned small-picture correlation of each pair (rows of *pictures*, their
     :func:`fine_picture`; None: not readable, -1): the best over each picture's crops
@@ -291,20 +314,20 @@ def small_scores(
     def partner(other: np.ndarray, turn: np.ndarray) -> np.ndarray:
         return _turn(whole[other], turn)
 
-    got = _best_over_crops(ready, rows, li[both], ri[both], turns, partner, block)
+    got = _best_over_crops(ready, rows, li[both], ri[both], turns, partner, block, crops)
     best = got[: len(li)]
     np.maximum.at(best, moved, got[len(li) :])
     out[idx] = best
     return out
 
 
-def _best_over_crops(ready, rows, li, ri, tr, partner, block: int) -> np.ndarray:
+def _best_over_crops(ready, rows, li, ri, tr, partner, block: int, crops=SMALL_CROPS) -> np.ndarray:
     """For pairs (*li*, *ri*: positions in *rows*, *tr*: transforms), the best
     correlation of either picture's crops against the other's views ``partner(other,
     turn)`` ((m, k, d), under the turn into the first one's frame)."""
     best = np.full(len(li), -1.0, np.float32)
     for lo in range(0, len(rows), block):
-        crops = _views([ready[r] for r in rows[lo : lo + block]])
+        cut = _views([ready[r] for r in rows[lo : lo + block]], crops)
         # the left picture's crops against the right one, turned into the left's frame
         for mine, other, turn in ((li, ri, tr), (ri, li, _undo(tr))):
             sel = np.flatnonzero((mine >= lo) & (mine < lo + block))
@@ -315,7 +338,7 @@ def _best_over_crops(ready, rows, li, ri, tr, partner, block: int) -> np.ndarray
             starts = np.flatnonzero(np.diff(mine[sel], prepend=-1))
             ends = np.append(starts[1:], len(sel))
             for a, b in zip(starts.tolist(), ends.tolist()):  # one picture's crops at a time
-                dots = crops[mine[sel[a]] - lo] @ views[a:b].reshape(-1, views.shape[2]).T
+                dots = cut[mine[sel[a]] - lo] @ views[a:b].reshape(-1, views.shape[2]).T
                 got = dots.max(axis=0).reshape(b - a, views.shape[1]).max(axis=1)
                 best[sel[a:b]] = np.maximum(best[sel[a:b]], got)
     return best
@@ -354,14 +377,20 @@ def _tilted(a: np.ndarray) -> list[np.ndarray]:
 
 def colour_cells(im: Image.Image) -> np.ndarray:
     """The picture's chroma (YCbCr's Cb and Cr less 128) averaged over a COLOUR_CELLS
-    square grid of its :func:`trim_box` (a tilt's filled corners left out):
-    (COLOUR_CELLS, COLOUR_CELLS, 2) float32."""
+    square grid of its :func:`trim_box` (a tilt's filled corners left out), and of the
+    box it peels to (:func:`engine.frames.peel_box`; the trim's again where that is the
+    same): (2, COLOUR_CELLS, COLOUR_CELLS, 2) float32. A frame in a colour around a
+    drawing is in the trim's cells, not in the peeled ones."""
     grey = grey_copy(im, FINE_SIDE)
-    _bare, (top, bottom, left, right) = trim_box(np.asarray(grey))
+    bare, box = trim_box(np.asarray(grey))
     sx, sy = im.width / grey.width, im.height / grey.height
-    box = (left * sx, top * sy, right * sx, bottom * sy)
-    cells = im.convert("YCbCr").resize((COLOUR_CELLS,) * 2, Image.Resampling.BOX, box=box)
-    return np.asarray(cells, np.float32)[..., 1:] - 128.0
+    ycc = im.convert("YCbCr")
+    out = []
+    for top, bottom, left, right in (box, frames.peel_box(bare, SMALL_TRIM)):
+        frame = (left * sx, top * sy, right * sx, bottom * sy)
+        cells = ycc.resize((COLOUR_CELLS,) * 2, Image.Resampling.BOX, box=frame)
+        out.append(np.asarray(cells, np.float32)[..., 1:] - 128.0)
+    return np.stack(out)
 
 
 def _shifts(c: np.ndarray) -> np.ndarray:
@@ -375,11 +404,18 @@ def _shifts(c: np.ndarray) -> np.ndarray:
 
 def colour_distance(a: np.ndarray, b: np.ndarray, transform: int) -> float:
     """How far the chroma of two :func:`colour_cells` lies apart, *b* under *transform*
-    (an index of :data:`TRANSFORMS`), over the cells where either has colour, as a share
-    of the more colourful one's mean chroma there; -1 when either has too little colour
-    to say (a grey picture, or a grey copy). Each cell is matched to the nearest of the
-    other's cell and its eight neighbours, both ways: a hard crop, a caption or a tilt
-    shifts colour by up to a cell, a recolouring changes every cell."""
+    (an index of :data:`TRANSFORMS`): the nearer of the two framings (trimmed, peeled),
+    each compared with the same framing of the other (:func:`_chroma_apart`)."""
+    return min(_chroma_apart(a[k], b[k], transform) for k in range(len(a)))
+
+
+def _chroma_apart(a: np.ndarray, b: np.ndarray, transform: int) -> float:
+    """How far the chroma of two grids of cells lies apart, *b* under *transform*, over
+    the cells where either has colour, as a share of the more colourful one's mean
+    chroma there; -1 when either has too little colour to say (a grey picture, or a
+    grey copy). Each cell is matched to the nearest of the other's cell and its eight
+    neighbours, both ways: a hard crop, a caption or a tilt shifts colour by up to a
+    cell, a recolouring changes every cell."""
     x = turned(b, transform)
     chroma_a, chroma_x = np.linalg.norm(a, axis=-1), np.linalg.norm(x, axis=-1)
     if min(chroma_a.max(), chroma_x.max()) < CHROMA:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
-from engine import ImageSimilaritySearch, aligned, alike, fills
+from engine import ImageSimilaritySearch, aligned, alike, fills, frames
 from engine import copies as copies_rule
 from engine.copies import pixel_scores, thumbnail
 from engine.triage import triage
@@ -376,3 +376,68 @@ def test_crops_alike_on_both_see_past_a_caption_that_a_crop_of_one_does_not():
     same = alike.alike_crop_scores(trims, left, right, turn)
     assert first[0] < copies_rule.ALIGNED_SMALL <= same[0]
     assert max(first[1], same[1]) < 0.5
+
+
+def _line_art(root: Path, n: int, seed: int) -> list[Image.Image]:
+    """*n* drawings of 34-45 x 30-43 px: a few closed strokes on white, off the centre
+    by turns (wide margins on some sides, narrow on the others)."""
+    rng = np.random.RandomState(seed)
+    out = []
+    for i in range(n):
+        w, h = 34 + i % 12, 30 + (i * 5) % 14
+        im = Image.new("RGB", (4 * w, 4 * h), (255, 255, 255))
+        draw = ImageDraw.Draw(im)
+        ox, oy = (8, 40)[i % 2], (8, 40)[(i // 2) % 2]
+        for _ in range(rng.randint(3, 6)):
+            xs = rng.randint(ox, 4 * w - 48 + ox, 6)
+            ys = rng.randint(oy, 4 * h - 48 + oy, 6)
+            points = [(int(x), int(y)) for x, y in zip(xs, ys)][: rng.randint(3, 7)]
+            colour = tuple(int(c) for c in rng.randint(0, 160, 3))
+            draw.line(points + points[:1], fill=colour, width=5)
+        im = im.resize((w, h), Image.Resampling.LANCZOS)
+        im.save(root / f"drawing{i:02d}.png")
+        out.append(im)
+    return out
+
+
+def test_small_drawings_framed_or_cropped_unevenly_are_found(tmp_path: Path):
+    """A 30-45 px drawing on white framed in a colour (9-13 % all round, or bars left
+    and right) trims to the frame's inside, white margins and all, where its original
+    trims to the drawing: peeled, it comes down to the drawing, and its colours are
+    compared without the frame. A crop of 9-13 % all round of a drawing off the centre
+    cuts into it on some sides only: compared over crops side by side. The other
+    drawings stay apart. (Without the peel, 3 of the 4 framed copies are missed;
+    without the crops side by side, 1 of the 4 cropped ones.)"""
+    root = tmp_path / "drawings"
+    root.mkdir()
+    planted = set()
+    for i, im in enumerate(_line_art(root, 24, 7)):
+        if i % 3:
+            continue
+        share = 0.09 + 0.01 * (i % 5)
+        if i % 2 == 0:
+            b = max(2, round(max(im.size) * share))
+            colour = ((200, 30, 30), (20, 90, 200), (240, 200, 0), (40, 40, 40))[i // 3 % 4]
+            copy = ImageOps.expand(im, border=b if i % 4 == 0 else (b, 0, b, 0), fill=colour)
+            name = f"drawing{i:02d}-framed.png"
+        else:
+            dx, dy = round(im.width * share), round(im.height * share)
+            copy = im.crop((dx, dy, im.width - dx, im.height - dy))
+            name = f"drawing{i:02d}-cropped.png"
+        copy.save(root / name)
+        planted.add(tuple(sorted([f"drawing{i:02d}.png", name])))
+    assert _found(root) == planted
+
+
+def test_a_frame_and_the_margin_inside_it_are_peeled_and_a_drawing_is_not():
+    """Layer by layer, each side in its own colour: a red frame, then the white margin
+    around the drawing; bars top and bottom alike. A drawing whose trim is already its
+    whole peels no further (None)."""
+    drawing = Image.new("L", (30, 24), 255)
+    ImageDraw.Draw(drawing).ellipse((6, 4, 23, 19), fill=60)
+    framed = np.asarray(ImageOps.expand(drawing, border=4, fill=150), np.float32)
+    assert frames.peel_box(framed, aligned.SMALL_TRIM) == (8, 24, 10, 28)
+    barred = np.asarray(ImageOps.expand(drawing, border=(0, 3, 0, 3), fill=0), np.float32)
+    assert frames.peel_box(barred, aligned.SMALL_TRIM) == (7, 23, 6, 24)
+    assert aligned.peeled(framed) is not None
+    assert aligned.peeled(np.asarray(drawing, np.float32)) is None

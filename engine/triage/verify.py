@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from engine import aligned, alike, copies
+from engine import aligned, copies, looks
 from engine.images import ImageError, guarded, open_image
 from engine.triage import keypoints
 from engine.triage.selfjoin import JoinCancelled
@@ -185,9 +185,7 @@ def measure_small(
     cancel: threading.Event,
 ) -> None:
     """Aligned small-size scores (:func:`aligned.small_scores`) for the pairs *todo*,
-    and the other looks :func:`copies.worth_a_look` picks pairs for: tilted, and crops
-    alike on both (:func:`alike.alike_crop_scores`: trimmed, untrimmed where the trims
-    disagree, and within the trimmed one's box under a caption bar). Pictures
+    and the other looks (:func:`engine.looks.more_looks`). Pictures
     decoded here are kept in *pictures* for the full-size stage. Not put in the verdict
     cache: the candidate graph keeps them, and for a graph made again, writing and
     reading them back cost about as much as measuring them (Fashion-MNIST's 78,000
@@ -199,36 +197,7 @@ def measure_small(
     pairs.small[todo] = aligned.small_scores(
         pictures, pairs.left[todo], pairs.right[todo], pairs.transform[todo], trims=trims
     )
-    # the looks' pairs by their first look, the margins' room measured once
-    framed = copies.worth_a_look(pairs, todo, 1.0, -1.0)
-    first = pairs.small[framed]
-    again = framed[(first >= copies.TILT_FROM) & (first < copies.ALIGNED_SMALL)]
-    closer = framed[first >= copies.TILT_FROM]
-    whole = {r: p for r in trims if (p := pictures[r]) is not None}  # the trimmed, untrimmed
-    if len(again):
-        tilted = aligned.small_scores(
-            pictures, pairs.left[again], pairs.right[again], pairs.transform[again], True, trims
-        )
-        pairs.small[again] = np.maximum(pairs.small[again], tilted)
-    if len(closer):
-        scores = alike.alike_crop_scores(
-            trims, pairs.left[closer], pairs.right[closer], pairs.transform[closer]
-        )
-        pairs.small[closer] = np.maximum(pairs.small[closer], scores)
-        # where the trim took more off one than off the other (JPEG's noise or a crop
-        # moves a near-uniform edge in or out of the tolerance), as they are too
-        unsure = closer[alike.trimmed_apart(whole, trims, pairs.left[closer], pairs.right[closer])]
-        scores = alike.alike_crop_scores(
-            whole, pairs.left[unsure], pairs.right[unsure], pairs.transform[unsure]
-        )
-        pairs.small[unsure] = np.maximum(pairs.small[unsure], scores)
-    # a caption across a copy of a drawing on a background keeps the copy's margins from
-    # being trimmed: whatever their first look, compared again within the other's box
-    if len(framed):
-        framed_scores = alike.under_a_bar(
-            whole, trims, pairs.left[framed], pairs.right[framed], pairs.transform[framed]
-        )
-        pairs.small[framed] = np.maximum(pairs.small[framed], framed_scores)
+    looks.more_looks(pairs, todo, pictures, trims)
 
 
 def measure_fine(
