@@ -225,11 +225,11 @@ def _trimmed(grey: np.ndarray) -> np.ndarray:
     return bare[top:bottom, left:right]
 
 
-def peeled(grey: np.ndarray) -> np.ndarray | None:
-    """A :func:`fine_picture` peeled of a frame and the margins inside it
-    (:func:`engine.frames.peeled`), as float32; None where that is its trim."""
-    bare, box = trim_box(grey)
-    return frames.peeled(bare, box, SMALL_TRIM)
+def peeled(trimmed: np.ndarray, shape: tuple[int, ...], box) -> np.ndarray | None:
+    """A :func:`_trimmed` picture (of a picture of *shape*, trimmed to *box*) peeled of
+    a frame and the margins inside it (:func:`engine.frames.peeled`); None where
+    nothing more comes off."""
+    return frames.peeled(trimmed, frames.room(shape, box), SMALL_TRIM)
 
 
 def _views(pictures: list[np.ndarray], crops=SMALL_CROPS) -> np.ndarray:
@@ -277,6 +277,7 @@ def small_scores(
     trims: dict[int, np.ndarray] | None = None,
     block: int = 1024,
     crops: tuple = SMALL_CROPS,
+    boxes: dict[int, tuple[int, int, int, int]] | None = None,
 ) -> np.ndarray:
     """The aligned small-picture correlation of each pair (rows of *pictures*, their
     :func:`fine_picture`; None: not readable, -1): the best over each picture's crops
@@ -290,7 +291,10 @@ def small_scores(
     involved = set(left.tolist()) | set(right.tolist())
     for r in involved:
         if r not in trims and (p := pictures[r]) is not None:
-            trims[r] = _trimmed(p)
+            bare, box = trim_box(p)
+            trims[r] = bare[box[0] : box[1], box[2] : box[3]]
+            if boxes is not None:
+                boxes[r] = box
     ready = {r: trims[r] for r in involved if r in trims}
     rows = sorted(ready)
     if not rows:
@@ -383,10 +387,13 @@ def colour_cells(im: Image.Image) -> np.ndarray:
     drawing is in the trim's cells, not in the peeled ones."""
     grey = grey_copy(im, FINE_SIDE)
     bare, box = trim_box(np.asarray(grey))
+    top, bottom, left, right = box
+    inner = frames.peel_box(bare[top:bottom, left:right], SMALL_TRIM, frames.room(bare.shape, box))
+    peel = (top + inner[0], top + inner[1], left + inner[2], left + inner[3])
     sx, sy = im.width / grey.width, im.height / grey.height
     ycc = im.convert("YCbCr")
     out = []
-    for top, bottom, left, right in (box, frames.peel_box(bare, SMALL_TRIM)):
+    for top, bottom, left, right in (box, peel):
         frame = (left * sx, top * sy, right * sx, bottom * sy)
         cells = ycc.resize((COLOUR_CELLS,) * 2, Image.Resampling.BOX, box=frame)
         out.append(np.asarray(cells, np.float32)[..., 1:] - 128.0)

@@ -25,31 +25,42 @@ LAYERS = 3
 LEAST = 4
 
 
-def peel_box(grey: np.ndarray, tol: float, most: float = MOST) -> tuple[int, int, int, int]:
+def room(shape: tuple[int, ...], box: tuple[int, int, int, int], most: float = MOST):
+    """What the cap (*most* of each side of a picture of *shape*) leaves to peel on each
+    side (top, bottom, left, right) of its trim *box*: the trim and the peel share it."""
+    h, w = shape[:2]
+    top, bottom, left, right = box
+    cap_h, cap_w = math.ceil(h * most), math.ceil(w * most)
+    return (cap_h - top, cap_h - (h - bottom), cap_w - left, cap_w - (w - right))
+
+
+def peel_box(grey: np.ndarray, tol: float, left_to_peel=None) -> tuple[int, int, int, int]:
     """The box (top, bottom, left, right) left of *grey* after taking off, side by side
     and again up to :data:`LAYERS` times, each run of rows or columns that lie within
-    *tol* of the colour of the side's outermost line, where that line is uniform."""
+    *tol* of the colour of the side's outermost line, where that line is uniform; at
+    most *left_to_peel* rows or columns off each side (see :func:`room`; None: the cap
+    of *grey* itself)."""
     h, w = grey.shape
     box = [0, h, 0, w]
     if h < 8 or w < 8:
         return 0, h, 0, w
-    cap = (math.ceil(h * most), math.ceil(h * most), math.ceil(w * most), math.ceil(w * most))
+    cap = room((h, w), (0, h, 0, w)) if left_to_peel is None else left_to_peel
     for _ in range(LAYERS):
         moved = False
         for side in range(4):
             top, bottom, left, right = box
             inside = grey[top:bottom, left:right]
             lines = (inside, inside[::-1], inside.T, inside.T[::-1])[side]
-            ref = float(np.median(lines[0]))
-            near: np.ndarray = np.asarray((np.abs(lines - ref) <= tol).all(axis=1))
-            if not near[0]:
+            edge = lines[0]
+            if float(edge.max()) - float(edge.min()) > 2 * tol:  # most pictures: at once
+                continue
+            ref = float(np.median(edge))
+            taken = (top, h - bottom, left, w - right)[side]
+            most_run = min(cap[side] - taken, len(lines) - LEAST)
+            near: np.ndarray = np.asarray((np.abs(lines[:most_run] - ref) <= tol).all(axis=1))
+            if not len(near) or not near[0]:
                 continue
             run = int(np.argmin(near)) if not near.all() else len(near)
-            taken = (top, h - bottom, left, w - right)[side]
-            length = bottom - top if side < 2 else right - left
-            run = min(run, cap[side] - taken, length - LEAST)
-            if run <= 0:
-                continue
             box[side] += run if side in (0, 2) else -run
             moved = True
         if not moved:
@@ -57,11 +68,12 @@ def peel_box(grey: np.ndarray, tol: float, most: float = MOST) -> tuple[int, int
     return box[0], box[1], box[2], box[3]
 
 
-def peeled(bare: np.ndarray, box: tuple[int, int, int, int], tol: float) -> np.ndarray | None:
-    """*bare* (a picture as :func:`engine.aligned.trim_box` paints it) peeled
-    (:func:`peel_box`), or None where that leaves the same as its trim *box*."""
-    peel = peel_box(bare, tol)
-    if peel == tuple(box):
+def peeled(trimmed: np.ndarray, left_to_peel, tol: float) -> np.ndarray | None:
+    """A trimmed picture peeled further (:func:`peel_box`, within *left_to_peel*: the
+    cap its trim left, :func:`room`), or None where nothing more comes off. Peeling on
+    from the trim, not the picture from its edges again, costs a fifth (18 against
+    121 us a picture of Fashion-MNIST)."""
+    top, bottom, left, right = peel_box(trimmed, tol, left_to_peel)
+    if (top, bottom, left, right) == (0, trimmed.shape[0], 0, trimmed.shape[1]):
         return None
-    top, bottom, left, right = peel
-    return bare[top:bottom, left:right]
+    return trimmed[top:bottom, left:right]

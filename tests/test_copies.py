@@ -430,14 +430,17 @@ def test_small_drawings_framed_or_cropped_unevenly_are_found(tmp_path: Path):
 
 
 def test_a_frame_and_the_margin_inside_it_are_peeled_and_a_drawing_is_not():
-    """Layer by layer, each side in its own colour: a red frame, then the white margin
-    around the drawing; bars top and bottom alike. A drawing whose trim is already its
-    whole peels no further (None)."""
+    """Layer by layer, each side in its own colour: a grey frame, then the white margin
+    around the drawing; bars top and bottom alike. Trimmed, the framed drawing keeps
+    the margin inside its frame, which peels; a drawing trimmed to itself peels no
+    further (None)."""
     drawing = Image.new("L", (30, 24), 255)
     ImageDraw.Draw(drawing).ellipse((6, 4, 23, 19), fill=60)
     framed = np.asarray(ImageOps.expand(drawing, border=4, fill=150), np.float32)
     assert frames.peel_box(framed, aligned.SMALL_TRIM) == (8, 24, 10, 28)
     barred = np.asarray(ImageOps.expand(drawing, border=(0, 3, 0, 3), fill=0), np.float32)
     assert frames.peel_box(barred, aligned.SMALL_TRIM) == (7, 23, 6, 24)
-    assert aligned.peeled(framed) is not None
-    assert aligned.peeled(np.asarray(drawing, np.float32)) is None
+    for picture, peels in ((framed, True), (np.asarray(drawing, np.float32), False)):
+        _bare, box = aligned.trim_box(picture)
+        trimmed = aligned._trimmed(picture)
+        assert (aligned.peeled(trimmed, picture.shape, box) is not None) == peels

@@ -194,10 +194,16 @@ def measure_small(
         return
     decode_small(_rows_of(pairs, todo), opener, pictures, cancel)
     trims: dict[int, np.ndarray] = {}
+    boxes: dict[int, tuple[int, int, int, int]] = {}
     pairs.small[todo] = aligned.small_scores(
-        pictures, pairs.left[todo], pairs.right[todo], pairs.transform[todo], trims=trims
+        pictures,
+        pairs.left[todo],
+        pairs.right[todo],
+        pairs.transform[todo],
+        trims=trims,
+        boxes=boxes,
     )
-    looks.more_looks(pairs, todo, pictures, trims)
+    looks.more_looks(pairs, todo, pictures, trims, boxes)
 
 
 def measure_fine(
