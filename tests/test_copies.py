@@ -276,24 +276,34 @@ def _on_white(im: Image.Image) -> Image.Image:
     return canvas
 
 
-def _drawings(root: Path, n: int, seed: int) -> list[Image.Image]:
-    """*n* drawings of 30-43 px: a few shapes in colour on white, with margins."""
+def _sketched(root: Path, n: int, seed: int, size, sketch) -> list[Image.Image]:
+    """*n* drawings saved as ``drawingNN.png``: each of *size(i)* pixels, drawn by
+    *sketch(draw, rng, i, w, h)* on white at four times that size, then shrunk."""
     rng = np.random.RandomState(seed)
     out = []
     for i in range(n):
-        w, h = 30 + i % 14, 30 + (i * 5) % 11
+        w, h = size(i)
         im = Image.new("RGB", (4 * w, 4 * h), (255, 255, 255))
-        draw = ImageDraw.Draw(im)
-        for _ in range(rng.randint(3, 7)):
-            x0, y0 = rng.randint(12, 4 * w - 40), rng.randint(12, 4 * h - 40)
-            box = (x0, y0, x0 + rng.randint(20, 4 * w // 2), y0 + rng.randint(20, 4 * h // 2))
-            box = (*box[:2], min(box[2], 4 * w - 12), min(box[3], 4 * h - 12))
-            colour = tuple(int(c) for c in rng.randint(0, 200, 3))
-            [draw.ellipse, draw.rectangle][rng.randint(2)](box, fill=colour)
+        sketch(ImageDraw.Draw(im), rng, i, 4 * w, 4 * h)
         im = im.resize((w, h), Image.Resampling.LANCZOS)
         im.save(root / f"drawing{i:02d}.png")
         out.append(im)
     return out
+
+
+def _shapes(draw: ImageDraw.ImageDraw, rng, i: int, w: int, h: int) -> None:
+    """A few ellipses and rectangles in colour, at least 12 px from the edges."""
+    for _ in range(rng.randint(3, 7)):
+        x0, y0 = rng.randint(12, w - 40), rng.randint(12, h - 40)
+        box = (x0, y0, x0 + rng.randint(20, w // 2), y0 + rng.randint(20, h // 2))
+        box = (*box[:2], min(box[2], w - 12), min(box[3], h - 12))
+        colour = tuple(int(c) for c in rng.randint(0, 200, 3))
+        [draw.ellipse, draw.rectangle][rng.randint(2)](box, fill=colour)
+
+
+def _drawings(root: Path, n: int, seed: int) -> list[Image.Image]:
+    """*n* drawings of 30-43 px: a few shapes in colour on white, with margins."""
+    return _sketched(root, n, seed, lambda i: (30 + i % 14, 30 + (i * 5) % 11), _shapes)
 
 
 def test_small_drawings_tilted_with_black_corners_are_found(tmp_path: Path):
@@ -378,26 +388,21 @@ def test_crops_alike_on_both_see_past_a_caption_that_a_crop_of_one_does_not():
     assert max(first[1], same[1]) < 0.5
 
 
+def _strokes(draw: ImageDraw.ImageDraw, rng, i: int, w: int, h: int) -> None:
+    """A few closed strokes, off the centre by turns (*i*): wide margins on some sides,
+    narrow on the others."""
+    ox, oy = (8, 40)[i % 2], (8, 40)[(i // 2) % 2]
+    for _ in range(rng.randint(3, 6)):
+        xs = rng.randint(ox, w - 48 + ox, 6)
+        ys = rng.randint(oy, h - 48 + oy, 6)
+        points = [(int(x), int(y)) for x, y in zip(xs, ys)][: rng.randint(3, 7)]
+        colour = tuple(int(c) for c in rng.randint(0, 160, 3))
+        draw.line(points + points[:1], fill=colour, width=5)
+
+
 def _line_art(root: Path, n: int, seed: int) -> list[Image.Image]:
-    """*n* drawings of 34-45 x 30-43 px: a few closed strokes on white, off the centre
-    by turns (wide margins on some sides, narrow on the others)."""
-    rng = np.random.RandomState(seed)
-    out = []
-    for i in range(n):
-        w, h = 34 + i % 12, 30 + (i * 5) % 14
-        im = Image.new("RGB", (4 * w, 4 * h), (255, 255, 255))
-        draw = ImageDraw.Draw(im)
-        ox, oy = (8, 40)[i % 2], (8, 40)[(i // 2) % 2]
-        for _ in range(rng.randint(3, 6)):
-            xs = rng.randint(ox, 4 * w - 48 + ox, 6)
-            ys = rng.randint(oy, 4 * h - 48 + oy, 6)
-            points = [(int(x), int(y)) for x, y in zip(xs, ys)][: rng.randint(3, 7)]
-            colour = tuple(int(c) for c in rng.randint(0, 160, 3))
-            draw.line(points + points[:1], fill=colour, width=5)
-        im = im.resize((w, h), Image.Resampling.LANCZOS)
-        im.save(root / f"drawing{i:02d}.png")
-        out.append(im)
-    return out
+    """*n* drawings of 34-45 x 30-43 px: closed strokes on white, off the centre."""
+    return _sketched(root, n, seed, lambda i: (34 + i % 12, 30 + (i * 5) % 14), _strokes)
 
 
 def test_small_drawings_framed_or_cropped_unevenly_are_found(tmp_path: Path):
