@@ -348,7 +348,7 @@ def test_crafted_verdicts_are_verified_again(copied: Path, capsys, crafted):
     db = sqlite3.connect(copied / ".lookalike" / "index.sqlite")
     values = [r[0] for r in db.execute("SELECT verdict FROM verdicts")]
     db.close()
-    from engine.copies import read_verdict
+    from engine.triage.verdicts import read_verdict
 
     assert values and all(read_verdict(v) is not None for v in values)
 

@@ -18,7 +18,7 @@ Stages, each for the pairs that still lack its evidence:
 4. colour, for the pairs found copies: a recoloured picture is not a copy (each
    picture of such a pair decoded small, once; cached like the others).
 
-Cached values are read with a strict shape (:func:`engine.copies.read_verdict`): one of
+Cached values are read with a strict shape (:func:`engine.triage.verdicts.read_verdict`): one of
 another shape is measured again and replaced.
 """
 
@@ -38,6 +38,7 @@ from engine import aligned, copies, looks
 from engine.images import ImageError, guarded, open_image
 from engine.triage import keypoints
 from engine.triage.selfjoin import JoinCancelled
+from engine.triage.verdicts import read_verdict, verdict_text
 
 #: Pairs verified by local features at a time, and pictures' descriptions kept meanwhile.
 VERIFY_CHUNK = 256
@@ -120,7 +121,7 @@ class Cache:
     def read(self, keys: list[bytes]) -> dict[bytes, tuple[bool, int, str]]:
         out = {}
         for k, v in self.store.verdicts(keys).items():
-            got = copies.read_verdict(v)
+            got = read_verdict(v)
             if got is not None:  # any other shape is measured again, and replaced
                 out[k] = got
         return out
@@ -169,7 +170,7 @@ def _cache_scores(pairs, fresh, keys, cache: Cache, field: str, bar: float) -> N
     values = getattr(pairs, field)
     cache.write(
         {
-            k: copies.verdict_text(
+            k: verdict_text(
                 float(values[i]) >= bar, max(0, round(float(values[i]) * FINE_SCALE)), ""
             )
             for i, k in zip(fresh.tolist(), keys)
@@ -311,7 +312,7 @@ def measure_points(
                 ok, m, why = got if got is not None else (False, 0, "")
                 verdicts[keys[k]] = (ok, m, why)
                 if got is not None:
-                    fresh[keys[k]] = copies.verdict_text(ok, m, why)
+                    fresh[keys[k]] = verdict_text(ok, m, why)
             say("checking", min(1.0, (lo + VERIFY_CHUNK) / max(1, len(order))))
     for i, key in zip(todo.tolist(), keys):
         ok, m, why = verdicts[key]
