@@ -33,6 +33,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from engine.fills import unfilled
+
 #: Side of the thumbnail compared by correlation.
 THUMB = 16
 
@@ -84,8 +86,16 @@ def grey_copy(im: Image.Image, side: int = 128) -> Image.Image:
 
 def thumbnail(im: Image.Image, grey: Image.Image | None = None) -> np.ndarray:
     """The picture's 16 x 16 greyscale thumbnail, uniform borders trimmed (uint8, 256).
-    *grey*: its :func:`grey_copy`, when already made."""
+    *grey*: its :func:`grey_copy`, when already made.
+
+    A tilt's filled corners are painted over first (:func:`engine.fills.unfilled`, 22 us
+    a picture of 28 px, 100 us at 128 px): in a thumbnail they are four large dark
+    triangles, so that any two line drawings tilted in an editor correlated 0.91-0.96
+    (a copy by aligned pixels: a cactus and an ice cream were grouped among the held-out
+    travelled clip-art) and each under 0 with its own original. An index made before
+    keeps its thumbnails; the pictures indexed after get these."""
     a = np.asarray(grey if grey is not None else grey_copy(im))
+    a = np.clip(unfilled(a.astype(np.float32), 12), 0, 255).astype(np.uint8)
     top, bottom, left, right = _trim_box(a)
     cut = Image.fromarray(a[top:bottom, left:right])
     return np.asarray(cut.resize((THUMB, THUMB), Image.Resampling.BOX), np.uint8).reshape(-1)
