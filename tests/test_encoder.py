@@ -308,25 +308,6 @@ def test_an_int8_model_quantised_everywhere_is_refused(exported, tmp_path: Path)
     assert bad.with_suffix(".refused").is_file() and not bad.exists()
 
 
-def test_padding_folded_into_the_convolutions_gives_the_same_features(exported):
-    """The export's Pad nodes (uneven for stride 2) go into the convolutions' own padding,
-    so that a quantised depthwise convolution can run in int8: none is left, and fp32
-    features do not change."""
-    import openvino as ov
-
-    from engine.encoding.openvino_cnn import fold_pads
-
-    core = ov.Core()
-    plain = core.read_model(str(exported))
-    folded = fold_pads(core.read_model(str(exported)))
-    kinds = [[op.get_type_name() for op in g.get_ordered_ops()] for g in (plain, folded)]
-    assert kinds[0].count("Pad") >= 10 and kinds[1].count("Pad") == 0
-    pixels = np.random.RandomState(0).randint(0, 256, (2, 224, 224, 3), np.uint8)
-    config = {"INFERENCE_PRECISION_HINT": "f32"}
-    got = [core.compile_model(g, "CPU", config)({0: pixels})[0] for g in (plain, folded)]
-    np.testing.assert_allclose(got[1], got[0], rtol=1e-4, atol=1e-5)
-
-
 def test_int8_is_a_precision_of_the_index(int8_made, exported, tmp_path: Path, monkeypatch):
     """An int8 index: made with the model quantised here, its precision recorded, its
     queries run in int8 too, and an fp32 run on it refused. (The model is made first

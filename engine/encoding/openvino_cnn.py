@@ -18,17 +18,6 @@ reason, and the chooser says why it skipped int8. The model's seal
 the ONNX model it was made from: the guard's verdict belongs to those bytes, and a model
 or a refusal made from other bytes is made again.
 
-**Padding folded into the convolutions** (:func:`fold_pads`). The export pads before each
-strided or depthwise convolution with a ``Pad`` node (the "same" padding of the original
-network, uneven for stride 2); OpenVINO then runs those depthwise convolutions in bf16
-even in the int8 model, because the ``Pad`` stands between them and their quantiser.
-Folded into the convolutions' own (begin, end) padding, the graph computes the same
-numbers (fp32 outputs identical here) and they run in int8: the CNN alone 465 against
-440 images/s (medians of 8 alternated rounds of 4 s on 2 Zen 5 cores), feature cosine to
-fp32 on real pictures 0.9968 / 0.9981 (Fashion-MNIST / clip-art) against 0.9968 / 0.9977.
-Taking the layers kept in float into int8 as well, now that they could, was measured and
-not kept: 7-14 % faster, but the check set's cosine fell to 0.951-0.976.
-
 OpenVINO runs bf16 by default on a CPU with bf16 units, so fp32 is asked for explicitly.
 A static batch of :data:`engine.encoding.chooser.CPU_MICRO_BATCH` is about 5 % faster than a
 dynamic one; a shorter last batch is padded.
@@ -47,7 +36,7 @@ import numpy as np
 from engine.encoding import chooser, sealed
 
 #: Bump when the quantisation changes: the cached int8 models of before are not used.
-QUANT_VERSION = 2
+QUANT_VERSION = 1
 #: Mean feature cosine to fp32 an int8 model must reach on the check set.
 GUARD = 0.99
 #: Layers kept in float in the int8 model, by backbone (node-name patterns of the export).
@@ -106,52 +95,6 @@ def calibration_pictures(n: int, size: int, seed: int) -> np.ndarray:
     return out
 
 
-def fold_pads(graph):
-    """*graph* (an OpenVINO model, changed in place and returned) with each zero ``Pad``
-    that feeds only convolutions folded into those convolutions' padding: the same
-    numbers, and a depthwise convolution whose input is quantised then runs in int8."""
-    import openvino.opset13 as ops
-    from openvino.passes import ConstantFolding, Manager
-
-    manager = Manager()
-    manager.register_pass(ConstantFolding())  # the pad amounts come from a Split of constants
-    manager.run_passes(graph)
-    convolutions = {"Convolution": ops.convolution, "GroupConvolution": ops.group_convolution}
-    for pad in graph.get_ordered_ops():
-        if pad.get_type_name() != "Pad" or pad.get_attributes().get("pad_mode") != "constant":
-            continue
-        given = [pad.input_value(i).get_node() for i in range(1, pad.get_input_size())]
-        if any(node.get_type_name() != "Constant" for node in given):
-            continue
-        begin, end = (np.asarray(node.get_data()) for node in given[:2])
-        value = np.asarray(given[2].get_data()) if len(given) > 2 else np.zeros(1)
-        if value.any() or begin[:2].any() or end[:2].any() or (begin < 0).any() or (end < 0).any():
-            continue
-        uses = list(pad.output(0).get_target_inputs())
-        if not all(
-            use.get_index() == 0
-            and use.get_node().get_type_name() in convolutions
-            and use.get_node().get_attributes().get("auto_pad") in ("explicit", "notset")
-            for use in uses
-        ):
-            continue
-        for use in uses:
-            conv = use.get_node()
-            got = conv.get_attributes()
-            folded = convolutions[conv.get_type_name()](
-                pad.input_value(0),
-                conv.input_value(1),
-                got["strides"],
-                [int(a) + int(b) for a, b in zip(got["pads_begin"], begin[2:])],
-                [int(a) + int(b) for a, b in zip(got["pads_end"], end[2:])],
-                got["dilations"],
-            )
-            folded.set_friendly_name(conv.get_friendly_name())
-            conv.output(0).replace(folded.output(0))
-    graph.validate_nodes_and_infer_types()
-    return graph
-
-
 class OpenVinoFeatures:
     """Callable: uint8 (N, H, W, 3) pixels to float32 pooled features, with OpenVINO in
     *precision* (``fp32``, ``bf16``, or ``int8`` for a quantised model)."""
@@ -160,7 +103,7 @@ class OpenVinoFeatures:
         import openvino as ov
 
         core = ov.Core()
-        graph = fold_pads(core.read_model(str(model)))
+        graph = core.read_model(str(model))
         self.batch = chooser.CPU_MICRO_BATCH
         graph.reshape({graph.inputs[0]: [self.batch, input_size, input_size, 3]})
         # int8 layers run in int8 whatever the hint; the layers kept in float run in bf16
@@ -299,7 +242,7 @@ def make_int8(
     import openvino as ov
 
     core = ov.Core()
-    model = fold_pads(core.read_model(str(onnx_path)))
+    model = core.read_model(str(onnx_path))
     model.reshape({model.inputs[0]: [chooser.CPU_MICRO_BATCH, input_size, input_size, 3]})
     calib = calibration_pictures(CALIBRATION, input_size, seed=1)
     step = chooser.CPU_MICRO_BATCH
