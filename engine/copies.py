@@ -91,8 +91,9 @@ def thumbnail(im: Image.Image, grey: Image.Image | None = None) -> np.ndarray:
     A tilt's filled corners are painted over first (:func:`engine.fills.unfilled`, 22 us
     a picture of 28 px, 100 us at 128 px): in a thumbnail they are four large dark
     triangles, so that any two line drawings tilted in an editor correlated 0.91-0.96
-    (a copy by aligned pixels: a cactus and an ice cream were grouped among the held-out
-    travelled clip-art) and each under 0 with its own original. An index made before
+    (a copy by aligned pixels: a tilted cactus and a tilted ice cream of the held-out
+    travelled clip-art were grouped so under a slightly different int8 model) and each
+    under 0 with its own original. An index made before
     keeps its thumbnails; the pictures indexed after get these."""
     a = np.asarray(grey if grey is not None else grey_copy(im))
     a = np.clip(unfilled(a.astype(np.float32), 12), 0, 255).astype(np.uint8)
