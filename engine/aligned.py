@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 from engine import frames
-from engine.copies import TILT_FROM, _trim_box, _unit, grey_copy, turned
-from engine.fills import FILL_SLOPE, unfilled
+from engine.copies import TILT_FROM, _unit, grey_copy, painted_box, turned
+from engine.fills import FILL_SLOPE
 
 #: Pictures are decoded at most FINE_SIDE on their long side.
 FINE_SIDE = 64
@@ -214,9 +214,9 @@ def _resampler(n: int, cut_lo: float, cut_hi: float) -> np.ndarray:
 def trim_box(grey: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A greyscale picture with a tilt's filled corners painted over
     (:func:`engine.fills.unfilled`), as float32, and the box its uniform borders (at
-    SMALL_TRIM) leave: how every small-size look and the colour cells frame a picture."""
-    bare = unfilled(np.asarray(grey, np.float32), SMALL_TRIM)
-    return bare, _trim_box(np.clip(bare, 0, 255).astype(np.uint8), SMALL_TRIM)
+    SMALL_TRIM) leave: how every small-size look and the colour cells frame a picture
+    (:func:`engine.copies.painted_box`, as the thumbnails are framed)."""
+    return painted_box(grey, SMALL_TRIM)
 
 
 def _trimmed(grey: np.ndarray) -> np.ndarray:

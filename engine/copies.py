@@ -68,6 +68,14 @@ def _trim_box(grey: np.ndarray, tol: int = 12, most: float = 0.3) -> tuple[int, 
     return top, bottom, left, right
 
 
+def painted_box(grey: np.ndarray, tol: int = 12) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """*grey* with a tilt's filled corners painted over (:func:`engine.fills.unfilled`),
+    as float32, and the box its uniform borders (within *tol*) leave: how the thumbnails
+    and every small-size look frame a picture."""
+    bare = unfilled(np.asarray(grey, np.float32), tol)
+    return bare, _trim_box(np.clip(bare, 0, 255).astype(np.uint8), tol)
+
+
 def grey_copy(im: Image.Image, side: int = 128) -> Image.Image:
     """The picture in greyscale, at most *side* pixels on its long side (box-filtered;
     never enlarged): what the thumbnail and the quality measurements start from, made
@@ -93,12 +101,11 @@ def thumbnail(im: Image.Image, grey: Image.Image | None = None) -> np.ndarray:
     triangles, so that any two line drawings tilted in an editor correlated 0.91-0.96
     (a copy by aligned pixels: a tilted cactus and a tilted ice cream of the held-out
     travelled clip-art were grouped so under a slightly different int8 model) and each
-    under 0 with its own original. An index made before
-    keeps its thumbnails; the pictures indexed after get these."""
+    under 0 with its own original. An index made before keeps its thumbnails; the
+    pictures indexed after get these."""
     a = np.asarray(grey if grey is not None else grey_copy(im))
-    a = np.clip(unfilled(a.astype(np.float32), 12), 0, 255).astype(np.uint8)
-    top, bottom, left, right = _trim_box(a)
-    cut = Image.fromarray(a[top:bottom, left:right])
+    bare, (top, bottom, left, right) = painted_box(a)
+    cut = Image.fromarray(np.clip(bare[top:bottom, left:right], 0, 255).astype(np.uint8))
     return np.asarray(cut.resize((THUMB, THUMB), Image.Resampling.BOX), np.uint8).reshape(-1)
 
 
