@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import copies
+from engine.triage import tiny
 from engine.triage.selfjoin import EXACT_MAX, rows_top_k, self_join
 
 #: Past this share of new or lost pictures, the whole join is made again (it is faster
@@ -217,9 +218,24 @@ def _merged(joined: copies.Pairs, n: int) -> copies.Pairs:
     first = order[np.concatenate([[True], packed[order][1:] != packed[order][:-1]])]
     merged = joined.take(np.sort(first))
     keep_at, rank = nearest_candidates(merged.left, merged.right, merged.score, n)
-    merged = merged.take(keep_at)
-    merged.rank = rank
+    by_pixels = np.flatnonzero(merged.rank >= tiny.RANK)  # kept however far the codes
+    extra = np.setdiff1d(by_pixels, keep_at)
+    merged = merged.take(np.concatenate([keep_at, extra]))
+    merged.rank = np.concatenate([rank, np.full(len(extra), tiny.RANK)])
     return merged
+
+
+def with_pixel_pairs(graph: CandidateGraph, left, right, code_score) -> None:
+    """The tiny pictures' candidates by thumbnail (:mod:`engine.triage.tiny`) put in
+    *graph*: pairs new to it join with rank :data:`engine.triage.tiny.RANK` and their
+    code cosine (*code_score(left, right)*); every pair it has stays, evidence and all.
+    They leave as other pairs do, with a picture."""
+    n = len(graph)
+    new = ~np.isin(left * n + right, graph.pairs.left * n + graph.pairs.right)
+    if new.any():
+        fresh = copies.Pairs(left[new], right[new], np.full(int(new.sum()), tiny.RANK))
+        fresh.score = np.asarray(code_score(left[new], right[new]), np.float32)
+        graph.pairs = copies.Pairs.join([graph.pairs, fresh])
 
 
 def update(

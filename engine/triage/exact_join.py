@@ -125,26 +125,33 @@ def rows_top_k(
     accept: np.ndarray | None = None,
     say: Progress | None = None,
     cancel: threading.Event | None = None,
+    variants: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For some *rows* of *units*: each one's *k* best other rows, and with *accept*
     (one threshold per row of *units*), every other row that scores above its own
     threshold with it. Returns pairs (row, other, score), unordered. What an update of
     a candidate graph needs: the new pictures' nearest, and the old pictures a new one
-    now enters the first *k* of. A block of rows against every column at a time."""
+    now enters the first *k* of. A block of rows against every column at a time.
+    *variants* (len(rows), m, d): each row is asked as these m vectors instead, its score
+    with a column the best of theirs (a thumbnail's eight turns and mirrors)."""
     say = say or (lambda _phase, _done: None)
     cancel = cancel or threading.Event()
     n = len(units)
     k = min(k, max(n - 1, 0))
+    m = 1 if variants is None else variants.shape[1]
+    step = max(1, BLOCK_ROWS // m)  # the same scores in memory at a time
     out_l, out_r, out_s = [], [], []
-    for lo in range(0, len(rows), BLOCK_ROWS):
+    for lo in range(0, len(rows), step):
         if cancel.is_set():
             raise JoinCancelled
-        rr = np.asarray(rows[lo : lo + BLOCK_ROWS], np.int64)
-        a = units[rr]
+        rr = np.asarray(rows[lo : lo + step], np.int64)
+        a = units[rr] if variants is None else variants[lo : lo + step].reshape(-1, units.shape[1])
         cur_v = np.full((len(rr), k), -np.inf, np.float32)
         cur_c = np.full((len(rr), k), -1, np.int64)
         for j in range(0, n, BLOCK_COLS):
             s = a @ units[j : j + BLOCK_COLS].T
+            if m > 1:
+                s = s.reshape(len(rr), m, -1).max(axis=1)
             own = rr - j
             mine = (own >= 0) & (own < s.shape[1])
             s[np.flatnonzero(mine), own[mine]] = -np.inf

@@ -138,7 +138,8 @@ def group_pairs(
     graph: Graph, threshold: float, keep_in, prefer, only: set[int] | None = None
 ) -> list[Group]:
     """Representatives in the keeper order, each taking every ungrouped copy of its own
-    at least *threshold* similar (identical bytes always). A hundred thousand pictures
+    at least *threshold* similar (identical bytes always; 0: every copy, the CNN's
+    similarity of a copy of a few pixels can be under 0). A hundred thousand pictures
     with twenty thousand groups regroup in a few tenths of a second. *only*: the rows
     to group (whole components of the graph: groups never cross one)."""
     paths, pixels, digests = graph.paths, graph.pixels, graph.digests
@@ -169,7 +170,7 @@ def group_pairs(
     def near(i: int) -> dict[int, tuple[float, str]]:
         out = {}
         for j, e in graph.edges[i].items():
-            if j in hidden or not (e[0] >= threshold or e[1] == IDENTICAL):
+            if j in hidden or not (threshold <= 0 or e[0] >= threshold or e[1] == IDENTICAL):
                 continue
             if not no_copies(i, j):
                 out[j] = e

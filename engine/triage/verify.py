@@ -72,7 +72,7 @@ class Opener:
             return None
 
 
-def thumbnails(opener: Opener, stored: list[bytes | None], needed: np.ndarray) -> np.ndarray:
+def thumbnails(opener: Opener | None, stored: list[bytes | None], needed: np.ndarray) -> np.ndarray:
     """Every row's thumbnail: the stored one, or made now from the file where *needed*
     (an index of an older lookalike, or a shared one); blank where neither can be had (a
     blank thumbnail is never a pixel match)."""
@@ -80,7 +80,7 @@ def thumbnails(opener: Opener, stored: list[bytes | None], needed: np.ndarray) -
     for i, t in enumerate(stored):
         if t is not None and len(t) == out.shape[1]:
             out[i] = np.frombuffer(t, np.uint8)
-        elif needed[i]:
+        elif needed[i] and opener is not None:
             made = opener(i, 128, copies.thumbnail)
             if made is not None:
                 out[i] = made

@@ -25,7 +25,7 @@ import numpy as np
 from engine import aligned, copies
 from engine.names import first_bad_relpath
 from engine.triage import candidates as cand
-from engine.triage import graph_blob, labels
+from engine.triage import graph_blob, labels, tiny
 from engine.triage.groups import IDENTICAL, Graph, components, floor_of
 from engine.triage.sections import make_sections
 from engine.triage.selfjoin import unit_codes
@@ -103,7 +103,7 @@ def fingerprint(search: ImageSimilaritySearch) -> str:
     meta = search.store.get_meta()
     keys = ("backbone", "weights_id", "hash_dim", "precision", "input_size", "feature_dim")
     ident = "|".join(str(meta.get(k)) for k in keys)
-    rule = f"{copies.RULE}|{aligned.MEASURED}"
+    rule = f"{copies.RULE}|{aligned.MEASURED}|tiny {tiny.TINY} {tiny.PER_PICTURE}"
     return f"{rule}|{ident}|centre {meta.get('centre_gen')}|v{graph_blob.VERSION}"
 
 
@@ -291,7 +291,7 @@ def make(
             vec_box.append((vec, units, slots))
         return vec_box[0]
 
-    dirty = False
+    dirty, first_new = False, 0
     if graph is None:
         if len(paths) >= 2:
             vec, _units, _slots = vectors()
@@ -304,8 +304,10 @@ def make(
         graph, index_of, change = cand.update(
             graph, paths, facts.tags, ask.away, lambda: vectors()[1:], say, cancel
         )
-        dirty = change.any
+        dirty, first_new = change.any, len(graph) - change.new
     view = _rows_of(graph, index_of, facts, ask.kept_rows, paths_of)
+    if graph is not None and dirty:
+        _tiny_pairs(graph, view, index_of, facts, first_new, vectors, say, cancel)
     if graph is not None:
         measured, view.verified_now = _measure(
             search, view, index_of, facts, vectors, paths_of, say, cancel
@@ -323,6 +325,26 @@ def make(
     )
     view.copies_graph(str(search.root), paths_of)  # made now, not at the first action
     return view, test_marks
+
+
+def _tiny_pairs(
+    graph, view: View, index_of, facts: Facts, first_new: int, vectors, say, cancel
+) -> None:
+    """The tiny pictures' candidates by thumbnail (:mod:`engine.triage.tiny`) for the
+    graph rows from *first_new* on (new), from the thumbnails stored at indexing (a
+    picture without one is left out)."""
+    stored = [facts.thumbs[i] if i >= 0 else None for i in index_of.tolist()]
+    thumbs = thumbnails(None, stored, np.zeros(len(stored), bool))  # none known: blank
+    sides = np.sqrt(np.maximum(view.pixels, 0))
+    usable = (index_of >= 0) & view.allowed
+    known = copies.typical(graph.pairs, len(graph), rank=tiny.PER_PICTURE - 1)
+    left, right = tiny.pairs(thumbs, sides, usable, say, cancel, first_new, known)
+
+    def code_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        units = vectors()[1]
+        return np.einsum("nd,nd->n", units[index_of[a]], units[index_of[b]])
+
+    cand.with_pixel_pairs(graph, left, right, code_score)
 
 
 def _rows_of(graph, index_of: np.ndarray, facts: Facts, kept: dict[str, Row], paths_of) -> View:
