@@ -95,13 +95,14 @@ def twins_grouped(got: set, root: Path) -> tuple[int, int]:
 
 
 def catalogue(fashion: Path, index: Path):
-    """Triage of a catalogue of look-alike products (the Fashion-MNIST test split): the
-    report, its pairs, how many of them lie across classes, and how many images are
-    grouped."""
+    """A first triage of a catalogue of look-alike products (the Fashion-MNIST test
+    split): the report, its pairs, how many of them lie across classes, and how many
+    images are grouped."""
     from engine import ImageSimilaritySearch
     from engine.triage import triage
 
     with ImageSimilaritySearch(fashion, index) as search:
+        _forget(search)
         report = triage(search)
     got = _pairs([[g.representative.path] + [m.path for m in g.members] for g in report.groups])
     cross = sum(a.split("/")[0] != b.split("/")[0] for a, b in got)
