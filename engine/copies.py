@@ -222,10 +222,12 @@ FINE = 0.985
 #: Fashion-MNIST's test split shrunk to 16 px grouped 643 of 10,000 (47 pairs across
 #: classes) without it, 41 (2) with it and the tiny pictures' candidates by thumbnail
 #: (:mod:`engine.triage.tiny`); 10,000 of its train split, never looked at while
-#: choosing, at 12 px 1,661 (505) -> 42 (3) and at 24 px 249 (4) -> 93 (2). Chosen over
-#: 0.1, which cost recall at the held-out strengths of the small clip-art (0.877 ->
-#: 0.864). BENCHMARKS.md's tiny catalogues (another 10,000 of the train split) measure it.
+#: choosing, at 12 px 1,661 (505) -> 42 (3), at 24 px 249 (4) -> 93 (2); 0.1 cost recall
+#: (0.877 -> 0.864 at the held-out strengths of small clip-art). A leak search asks it of
+#: TINY pictures only (its margin sees the test side's look-alikes alone: at 28 px it lost
+#: 1 planted leak of 39; at 16 px it leaves 24 of 113 leaks found among 2,000 pictures).
 FINE_GAP = 0.05
+TINY = 20  # tiny pictures: a side (the square root of the pixel count) of 20 px or less
 #: Pictures too small for keypoints are also compared aligned over crops at a small
 #: size (:func:`engine.aligned.small_scores`): a copy at ALIGNED_SMALL or more when it
 #: stands out by ALIGNED_GAP from each picture's fifth-best candidate by the same
@@ -367,12 +369,12 @@ def decide(
     # unless the small look, measured, says under TILT_FROM (thumbnails alike by two fills)
     small &= np.nan_to_num(pairs.small, nan=1.0) >= TILT_FROM
     aligned = np.where(big, (px >= PIXELS) & (gap >= MARGIN), small)
+    sm = np.nan_to_num(pairs.small, nan=-1.0)
+    usual_small = typical(pairs, n, pairs.small)
+    usual_small[:one_sided] = 0.0
+    margin = sm - np.maximum(usual_small[pairs.left], usual_small[pairs.right])
     fitted = np.zeros(len(pairs), bool)  # aligned at a small size, over crops
-    margin = np.ones(len(pairs), np.float32)  # a leak search: no margin asked
     if one_sided == 0:
-        sm = np.nan_to_num(pairs.small, nan=-1.0)
-        usual_small = typical(pairs, n, pairs.small)
-        margin = sm - np.maximum(usual_small[pairs.left], usual_small[pairs.right])
         fitted = ~big & (
             ((sm >= ALIGNED_SMALL) & (margin >= ALIGNED_GAP))
             | ((sm >= FAR_SMALL) & (margin >= FAR_GAP))
@@ -390,7 +392,8 @@ def decide(
         why[i] = (f"{how} copy · " if how else "") + what
     if sides is not None:
         fine = needs_fine(pairs, sides) & (np.nan_to_num(pairs.fine, nan=-1.0) >= FINE)
-        fine &= margin >= FINE_GAP
+        asked = (one_sided == 0) | (np.minimum(sides[pairs.left], sides[pairs.right]) <= TINY)
+        fine &= ~asked | (margin >= FINE_GAP)
         for i in np.flatnonzero(fine):
             why[i] = f"{pairs.fine[i]:.3f} pixels alike at full size"
         points = needs_points(pairs, sides) & (pairs.points >= 0) & pairs.point_copy

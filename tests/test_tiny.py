@@ -177,3 +177,18 @@ def test_pixels_alike_at_full_size_must_stand_out_at_a_small_size():
         copies.decide(pairs, flat, sides)
         assert pairs.copy.tolist() == [copy] + [False] * 10
         assert not copy or "pixels alike at full size" in pairs.why[0]
+
+
+def test_a_leak_search_asks_the_margin_of_tiny_pictures_only():
+    """Test picture 6 against training pictures 1-5, all alike at full size, picture 1
+    the most at a small size (by 0.02): at 28 px a leak, at 16 px not one."""
+    pairs = copies.Pairs(np.arange(1, 6), np.full(5, 6), np.arange(5))  # training rows first
+    pairs.pixels[:] = 0.5
+    pairs.similarity[:] = 0.5
+    pairs.colour[:] = -1.0
+    pairs.fine[:] = 0.99
+    pairs.small[:] = [0.97, 0.95, 0.95, 0.95, 0.95]
+    flat = np.full(7, 40.0)
+    for side, leak in ((28, True), (16, False)):
+        copies.decide(pairs, flat, np.full(7, side), one_sided=6)
+        assert bool(pairs.copy[0]) == leak

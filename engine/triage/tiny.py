@@ -31,8 +31,7 @@ import numpy as np
 from engine import copies
 from engine.triage.exact_join import rows_top_k
 
-#: Pictures of this side or less (the square root of their pixel count) are tiny.
-TINY = 20
+TINY = copies.TINY  # a side of 20 px or less, the square root of the pixel count
 #: Candidates by thumbnail per tiny picture.
 PER_PICTURE = 3
 #: At most this many (tiny picture, picture) comparisons in a refresh: about 1 s on

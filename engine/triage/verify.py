@@ -336,9 +336,10 @@ def verify(
     needs and the pairs lack (aligned pixels must be measured already). Returns how many
     pairs were verified by local features now."""
     pictures: dict[int, np.ndarray | None] = {}  # small pictures, decoded once
-    if one_sided == 0:  # the small-size rule needs both sides' look-alikes
-        small = np.flatnonzero(copies.needs_small(pairs, sides) & np.isnan(pairs.small))
-        measure_small(pairs, small, opener, pictures, cancel)
+    need = copies.needs_small(pairs, sides) & np.isnan(pairs.small)
+    if one_sided:  # a leak search asks it only for the margin of tiny pictures' full size
+        need &= np.minimum(sides[pairs.left], sides[pairs.right]) <= copies.TINY
+    measure_small(pairs, np.flatnonzero(need), opener, pictures, cancel)
     copies.decide(pairs, flat, sides, one_sided)
     fine = np.flatnonzero(copies.needs_fine(pairs, sides) & np.isnan(pairs.fine))
     measure_fine(pairs, fine, opener, cache, cancel, pictures)
