@@ -22,8 +22,7 @@ kinds of evidence, each robust to part of the family, and on a relative test:
   out from the picture's other candidates. A pixel match counts only when it beats the
   picture's next best candidate by a margin.
 
-What is verified per pair is cached in the index by the files' identities, so a second
-triage of an unchanged folder verifies nothing again.
+Evidence is cached in the index by the files' contents: nothing is measured twice.
 """
 
 from __future__ import annotations
@@ -228,6 +227,7 @@ FINE = 0.985
 #: 1 planted leak of 39; at 16 px it leaves 24 of 113 leaks found among 2,000 pictures).
 FINE_GAP = 0.05
 TINY = 20  # tiny pictures: a side (the square root of the pixel count) of 20 px or less
+BY_THUMBNAIL = 1_000  # the rank of a pair only a tiny picture's thumbnail found
 #: Pictures too small for keypoints are also compared aligned over crops at a small
 #: size (:func:`engine.aligned.small_scores`): a copy at ALIGNED_SMALL or more when it
 #: stands out by ALIGNED_GAP from each picture's fifth-best candidate by the same
@@ -445,6 +445,6 @@ def needs_small(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
 
 def needs_fine(pairs: Pairs, sides: np.ndarray) -> np.ndarray:
     """The undecided pairs with a picture too small for keypoints, among each other's
-    first candidates or alike in their thumbnails."""
-    near = (pairs.rank <= SIFT_RANK) | (pairs.pixels >= PIXELS)
+    first candidates, alike in their thumbnails or a tiny picture's candidates by them."""
+    near = (pairs.rank <= SIFT_RANK) | (pairs.pixels >= PIXELS) | (pairs.rank >= BY_THUMBNAIL)
     return ~pairs.copy & ~_recoloured(pairs) & needs_small(pairs, sides) & near

@@ -192,3 +192,28 @@ def test_a_leak_search_asks_the_margin_of_tiny_pictures_only():
     for side, leak in ((28, True), (16, False)):
         copies.decide(pairs, flat, np.full(7, side), one_sided=6)
         assert bool(pairs.copy[0]) == leak
+
+
+def test_tiny_copies_of_training_pictures_are_leaks(tmp_path: Path):
+    """Copies of 10-13 px of training icons in a test folder: candidates by thumbnail,
+    then compared pixel by pixel at their size (the only verdict a leak search gives
+    small pictures)."""
+    from engine.triage.leaks import find_leaks
+
+    train, test = tmp_path / "train", tmp_path / "test"
+    icons = [_icon(train, i) for i in range(60)]
+    for i in range(60, 80):
+        _icon(test, i)
+    planted = set()
+    for i in range(5, 60, 10):
+        _tiny_copy(test, i, icons[i])
+        planted.add((f"icon{i:02d}.png", f"icon{i:02d}-tiny.png"))
+    with ImageSimilaritySearch(train) as a:
+        a.index()
+        with ImageSimilaritySearch(
+            test, backbone=a.identity.backbone, input_size=a.identity.input_size
+        ) as b:
+            b.index()
+            found = {(x.path, x.other) for x in find_leaks(a, b)}
+    assert found <= planted
+    assert len(found) >= 4  # 5 of 6 here, 2 without candidates by thumbnail

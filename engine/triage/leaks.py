@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine import copies
+from engine.triage import tiny
 from engine.triage.report import Leak
 from engine.triage.selfjoin import JoinCancelled, unit_codes
 from engine.triage.verify import (
@@ -128,14 +129,17 @@ def find_leaks(
         keep = allowed[lefts] & allowed[rights]
         lefts, rights, ranks = lefts[keep], rights[keep], ranks[keep]
         same = {j: i for j, i in same.items() if allowed[na + j] and allowed[i]}
+    stored = list(fa.thumbs) + list(fb.thumbs)
+    sides = np.sqrt(np.maximum(np.concatenate([fa.pixels, fb.pixels]), 0)).astype(np.int64)
+    more = _tiny_candidates(stored, sides, allowed, na, lefts * (na + nb) + rights, say, cancel)
+    lefts, rights = np.concatenate([lefts, more[0]]), np.concatenate([rights, more[1]])
+    ranks = np.concatenate([ranks, np.full(len(more[0]), tiny.RANK)])
     pairs = copies.Pairs(lefts, rights, ranks)
     pairs.similarity = _cross_similarity(va, sa, vb, sb, pairs.left, pairs.right - na)
-    stored = list(fa.thumbs) + list(fb.thumbs)
     needed = np.zeros(na + nb, bool)
     needed[pairs.left] = needed[pairs.right] = True
     opener = Opener([train.root] * na + [test.root] * nb, paths_a + paths_b, allowed)
     thumbs = thumbnails(opener, stored, needed)
-    sides = np.sqrt(np.maximum(np.concatenate([fa.pixels, fb.pixels]), 0)).astype(np.int64)
     measure_pixels(pairs, thumbs, np.arange(len(pairs)))
     keyed = paths_a + [TEST_MARK + p for p in paths_b]
     verify(
@@ -159,6 +163,21 @@ def find_leaks(
             best[j] = leak
     found = [x for x in best.values() if (x.path, x.other) not in rejected]
     return sorted(found, key=lambda x: (x.other, x.path))
+
+
+def _tiny_candidates(stored, sides, allowed, na: int, have: np.ndarray, say, cancel):
+    """Each tiny TEST picture's nearest TRAIN pictures by aligned thumbnail
+    (:mod:`engine.triage.tiny`), but the pairs *have* (packed left * n + right):
+    (TRAIN rows, TEST rows)."""
+    n = len(stored)
+    none = np.zeros(0, np.int64)
+    if not (allowed[na:] & (sides[na:] <= tiny.TINY)).any():
+        return none, none
+    thumbs = thumbnails(None, stored, np.zeros(n, bool))  # stored ones only
+    training = np.arange(n) < na
+    lo, hi = tiny.pairs(thumbs, sides, allowed, say, cancel, first_new=na, among=training)
+    new = ~np.isin(lo * n + hi, have)
+    return lo[new], hi[new]
 
 
 def _cross_similarity(va, sa, vb, sb, rows_a: np.ndarray, rows_b: np.ndarray) -> np.ndarray:

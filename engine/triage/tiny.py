@@ -39,8 +39,10 @@ PER_PICTURE = 3
 #: for the rest of a first triage of 10,000 pictures of 16 px.
 BUDGET = 100_000_000
 #: The rank a pair found only by its thumbnails carries in the graph (code candidates
-#: rank 0 to CANDIDATES - 1): kept however far apart the codes are.
-RANK = 1_000
+#: rank 0 to CANDIDATES - 1): kept however far apart the codes are, compared pixel by
+#: pixel at the smaller one's size (:func:`engine.copies.needs_fine`) whatever its
+#: thumbnails say: in a leak search that is the only verdict a small pair can have.
+RANK = copies.BY_THUMBNAIL
 
 
 def pairs(
@@ -51,13 +53,16 @@ def pairs(
     cancel,
     first_new: int = 0,
     known: np.ndarray | None = None,
+    among: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The tiny pictures' nearest by thumbnail: pairs of rows (left < right), each
     once. *thumbs* (n, 256) uint8; *sides* each row's side; *usable* rows that may be
-    paired (in the index, a thumbnail known). Rows from *first_new* on are new: each
-    new tiny row is compared with every row; an older tiny row only with the new rows,
-    a new row joining it where it scores above *known* (the row's PER_PICTURE-th best
-    among the pairs it has): what a refresh adds, nothing measured again."""
+    paired (in the index, a thumbnail known); *among*: the rows a tiny one may be paired
+    with (None: the usable ones; a leak search: the training rows). Rows from
+    *first_new* on are new: each new tiny row is compared with every row; an older tiny
+    row only with the new rows, a new row joining it where it scores above *known* (the
+    row's PER_PICTURE-th best among the pairs it has): what a refresh adds, nothing
+    measured again."""
     from engine.triage.selfjoin import EXACT_MAX
 
     n = len(thumbs)
@@ -67,18 +72,18 @@ def pairs(
     if not tiny.any() or n > EXACT_MAX:
         return none, none
     units = copies._unit(thumbs)
-    units[~usable] = 0.0
-    say("tiny pictures: their nearest by pixels", 0.0)
+    paired = usable if among is None else usable & among  # who a tiny row may be paired with
+    new = np.flatnonzero(paired[first_new:]) + first_new
     ask = _smallest(np.flatnonzero(tiny[first_new:]) + first_new, sides, n)
-    rows, others, _score = rows_top_k(
-        units, ask, PER_PICTURE, None, say, cancel, copies._dihedral(units[ask])
-    )
-    new = np.flatnonzero(usable[first_new:]) + first_new
     old = _smallest(np.flatnonzero(tiny[:first_new]), sides, len(new))
+    asked, old_units = copies._dihedral(units[ask]), units[old]  # each asks as it is
+    units[~paired] = 0.0
+    say("tiny pictures: their nearest by pixels", 0.0)
+    rows, others, _score = rows_top_k(units, ask, PER_PICTURE, None, say, cancel, asked)
     if len(old) and len(new) and known is not None:
-        more = _beating(units, old, new, known[old])
+        more = _beating(units, old, old_units, new, known[old])
         rows, others = np.concatenate([rows, more[0]]), np.concatenate([others, more[1]])
-    keep = usable[others]
+    keep = paired[others]
     lo = np.minimum(rows[keep], others[keep])
     hi = np.maximum(rows[keep], others[keep])
     packed = np.unique(lo * n + hi)
@@ -90,15 +95,17 @@ def _smallest(rows: np.ndarray, sides: np.ndarray, against: int) -> np.ndarray:
     return rows[np.argsort(sides[rows], kind="stable")][: max(1, BUDGET // max(1, against))]
 
 
-def _beating(units: np.ndarray, old: np.ndarray, new: np.ndarray, bar: np.ndarray):
-    """Of the *new* rows, each *old* row's PER_PICTURE best that score above its *bar*."""
+def _beating(units, old: np.ndarray, old_units, new: np.ndarray, bar: np.ndarray):
+    """Of the *new* rows, each *old* row's PER_PICTURE best that score above its *bar*
+    (*old_units*: the old rows' unit thumbnails)."""
     out_r, out_c = [], []
     step = 256  # 8 turns x 256 rows x 16,384 columns of float32 at most: 128 MB
     for lo in range(0, len(old), step):
         rows = old[lo : lo + step]
+        turned = copies._dihedral(old_units[lo : lo + step]).reshape(-1, units.shape[1])
         for j in range(0, len(new), 16_384):
             cols = new[j : j + 16_384]
-            s = copies._dihedral(units[rows]).reshape(-1, units.shape[1]) @ units[cols].T
+            s = turned @ units[cols].T
             s = s.reshape(len(rows), 8, -1).max(axis=1)
             k = min(PER_PICTURE, s.shape[1])
             best = np.argpartition(-s, k - 1, axis=1)[:, :k]
