@@ -149,13 +149,16 @@ def test_pairs_by_thumbnail_join_the_graph_and_stay_through_an_update():
 
     with_pixel_pairs(graph, np.array([0, 1]), np.array([3, 2]), cos)
     assert sorted(zip(graph.pairs.left, graph.pairs.right, graph.pairs.rank)) == [
-        (0, 1, 0), (0, 3, tiny.RANK), (1, 2, 0),
+        (0, 1, 0), (0, 3, tiny.RANK), (1, 2, tiny.RANK),  # (1, 2): found both ways
     ]  # fmt: skip
     assert graph.pairs.score.tolist() == [np.float32(0.9), np.float32(0.8), np.float32(0.1)]
     graph.pairs.pixels[graph.pairs.right == 3] = 0.97  # measured
     # an update's merge keeps them, far as their codes are, evidence and all
     kept = _merged(graph.pairs, 4)
     assert kept.pixels[(kept.left == 0) & (kept.right == 3)].tolist() == [np.float32(0.97)]
+    assert sorted(zip(kept.left, kept.right, kept.rank)) == [
+        (0, 1, 0), (0, 3, tiny.RANK), (1, 2, tiny.RANK),
+    ]  # fmt: skip
 
 
 def test_pixels_alike_at_full_size_must_stand_out_at_a_small_size():

@@ -218,20 +218,24 @@ def _merged(joined: copies.Pairs, n: int) -> copies.Pairs:
     first = order[np.concatenate([[True], packed[order][1:] != packed[order][:-1]])]
     merged = joined.take(np.sort(first))
     keep_at, rank = nearest_candidates(merged.left, merged.right, merged.score, n)
-    by_pixels = np.flatnonzero(merged.rank >= tiny.RANK)  # kept however far the codes
-    extra = np.setdiff1d(by_pixels, keep_at)
-    merged = merged.take(np.concatenate([keep_at, extra]))
-    merged.rank = np.concatenate([rank, np.full(len(extra), tiny.RANK)])
+    by_pixels = merged.rank >= tiny.RANK  # kept however far the codes, and so marked
+    at = np.concatenate([keep_at, np.setdiff1d(np.flatnonzero(by_pixels), keep_at)])
+    rank = np.concatenate([rank, np.zeros(len(at) - len(keep_at), np.int64)])
+    merged = merged.take(at)
+    merged.rank = np.where(by_pixels[at], tiny.RANK, rank)
     return merged
 
 
 def with_pixel_pairs(graph: CandidateGraph, left, right, code_score) -> None:
     """The tiny pictures' candidates by thumbnail (:mod:`engine.triage.tiny`) put in
     *graph*: pairs new to it join with rank :data:`engine.triage.tiny.RANK` and their
-    code cosine (*code_score(left, right)*); every pair it has stays, evidence and all.
-    They leave as other pairs do, with a picture."""
+    code cosine (*code_score(left, right)*); every pair it has stays, evidence and all,
+    those among them marked with that rank too (so an update keeps them while the codes
+    move). They leave as other pairs do, with a picture."""
     n = len(graph)
-    new = ~np.isin(left * n + right, graph.pairs.left * n + graph.pairs.right)
+    have = graph.pairs.left * n + graph.pairs.right
+    graph.pairs.rank[np.isin(have, left * n + right)] = tiny.RANK
+    new = ~np.isin(left * n + right, have)
     if new.any():
         fresh = copies.Pairs(left[new], right[new], np.full(int(new.sum()), tiny.RANK))
         fresh.score = np.asarray(code_score(left[new], right[new]), np.float32)
