@@ -43,10 +43,6 @@ from engine import copies
 from engine.triage import tiny
 from engine.triage.selfjoin import EXACT_MAX, rows_top_k, self_join
 
-#: Past this share of new or lost pictures, the whole join is made again (it is faster
-#: than many rows against all).
-REBUILD_SHARE = 0.3
-
 Progress = Callable[[str, float], None]
 
 
@@ -202,11 +198,10 @@ class Change:
 
     new: int = 0
     gone: int = 0
-    rebuilt: bool = False
 
     @property
     def any(self) -> bool:
-        return bool(self.new or self.gone or self.rebuilt)
+        return bool(self.new or self.gone)
 
 
 def _merged(joined: copies.Pairs, n: int) -> copies.Pairs:
