@@ -120,7 +120,7 @@ def turned(x: np.ndarray, transform: int, axes: tuple[int, int] = (0, 1)) -> np.
 def _dihedral(t: np.ndarray) -> np.ndarray:
     """The eight turns and mirrors of thumbnails (n, 256): (n, 8, 256)."""
     sq = t.reshape(-1, THUMB, THUMB)
-    return np.stack([turned(sq, i, (1, 2)).reshape(len(t), -1) for i in range(8)], axis=1)
+    return np.stack([turned(sq, i, (1, 2)).reshape(len(t), t.shape[-1]) for i in range(8)], axis=1)
 
 
 #: How the right picture differs from the left one when transform i of :func:`_dihedral`

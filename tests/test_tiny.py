@@ -76,6 +76,9 @@ def test_a_refresh_pairs_tiny_copies_with_new_pictures_and_new_tiny_copies(tmp_p
         planted |= {_tiny_copy(root, i, icons[i]) for i in (50, 70)}
         search.index()
         session.refresh()
+        _icon(root, 80)  # a refresh with tiny pictures, none of them new
+        search.index()
+        session.refresh()
         followed = {
             tuple(sorted([g.representative.path, m.path]))
             for g in session.report.groups
