@@ -123,13 +123,13 @@ def test_each_tiny_picture_gets_its_nearest_by_aligned_thumbnail():
     sides = np.full(50, 40.0)
     sides[[7, 8]] = 10.0
     usable = np.ones(50, bool)
-    left, right = tiny.pairs(thumbs, sides, usable, lambda *_: None, None)
+    left, right = tiny.pairs(list(map(bytes, thumbs)), sides, usable, lambda *_: None, None)
     got = set(zip(left.tolist(), right.tolist()))
     assert (7, 30) in got
     assert len(got) == tiny.PER_PICTURE  # row 7's three, none of the blank row 8
     assert all(a < b for a, b in got)
     usable[30] = False  # a row that may not be paired (not in the index, not openable)
-    left, right = tiny.pairs(thumbs, sides, usable, lambda *_: None, None)
+    left, right = tiny.pairs(list(map(bytes, thumbs)), sides, usable, lambda *_: None, None)
     assert (7, 30) not in set(zip(left.tolist(), right.tolist()))
 
 

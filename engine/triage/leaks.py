@@ -170,12 +170,8 @@ def _tiny_candidates(stored, sides, allowed, na: int, have: np.ndarray, say, can
     (:mod:`engine.triage.tiny`), but the pairs *have* (packed left * n + right):
     (TRAIN rows, TEST rows)."""
     n = len(stored)
-    none = np.zeros(0, np.int64)
-    if not (allowed[na:] & (sides[na:] <= tiny.TINY)).any():
-        return none, none
-    thumbs = thumbnails(None, stored, np.zeros(n, bool))  # stored ones only
     training = np.arange(n) < na
-    lo, hi = tiny.pairs(thumbs, sides, allowed, say, cancel, first_new=na, among=training)
+    lo, hi = tiny.pairs(stored, sides, allowed, say, cancel, first_new=na, among=training)
     new = ~np.isin(lo * n + hi, have)
     return lo[new], hi[new]
 

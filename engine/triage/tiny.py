@@ -47,31 +47,34 @@ RANK = copies.BY_THUMBNAIL
 
 
 def pairs(
-    thumbs: np.ndarray,
+    stored: list[bytes | None],
     sides: np.ndarray,
     usable: np.ndarray,
     say,
     cancel,
     first_new: int = 0,
-    known: np.ndarray | None = None,
+    have: copies.Pairs | None = None,
     among: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The tiny pictures' nearest by thumbnail: pairs of rows (left < right), each
-    once. *thumbs* (n, 256) uint8; *sides* each row's side; *usable* rows that may be
-    paired (in the index, a thumbnail known); *among*: the rows a tiny one may be paired
-    with (None: the usable ones; a leak search: the training rows). Rows from
-    *first_new* on are new: each new tiny row is compared with every row; an older tiny
-    row only with the new rows, a new row joining it where it scores above *known* (the
-    row's PER_PICTURE-th best among the pairs it has): what a refresh adds, nothing
+    once. *stored*: each row's thumbnail as the index keeps it (None: never paired),
+    decoded only where a row is tiny; *sides* each row's side; *usable* rows that may be
+    paired (in the index, openable); *among*: the rows a tiny one may be paired with
+    (None: the usable ones; a leak search: the training rows). Rows from *first_new* on
+    are new: each new tiny row is compared with every row; an older tiny row, given the
+    pairs the rows *have*, only with the new rows, a new row joining it where it scores
+    above the row's PER_PICTURE-th best among them: what a refresh adds, nothing
     measured again."""
     from engine.triage.selfjoin import EXACT_MAX
+    from engine.triage.verify import thumbnails
 
-    n = len(thumbs)
+    n = len(stored)
+    none = np.zeros(0, np.int64)
+    if not (usable & (sides <= TINY)).any() or n > EXACT_MAX:
+        return none, none  # no thumbnail decoded (100,000 take a tenth of a second)
+    thumbs = thumbnails(None, stored, np.zeros(n, bool))  # one not stored: blank
     usable = usable & (copies.flatness(thumbs) >= copies.FLAT)  # blank: correlates noise
     tiny = usable & (sides <= TINY)
-    none = np.zeros(0, np.int64)
-    if not tiny.any() or n > EXACT_MAX:
-        return none, none
     units = copies._unit(thumbs)
     paired = usable if among is None else usable & among  # who a tiny row may be paired with
     new = np.flatnonzero(paired[first_new:]) + first_new
@@ -81,7 +84,8 @@ def pairs(
     units[~paired] = 0.0
     say("tiny pictures: their nearest by pixels", 0.0)
     rows, others, _score = rows_top_k(units, ask, PER_PICTURE, None, say, cancel, asked)
-    if len(old) and len(new) and known is not None:
+    if len(old) and len(new) and have is not None:
+        known = copies.typical(have, n, rank=PER_PICTURE - 1)
         more = _beating(units, old, old_units, new, known[old])
         rows, others = np.concatenate([rows, more[0]]), np.concatenate([others, more[1]])
     keep = paired[others]

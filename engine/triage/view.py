@@ -335,12 +335,8 @@ def _tiny_pairs(
     picture without one is left out)."""
     sides = np.sqrt(np.maximum(view.pixels, 0))
     usable = (index_of >= 0) & view.allowed
-    if not (usable & (sides <= tiny.TINY)).any():
-        return  # no thumbnail decoded (100,000 take a tenth of a second)
     stored = [facts.thumbs[i] if i >= 0 else None for i in index_of.tolist()]
-    thumbs = thumbnails(None, stored, np.zeros(len(stored), bool))  # none known: blank
-    known = copies.typical(graph.pairs, len(graph), rank=tiny.PER_PICTURE - 1)
-    left, right = tiny.pairs(thumbs, sides, usable, say, cancel, first_new, known)
+    left, right = tiny.pairs(stored, sides, usable, say, cancel, first_new, graph.pairs)
 
     def code_score(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         units = vectors()[1]
