@@ -207,6 +207,11 @@ def flat(src: Path, max_side: int = 640) -> Image.Image:
     return im
 
 
+#: Words a library names one drawing's turned or mirrored versions by (the corners of a
+#: flourish, an arrow pointing four ways): one of them is kept.
+DIRECTIONS = "left|right|up|down|top|bottom|upper|lower|horizontal|vertical"
+
+
 def _one_per_name(files: list[Path]) -> list[Path]:
     import re
 
@@ -214,6 +219,7 @@ def _one_per_name(files: list[Path]) -> list[Path]:
     for f in files:
         stem = re.sub(r"(_?bw|_?\d+|_?(colou?r|black|white|grey|gray))+$", "", f.stem.lower())
         stem = re.sub(r"_?(bw|black_white)_?", "_", stem)
+        stem = re.sub(rf"_?({DIRECTIONS})(?=_|$)", "", stem)
         if stem not in seen:
             seen.add(stem)
             out.append(f)
@@ -221,14 +227,15 @@ def _one_per_name(files: list[Path]) -> list[Path]:
 
 
 def sources(which: str, per_class: int = sized(30, 3)) -> list[tuple[str, Path]]:
-    """(class, file) pairs of a source: ``clipart-tune``, ``clipart-held``, ``photos``
+    """(class, file) pairs of a source, each picture once (not also turned, mirrored,
+    numbered or in another size): ``clipart-tune``, ``clipart-held``, ``photos``
     (wallpapers from Debian's desktop packages: none where none is installed),
     ``icons-tune`` and ``icons-held`` (:data:`ICONS`, every other one of them each, at
     most *per_class* of each folder; none where not installed)."""
     out: list[tuple[str, Path]] = []
     if which.startswith("icons"):
         files = distinct(sorted(ICONS.glob("*/*.png")))  # one of each look, across folders
-        files = files[1 if which == "icons-held" else 0 :: 2]
+        files = distinct(files[1 if which == "icons-held" else 0 :: 2], turns=True)
         for folder in sorted({f.parent for f in files}):
             mine = [f for f in files if f.parent == folder][:per_class]
             out += [(f"icons-{folder.name}", f) for f in mine]
@@ -242,7 +249,7 @@ def sources(which: str, per_class: int = sized(30, 3)) -> list[tuple[str, Path]]
             out += [(cls.replace("/", "-"), f) for f in files[: 3 * per_class]]
         # pictures the library holds twice, also across categories, are left out, and so
         # are its variants of one drawing (a "_bw" or numbered version of the same name)
-        kept = set(distinct(_one_per_name([f for _c, f in out])))
+        kept = set(distinct(_one_per_name([f for _c, f in out]), turns=True))
         seen: dict[str, int] = {}
         picked = []
         for cls, f in out:
@@ -260,7 +267,17 @@ def sources(which: str, per_class: int = sized(30, 3)) -> list[tuple[str, Path]]
                 if f.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp")
             }
         )
-        out = [("photos", f) for f in distinct(files)][: sized(10_000, 2 * per_class)]
+        # a Plasma theme holds one picture at several sizes (a portrait one a crop of it)
+        # and a screenshot of it: one of each folder is kept
+        folders: set[Path] = set()
+        for f in files:
+            if f.stem != "screenshot" and not (
+                f.parent.name.startswith("images") and f.parent in folders
+            ):
+                folders.add(f.parent)
+                out.append(("photos", f))
+        kept = set(distinct([f for _c, f in out], turns=True))
+        out = [(c, f) for c, f in out if f in kept][: sized(10_000, 2 * per_class)]
     return out
 
 

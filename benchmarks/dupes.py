@@ -58,25 +58,50 @@ def edit(
     return im, fmt, done
 
 
-def _hash(path: Path) -> np.ndarray:
-    """A 64-bit difference hash (greyscale 9x8, left < right), as bits."""
+#: Bits in which a turned or mirrored version may differ from a picture kept: stricter
+#: than as it is, since eight tries find a near hash for unrelated drawings on white.
+TURNED_BITS = 6
+
+
+def _apart(mine: np.ndarray, other: np.ndarray, min_bits: int) -> bool:
+    """Whether hashes *mine* (the picture, then its turns) lie apart from *other*."""
+    bits = (mine != other).sum(axis=1)
+    return bool(bits[0] >= min_bits and (len(bits) == 1 or bits[1:].min() >= TURNED_BITS))
+
+
+def _hashes(path: Path, turns: int = 1) -> np.ndarray:
+    """64-bit difference hashes (greyscale 9x8, left < right), as bits: of the picture
+    under the first *turns* of its eight turns and mirrors, (turns, 64)."""
     with Image.open(path) as opened:
         base = opened.convert("RGBA")
     white = Image.new("RGBA", base.size, (255, 255, 255, 255))
     white.alpha_composite(base)
-    g = np.asarray(white.convert("L").resize((9, 8), Image.LANCZOS), np.int16)
-    return (g[:, 1:] > g[:, :-1]).ravel()
+    grey = white.convert("L")
+    small = grey
+    if turns > 1:
+        small = grey.copy()
+        small.thumbnail((64, 64), Image.LANCZOS)  # eight turns of a wallpaper cost seconds
+    out = []
+    for i in range(turns):
+        im = grey if i == 0 else small
+        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i >= 4 else im
+        im = im.rotate(90 * (i % 4), expand=True)
+        g = np.asarray(im.resize((9, 8), Image.LANCZOS), np.int16)
+        out.append((g[:, 1:] > g[:, :-1]).ravel())
+    return np.stack(out)
 
 
-def distinct(paths: list[Path], min_bits: int = 16) -> list[Path]:
+def distinct(paths: list[Path], min_bits: int = 16, turns: bool = False) -> list[Path]:
     """Leave out pictures the library already holds in another version (a colour variant,
-    the same drawing filed twice): they would be near-duplicates nobody planted."""
+    the same drawing filed twice): they would be near-duplicates nobody planted. *turns*:
+    also a version turned or mirrored (an arrow the library holds pointing two ways, the
+    four corners of one flourish), a copy by the copy rule's definition."""
     kept, hashes = [], []
     for p in paths:
-        h = _hash(p)
-        if all(int((h != other).sum()) >= min_bits for other in hashes):
+        mine = _hashes(p, 8 if turns else 1)  # (k, 64)
+        if all(_apart(mine, other, min_bits) for other in hashes):
             kept.append(p)
-            hashes.append(h)
+            hashes.append(mine[:1])
     return kept
 
 
