@@ -189,7 +189,9 @@ def cleanlab_lr(paths: list[str], feats: np.ndarray) -> list[str]:
             cv=StratifiedKFold(5, shuffle=True, random_state=0),
             method="predict_proba",
         )
-    ranked = find_label_issues(y, probs, return_indices_ranked_by="self_confidence")
+    # one process: cleanlab's pool of forked workers can hang for good at its close in a
+    # process whose threads (the CNN's, the store's) held a lock when it forked
+    ranked = find_label_issues(y, probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     return [paths[i] for i in ranked]
 
 
