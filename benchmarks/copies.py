@@ -216,12 +216,21 @@ def _one_per_name(files: list[Path]) -> list[Path]:
     import re
 
     seen, out = set(), []
+    directed: list[str] = []  # names that said a direction, without it
     for f in files:
         stem = re.sub(r"(_?bw|_?\d+|_?(colou?r|black|white|grey|gray))+$", "", f.stem.lower())
         stem = re.sub(r"_?(bw|black_white)_?", "_", stem)
-        stem = re.sub(rf"_?({DIRECTIONS})(?=_|$)", "", stem)
-        if stem not in seen:
-            seen.add(stem)
+        bare = re.sub(rf"_?({DIRECTIONS})(?=_|$)", "", stem).strip("_")
+        if bare != stem.strip("_"):
+            # the library cuts names short at 25 characters, so a longer direction word
+            # leaves less of the rest: one such name starting the other is the same
+            if any(
+                min(len(k), len(bare)) >= 8 and k[: len(bare)] == bare[: len(k)] for k in directed
+            ):
+                continue
+            directed.append(bare)
+        if bare not in seen:
+            seen.add(bare)
             out.append(f)
     return out
 
