@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from benchmarks.data import CLIPART, DATA, ensure_clipart
+from engine.copies import turned
 
 DUPES = DATA / "dupes"
 EDITS = ("downscale", "crop", "jpeg", "brightness")
@@ -82,10 +83,8 @@ def _hashes(path: Path, turns: int = 1) -> np.ndarray:
         small = grey.copy()
         small.thumbnail((64, 64), Image.LANCZOS)  # eight turns of a wallpaper cost seconds
     out = []
-    for i in range(turns):
-        im = grey if i == 0 else small
-        im = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if i >= 4 else im
-        im = im.rotate(90 * (i % 4), expand=True)
+    for i in range(turns):  # numbered as every comparison of two pictures numbers them
+        im = grey if i == 0 else Image.fromarray(turned(np.asarray(small), i))
         g = np.asarray(im.resize((9, 8), Image.LANCZOS), np.int16)
         out.append((g[:, 1:] > g[:, :-1]).ravel())
     return np.stack(out)
