@@ -12,7 +12,8 @@ Where each job lives:
 * ``encoding/`` — the CNN (``torch_cnn``), its ONNX and OpenVINO runs, the ``chooser``
   of the fastest and its ``timing``;
 * ``images``, ``names``, ``paths`` — walking, decoding, checking paths and names;
-* ``indexer`` (``indexer_shared``: several workers) — walk, decode, encode, commit;
+* ``indexer`` (``indexer_shared``: several workers; ``prepare``: each picture in the
+  decode threads, and how many) — walk, decode, encode, commit;
   ``centre`` — the mean subtracted first;
 * ``minhash``, ``lsh`` — signatures and band keys; ``vectors``, ``live`` — scoring, the
   planner, and the view searches read while indexing goes on;

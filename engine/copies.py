@@ -91,9 +91,9 @@ def grey_copy(im: Image.Image, side: int = 128) -> Image.Image:
     return grey
 
 
-def thumbnail(im: Image.Image, grey: Image.Image | None = None) -> np.ndarray:
+def thumbnail(im: Image.Image, grey: Image.Image | np.ndarray | None = None) -> np.ndarray:
     """The picture's 16 x 16 greyscale thumbnail, uniform borders trimmed (uint8, 256).
-    *grey*: its :func:`grey_copy`, when already made.
+    *grey*: its :func:`grey_copy` (or that as an array), when already made.
 
     A tilt's filled corners are painted over first (:func:`engine.fills.unfilled`, 22 us
     a picture of 28 px, 100 us at 128 px): in a thumbnail they are four large dark

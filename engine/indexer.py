@@ -33,22 +33,13 @@ import numpy as np
 
 from engine import centre as centres
 from engine import identity as identities
-from engine import quality
-from engine.copies import grey_copy, thumbnail
 from engine.encoding import chooser, encode_batch, feature_dim
 from engine.identity import Identity
-from engine.images import (
-    FileEntry,
-    ImageError,
-    SkippedFile,
-    guarded,
-    read_image,
-    square_pixels,
-    walk_images,
-)
+from engine.images import FileEntry, ImageError, SkippedFile, walk_images
 from engine.indexer_shared import SharedRun
 from engine.live import LiveView
 from engine.names import count
+from engine.prepare import Decoding
 from engine.results import IndexStats, Progress
 from engine.settings import Settings
 from engine.storage import Batch, CentreMoved, IndexFileError, Store
@@ -225,30 +216,11 @@ class Indexer(SharedRun):
 
     # --- batches ----------------------------------------------------------------------
 
-    def _load(self, entry: FileEntry):
-        """Decode + resize one image for the CNN; its SHA-256, pixel count, thumbnail and
-        quality measurements (runs in the decode threads). Any failure is this file's
-        skip."""
-        return guarded(self._prepare, entry)
-
-    def _prepare(self, entry: FileEntry):
-        size = self.ctx.identity.input_size
-        im, digest = read_image(self.ctx.root / entry.relpath, draft_size=size)
-        grey = grey_copy(im, quality.SIDE)  # one reduction for the thumbnail and quality
-        return (
-            square_pixels(im, size),
-            digest,
-            im.info.get("pixels"),
-            thumbnail(im, grey).tobytes(),
-            quality.measure(im, grey),
-        )
-
     def _encode_all(self, todo: list[FileEntry], stats: IndexStats, cancel, emit) -> None:
         enc = self.ctx.encoder()
         bs = self.ctx.settings.batch_size
         chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
         done = 0
-        workers = self.ctx.settings.decode_workers
         storing = ThreadPoolExecutor(1, thread_name_prefix="lookalike-store")
         stored: list[Future] = []  # the batch being stored, at most one
 
@@ -265,27 +237,24 @@ class Indexer(SharedRun):
             drain()
             stored.append(storing.submit(*args))
 
-        with storing, ThreadPoolExecutor(workers, thread_name_prefix="lookalike-decode") as pool:
-
-            def submit(chunk: list[FileEntry]) -> list[Future]:
-                return [pool.submit(self._load, e) for e in chunk]
-
-            pending = [submit(chunks[0])] if chunks else []
+        with storing, Decoding(self.ctx, self.ctx.settings.decode_workers, cancel) as decoding:
+            pending = [decoding.submit(chunks[0])] if chunks else []
             for ci, chunk in enumerate(chunks):
                 if ci + 1 < len(chunks):
-                    pending.append(submit(chunks[ci + 1]))  # decode ahead while the CNN runs
-                futures = pending.pop(0)
+                    pending.append(
+                        decoding.submit(chunks[ci + 1])
+                    )  # decode ahead while the CNN runs
+                results = decoding.results(pending.pop(0), len(chunk))
                 batch = Batch()
                 pixels = []
-                for entry, fut in zip(chunk, futures):
-                    if cancel.is_set():
+                for entry, got in zip(chunk, results):
+                    if got is None or cancel.is_set():
                         break
-                    try:
-                        px, digest, pixel_count, thumb, measured = fut.result()
-                    except ImageError as exc:
-                        stats.failed.append(SkippedFile(entry.relpath, str(exc)))
-                        batch.failed.append((entry.relpath, entry.size, entry.mtime_ns, str(exc)))
+                    if isinstance(got, ImageError):
+                        stats.failed.append(SkippedFile(entry.relpath, str(got)))
+                        batch.failed.append((entry.relpath, entry.size, entry.mtime_ns, str(got)))
                         continue
+                    px, digest, pixel_count, thumb, measured = got
                     pixels.append(px)
                     batch.paths.append(entry.relpath)
                     batch.sizes.append(entry.size)
@@ -299,11 +268,13 @@ class Indexer(SharedRun):
                     for f in (f for group in pending for f in group):
                         f.cancel()
                     break
+                encoding = time.perf_counter()
                 if batch.paths:
                     codes, feats = encode_batch(enc, np.stack(pixels))
                     store(self._commit, batch, codes, feats, stats)
                 elif batch.failed:
                     store(self._commit_failed, batch)
+                decoding.encoded(ci, time.perf_counter() - encoding)
                 stats.indexed += len(batch.paths)
                 done += len(chunk)
                 emit(done, len(todo), chunk[-1].relpath, "encoding")

@@ -167,7 +167,7 @@ def test_any_failure_on_one_file_is_that_files_skip(tiny_folder: Path, monkeypat
         return real(im, *rest)
 
     Image.new("RGB", (40, 32)).save(tiny_folder / "black.png")
-    monkeypatch.setattr("engine.indexer.thumbnail", choking)
+    monkeypatch.setattr("engine.prepare.thumbnail", choking)
     with ImageSimilaritySearch(tiny_folder) as search:
         stats = search.index()
     assert stats.total == 6

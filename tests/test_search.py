@@ -83,6 +83,49 @@ def test_incremental_runs(tiny_folder: Path):
         ]
 
 
+def test_decode_threads_widen_only_while_the_cnn_waits():
+    """One decode thread to begin with; twice as many after a chunk the CNN waited for
+    (more than a tenth of its time on the chunk before), never more than allowed."""
+    from engine.prepare import Widths
+
+    w = Widths(4)
+    w.heard(0, 5.0, 1.0)  # the first chunk: always waited for
+    assert w.now == 1
+    w.heard(1, 0.05, 1.0)  # a short wait
+    assert w.now == 1
+    w.heard(2, 0.2, 1.0)
+    assert w.now == 2
+    for chunk in range(3, 6):
+        w.heard(chunk, 0.5, 1.0)
+    assert w.now == 4 and Widths(0).most == 1
+
+
+def test_a_chunk_split_between_threads_comes_back_in_file_order(tiny_folder: Path):
+    """Each thread prepares every w-th file; the results (a failure in its place) come
+    back in the chunk's order, the same as one thread gives."""
+    from types import SimpleNamespace
+
+    from engine.images import ImageError, walk_images
+    from engine.prepare import Decoding
+
+    (tiny_folder / "fake.png").write_text("nope")
+    chunk = [e for e in walk_images(tiny_folder, False, set()) if hasattr(e, "size")]
+    ctx = SimpleNamespace(root=tiny_folder, identity=SimpleNamespace(input_size=160))
+    got = {}
+    for width in (1, 3):
+        with Decoding(ctx, 4, threading.Event()) as decoding:
+            decoding.widths.now = width
+            parts = decoding.submit(chunk)
+            assert len(parts) == width
+            got[width] = decoding.results(parts, len(chunk))
+    assert len(got[3]) == len(chunk) == 7
+    for one, three in zip(got[1], got[3]):
+        if isinstance(one, ImageError):
+            assert isinstance(three, ImageError) and str(one) == str(three)
+        else:
+            assert one[1] == three[1] and np.array_equal(one[0], three[0])
+
+
 def test_bad_files_are_reported_and_the_run_goes_on(tiny_folder: Path):
     (tiny_folder / "empty.jpg").write_bytes(b"")
     (tiny_folder / "fake.png").write_text("nope")
