@@ -8,6 +8,7 @@ before.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,23 +62,30 @@ class Widths:
     the quality measurements), so decode threads take turns on the interpreter and
     take cores from the CNN. Measured on 2 cores (Intel Xeon, AMX), 10,000 Fashion-MNIST
     PNGs: one decode thread instead of two took 94,000 context switches instead of
-    225,000 and 41-43 CPU-seconds instead of 43-46, and the run 3-9 % less time. So a
-    chunk is prepared by one thread to begin with; whenever the CNN had to wait for a
-    chunk (longer than a tenth of its own time on the chunk before), the chunks after
-    get twice as many, up to *most* (:attr:`engine.settings.Settings.decode_workers`):
-    a folder of large photographs, whose decoding leaves the interpreter free, soon
-    gets them all."""
+    225,000 and 41-43 CPU-seconds instead of 43-46, and the run 3-9 % less time. A large
+    photograph is the other way round: its decoding leaves the interpreter free and
+    takes longer than the CNN, and 37 wallpapers took 5.2 s in one thread against 3.7 s
+    in two.
+
+    So the first chunks get every thread allowed (*most*,
+    :attr:`engine.settings.Settings.decode_workers`); after each chunk the next get as
+    many as its preparing took CPU time (summed over its threads, so that turns waited
+    for the interpreter do not count) over half the CNN's time on it: a thread that
+    shares its core with the CNN gets about half of it. A chunk the CNN had to wait for
+    (longer than a tenth of its time on the chunk before) doubles them at least."""
 
     def __init__(self, most: int) -> None:
         self.most = max(1, most)
-        self.now = 1
+        self.now = self.most
         self.encoding = 0.0
 
-    def heard(self, chunk: int, waited: float, encoding: float) -> None:
-        """After chunk number *chunk*: how long the CNN waited for it (seconds), and how
-        long it took to encode."""
+    def heard(self, chunk: int, waited: float, encoding: float, cpu: float) -> None:
+        """After chunk number *chunk*: how long the CNN waited for it and took to encode
+        it, and the CPU time its preparing took (seconds)."""
+        want = math.ceil(2 * cpu / max(encoding, 1e-6))
         if chunk > 0 and waited > 0.1 * self.encoding:  # the first chunk always waits
-            self.now = min(self.most, 2 * self.now)
+            want = max(want, 2 * self.now)
+        self.now = min(self.most, max(1, want))
         self.encoding = encoding
 
 
@@ -89,7 +97,7 @@ class Decoding:
         self.root, self.size, self.cancel = ctx.root, ctx.identity.input_size, cancel
         self.widths = Widths(most)
         self.pool = ThreadPoolExecutor(self.widths.most, thread_name_prefix="lookalike-decode")
-        self.waited = 0.0
+        self.waited = self.cpu = 0.0
 
     def __enter__(self) -> Decoding:
         return self
@@ -100,21 +108,26 @@ class Decoding:
     def submit(self, chunk: list[FileEntry]) -> list[Future]:
         """Start preparing *chunk*: one future per thread, each for every w-th file."""
         w = min(self.widths.now, len(chunk))
-        return [
-            self.pool.submit(prepare_all, self.root, chunk[i::w], self.size, self.cancel)
-            for i in range(w)
-        ]
+        return [self.pool.submit(self._timed, chunk[i::w]) for i in range(w)]
+
+    def _timed(self, entries: list[FileEntry]) -> tuple[float, list]:
+        started = time.thread_time()
+        out = prepare_all(self.root, entries, self.size, self.cancel)
+        return time.thread_time() - started, out
 
     def results(self, parts: list[Future], n: int) -> list:
         """The chunk's results in file order (None past a cancel); the wait is noted."""
         started = time.perf_counter()
         out: list = [None] * n
+        self.cpu = 0.0
         for i, part in enumerate(parts):
-            for k, item in enumerate(part.result()):
+            cpu, got = part.result()
+            self.cpu += cpu
+            for k, item in enumerate(got):
                 out[i + k * len(parts)] = item
         self.waited = time.perf_counter() - started
         return out
 
     def encoded(self, chunk: int, seconds: float) -> None:
         """The CNN took *seconds* on chunk number *chunk*: the widths hear of it."""
-        self.widths.heard(chunk, self.waited, seconds)
+        self.widths.heard(chunk, self.waited, seconds, self.cpu)

@@ -83,21 +83,26 @@ def test_incremental_runs(tiny_folder: Path):
         ]
 
 
-def test_decode_threads_widen_only_while_the_cnn_waits():
-    """One decode thread to begin with; twice as many after a chunk the CNN waited for
-    (more than a tenth of its time on the chunk before), never more than allowed."""
+def test_decode_threads_follow_what_preparing_costs_against_the_cnn():
+    """Every thread allowed to begin with; then as many as the chunk's preparing took CPU
+    time over half the CNN's time on it; at least twice as many after a chunk the CNN
+    waited for (over a tenth of its time on the chunk before); never more than allowed."""
     from engine.prepare import Widths
 
     w = Widths(4)
-    w.heard(0, 5.0, 1.0)  # the first chunk: always waited for
-    assert w.now == 1
-    w.heard(1, 0.05, 1.0)  # a short wait
-    assert w.now == 1
-    w.heard(2, 0.2, 1.0)
-    assert w.now == 2
-    for chunk in range(3, 6):
-        w.heard(chunk, 0.5, 1.0)
     assert w.now == 4 and Widths(0).most == 1
+    w.heard(0, 5.0, 1.0, 0.3)  # the first chunk: always waited for
+    assert w.now == 1
+    w.heard(1, 0.05, 1.0, 0.4)  # small pictures: one thread keeps up
+    assert w.now == 1
+    w.heard(2, 0.05, 1.0, 0.7)
+    assert w.now == 2
+    w.heard(3, 0.3, 1.0, 0.2)  # the CNN waited: doubled, whatever the CPU time
+    assert w.now == 4
+    w.heard(4, 0.0, 0.1, 30.0)  # large photographs
+    assert w.now == 4
+    w.heard(5, 0.0, 1.0, 0.1)
+    assert w.now == 1
 
 
 def test_a_chunk_split_between_threads_comes_back_in_file_order(tiny_folder: Path):
