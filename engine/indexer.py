@@ -240,10 +240,8 @@ class Indexer(SharedRun):
         with storing, Decoding(self.ctx, self.ctx.settings.decode_workers, cancel) as decoding:
             pending = [decoding.submit(chunks[0])] if chunks else []
             for ci, chunk in enumerate(chunks):
-                if ci + 1 < len(chunks):
-                    pending.append(
-                        decoding.submit(chunks[ci + 1])
-                    )  # decode ahead while the CNN runs
+                if ci + 1 < len(chunks):  # decode ahead while the CNN runs
+                    pending.append(decoding.submit(chunks[ci + 1]))
                 results = decoding.results(pending.pop(0), len(chunk))
                 batch = Batch()
                 pixels = []
