@@ -322,15 +322,17 @@ def square_pixels(im: Image.Image, size: int) -> np.ndarray:
         canvas.paste(im, ((size - nw) // 2, (size - nh) // 2))
         im = canvas
     if grey:
-        cv2 = _opencv()
+        cv2 = opencv()
         return cv2.cvtColor(np.asarray(im, np.uint8), cv2.COLOR_GRAY2RGB)
     return np.asarray(im, dtype=np.uint8)
 
 
 @lru_cache(maxsize=1)
-def _opencv():
-    """OpenCV, on one thread: it spreads a grey picture to three channels in 5 us where
-    Pillow takes 51 (224 px), and its own threads would only compete with the CNN's."""
+def opencv():
+    """OpenCV, on one thread: its work here is a picture at a time, beside the CNN's
+    threads or other pictures' (it spreads a grey picture to three channels in 5 us
+    where Pillow takes 51, 224 px; SIFT describes one picture per thread), and its own
+    threads would only compete with them."""
     import cv2
 
     cv2.setNumThreads(1)

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from engine.copies import ALIGN_POINTS, ALIGNED, MIN_POINT_SHARE, MIN_POINTS
+from engine.images import opencv
 
 #: Side of the greyscale copy SIFT describes.
 DESCRIBE_SIDE = 256
@@ -43,10 +44,7 @@ class Described:
 
 
 def _sift():
-    import cv2
-
-    cv2.setNumThreads(1)
-    return cv2.SIFT_create(nfeatures=MAX_KEYPOINTS)
+    return opencv().SIFT_create(nfeatures=MAX_KEYPOINTS)
 
 
 def describe(im: Image.Image) -> Described:
