@@ -62,3 +62,19 @@ def test_reliable_similarity_means_what_it_says():
     assert candidate_probability(s, 32, 4) >= 0.99 > candidate_probability(s - 0.02, 32, 4)
     # more rows per band: a stricter table needs closer neighbours
     assert reliable_similarity(16, 8) > s
+
+
+def test_a_row_file_reads_rows_in_the_order_asked(tmp_path):
+    """Runs read straight into place; rows asked out of order or twice come back as
+    asked; a file shorter than its rows is a one-line index error."""
+    from engine.storage import IndexFileError, RowFile
+
+    data = np.arange(50 * 3, dtype=np.float16).reshape(50, 3)
+    data.tofile(tmp_path / "rows")
+    rows = RowFile(str(tmp_path / "rows"), np.float16, data.shape)
+    for ask in ([4, 5, 6, 7], [9, 2, 3, 2, 49, 0], list(range(50)), [31]):
+        np.testing.assert_array_equal(rows[np.array(ask)], data[ask])
+    np.testing.assert_array_equal(rows[10:20], data[10:20])
+    short = RowFile(str(tmp_path / "rows"), np.float16, (60, 3))
+    with pytest.raises(IndexFileError, match="shorter than its index says"):
+        short[np.array([48, 49, 50])]
