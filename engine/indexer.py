@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,15 @@ class Indexer(SharedRun):
         self.view = ctx.view
         self.store: Store = ctx.view.store
 
-    def _claim_identity(self, emit=None) -> None:
-        """Record the encoder and LSH settings in a new index (fails early, before any
-        decoding, when the weights are missing). The first run on a machine times the
-        ways the CNN can run here (seconds to a minute): *emit* says so, step by step."""
+    def _claim_identity(self, emit=None, timing: Callable[[], None] | None = None) -> None:
+        """Load the encoder and record it and the LSH settings in a new index (fails
+        early, before any picture is encoded, when the weights are missing). The first
+        run on a machine times the ways the CNN can run here (seconds to a minute):
+        *emit* says so, step by step, and *timing* hears of it first."""
 
         def step(path, i: int, n: int) -> None:
+            if timing is not None:
+                timing()
             if emit is not None:
                 emit(i - 1, n, chooser.step_text(path, i, n), "preparing", force=True)
 
@@ -165,8 +169,7 @@ class Indexer(SharedRun):
         emit(0, 0, "", "scanning", force=True)
         todo, gone = self._walk(stats, cancel, emit)
         if todo and not stats.cancelled:
-            self._claim_identity(emit)
-            self._encode_all(todo, stats, cancel, emit)
+            self._encode_all(todo, stats, cancel, emit, load=partial(self._claim_identity, emit))
         stats.cancelled = stats.cancelled or cancel.is_set()
         if not stats.cancelled and (todo or gone or self.store.get_meta().get("upkeep")):
             emit(len(todo), len(todo), "", "finishing", force=True)
@@ -216,8 +219,13 @@ class Indexer(SharedRun):
 
     # --- batches ----------------------------------------------------------------------
 
-    def _encode_all(self, todo: list[FileEntry], stats: IndexStats, cancel, emit) -> None:
-        enc = self.ctx.encoder()
+    def _encode_all(
+        self, todo: list[FileEntry], stats: IndexStats, cancel, emit, load=None
+    ) -> None:
+        """Decode, encode and store *todo* in chunks. *load* (the encoder's loading, given
+        what to call if the CNN is timed) runs while the first chunks decode, and
+        datasketch is readied in the storing thread meanwhile: 0.45 s and 0.3 s at the
+        start of a run that nothing overlapped before."""
         bs = self.ctx.settings.batch_size
         chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
         done = 0
@@ -238,10 +246,18 @@ class Indexer(SharedRun):
             stored.append(storing.submit(*args))
 
         with storing, Decoding(self.ctx, self.ctx.settings.decode_workers, cancel) as decoding:
-            pending = [decoding.submit(chunks[0])] if chunks else []
+            ahead = decoding.while_loading(bs) if load is not None else 1
+            pending = [decoding.submit(chunk) for chunk in chunks[:ahead]]
+            if load is not None:
+                stored.append(storing.submit(self._ready_hashing))
+                try:
+                    load(decoding.hold)
+                finally:
+                    decoding.release()
+            enc = self.ctx.encoder()
             for ci, chunk in enumerate(chunks):
-                if ci + 1 < len(chunks):  # decode ahead while the CNN runs
-                    pending.append(decoding.submit(chunks[ci + 1]))
+                if len(pending) < 2 and ci + len(pending) < len(chunks):  # one ahead of the CNN
+                    pending.append(decoding.submit(chunks[ci + len(pending)]))
                 results = decoding.results(pending.pop(0), len(chunk))
                 batch = Batch()
                 pixels = []
@@ -277,6 +293,12 @@ class Indexer(SharedRun):
                 done += len(chunk)
                 emit(done, len(todo), chunk[-1].relpath, "encoding")
             drain()  # stored before this returns: a shared job acknowledges its chunk next
+
+    def _ready_hashing(self) -> int:
+        """Import datasketch and make its token table (the first band keys' cost)."""
+        dim = self.ctx.identity.hash_dim
+        self.ctx.identity.band_keys(np.zeros((1, dim), np.float32), np.zeros(dim, np.float32))
+        return 0
 
     def _commit_failed(self, batch: Batch) -> int:
         """Store a batch of files that all failed to decode (their skips); none indexed."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,12 @@ def _prepare(path: Path, size: int):
     )
 
 
-def prepare_all(root: Path, entries: list[FileEntry], size: int, cancel: threading.Event) -> list:
+def prepare_all(root: Path, entries: list[FileEntry], size: int, go: Callable[[], bool]) -> list:
     """:func:`prepare` of each entry in turn, in one thread: a tuple or the file's
-    :class:`ImageError` for each (fewer on cancel)."""
+    :class:`ImageError` for each (fewer once *go*, asked before each file, says no)."""
     out: list = []
     for entry in entries:
-        if cancel.is_set():
+        if not go():
             break
         try:
             out.append(prepare(root, entry, size))
@@ -89,21 +90,53 @@ class Widths:
         self.encoding = encoding
 
 
+#: What the chunks prepared while the CNN loads may hold (their pixels for the CNN).
+LOADING_BYTES = 64 << 20
+
+
 class Decoding:
     """The decode threads of one run (a context manager): chunks of files submitted
-    ahead of the CNN, split between :class:`Widths` threads, and their results."""
+    ahead of the CNN, split between :class:`Widths` threads, and their results.
+
+    The threads can be held (:meth:`hold`): while the ways of running the CNN are timed,
+    on a machine's first run, nothing else may take the cores. They stop at their next
+    file when the run is cancelled or this context is left."""
 
     def __init__(self, ctx: Any, most: int, cancel: threading.Event) -> None:
         self.root, self.size, self.cancel = ctx.root, ctx.identity.input_size, cancel
         self.widths = Widths(most)
         self.pool = ThreadPoolExecutor(self.widths.most, thread_name_prefix="lookalike-decode")
         self.waited = self.cpu = 0.0
+        self.free, self.stop = threading.Event(), threading.Event()
+        self.free.set()
 
     def __enter__(self) -> Decoding:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.free.set()
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def hold(self) -> None:
+        """Let the threads finish the file in hand and wait."""
+        self.free.clear()
+
+    def release(self) -> None:
+        self.free.set()
+
+    def _go(self) -> bool:
+        """Whether a thread may prepare its next file (waiting while held)."""
+        while not self.free.wait(0.1):
+            if self.cancel.is_set():
+                return False
+        return not (self.cancel.is_set() or self.stop.is_set())
+
+    def while_loading(self, batch: int) -> int:
+        """How many chunks of *batch* files to prepare while the CNN loads: the time it
+        takes (0.45 s, the OpenVINO model read and compiled, on 2 Intel Xeon cores) is
+        time a decode thread has a core to itself, up to :data:`LOADING_BYTES`."""
+        return max(1, min(8, LOADING_BYTES // max(1, batch * self.size * self.size * 3)))
 
     def submit(self, chunk: list[FileEntry]) -> list[Future]:
         """Start preparing *chunk*: one future per thread, each for every w-th file."""
@@ -112,7 +145,7 @@ class Decoding:
 
     def _timed(self, entries: list[FileEntry]) -> tuple[float, list]:
         started = time.thread_time()
-        out = prepare_all(self.root, entries, self.size, self.cancel)
+        out = prepare_all(self.root, entries, self.size, self._go)
         return time.thread_time() - started, out
 
     def results(self, parts: list[Future], n: int) -> list:

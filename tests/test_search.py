@@ -131,6 +131,31 @@ def test_a_chunk_split_between_threads_comes_back_in_file_order(tiny_folder: Pat
             assert one[1] == three[1] and np.array_equal(one[0], three[0])
 
 
+def test_decode_threads_wait_while_the_cnn_is_timed(tiny_folder: Path):
+    """Held (the first run on a machine times the CNN's ways of running: nothing else may
+    take the cores), the threads finish the file in hand and wait; released, they go on.
+    Leaving the context stops them at their next file."""
+    import time
+    from types import SimpleNamespace
+
+    from engine.images import walk_images
+    from engine.prepare import Decoding
+
+    chunk = [e for e in walk_images(tiny_folder, False, set()) if hasattr(e, "size")]
+    ctx = SimpleNamespace(root=tiny_folder, identity=SimpleNamespace(input_size=160))
+    with Decoding(ctx, 1, threading.Event()) as decoding:
+        decoding.hold()
+        parts = decoding.submit(chunk)
+        time.sleep(0.3)
+        assert not parts[0].done()
+        decoding.release()
+        assert len(decoding.results(parts, len(chunk))) == len(chunk)
+    with Decoding(ctx, 1, threading.Event()) as decoding:
+        decoding.hold()
+        parts = decoding.submit(chunk)
+    assert parts[0].result()[1] == []  # stopped at the first file
+
+
 def test_bad_files_are_reported_and_the_run_goes_on(tiny_folder: Path):
     (tiny_folder / "empty.jpg").write_bytes(b"")
     (tiny_folder / "fake.png").write_text("nope")
