@@ -302,8 +302,9 @@ def guarded(work, *args):
         raise ImageError(f"cannot process: {text}") from None
 
 
-def square_pixels(im: Image.Image, size: int) -> np.ndarray:
-    """Fit *im* in a white ``size`` square (aspect kept), as uint8 (size, size, 3).
+def square_pixels(im: Image.Image, size: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Fit *im* in a white ``size`` square (aspect kept), as uint8 (size, size, 3), into
+    *out* where given (a C-contiguous array of that shape: a row of a batch).
 
     Padding instead of cropping keeps whole garments, products and documents in view;
     catalogue images mostly sit on white already. A greyscale file (``info["grey"]``
@@ -323,8 +324,11 @@ def square_pixels(im: Image.Image, size: int) -> np.ndarray:
         im = canvas
     if grey:
         cv2 = opencv()
-        return cv2.cvtColor(np.asarray(im, np.uint8), cv2.COLOR_GRAY2RGB)
-    return np.asarray(im, dtype=np.uint8)
+        return cv2.cvtColor(np.asarray(im, np.uint8), cv2.COLOR_GRAY2RGB, dst=out)
+    if out is None:
+        return np.asarray(im, dtype=np.uint8)
+    out[...] = np.asarray(im, dtype=np.uint8)
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -258,9 +258,8 @@ class Indexer(SharedRun):
             for ci, chunk in enumerate(chunks):
                 if len(pending) < 2 and ci + len(pending) < len(chunks):  # one ahead of the CNN
                     pending.append(decoding.submit(chunks[ci + len(pending)]))
-                results = decoding.results(pending.pop(0), len(chunk))
+                results, pixels = decoding.results(pending.pop(0), len(chunk))
                 batch = Batch()
-                pixels = []
                 for entry, got in zip(chunk, results):
                     if got is None or cancel.is_set():
                         break
@@ -268,8 +267,7 @@ class Indexer(SharedRun):
                         stats.failed.append(SkippedFile(entry.relpath, str(got)))
                         batch.failed.append((entry.relpath, entry.size, entry.mtime_ns, str(got)))
                         continue
-                    px, digest, pixel_count, thumb, measured = got
-                    pixels.append(px)
+                    _, digest, pixel_count, thumb, measured = got
                     batch.paths.append(entry.relpath)
                     batch.sizes.append(entry.size)
                     batch.mtimes.append(entry.mtime_ns)
@@ -284,7 +282,7 @@ class Indexer(SharedRun):
                     break
                 encoding = time.perf_counter()
                 if batch.paths:
-                    codes, feats = encode_batch(enc, np.stack(pixels))
+                    codes, feats = encode_batch(enc, pixels)
                     store(self._commit, batch, codes, feats, stats)
                 elif batch.failed:
                     store(self._commit_failed, batch)

@@ -123,12 +123,17 @@ def test_a_chunk_split_between_threads_comes_back_in_file_order(tiny_folder: Pat
             parts = decoding.submit(chunk)
             assert len(parts) == width
             got[width] = decoding.results(parts, len(chunk))
-    assert len(got[3]) == len(chunk) == 7
-    for one, three in zip(got[1], got[3]):
+    (items1, pixels1), (items3, pixels3) = got[1], got[3]
+    assert len(items3) == len(chunk) == 7
+    for one, three in zip(items1, items3):
         if isinstance(one, ImageError):
             assert isinstance(three, ImageError) and str(one) == str(three)
         else:
             assert one[1] == three[1] and np.array_equal(one[0], three[0])
+    # the pixels of the files prepared, in file order, the failing file left out
+    ok = [item[0] for item in items3 if not isinstance(item, ImageError)]
+    assert pixels3.shape == (6, 160, 160, 3) and np.array_equal(pixels1, pixels3)
+    assert all(np.array_equal(a, b) for a, b in zip(ok, pixels3))
 
 
 def test_decode_threads_wait_while_the_cnn_is_timed(tiny_folder: Path):
@@ -149,7 +154,8 @@ def test_decode_threads_wait_while_the_cnn_is_timed(tiny_folder: Path):
         time.sleep(0.3)
         assert not parts[0].done()
         decoding.release()
-        assert len(decoding.results(parts, len(chunk))) == len(chunk)
+        items, pixels = decoding.results(parts, len(chunk))
+        assert len(items) == len(pixels) == len(chunk) == 6
     with Decoding(ctx, 1, threading.Event()) as decoding:
         decoding.hold()
         parts = decoding.submit(chunk)
