@@ -241,6 +241,28 @@ def test_openvino_paths_are_candidates_only_where_it_is_installed(monkeypatch):
         rt.candidates("cuda", "auto", "int8", True, True)
 
 
+def test_openvino_is_loaded_without_sending_anything_or_forking():
+    """OpenVINO's conversion tools send a usage event from a forked process when
+    imported; lookalike loads OpenVINO without them (a fork beside a threaded OpenBLAS
+    call hangs it), and the runtime still works."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys, time\n"
+        "forks = []\n"
+        "os.register_at_fork(before=lambda: forks.append(1))\n"
+        "from engine.encoding.openvino_cnn import load_openvino\n"
+        "ov = load_openvino()\n"
+        "assert ov.Core().available_devices\n"
+        "time.sleep(1.5)\n"
+        "print(len(forks), 'openvino_telemetry' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "False"]
+
+
 def test_the_chooser_says_why_it_skipped_a_path():
     from engine.encoding import chooser as rt
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -48,9 +49,29 @@ CALIBRATION = 64
 CHECK = 32
 
 
+def load_openvino():
+    """OpenVINO, imported without its model-conversion tools (``openvino.tools.ovc``,
+    which lookalike does not use: it reads ONNX models). Importing those tools sends a
+    usage event (openvino_telemetry, which takes consent for granted where no consent
+    file exists) from a process forked off a thread. lookalike sends nothing; and a fork
+    while another thread is inside a threaded OpenBLAS call leaves that call waiting
+    forever (OpenBLAS stops its threads at a fork): an index run hung so, in the QR of
+    the hash layer, about once in a dozen starts. Raises ImportError if OpenVINO is not
+    installed."""
+    block = "openvino" not in sys.modules and "openvino.tools.ovc" not in sys.modules
+    if block:  # openvino's __init__ imports the tools inside a try that allows their absence
+        sys.modules["openvino.tools.ovc"] = None  # type: ignore[assignment]
+    try:
+        import openvino
+    finally:
+        if block and sys.modules.get("openvino.tools.ovc", ...) is None:
+            del sys.modules["openvino.tools.ovc"]
+    return openvino
+
+
 def available() -> bool:
     try:
-        import openvino  # noqa: F401
+        load_openvino()
     except ImportError:
         return False
     return True
@@ -100,7 +121,7 @@ class OpenVinoFeatures:
     *precision* (``fp32``, ``bf16``, or ``int8`` for a quantised model)."""
 
     def __init__(self, model: Path, precision: str, input_size: int, threads: int | None = None):
-        import openvino as ov
+        ov = load_openvino()
 
         core = ov.Core()
         graph = core.read_model(str(model))
@@ -193,7 +214,6 @@ def int8_model(onnx_path: Path, backbone: str, input_size: int) -> Path:
     seal. Raises RuntimeError with the reason when it cannot be made or fails the guard
     (the refusal is cached too, so it is not made again on every run)."""
     import subprocess
-    import sys
 
     path = usable_int8(onnx_path)
     if path is not None:
@@ -238,8 +258,8 @@ def make_int8(
 
     path = path or int8_path(onnx_path)
     refused = path.with_suffix(".refused")
+    ov = load_openvino()  # before NNCF imports it
     import nncf
-    import openvino as ov
 
     core = ov.Core()
     model = core.read_model(str(onnx_path))
@@ -296,8 +316,6 @@ def make_int8(
 
 
 if __name__ == "__main__":  # python -m engine.encoding.openvino_cnn MODEL.onnx BACKBONE SIZE
-    import sys
-
     try:
         make_int8(Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]))
     except RuntimeError:
