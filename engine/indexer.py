@@ -223,8 +223,8 @@ class Indexer(SharedRun):
         self, todo: list[FileEntry], stats: IndexStats, cancel, emit, load=None
     ) -> None:
         """Decode, encode and store *todo* in chunks. *load* (the encoder's loading, given
-        what to call if the CNN is timed) runs while the first chunks decode, and
-        datasketch is readied in the storing thread meanwhile: 0.45 s and 0.3 s at the
+        what to call if the CNN is timed) runs while the first chunks decode, and the
+        MinHash token table is readied in the storing thread meanwhile: 0.45 s at the
         start of a run that nothing overlapped before."""
         bs = self.ctx.settings.batch_size
         chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
@@ -293,7 +293,7 @@ class Indexer(SharedRun):
             drain()  # stored before this returns: a shared job acknowledges its chunk next
 
     def _ready_hashing(self) -> int:
-        """Import datasketch and make its token table (the first band keys' cost)."""
+        """Read or make MinHash's token table (the first band keys' cost)."""
         dim = self.ctx.identity.hash_dim
         self.ctx.identity.band_keys(np.zeros((1, dim), np.float32), np.zeros(dim, np.float32))
         return 0

@@ -27,12 +27,18 @@ fraction of the cost, for a whole batch at once.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash
 
 from engine.lsh import expected_jaccard  # noqa: F401  (part of this module's story)
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash, MinHash
 
 #: datasketch's permutation scheme; stored with the index so signatures never mix.
 SCHEME = "affine32"
@@ -51,15 +57,76 @@ def token_bytes(token: int) -> bytes:
 
 @lru_cache(maxsize=8)
 def _token_table(hash_dim: int, num_perm: int, seed: int) -> np.ndarray:
-    """Signature of every one-token set, shape (2*hash_dim, num_perm)."""
-    rows = []
-    for token in range(2 * hash_dim):
-        m = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME)
-        m.update(token_bytes(token))
-        rows.append(m.hashvalues)
-    table = np.stack(rows)
+    """Signature of every one-token set, shape (2*hash_dim, num_perm): asked of datasketch
+    once per machine and kept in the user's cache folder, sealed like the cached models
+    (:mod:`engine.encoding.sealed`). Importing datasketch takes 0.4-0.9 s of CPU (it
+    imports SciPy), which every index run paid beside the CNN for this table alone."""
+    path = _table_path(hash_dim, num_perm, seed)
+    table = _cached_table(path, (2 * hash_dim, num_perm))
+    if table is None:
+        from datasketch import MinHash
+
+        rows = []
+        for token in range(2 * hash_dim):
+            m = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME)
+            m.update(token_bytes(token))
+            rows.append(m.hashvalues)
+        table = np.stack(rows)
+        _keep_table(path, table)
     table.setflags(write=False)
     return table
+
+
+def _table_path(hash_dim: int, num_perm: int, seed: int) -> Path:
+    from importlib import metadata
+
+    from engine.paths import user_cache_dir
+
+    try:
+        version = metadata.version("datasketch")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    name = f"tokens-{SCHEME}-{hash_dim}-{num_perm}-{seed}-datasketch{version}.npy"
+    return user_cache_dir() / "minhash" / name
+
+
+def _cached_table(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The cached table if its seal holds and it has the shape and type asked; a
+    damaged one is removed (and made again)."""
+    from engine.encoding import sealed
+
+    if sealed.checked(path, [path], "MinHash token table") is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            table = np.load(fh, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if table.shape != shape or table.dtype not in (np.dtype(np.uint32), np.dtype(np.uint64)):
+        sealed.remove(path, [path])
+        return None
+    return table
+
+
+def _keep_table(path: Path, table: np.ndarray) -> None:
+    """Write the table and its seal (atomically); where the cache cannot be written,
+    the next run asks datasketch again, no harm done."""
+    from engine.encoding import sealed
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, table, allow_pickle=False)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        sealed.write_seal(path, [path])
+    except OSError:
+        pass
 
 
 def signatures(codes: np.ndarray, num_perm: int = 128, seed: int = 1) -> np.ndarray:
@@ -85,12 +152,16 @@ def create_minhash(vector: np.ndarray, num_perm: int = 128, seed: int = 1) -> Le
 
 def as_minhash(signature: np.ndarray, seed: int = 1) -> LeanMinHash:
     """Wrap a stored signature row as a LeanMinHash (no hashing involved)."""
+    from datasketch import LeanMinHash
+
     return LeanMinHash(seed=seed, hashvalues=signature, scheme=SCHEME)
 
 
 def minhash_reference(vector: np.ndarray, num_perm: int = 128, seed: int = 1) -> MinHash:
     """The slow, obvious path: datasketch hashes each token itself. Used by tests and
     the benchmark's seed-style baseline."""
+    from datasketch import MinHash
+
     m = MinHash(num_perm=num_perm, seed=seed, scheme=SCHEME)
     for token in tokens_for(vector):
         m.update(token_bytes(token))
