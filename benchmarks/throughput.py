@@ -160,7 +160,7 @@ def stage_times(root: Path, count: int = sized(2000, 200)) -> tuple[dict[str, fl
     record(search.store, search.identity, enc, feature_dim(enc), search.root)
     search.view.set_centre(fit(codes[:64], feats[:64], enc.projection, 1))
     search.store.set_meta(search.view.centre.to_meta())
-    search.view.band_keys(codes[:1])  # once a process: datasketch's import, its table
+    search.view.band_keys(codes[:1])  # once a process: the token table read from the cache
     keys = clock("MinHash band keys", search.view.band_keys, codes)
     with search.store.writer():
         for i in range(0, len(paths), 64):
@@ -188,7 +188,8 @@ def stage_times(root: Path, count: int = sized(2000, 200)) -> tuple[dict[str, fl
     body += (
         f"\n\n{len(paths):,} Fashion-MNIST PNGs, each stage timed alone in one thread (the CNN on"
         f" 2 threads, {enc.describe()}); the band keys after the first call of the process"
-        " (datasketch's import and its table of the tokens' hashes, about 0.4 s, happen once)."
+        " (which reads the table of the tokens' hashes from the cache folder, made by"
+        " datasketch on a machine's first run)."
         " In `lookalike index` the pictures are prepared in as few threads as keep the CNN"
         " fed (here one) while the CNN works on the batch before, so the stages overlap: on"
         " 2 cores the CNN is what bounds the rate."
