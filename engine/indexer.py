@@ -223,9 +223,8 @@ class Indexer(SharedRun):
         self, todo: list[FileEntry], stats: IndexStats, cancel, emit, load=None
     ) -> None:
         """Decode, encode and store *todo* in chunks. *load* (the encoder's loading, given
-        what to call if the CNN is timed) runs while the first chunks decode, and the
-        MinHash token table is readied in the storing thread meanwhile: 0.45 s at the
-        start of a run that nothing overlapped before."""
+        what to call if the CNN is timed) runs while the first chunks decode: 0.45 s at
+        the start of a run that nothing overlapped before."""
         bs = self.ctx.settings.batch_size
         chunks = [todo[i : i + bs] for i in range(0, len(todo), bs)]
         done = 0
@@ -249,11 +248,12 @@ class Indexer(SharedRun):
             ahead = decoding.while_loading(bs) if load is not None else 1
             pending = [decoding.submit(chunk) for chunk in chunks[:ahead]]
             if load is not None:
-                stored.append(storing.submit(self._ready_hashing))
                 try:
                     load(decoding.hold)
                 finally:
                     decoding.release()
+                # after the load: a first run on a machine times the CNN, alone, in it
+                stored.append(storing.submit(self._ready_hashing))
             enc = self.ctx.encoder()
             for ci, chunk in enumerate(chunks):
                 if len(pending) < 2 and ci + len(pending) < len(chunks):  # one ahead of the CNN
