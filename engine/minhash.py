@@ -27,8 +27,8 @@ fraction of the cost, for a whole batch at once.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,14 +78,10 @@ def _token_table(hash_dim: int, num_perm: int, seed: int) -> np.ndarray:
 
 
 def _table_path(hash_dim: int, num_perm: int, seed: int) -> Path:
-    from importlib import metadata
-
+    from engine.encoding.chooser import package_version
     from engine.paths import user_cache_dir
 
-    try:
-        version = metadata.version("datasketch")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
+    version = package_version("datasketch")
     name = f"tokens-{SCHEME}-{hash_dim}-{num_perm}-{seed}-datasketch{version}.npy"
     return user_cache_dir() / "minhash" / name
 
@@ -114,16 +110,11 @@ def _keep_table(path: Path, table: np.ndarray) -> None:
     the next run asks datasketch again, no harm done."""
     from engine.encoding import sealed
 
+    raw = io.BytesIO()
+    np.save(raw, table, allow_pickle=False)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, table, allow_pickle=False)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        sealed.write_whole(path, raw.getvalue())
         sealed.write_seal(path, [path])
     except OSError:
         pass

@@ -24,12 +24,12 @@ import json
 import os
 import platform
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from engine.encoding import sealed
 from engine.encoding.timing import (  # noqa: F401  (time_batches: re-exported)
     Meter,
     _affinity,
@@ -187,10 +187,7 @@ def _write_cache(data: dict) -> None:
     path = _cache_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-        os.replace(tmp, path)
+        sealed.write_whole(path, json.dumps(data, indent=1, sort_keys=True).encode())
     except OSError:
         pass  # a read-only home: measure again next time, no harm done
 
@@ -208,7 +205,8 @@ def may_have_gpu() -> bool:
     return os.path.exists("/dev/nvidia0") or os.path.exists("/proc/driver/nvidia")
 
 
-def _version(package: str) -> str:
+def package_version(package: str) -> str:
+    """An installed package's version (``none`` where it is not installed)."""
     from importlib import metadata
 
     try:
@@ -224,8 +222,8 @@ def cache_key(backbone: str, input_size: int) -> str:
     wanted = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "neon", "sve")))
     return (
         f"v{MEASURE_VERSION}|{backbone}@{input_size}|{model}|{' '.join(wanted)}"
-        f"|threads={threads()}|torch={_version('torch')}|ort={_version('onnxruntime')}"
-        f"|ov={_version('openvino')}"
+        f"|threads={threads()}|torch={package_version('torch')}|ort={package_version('onnxruntime')}"
+        f"|ov={package_version('openvino')}"
     )
 
 

@@ -41,18 +41,24 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def write_whole(path: Path, data: bytes, suffix: str = ".part") -> None:
+    """*data* as the whole of *path*, or nothing: written to a file beside it that then
+    replaces it, so a reader never sees half a file and a crash leaves the old one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 def write_seal(model: Path, files: list[Path], **facts: object) -> dict:
     """Seal *model*: the digest of each of *files* (its own and companions) and *facts*,
     written atomically beside it. Returns what was written."""
     seal = {"files": {f.name: digest(f) for f in files}, **facts}
-    fd, tmp = tempfile.mkstemp(dir=model.parent, suffix=".seal.part")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(seal, fh)
-        os.replace(tmp, seal_path(model))
-    finally:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
+    write_whole(seal_path(model), json.dumps(seal).encode(), ".seal.part")
     return seal
 
 
