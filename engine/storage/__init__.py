@@ -273,11 +273,9 @@ class SortedBands:
 
 def _read_flat(rows: RowFile, start: int, count: int) -> np.ndarray:
     """*count* values from flat position *start* of a row file (rows laid end to end)."""
-    size = rows.dtype.itemsize
-    data = os.pread(rows._fd, count * size, start * size)
-    if len(data) != count * size:
-        raise IndexFileError(f"{rows.path} is shorter than its index says")
-    return np.frombuffer(data, rows.dtype)
+    out = np.empty(count, rows.dtype)
+    rows._fill(memoryview(out.data).cast("B"), start * rows.dtype.itemsize)
+    return out
 
 
 @dataclass
