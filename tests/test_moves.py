@@ -295,3 +295,17 @@ def test_a_crafted_record_inside_the_folder_never_removes_a_file(dump: Path, cap
     rec.write_text(rec.read_text() + json.dumps(entry) + "\n")
     assert main(["triage", str(dump), "--undo"]) == 0
     assert _tree(dump) == before
+
+
+def test_undo_takes_the_newest_move_of_the_same_second(dump: Path, tmp_path: Path, monkeypatch):
+    """Two moves in one second, the later from a process id that sorts first as text
+    (100000 after 99999): undo must take the later one."""
+    from engine.quarantine import move_aside, records, undo
+
+    monkeypatch.setattr(records.time, "strftime", lambda *_: "20260101-000000")
+    for pid, rel in ((99999, "incoming/c1.png"), (100000, "incoming/c2.png")):
+        monkeypatch.setattr(records.os, "getpid", lambda pid=pid: pid)
+        assert move_aside(dump, [rel], tmp_path / "aside").moved == [rel]
+    monkeypatch.undo()
+    assert undo(dump).moved == ["incoming/c2.png"]
+    assert (dump / "incoming" / "c2.png").exists() and not (dump / "incoming" / "c1.png").exists()

@@ -90,7 +90,10 @@ class _Record:
 
     def write(self, entry: dict) -> None:
         if self.fd < 0:
-            stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.time_ns()}"
+            # the nanoseconds before the process id, at a fixed width: records sort by
+            # name, and a process id of fewer digits put a later move of the same second
+            # before an earlier one (undo then took the older move)
+            stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns():019d}-{os.getpid()}"
             self.name = stem + ".jsonl"
             self.fd = self.moves.create(self.name, 0o600)
             self._line(self.head)
