@@ -402,11 +402,13 @@ def test_cached_models_are_checked_before_use(int8_made, exported, tmp_path: Pat
         assert ov.usable_int8(model) is None  # made from other ONNX bytes: not used
         # a refusal is tied to the ONNX bytes too
         refused = int8.with_suffix(".refused")
-        refused.write_text(json.dumps({"why": "refused earlier", "from": sealed.digest(model)}))
+        tried = {"from": sealed.digest(model), "weight_bits": list(ov.WEIGHT_BITS)}
+        refused.write_text(json.dumps({"why": "refused earlier", **tried}))
         with pytest.raises(RuntimeError, match="refused earlier"):
             ov.int8_model(model, "efficientnet-lite0", 224)
-        refused.write_text(json.dumps({"why": "refused earlier", "from": "0" * 64}))
-        assert ov._refusal(model) is None and not refused.exists()
+        for stale in ({"from": "0" * 64}, {"weight_bits": [8]}):  # other bytes, fewer recipes
+            refused.write_text(json.dumps({"why": "refused earlier", **tried, **stale}))
+            assert ov._refusal(model) is None and not refused.exists()
     finally:
         logging.getLogger("lookalike").removeHandler(handler)
 
