@@ -47,7 +47,7 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def bench_paths(rep) -> None:
-    from engine.encoding import onnx_cnn, openvino_cnn
+    from engine.encoding import onnx_cnn, openvino_cnn, sealed
     from engine.encoding.chooser import cpu_has_fast_bf16
     from engine.encoding.torch_cnn import DeepImageEncoder
 
@@ -60,12 +60,15 @@ def bench_paths(rep) -> None:
     try:
         int8 = openvino_cnn.int8_model(onnx, "efficientnet-lite0", 224)
         runs["OpenVINO int8"] = openvino_cnn.OpenVinoFeatures(int8, "int8", 224)
+        seal = sealed.read_seal(int8, openvino_cnn._files(int8))[0] or {}
+        bits = f"{seal.get('weight_bits', '?')}-bit weights here"
     except RuntimeError:  # refused by its guard on this CPU: made apart, to say how far off
         import tempfile
 
         int8 = Path(tempfile.mkdtemp(prefix="lookalike-int8-")) / "model.xml"
         openvino_cnn.make_int8(onnx, "efficientnet-lite0", 224, path=int8, guard=0.0)
         runs["OpenVINO int8 (refused here)"] = openvino_cnn.OpenVinoFeatures(int8, "int8", 224)
+        bits = "8-bit weights, refused here"
     sets = {
         "Fashion-MNIST": _pictures(DATA / "fashion-test", PER_CLASS_FASHION),
         "clip-art": _pictures(ensure_clipart(), None),
@@ -90,7 +93,8 @@ def bench_paths(rep) -> None:
     body += (
         f"\n\nEfficientNet-Lite0 at 224 px; pictures: {sizes}. The int8 model is the one"
         " lookalike makes on this machine (generated calibration pictures; stem and blocks"
-        " 0-1 in float; per-tensor activations). Guard for a default path: cosine ≥ 0.99,"
+        f" 0-1 in float; per-tensor activations; {bits}: 8 bits, or 7 where 8 fail the"
+        " guard). Guard for a default path: cosine ≥ 0.99,"
         " precision@10 within 0.005 of fp32."
     )
     rep.section(
