@@ -325,9 +325,15 @@ def test_an_int8_model_quantised_everywhere_is_refused(exported, tmp_path: Path)
     from engine.encoding import openvino_cnn as ov
 
     bad = tmp_path / "everywhere.xml"
-    with pytest.raises(RuntimeError, match="mean cosine 0.9[0-8]"):
+    with pytest.raises(RuntimeError, match="mean cosine 0.9[0-8]") as refused:
         ov.make_int8(exported, "efficientnet-lite0", 224, keep_float=[], per_tensor=False, path=bad)
-    assert bad.with_suffix(".refused").is_file() and not bad.exists()
+    # both weight ranges were tried, and the refusal says so (a refusal from before the
+    # 7-bit weights is not kept: the model is made again)
+    assert "with 8-bit weights, 0.9" in str(refused.value) and "with 7-bit weights" in str(
+        refused.value
+    )
+    record = json.loads(bad.with_suffix(".refused").read_text())
+    assert record["weight_bits"] == [8, 7] and not bad.exists()
 
 
 def test_int8_is_a_precision_of_the_index(int8_made, exported, tmp_path: Path, monkeypatch):
@@ -391,6 +397,7 @@ def test_cached_models_are_checked_before_use(int8_made, exported, tmp_path: Pat
         assert ov.usable_int8(model) == int8
         seal = json.loads(sealed.seal_path(int8).read_text())
         assert seal["from"] == sealed.digest(model) and 0.5 <= seal["cosine"] <= 1
+        assert seal["weight_bits"] == 8  # the guard of 0.9 takes the first weights tried
         bin_file = int8.with_suffix(".bin")
         bin_file.write_bytes(bin_file.read_bytes()[:-10])
         notes.clear()
