@@ -487,3 +487,18 @@ def test_other_work_on_the_cores_counts_as_disturbed():
             h.kill()
             h.wait()
     assert why is not None and "busy" in why, (meter.others, meter.wall)
+
+
+def test_an_int8_model_is_kept_for_each_kind_of_cpu(tmp_path: Path, monkeypatch):
+    """A model made and checked where the CPU has VNNI is never taken by one without it
+    (its 8-bit weights would saturate there), though they share a cache folder."""
+    from engine.encoding import chooser
+    from engine.encoding import openvino_cnn as ov
+
+    onnx = tmp_path / "model.onnx"
+    paths = {}
+    for name, flags in (("vnni", {"avx2", "avx512f", "avx512_vnni"}), ("avx2", {"avx2", "fma"})):
+        monkeypatch.setattr(chooser, "cpu_description", lambda f=flags: ("CPU", frozenset(f)))
+        paths[name] = ov.int8_path(onnx)
+    assert paths["vnni"] != paths["avx2"] and paths["avx2"].name.endswith("-avx2.xml")
+    assert all(p.parent == tmp_path for p in paths.values())

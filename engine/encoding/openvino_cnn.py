@@ -11,8 +11,9 @@ colour and grey), per-channel weights and per-tensor activations, and with the f
 layers left in float (:data:`KEEP_FLOAT`: EfficientNet-Lite0's stem and first two
 blocks, which work at 112 and 56 pixels and cost 0.4-0.9 % of feature cosine each in
 int8, while later blocks cost under 0.05 % each). The model is cached beside the ONNX
-export, and used only if its features stay within :data:`GUARD` mean cosine of fp32's on
-a check set of other generated pictures; otherwise the refusal is cached with its
+export (one for each kind of CPU, :data:`INT8_FLAGS`), and used only if its features
+stay within :data:`GUARD` mean cosine of fp32's on a check set of other generated
+pictures; otherwise the refusal is cached with its
 reason, and the chooser says why it skipped int8. Weights are tried in full 8-bit range
 first, then in 7 bits (:data:`WEIGHT_BITS`): a CPU without VNNI (AVX2 only) adds int8
 products in pairs into 16-bit sums that saturate with full-range weights. The model's seal
@@ -84,9 +85,18 @@ def available() -> bool:
     return True
 
 
+#: The instructions int8 runs on: a model's guard verdict holds for them only (without
+#: VNNI full-range weights saturate), so a cache folder that machines of other kinds
+#: share (a home folder on a cluster) keeps a model for each.
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
 def int8_path(onnx_path: Path) -> Path:
-    """Where the int8 model of an exported ONNX model is cached (OpenVINO IR)."""
-    return onnx_path.with_name(f"{onnx_path.stem}-int8-q{QUANT_VERSION}.xml")
+    """Where the int8 model of an exported ONNX model is cached for this CPU's kind
+    (OpenVINO IR)."""
+    flags = chooser.cpu_description()[1]
+    kind = "-".join(f.replace("_", "") for f in INT8_FLAGS if f in flags) or "other"
+    return onnx_path.with_name(f"{onnx_path.stem}-int8-q{QUANT_VERSION}-{kind}.xml")
 
 
 def calibration_pictures(n: int, size: int, seed: int) -> np.ndarray:
