@@ -307,9 +307,8 @@ def make_int8(
                 f.unlink()
             tmp.rmdir()
     why = f"int8 features at mean cosine {', '.join(got)} to fp32 (the guard is {guard})"
-    refused.write_text(
-        json.dumps({"why": why, "from": source, "weight_bits": list(weight_bits)}) + "\n"
-    )
+    record = {"why": why, "from": source, "weight_bits": list(weight_bits)}
+    sealed.write_whole(refused, (json.dumps(record) + "\n").encode())
     raise RuntimeError(why)
 
 
