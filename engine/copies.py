@@ -10,11 +10,12 @@ plain white shirts are as close as a shirt and its JPEG. So the decision rests o
 kinds of evidence, each robust to part of the family, and on a relative test:
 
 * **Identical bytes** (same SHA-256): a copy, always.
-* **Local features** (:mod:`engine.triage.keypoints`), SIFT on a 256 px greyscale copy of each picture (and of its mirror
-  image), matched with Lowe's ratio test and verified by RANSAC under a similarity
-  transform (rotation, uniform scale, shift): many points that agree on one geometric
-  transform mean the same picture, whatever crop, turn, tilt, border or caption. Small
-  and flat pictures have few keypoints, which is why this is not enough alone.
+* **Local features** (:mod:`engine.triage.keypoints`), SIFT on a 256 px greyscale copy
+  of each picture (128 px under 48 px; and of its mirror image), matched with Lowe's
+  ratio test and verified by RANSAC under a similarity transform (rotation, uniform
+  scale, shift): many points that agree on one geometric transform mean the same
+  picture, whatever crop, turn, tilt, border or caption. Small and flat pictures have
+  few keypoints, which is why this is not enough alone.
 * **Aligned pixels**: a 16 x 16 greyscale thumbnail of each picture, borders trimmed,
   compared by normalised cross-correlation under the eight turns and mirrors. Immune to
   brightness, contrast, greyscale, re-encoding and resizing; weakened by crops.
@@ -215,13 +216,13 @@ TYPICAL_RANK = 4
 #: s, 13 without points, 34 at 0). Under MIN_SIDE only MIN_POINTS decide: a few points
 #: aligning two look-alike products of 28 px gave pixels over ALIGNED for 1,285 pairs.
 SIFT_RANK = 2
+POINTS_GAP = 0.10
 #: Too few agreeing points to decide, but at least ALIGN_POINTS: the pictures are aligned
 #: by them and compared pixel by pixel, a copy at ALIGNED or more.
 ALIGN_POINTS = 5
 ALIGNED = 0.90
 SIFT_SIMILARITY = 0.30
 MIN_SIDE = 48
-POINTS_GAP = 0.10
 #: Pictures too small for keypoints (either under MIN_SIDE) are compared pixel by pixel
 #: at the smaller one's size (at most FINE_SIDE), as they are and under the turn or
 #: mirror that aligned their thumbnails: a copy at FINE or more. Measured on

@@ -19,8 +19,9 @@ class Pairs:
     the full-size pixel score (``fine``) and the aligned small-size one (``small``, both
     NaN: not measured), how far their colours lie apart (``colour``, -1: not both in
     colour, NaN: not measured) and the local-feature verdict
-    (``points`` -1: not measured; ``point_copy``, ``point_why``). :func:`decide` turns the
-    evidence into ``copy`` and ``why``; each stage measures only what is missing."""
+    (``points`` -1: not measured; ``point_copy``, ``point_why``).
+    :func:`engine.copies.decide` turns the evidence into ``copy`` and ``why``; each stage
+    measures only what is missing."""
 
     def __init__(self, left: np.ndarray, right: np.ndarray, rank: np.ndarray) -> None:
         self.left, self.right, self.rank = left, right, rank
